@@ -1,0 +1,339 @@
+import Common
+import Crypto
+import CryptoExtras
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A client of the UDPChat-AI protocol (PROTOCOL.md), as the existing
+/// clients speak it: RSA handshake with fingerprint pinning, AES-GCM
+/// packets, ACKs for every broadcast copy.
+///
+/// Responses carry no request id, so a request waits for the first packet of
+/// a type it expects (or an error), oldest request first. Broadcasts (the
+/// packets with a `msg_id`) are acknowledged, stripped of duplicate copies
+/// and delivered on ``incoming``.
+public final class ChatClient: Sendable {
+    public struct Options: Sendable {
+        public var host: String
+        public var port: Int
+        /// Where fingerprints are pinned; nil disables pinning (tests).
+        public var knownHosts: KnownHosts?
+        /// The client key's size; the web client uses 1024 or 2048.
+        public var keyBits: Int
+        public var timeout: Duration
+        /// Acknowledge broadcasts (the web client does; scripts need not).
+        public var acknowledge: Bool
+        /// Keep every datagram received, for tests that replay or reflect them.
+        public var recordDatagrams: Bool
+
+        public init(
+            host: String, port: Int, knownHosts: KnownHosts? = KnownHosts(path: KnownHosts.defaultPath), keyBits: Int = 2048,
+            timeout: Duration = .seconds(5), acknowledge: Bool = true, recordDatagrams: Bool = false
+        ) {
+            self.host = host
+            self.port = port
+            self.knownHosts = knownHosts
+            self.keyBits = keyBits
+            self.timeout = timeout
+            self.acknowledge = acknowledge
+            self.recordDatagrams = recordDatagrams
+        }
+
+        /// `host:port` as pinned in known_hosts.
+        public var serverName: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// What the handshake established.
+    public struct Session: Sendable, Equatable {
+        public var sessionId: String
+        public var fingerprint: String
+        public var serverPublicKeyDER: [UInt8]
+        public var sessionKey: [UInt8]
+    }
+
+    /// A packet the server sent, decoded: a reply, a broadcast or an error.
+    public enum Arrival: Sendable, Equatable {
+        case packet(ServerPacket.Received)
+        case serverError(String)
+        case handshake(SessionInitReply)
+    }
+
+    public let options: Options
+    /// Broadcasts, once each, in arrival order.
+    public let incoming: AsyncStream<ServerPacket.Received>
+    private let incomingContinuation: AsyncStream<ServerPacket.Received>.Continuation
+    private let channel: any Channel
+    private let serverAddress: SocketAddress
+    private let state = Mutex(State())
+
+    private struct Waiter {
+        var id: UInt64
+        var types: Set<String>
+        var continuation: CheckedContinuation<Arrival, any Error>
+    }
+
+    private struct State {
+        var session: Session?
+        var cipher: SessionCipher?
+        var waiters: [Waiter] = []
+        var nextWaiter: UInt64 = 1
+        var seenMsgIds: [String] = []
+        var seenMsgIdSet: Set<String> = []
+        var recorded: [[UInt8]] = []
+        var lastNonceTime: UInt64 = 0
+        var closed = false
+    }
+
+    /// Opens a UDP socket towards `options.host:options.port`. Call ``connect()`` next.
+    public init(options: Options) async throws {
+        self.options = options
+        (incoming, incomingContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        serverAddress = try SocketAddress.makeAddressResolvingHost(options.host, port: options.port)
+        let box = ClientBox()
+        let bindHost = serverAddress.protocol == .inet6 ? "::" : "0.0.0.0"
+        channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: WireSpec.maxDatagram + 1))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ClientHandler(box: box))
+                }
+            }
+            .bind(host: bindHost, port: 0)
+            .get()
+        box.client.withLock { $0.value = self }
+    }
+
+    deinit { incomingContinuation.finish() }
+
+    /// The session, once connected.
+    public var session: Session? { state.withLock { $0.session } }
+
+    /// Every datagram received so far, when `recordDatagrams` is set.
+    public var recordedDatagrams: [[UInt8]] { state.withLock { $0.recorded } }
+
+    // MARK: - Handshake
+
+    /// Runs the handshake (PROTOCOL.md §2.5): checks that the fingerprint is
+    /// the SHA-256 of the key sent, that it matches the pinned one (pinning it
+    /// on first use), opens the session key and verifies its signature.
+    @discardableResult
+    public func connect() async throws -> Session {
+        let privateKey: _RSA.Encryption.PrivateKey
+        switch options.keyBits {
+        case 2048: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+        case 1024: privateKey = try _RSA.Encryption.PrivateKey(unsafeKeySize: _RSA.Signing.KeySize(bitCount: 1024))
+        case 3072: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits3072)
+        case 4096: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits4096)
+        default: throw ChatClientError.handshake("unsupported client key size \(options.keyBits)")
+        }
+        let clientKey = privateKey.publicKey.derRepresentation.base64EncodedString()
+        let arrival = try await exchange(Envelope.sessionInitRequest(clientKey: clientKey).encoded(), expecting: ["SESSION_INIT"])
+        guard case .handshake(let reply) = arrival else { throw ChatClientError.unexpected("\(arrival)") }
+        return try adopt(reply, privateKey: privateKey)
+    }
+
+    private func adopt(_ reply: SessionInitReply, privateKey: _RSA.Encryption.PrivateKey) throws -> Session {
+        guard let publicKeyDER = Hex.decode(reply.serverPublicKey), let encryptedKey = Hex.decode(reply.encryptedKey),
+            let signature = Hex.decode(reply.signature)
+        else { throw ChatClientError.handshake("a field is not lowercase hex") }
+        let fingerprint = HandshakeCrypto.fingerprint(ofPublicKeyDER: publicKeyDER)
+        guard fingerprint == reply.fingerprint.lowercased() else {
+            throw ChatClientError.handshake("the fingerprint is not the SHA-256 of the server key")
+        }
+        if let knownHosts = options.knownHosts {
+            if let pinned = knownHosts.fingerprint(for: options.serverName) {
+                guard pinned == fingerprint else {
+                    throw ChatClientError.fingerprintMismatch(
+                        server: options.serverName, pinned: pinned, presented: fingerprint, knownHosts: knownHosts.path)
+                }
+            } else {
+                try knownHosts.pin(fingerprint, for: options.serverName)
+            }
+        }
+        let key: [UInt8]
+        do {
+            key = [UInt8](try privateKey.decrypt(encryptedKey, padding: .PKCS1_OAEP_SHA256))
+        } catch {
+            throw ChatClientError.handshake("the session key does not decrypt with our key")
+        }
+        guard let cipher = SessionCipher(keyBytes: key) else { throw ChatClientError.handshake("the session key is not 32 bytes") }
+        guard HandshakeCrypto.verify(signature: signature, over: key, publicKeyDER: publicKeyDER) else {
+            throw ChatClientError.handshake("the signature over the session key does not verify (PSS, salt 32)")
+        }
+        let session = Session(sessionId: reply.sessionId, fingerprint: fingerprint, serverPublicKeyDER: publicKeyDER, sessionKey: key)
+        state.withLock { state in
+            state.session = session
+            state.cipher = cipher
+        }
+        return session
+    }
+
+    // MARK: - Requests
+
+    /// Sends `packet` and waits for the first reply whose type is in
+    /// `expecting`. An `ERROR` reply throws ``ChatClientError/refused(_:)``
+    /// unless `ERROR` is expected; a `SERVER_ERROR` throws
+    /// ``ChatClientError/serverError(_:)``.
+    public func request(_ packet: ClientPacket, expecting types: Set<String>) async throws -> ServerPacket {
+        let arrival = try await exchange(try sealed(packet), expecting: types.union(["ERROR"]))
+        switch arrival {
+        case .packet(let received):
+            if case .error(let message) = received.packet, !types.contains("ERROR") { throw ChatClientError.refused(message) }
+            return received.packet
+        case .serverError(let text): throw ChatClientError.serverError(text)
+        case .handshake: throw ChatClientError.unexpected("SESSION_INIT")
+        }
+    }
+
+    /// Sends `packet` without waiting for anything.
+    public func send(_ packet: ClientPacket) throws {
+        try sendRaw(try sealed(packet))
+    }
+
+    /// The datagram that would carry `packet`: a fresh nonce each call.
+    public func sealed(_ packet: ClientPacket) throws -> [UInt8] {
+        try sealed(json: packet.json.serialized())
+    }
+
+    /// The datagram carrying arbitrary inner JSON (tests use it for
+    /// malformed packets).
+    public func sealed(json: [UInt8]) throws -> [UInt8] {
+        let (session, cipher, nonce) = try state.withLock { state -> (Session, SessionCipher, [UInt8]) in
+            guard let session = state.session, let cipher = state.cipher else { throw ChatClientError.notConnected }
+            // Strictly increasing timestamps, as a fast client's must be for the server's replay window.
+            let now = UInt64(Date().timeIntervalSince1970 * 1_000_000_000)
+            state.lastNonceTime = max(now, state.lastNonceTime + 1)
+            return (session, cipher, Nonce.client(nanoseconds: state.lastNonceTime))
+        }
+        let ciphertext = cipher.seal(json, nonce: nonce)
+        return Envelope.secure(
+            SecureEnvelope(sessionId: session.sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(ciphertext))
+        ).encoded()
+    }
+
+    /// Sends a datagram as it is.
+    public func sendRaw(_ datagram: [UInt8]) throws {
+        guard !state.withLock({ $0.closed }) else { throw ChatClientError.notConnected }
+        let envelope = AddressedEnvelope(remoteAddress: serverAddress, data: ByteBuffer(bytes: datagram))
+        channel.writeAndFlush(envelope, promise: nil)
+    }
+
+    /// Sends a datagram and waits for the first arrival of a type in
+    /// `types` (`SERVER_ERROR` always counts).
+    public func exchange(_ datagram: [UInt8], expecting types: Set<String>) async throws -> Arrival {
+        let waiterId = state.withLock { state -> UInt64 in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        let timeout = options.timeout
+        return try await withThrowingTaskGroup(of: Arrival.self) { group in
+            group.addTask {
+                try await withCheckedThrowingContinuation { continuation in
+                    self.state.withLock { state in
+                        state.waiters.append(
+                            Waiter(id: waiterId, types: types.union(["SERVER_ERROR"]), continuation: continuation))
+                    }
+                    do {
+                        try self.sendRaw(datagram)
+                    } catch {
+                        self.failWaiter(waiterId, error)
+                    }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                self.failWaiter(waiterId, ChatClientError.timeout("waited \(timeout) for \(types.sorted().joined(separator: " or "))"))
+                throw ChatClientError.timeout("waited \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    private func failWaiter(_ id: UInt64, _ error: any Error) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index)
+        }
+        waiter?.continuation.resume(throwing: error)
+    }
+
+    /// Closes the socket; waiting requests fail.
+    public func close() async {
+        let waiters = state.withLock { state -> [Waiter] in
+            state.closed = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.continuation.resume(throwing: ChatClientError.notConnected) }
+        incomingContinuation.finish()
+        try? await channel.close()
+    }
+
+    // MARK: - Receiving
+
+    fileprivate func received(_ datagram: [UInt8]) {
+        let cipher = state.withLock { state in
+            if options.recordDatagrams { state.recorded.append(datagram) }
+            return state.cipher
+        }
+        guard let envelope = try? Envelope.decodeResponse(datagram) else { return }
+        switch envelope {
+        case .sessionInitReply(let reply):
+            resolve("SESSION_INIT", .handshake(reply))
+        case .serverError(let message):
+            resolve("SERVER_ERROR", .serverError(message))
+        case .secure(let secure):
+            guard let cipher, let nonce = Hex.decode(secure.nonce), let ciphertext = Hex.decode(secure.ciphertext),
+                let plaintext = cipher.open(ciphertext, nonce: nonce), let received = try? ServerPacket.decode(plaintext)
+            else { return }
+            if let msgId = received.msgId {
+                if options.acknowledge, let ack = try? sealed(.ack(msgId: msgId)) { try? sendRaw(ack) }
+                let fresh = state.withLock { state -> Bool in
+                    guard !state.seenMsgIdSet.contains(msgId) else { return false }
+                    state.seenMsgIdSet.insert(msgId)
+                    state.seenMsgIds.append(msgId)
+                    if state.seenMsgIds.count > 4096 { state.seenMsgIdSet.remove(state.seenMsgIds.removeFirst()) }
+                    return true
+                }
+                if fresh { incomingContinuation.yield(received) }
+            } else {
+                resolve(received.packet.typeName, .packet(received))
+            }
+        case .sessionInitRequest:
+            return
+        }
+    }
+
+    private func resolve(_ type: String, _ arrival: Arrival) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.types.contains(type) }) else { return nil }
+            return state.waiters.remove(at: index)
+        }
+        waiter?.continuation.resume(returning: arrival)
+    }
+}
+
+/// Lets the channel handler reach the client, which exists only after the channel.
+/// Weak, so the client can be released while its channel is open.
+private final class ClientBox: Sendable {
+    struct Reference { weak var value: ChatClient? }
+    let client = Mutex(Reference())
+}
+
+private final class ClientHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let box: ClientBox
+
+    init(box: ClientBox) { self.box = box }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = Self.unwrapInboundIn(data)
+        let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
+        box.client.withLock { $0.value }?.received(bytes)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+}

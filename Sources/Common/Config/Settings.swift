@@ -1,0 +1,191 @@
+import Configuration
+import Foundation
+
+/// One documented setting: an environment variable (also read from the
+/// environment file). `.env.sample` and the README list every one; a test
+/// keeps them in step with this catalogue.
+public struct Setting: Sendable, Hashable {
+    public let name: String
+    /// The default as documentation shows it.
+    public let defaultText: String
+    public let summary: String
+
+    public init(_ name: String, default defaultText: String, _ summary: String) {
+        self.name = name
+        self.defaultText = defaultText
+        self.summary = summary
+    }
+
+    /// The swift-configuration key that maps to this variable name.
+    var key: ConfigKey { ConfigKey(name.lowercased().split(separator: "_").map(String.init)) }
+}
+
+extension Setting {
+    // Files and endpoints (every program)
+    public static let envFile = Setting(
+        "UDPCHAT_ENV_FILE", default: ".env", "Environment file read by every program; variables set in the environment win.")
+    public static let dataDir = Setting("DATA_DIR", default: "./data", "Directory for the database, keys and sockets.")
+    public static let runDir = Setting(
+        "RUN_DIR", default: "$DATA_DIR/run", "Directory of the ipc:// sockets (paths must stay under 108 bytes).")
+    public static let keysDir = Setting("KEYS_DIR", default: "$DATA_DIR/keys", "Directory of the identity key and key-encryption key.")
+    public static let dbPath = Setting("DB_PATH", default: "$DATA_DIR/udpchat.db", "SQLite database file.")
+    public static let keysEndpoint = Setting(
+        "KEYS_ENDPOINT", default: "ipc://$RUN_DIR/keys.sock", "Where udpchat-keys serves RPC (ipc:// or tcp://host:port).")
+    public static let storeEndpoint = Setting(
+        "STORE_ENDPOINT", default: "ipc://$RUN_DIR/store.sock", "Where udpchat-store serves RPC.")
+    public static let eventsEndpoint = Setting(
+        "EVENTS_ENDPOINT", default: "ipc://$RUN_DIR/events.sock", "Where udpchat-store publishes events.")
+    public static let keysBind = Setting(
+        "KEYS_BIND", default: "$KEYS_ENDPOINT", "Address udpchat-keys binds, when it differs from the one clients connect to (tcp://0.0.0.0:PORT).")
+    public static let storeBind = Setting("STORE_BIND", default: "$STORE_ENDPOINT", "Address udpchat-store binds for RPC.")
+    public static let eventsBind = Setting("EVENTS_BIND", default: "$EVENTS_ENDPOINT", "Address udpchat-store binds for events.")
+    public static let rpcTimeout = Setting(
+        "RPC_TIMEOUT_MS", default: "3000", "Deadline of each call between programs, in milliseconds.")
+    public static let logLevel = Setting("LOG_LEVEL", default: "info", "trace, debug, info, notice, warning, error or critical.")
+    public static let debug = Setting("DEBUG", default: "false", "Original name: true, 1, t, yes or y (any case) sets LOG_LEVEL to debug.")
+
+    // Edge
+    public static let serverIP = Setting("SERVER_IP", default: "127.0.0.1", "UDP address the edge binds (IPv4 or IPv6; 0.0.0.0 or :: for all).")
+    public static let serverPort = Setting("SERVER_PORT", default: "9999", "UDP port; 0 picks a free one, printed in the ready line.")
+    public static let bufferSize = Setting(
+        "BUFFER_SIZE", default: "8192", "Largest datagram accepted, in bytes (8192 to 65507; the original's receive buffer).")
+    public static let retryInterval = Setting(
+        "RETRY_INTERVAL_MS", default: "2000", "Time between transmissions of an unacknowledged broadcast copy.")
+    public static let retryTransmissions = Setting(
+        "RETRY_TRANSMISSIONS", default: "5", "Transmissions of a broadcast copy in all, the first included.")
+    public static let sessionIdle = Setting(
+        "SESSION_IDLE_SECONDS", default: "600", "A session silent this long expires (edge memory and store row).")
+    public static let broadcastIdle = Setting(
+        "BROADCAST_IDLE_SECONDS", default: "90", "A session silent this long receives no broadcasts until it speaks again (at least 60).")
+    public static let maxPendingHandshakes = Setting(
+        "MAX_PENDING_HANDSHAKES", default: "4096", "Handshakes kept in memory that have not yet sent an authenticated packet.")
+
+    // Keys
+    public static let keyBits = Setting("KEY_BITS", default: "2048", "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
+
+    // Accepted for the original's configuration; used by the AI worker.
+    public static let aiMode = Setting("AI_MODE", default: "ollama", "Original name; read by the AI worker (not part of this release).")
+    public static let openAIKey = Setting("OPENAI_API_KEY", default: "", "Original name; read by the AI worker (not part of this release).")
+
+    /// Every setting, in documentation order.
+    public static let all: [Setting] = [
+        envFile, dataDir, runDir, keysDir, dbPath, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
+        eventsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryInterval, retryTransmissions,
+        sessionIdle, broadcastIdle, maxPendingHandshakes, keyBits, aiMode, openAIKey,
+    ]
+}
+
+/// The settings as the programs see them: environment variables first,
+/// then the environment file, then defaults. Values are checked: a value
+/// that does not parse is an error naming the variable, never a silent
+/// fallback to the default.
+public struct SettingsReader: Sendable {
+    private let reader: ConfigReader
+
+    /// Reads the process environment and the environment file it names
+    /// (`UDPCHAT_ENV_FILE`, else `./.env` when present).
+    public static func load(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SettingsReader {
+        var fileValues: [String: String] = [:]
+        let explicit = environment[Setting.envFile.name].flatMap { $0.isEmpty ? nil : $0 }
+        let path = explicit ?? ".env"
+        if FileManager.default.fileExists(atPath: path) {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw ConfigurationError("cannot read the environment file \(path): \(error.localizedDescription)")
+            }
+            do {
+                fileValues = try DotEnv.parse(text)
+            } catch {
+                throw ConfigurationError("environment file \(path), \(error)")
+            }
+        } else if let explicit {
+            throw ConfigurationError("\(Setting.envFile.name)=\(explicit): no such file")
+        }
+        return SettingsReader(environment: environment, file: fileValues)
+    }
+
+    /// Settings from explicit dictionaries (tests).
+    public init(environment: [String: String], file: [String: String] = [:]) {
+        reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider(environmentVariables: environment),
+            EnvironmentVariablesProvider(environmentVariables: file),
+        ])
+    }
+
+    /// The raw value, or nil when unset or empty.
+    public func raw(_ setting: Setting) -> String? {
+        guard let value = reader.string(forKey: setting.key, isSecret: setting == .openAIKey), !value.isEmpty else {
+            return nil
+        }
+        return value
+    }
+
+    public func string(_ setting: Setting, default value: String) -> String { raw(setting) ?? value }
+
+    public func int(_ setting: Setting, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = raw(setting) else { return value }
+        guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+            throw ConfigurationError("\(setting.name)=\(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    public func bool(_ setting: Setting, default value: Bool) throws -> Bool {
+        guard let text = raw(setting) else { return value }
+        switch text.lowercased() {
+        case "true", "1", "t", "yes", "y", "on": return true
+        case "false", "0", "f", "no", "n", "off": return false
+        default: throw ConfigurationError("\(setting.name)=\(text): expected true or false")
+        }
+    }
+}
+
+/// The paths and endpoints every program shares.
+public struct CommonSettings: Sendable {
+    public var dataDir: String
+    public var runDir: String
+    public var keysDir: String
+    public var dbPath: String
+    public var keysEndpoint: String
+    public var storeEndpoint: String
+    public var eventsEndpoint: String
+    public var keysBind: String
+    public var storeBind: String
+    public var eventsBind: String
+    public var rpcTimeout: Duration
+    public var logLevel: String
+
+    public init(_ settings: SettingsReader) throws {
+        dataDir = settings.string(.dataDir, default: "./data")
+        runDir = settings.string(.runDir, default: dataDir + "/run")
+        keysDir = settings.string(.keysDir, default: dataDir + "/keys")
+        dbPath = settings.string(.dbPath, default: dataDir + "/udpchat.db")
+        keysEndpoint = settings.string(.keysEndpoint, default: "ipc://\(runDir)/keys.sock")
+        storeEndpoint = settings.string(.storeEndpoint, default: "ipc://\(runDir)/store.sock")
+        eventsEndpoint = settings.string(.eventsEndpoint, default: "ipc://\(runDir)/events.sock")
+        keysBind = settings.string(.keysBind, default: keysEndpoint)
+        storeBind = settings.string(.storeBind, default: storeEndpoint)
+        eventsBind = settings.string(.eventsBind, default: eventsEndpoint)
+        for endpoint in [keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind, eventsBind] {
+            try Endpoint.validate(endpoint)
+        }
+        rpcTimeout = .milliseconds(try settings.int(.rpcTimeout, default: 3000, range: 50...600_000))
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        var level = settings.string(.logLevel, default: "info").lowercased()
+        guard levels.contains(level) else {
+            throw ConfigurationError("\(Setting.logLevel.name)=\(level): expected one of \(levels.joined(separator: ", "))")
+        }
+        if try settings.bool(.debug, default: false), level != "trace" { level = "debug" }
+        logLevel = level
+    }
+
+    /// Creates the directory of each `ipc://` endpoint this program binds.
+    public func createSocketDirectories(for endpoints: [String]) throws {
+        for endpoint in endpoints {
+            guard let directory = Endpoint.ipcDirectory(endpoint), !directory.isEmpty else { continue }
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Crypto
+
+/// AES-256-GCM under one session's key, as PROTOCOL.md §3.1 fixes it:
+/// 12-byte IV, the 16-byte tag appended to the ciphertext, no associated
+/// data, the same key in both directions.
+public struct SessionCipher: Sendable {
+    private let key: SymmetricKey
+
+    /// The key's raw bytes. Only the client, the edge and `udpchat-keys` hold them.
+    public let keyBytes: [UInt8]
+
+    /// Fails unless `keyBytes` is 32 bytes long.
+    public init?(keyBytes: [UInt8]) {
+        guard keyBytes.count == WireSpec.sessionKeyBytes else { return nil }
+        self.keyBytes = keyBytes
+        self.key = SymmetricKey(data: keyBytes)
+    }
+
+    /// A new random session key (PROTOCOL.md §2.2, step 2).
+    public static func random() -> SessionCipher {
+        SessionCipher(keyBytes: SecureRandom.bytes(WireSpec.sessionKeyBytes))!
+    }
+
+    /// Encrypts `plaintext` with `nonce` (12 bytes) and returns ciphertext ‖ tag.
+    public func seal(_ plaintext: [UInt8], nonce: [UInt8]) -> [UInt8] {
+        // A 12-byte nonce and a 32-byte key cannot make AES-GCM fail.
+        let box = try! AES.GCM.seal(plaintext, using: key, nonce: try! AES.GCM.Nonce(data: nonce))
+        var out = [UInt8](box.ciphertext)
+        out.append(contentsOf: box.tag)
+        return out
+    }
+
+    /// Opens ciphertext ‖ tag; nil when the tag does not verify or the
+    /// lengths are wrong. Nothing else about the failure is reported, so an
+    /// attacker learns nothing from it.
+    public func open(_ sealed: [UInt8], nonce: [UInt8]) -> [UInt8]? {
+        guard nonce.count == WireSpec.nonceBytes, sealed.count >= WireSpec.tagBytes,
+            let gcmNonce = try? AES.GCM.Nonce(data: nonce)
+        else { return nil }
+        let split = sealed.count - WireSpec.tagBytes
+        guard let box = try? AES.GCM.SealedBox(nonce: gcmNonce, ciphertext: sealed[..<split], tag: sealed[split...]),
+            let plaintext = try? AES.GCM.open(box, using: key)
+        else { return nil }
+        return [UInt8](plaintext)
+    }
+}
+
+/// Bytes from the system CSPRNG (getrandom on Linux).
+public enum SecureRandom {
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        var out = [UInt8](repeating: 0, count: count)
+        var i = 0
+        while i < count {
+            var word = generator.next()
+            for _ in 0..<min(8, count - i) {
+                out[i] = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// 128 random bits as 32 lowercase hex characters: the form of every
+    /// public identifier on the wire (PROTOCOL.md §1.3).
+    public static func identifier() -> String { Hex.encode(bytes(WireSpec.idBytes)) }
+}

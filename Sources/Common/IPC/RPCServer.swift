@@ -1,0 +1,149 @@
+import CZeroMQ
+import Logging
+import Synchronization
+
+/// Serves remote calls on a ROUTER socket. Each request runs as its own
+/// task, so slow requests do not hold up fast ones; replies are queued back
+/// to the reactor thread, which alone touches the socket.
+public final class RPCServer: @unchecked Sendable {
+    /// Handles one request body and returns the reply body. A thrown error
+    /// goes back to the caller as ``RPCError/Code/remote`` with its description.
+    public typealias Handler = @Sendable ([UInt8]) async throws -> [UInt8]
+
+    private let reactor: ZMQReactor
+    private let handler: Handler
+    private let logger: Logger
+    private let maxInFlight: Int
+    private let state = Mutex(State())
+
+    struct Reply {
+        var identity: [UInt8]
+        var header: [UInt8]
+        var body: [UInt8]
+    }
+
+    struct State {
+        var replies: [Reply] = []
+        var inFlight = 0
+        var stopped = false
+    }
+
+    /// Binds `endpoint`; requests beyond `maxInFlight` at once are refused
+    /// with ``RPCError/Code/overloaded`` rather than queued without bound.
+    public init(reactor: ZMQReactor, endpoint: String, maxInFlight: Int = 4096, logger: Logger, handler: @escaping Handler)
+        throws
+    {
+        self.reactor = reactor
+        self.handler = handler
+        self.logger = logger
+        self.maxInFlight = maxInFlight
+        let socket = try ZMQSocket(context: reactor.context, type: ZMQ_ROUTER)
+        try socket.set(ZMQ_LINGER, 200)
+        try socket.set(ZMQ_SNDHWM, 100_000)
+        try socket.set(ZMQ_RCVHWM, 100_000)
+        try socket.bind(endpoint)
+        let driver = Driver(socket: socket, logger: logger)
+        driver.server = self
+        reactor.add(driver)
+    }
+
+    /// Requests being handled now.
+    public var inFlight: Int { state.withLock { $0.inFlight } }
+
+    fileprivate func dispatch(identity: [UInt8], id: UInt64, timeoutMs: UInt32, body: [UInt8]) {
+        let admitted = state.withLock { state -> Bool in
+            guard !state.stopped, state.inFlight < maxInFlight else { return false }
+            state.inFlight += 1
+            return true
+        }
+        guard admitted else {
+            enqueue(Reply(identity: identity, header: RPCFrame.replyHeader(id: id, status: .overloaded), body: []), finished: false)
+            return
+        }
+        let deadline = MonotonicClock.now() &+ UInt64(timeoutMs) * 1_000_000
+        Task {
+            let reply: Reply
+            do {
+                let body = try await handler(body)
+                reply = Reply(identity: identity, header: RPCFrame.replyHeader(id: id, status: .ok), body: body)
+            } catch {
+                reply = Reply(
+                    identity: identity, header: RPCFrame.replyHeader(id: id, status: .failure), body: Array("\(error)".utf8))
+            }
+            if MonotonicClock.now() > deadline {
+                logger.debug("reply to request \(id) is later than the caller's deadline")
+            }
+            enqueue(reply, finished: true)
+        }
+    }
+
+    private func enqueue(_ reply: Reply, finished: Bool) {
+        state.withLock { state in
+            if finished { state.inFlight -= 1 }
+            state.replies.append(reply)
+        }
+        reactor.wakeUp()
+    }
+
+    fileprivate func takeReplies() -> [Reply] {
+        state.withLock { state in
+            defer { state.replies.removeAll() }
+            return state.replies
+        }
+    }
+
+    fileprivate func markStopped() { state.withLock { $0.stopped = true } }
+
+    final class Driver: ReactorDriver {
+        let socket: ZMQSocket
+        let logger: Logger
+        /// Strong: the reactor owns the driver, and the driver the server,
+        /// so a server lives as long as its reactor runs.
+        var server: RPCServer?
+        private var backlog: [Reply] = []
+
+        init(socket: ZMQSocket, logger: Logger) {
+            self.socket = socket
+            self.logger = logger
+        }
+
+        var wantsWritable: Bool { !backlog.isEmpty }
+
+        func readable(now: UInt64) {
+            // Bound one pass so a flood cannot starve the replies.
+            for _ in 0..<1024 {
+                let frames: [[UInt8]]
+                do {
+                    guard let received = try socket.receive() else { return }
+                    frames = received
+                } catch {
+                    logger.warning("RPC receive failed: \(error)")
+                    return
+                }
+                guard frames.count == 3, let header = RPCFrame.parseRequestHeader(frames[1]) else {
+                    logger.warning("malformed RPC request dropped (\(frames.count) frames)")
+                    continue
+                }
+                server?.dispatch(identity: frames[0], id: header.id, timeoutMs: header.timeoutMs, body: frames[2])
+            }
+        }
+
+        func service(now: UInt64) -> UInt64? {
+            backlog.append(contentsOf: server?.takeReplies() ?? [])
+            var index = 0
+            while index < backlog.count {
+                let reply = backlog[index]
+                if case .wouldBlock = socket.send([reply.identity, reply.header, reply.body]) { break }
+                index += 1
+            }
+            backlog.removeFirst(index)
+            return nil
+        }
+
+        func stop() {
+            server?.markStopped()
+            _ = service(now: 0)
+            socket.close()
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import SwiftProtobuf
+import Logging
+
+/// Typed calls to a service: protocol-buffer requests in, responses out,
+/// over an ``RPCClient``.
+public struct ServiceClient<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: Sendable {
+    public let rpc: RPCClient
+    public let timeout: Duration
+
+    public init(rpc: RPCClient, timeout: Duration) {
+        self.rpc = rpc
+        self.timeout = timeout
+    }
+
+    /// Calls the service; `completion` runs once on the reactor thread.
+    public func call(_ request: Request, completion: @escaping @Sendable (Result<Response, RPCError>) -> Void) {
+        let body: [UInt8]
+        do {
+            body = try request.serializedBytes()
+        } catch {
+            completion(.failure(RPCError(.malformed, "cannot encode \(Request.protoMessageName): \(error)")))
+            return
+        }
+        rpc.call(body, timeout: timeout) { result in
+            completion(
+                result.flatMap { bytes in
+                    do {
+                        return .success(try Response(serializedBytes: bytes))
+                    } catch {
+                        return .failure(RPCError(.malformed, "cannot decode \(Response.protoMessageName): \(error)"))
+                    }
+                })
+        }
+    }
+
+    /// Calls the service and waits for the response.
+    public func call(_ request: Request) async throws(RPCError) -> Response {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Response, RPCError>, Never>) in
+            call(request) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+}
+
+public typealias KeysClient = ServiceClient<IPCKeysRequest, IPCKeysResponse>
+public typealias StoreClient = ServiceClient<IPCStoreRequest, IPCStoreResponse>
+
+extension RPCServer {
+    /// Serves typed requests: the body is decoded as `Request`, handed to
+    /// `handler`, and its response encoded back.
+    public convenience init<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        reactor: ZMQReactor, endpoint: String, logger: Logger, requestType: Request.Type,
+        handler: @escaping @Sendable (Request) async -> Response
+    ) throws {
+        try self.init(reactor: reactor, endpoint: endpoint, logger: logger) { bytes in
+            let request = try Request(serializedBytes: bytes)
+            return try await handler(request).serializedBytes()
+        }
+    }
+}

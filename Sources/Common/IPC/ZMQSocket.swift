@@ -1,0 +1,147 @@
+import CZeroMQ
+import Foundation
+
+/// A ZeroMQ context. Contexts are thread-safe; one per process is enough.
+public final class ZMQContext: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    public init() {
+        guard let handle = zmq_ctx_new() else { fatalError("zmq_ctx_new failed: out of memory") }
+        self.handle = handle
+    }
+
+    deinit { zmq_ctx_term(handle) }
+}
+
+/// A failed ZeroMQ call, with the library's own words for it.
+public struct ZMQError: Error, Sendable, CustomStringConvertible {
+    public var operation: String
+    public var code: Int32
+    public var description: String { "\(operation): \(String(cString: zmq_strerror(code)))" }
+
+    static func last(_ operation: String) -> ZMQError { ZMQError(operation: operation, code: zmq_errno()) }
+}
+
+/// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets are not): it is
+/// created, used and closed on its reactor's thread, or handed to that
+/// thread before the thread starts.
+final class ZMQSocket {
+    let handle: UnsafeMutableRawPointer
+    private var closed = false
+
+    init(context: ZMQContext, type: Int32) throws {
+        guard let handle = zmq_socket(context.handle, type) else { throw ZMQError.last("zmq_socket") }
+        self.handle = handle
+    }
+
+    deinit { close() }
+
+    func set(_ option: Int32, _ value: Int32) throws {
+        var value = value
+        guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else {
+            throw ZMQError.last("zmq_setsockopt(\(option))")
+        }
+    }
+
+    func set(_ option: Int32, bytes: [UInt8]) throws {
+        let rc = bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }
+        guard rc == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
+    }
+
+    func bind(_ endpoint: String) throws {
+        try Endpoint.validate(endpoint)
+        guard zmq_bind(handle, endpoint) == 0 else {
+            throw ZMQError(operation: "bind \(endpoint)", code: zmq_errno())
+        }
+    }
+
+    func connect(_ endpoint: String) throws {
+        try Endpoint.validate(endpoint)
+        guard zmq_connect(handle, endpoint) == 0 else {
+            throw ZMQError(operation: "connect \(endpoint)", code: zmq_errno())
+        }
+    }
+
+    enum SendResult {
+        case sent
+        /// The socket cannot take the message now (no peer, or its queue is full).
+        case wouldBlock
+        case failed(ZMQError)
+    }
+
+    /// Sends one multipart message without blocking. Either every frame is
+    /// queued or none is: ZeroMQ refuses a first frame it cannot take and
+    /// then accepts the rest of the message.
+    func send(_ frames: [[UInt8]]) -> SendResult {
+        for (i, frame) in frames.enumerated() {
+            let flags = ZMQ_DONTWAIT | (i < frames.count - 1 ? ZMQ_SNDMORE : 0)
+            while true {
+                let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, flags) }
+                if rc >= 0 { break }
+                let code = zmq_errno()
+                if code == EINTR { continue }
+                if code == EAGAIN && i == 0 { return .wouldBlock }
+                return .failed(ZMQError(operation: "zmq_send", code: code))
+            }
+        }
+        return .sent
+    }
+
+    /// Receives one whole multipart message if one is waiting; nil if none is.
+    func receive() throws -> [[UInt8]]? {
+        var frames: [[UInt8]] = []
+        while true {
+            var message = zmq_msg_t()
+            zmq_msg_init(&message)
+            defer { zmq_msg_close(&message) }
+            let flags = frames.isEmpty ? ZMQ_DONTWAIT : 0
+            let rc = zmq_msg_recv(&message, handle, flags)
+            if rc < 0 {
+                let code = zmq_errno()
+                if code == EINTR { continue }
+                if code == EAGAIN && frames.isEmpty { return nil }
+                throw ZMQError(operation: "zmq_msg_recv", code: code)
+            }
+            let count = zmq_msg_size(&message)
+            if count == 0 {
+                frames.append([])
+            } else {
+                let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: count)
+                frames.append([UInt8](bytes))
+            }
+            if zmq_msg_more(&message) == 0 { return frames }
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        zmq_close(handle)
+    }
+}
+
+/// ZeroMQ endpoint strings.
+public enum Endpoint {
+    /// A Unix socket path holds at most 107 bytes plus its terminator.
+    public static let maximumIPCPathBytes = 107
+
+    /// Checks what ZeroMQ would reject with a less helpful message.
+    public static func validate(_ endpoint: String) throws {
+        if endpoint.hasPrefix("ipc://") {
+            let path = endpoint.dropFirst("ipc://".count)
+            guard !path.isEmpty, path.utf8.count <= maximumIPCPathBytes else {
+                throw ConfigurationError(
+                    "\(endpoint): an ipc:// path must be 1 to \(maximumIPCPathBytes) bytes long (it has \(path.utf8.count)); use a shorter RUN_DIR")
+            }
+        } else if !endpoint.hasPrefix("tcp://") && !endpoint.hasPrefix("inproc://") {
+            throw ConfigurationError("\(endpoint): an endpoint starts with ipc://, tcp:// or inproc://")
+        }
+    }
+
+    /// The directory of an `ipc://` endpoint's socket file, if it has one.
+    public static func ipcDirectory(_ endpoint: String) -> String? {
+        guard endpoint.hasPrefix("ipc://") else { return nil }
+        let path = String(endpoint.dropFirst("ipc://".count))
+        return (path as NSString).deletingLastPathComponent
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Common
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+@main
+struct EdgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udpchat-edge",
+        abstract: "The UDP front door: handshakes, AES-GCM, sessions, replay protection and reliable broadcasts.",
+        discussion: "Settings come from the environment and the environment file (see the README).")
+
+    @Option(name: .customLong("ip"), help: "UDP address to bind (overrides SERVER_IP).")
+    var ip: String?
+    @Option(help: "UDP port to bind; 0 picks a free one (overrides SERVER_PORT).")
+    var port: Int?
+
+    func run() async throws {
+        var settings: EdgeSettings
+        do {
+            settings = try EdgeSettings(try SettingsReader.load())
+        } catch {
+            ProgramIO.printError("udpchat-edge: \(error)")
+            throw ExitCode.failure
+        }
+        if let ip { settings.host = ip }
+        if let port {
+            guard (0...65535).contains(port) else {
+                ProgramIO.printError("udpchat-edge: --port must be 0 to 65535")
+                throw ExitCode.failure
+            }
+            settings.port = port
+        }
+        ProgramIO.bootstrapLogging(level: settings.common.logLevel)
+        let logger = Logger(label: "udpchat-edge")
+
+        let reactor = ZMQReactor(context: ZMQContext(), name: "edge-zmq")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server: EdgeServer
+        let channel: any Channel
+        do {
+            let timeout = settings.common.rpcTimeout
+            let keys = KeysClient(
+                rpc: try RPCClient(reactor: reactor, endpoint: settings.common.keysEndpoint, name: "udpchat-keys", logger: logger),
+                timeout: timeout)
+            let store = StoreClient(
+                rpc: try RPCClient(reactor: reactor, endpoint: settings.common.storeEndpoint, name: "udpchat-store", logger: logger),
+                timeout: timeout)
+            let loop = group.next()
+            server = EdgeServer(settings: settings, loop: loop, keys: keys, store: store, logger: logger)
+            _ = try Subscriber(reactor: reactor, endpoint: settings.common.eventsEndpoint, logger: logger) { _, body in
+                server.eventArrived(body)
+            }
+            let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one
+            channel = try await DatagramBootstrap(group: loop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: readSize))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(DatagramHandler(server: server, logger: logger))
+                    }
+                }
+                .bind(host: settings.host, port: settings.port)
+                .get()
+        } catch {
+            ProgramIO.printError("udpchat-edge: \(error)")
+            try? await group.shutdownGracefully()
+            throw ExitCode.failure
+        }
+        server.start(channel: channel)
+        let bound = channel.localAddress.map(Self.describe) ?? "\(settings.host):\(settings.port)"
+        logger.info(
+            "serving UDP on \(bound)",
+            metadata: ["keys": "\(settings.common.keysEndpoint)", "store": "\(settings.common.storeEndpoint)"])
+        ProgramIO.announceReady("udpchat-edge ready udp=\(bound)")
+
+        let service = ReactorService(reactor: reactor) {
+            try? await channel.close()
+            await server.drain()
+        }
+        try await ServiceGroup.program(services: [service], logger: logger).run()
+        try? await group.shutdownGracefully()
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        let host = address.ipAddress ?? "?"
+        let port = address.port ?? 0
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}

@@ -1,0 +1,551 @@
+import Common
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+
+/// The edge's protocol engine. Everything here runs on one event loop:
+/// datagrams arrive from the channel handler, RPC replies and store events
+/// are handed back to the loop, and a 100 ms tick drives retransmission and
+/// housekeeping. Nothing here blocks: every call to another program is
+/// asynchronous, and its result re-enters through `loop.execute`.
+final class EdgeServer: @unchecked Sendable {
+    // Implementation constants.
+    /// Handshakes waiting for a signature from udpchat-keys at once; more get an error at once.
+    static let maxHandshakesInFlight = 512
+    /// Sessions being restored from the store at once, and datagrams held for each meanwhile.
+    static let maxRestoring = 1024
+    static let maxHeldPerSession = 16
+    /// Store requests one session may have waiting.
+    static let maxQueuedPerSession = 64
+    /// How often the housekeeping tick runs, and how often idle sessions are swept
+    /// and liveness reported to the store (no datagram costs a write of its own).
+    static let tickInterval: TimeAmount = .milliseconds(100)
+    static let sweepInterval: UInt64 = 10_000_000_000
+    static let touchInterval: UInt64 = 2_000_000_000
+
+    let settings: EdgeSettings
+    let loop: any EventLoop
+    let keys: KeysClient
+    let store: StoreClient
+    let logger: Logger
+    private var channel: (any Channel)?
+
+    private var table: SessionTable
+    private var retransmit: RetransmitQueue<String, [UInt8]>
+    private var restoring: [String: [(SecureEnvelope, SocketAddress)]] = [:]
+    private var handshakesInFlight = 0
+    private var lastSweep: UInt64 = 0
+    private var lastTouch: UInt64 = 0
+    private var roomSequence: [String: UInt64] = [:]
+    private var tickTask: RepeatedTask?
+
+    init(settings: EdgeSettings, loop: any EventLoop, keys: KeysClient, store: StoreClient, logger: Logger) {
+        self.settings = settings
+        self.loop = loop
+        self.keys = keys
+        self.store = store
+        self.logger = logger
+        table = SessionTable(maxPending: settings.maxPendingHandshakes)
+        retransmit = RetransmitQueue(
+            intervalNanoseconds: settings.retryInterval.nanoseconds, transmissions: settings.retryTransmissions)
+    }
+
+    /// Starts serving on `channel`.
+    func start(channel: any Channel) {
+        loop.execute { [self] in
+            self.channel = channel
+            let now = MonotonicClock.now()
+            lastSweep = now
+            lastTouch = now
+            tickTask = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { [self] _ in
+                tick()
+            }
+        }
+    }
+
+    /// Reports pending liveness to the store and stops the tick; waits at
+    /// most `limit` for the store to answer.
+    func drain(limit: Duration = .seconds(2)) async {
+        let touches: IPCStoreRequest? = try? await loop.submit { [self] in
+            tickTask?.cancel()
+            return touchRequest()
+        }.get()
+        guard let touches else { return }
+        _ = try? await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try await self.store.call(touches) }
+            group.addTask { try await Task.sleep(for: limit) }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: - Datagrams
+
+    /// One datagram from `address`.
+    func received(_ bytes: [UInt8], from address: SocketAddress) {
+        loop.assertInEventLoop()
+        guard bytes.count <= settings.bufferSize else {
+            sendError(ProtocolText.packetFailurePrefix + "datagram larger than \(settings.bufferSize) bytes", to: address)
+            return
+        }
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.decodeRequest(bytes)
+        } catch {
+            sendError(error.replyText, to: address)
+            return
+        }
+        switch envelope {
+        case .sessionInitRequest(let clientKey): handshake(clientKey: clientKey, from: address)
+        case .secure(let secure): secureMessage(secure, from: address)
+        case .sessionInitReply, .serverError: sendError(ProtocolText.invalidMessageFormat, to: address)
+        }
+    }
+
+    // MARK: - Handshake (PROTOCOL.md §2)
+
+    private func handshake(clientKey: String, from address: SocketAddress) {
+        guard handshakesInFlight < Self.maxHandshakesInFlight else {
+            sendError(ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again", to: address)
+            return
+        }
+        let sessionId = SecureRandom.identifier()
+        let cipher = SessionCipher.random()
+        let encryptedKey: [UInt8]
+        do {
+            encryptedKey = try HandshakeCrypto.encrypt(
+                sessionKey: cipher.keyBytes, to: try HandshakeCrypto.clientKey(fromBase64: clientKey))
+        } catch {
+            sendError(ProtocolText.packetFailurePrefix + error.description, to: address)
+            return
+        }
+        handshakesInFlight += 1
+        var sign = IPCSignHandshake()
+        sign.sessionID = sessionId
+        sign.sessionKey = Data(cipher.keyBytes)
+        var request = IPCKeysRequest()
+        request.signHandshake = sign
+        keys.call(request) { [self] result in
+            loop.execute { [self] in
+                handshakeSigned(result, sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, address: address)
+            }
+        }
+    }
+
+    private func handshakeSigned(
+        _ result: Result<IPCKeysResponse, RPCError>, sessionId: String, cipher: SessionCipher, encryptedKey: [UInt8],
+        address: SocketAddress
+    ) {
+        handshakesInFlight -= 1
+        let signed: IPCSignedHandshake
+        switch result {
+        case .success(let response):
+            guard case .signedHandshake(let value)? = response.result else {
+                logger.error("udpchat-keys refused a handshake: \(response.failure.message)")
+                sendError(ProtocolText.packetFailurePrefix + "the key service refused the handshake", to: address)
+                return
+            }
+            signed = value
+        case .failure(let error):
+            logger.warning("handshake failed: udpchat-keys \(error)")
+            sendError(ProtocolText.packetFailurePrefix + "the key service is unavailable; try again", to: address)
+            return
+        }
+        let now = MonotonicClock.now()
+        table.addPending(
+            EdgeSession(
+                id: sessionId, cipher: cipher, wrappedKey: [UInt8](signed.wrappedKey),
+                keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: false, state: .handshake,
+                address: address, lastSeen: now, lastSeenWall: Self.wallClock(), replay: ReplayWindow(), userId: nil))
+        let reply = SessionInitReply(
+            sessionId: sessionId, encryptedKey: Hex.encode(encryptedKey), serverPublicKey: Hex.encode([UInt8](signed.publicKeyDer)),
+            signature: Hex.encode([UInt8](signed.signature)), fingerprint: signed.fingerprint)
+        write(Envelope.sessionInitReply(reply).encoded(), to: address)
+    }
+
+    // MARK: - Secure messages (PROTOCOL.md §3)
+
+    private func secureMessage(_ secure: SecureEnvelope, from address: SocketAddress) {
+        if table[secure.sessionId] != nil {
+            open(secure, from: address)
+            return
+        }
+        // Not in memory: the session may be in the store (the edge restarted,
+        // or another edge made it). Datagrams wait while it is restored.
+        if restoring[secure.sessionId] != nil {
+            if restoring[secure.sessionId]!.count < Self.maxHeldPerSession { restoring[secure.sessionId]!.append((secure, address)) }
+            return
+        }
+        guard Self.isIdentifier(secure.sessionId) else {
+            sendError(ProtocolText.sessionNotFound(ProtocolText.echo(secure.sessionId)), to: address)
+            return
+        }
+        guard restoring.count < Self.maxRestoring else {
+            sendError(ProtocolText.packetFailurePrefix + "too many sessions being restored; try again", to: address)
+            return
+        }
+        restoring[secure.sessionId] = [(secure, address)]
+        var load = IPCLoadSession()
+        load.sessionID = secure.sessionId
+        var request = IPCStoreRequest()
+        request.loadSession = load
+        store.call(request) { [self] result in
+            loop.execute { [self] in sessionLoaded(secure.sessionId, result) }
+        }
+    }
+
+    private func sessionLoaded(_ id: String, _ result: Result<IPCStoreResponse, RPCError>) {
+        let loaded: IPCLoadedSession
+        switch result {
+        case .success(let response):
+            guard case .loadedSession(let value)? = response.result, value.found else {
+                for (_, address) in restoring.removeValue(forKey: id) ?? [] {
+                    sendError(ProtocolText.sessionNotFound(id), to: address)
+                }
+                return
+            }
+            loaded = value
+        case .failure(let error):
+            logger.warning("restoring a session failed: udpchat-store \(error)", metadata: ["session": "\(id)"])
+            for (_, address) in restoring.removeValue(forKey: id) ?? [] {
+                sendError(ProtocolText.packetFailurePrefix + "the store is unavailable; try again", to: address)
+            }
+            return
+        }
+        var unwrap = IPCUnwrapSessionKey()
+        unwrap.sessionID = id
+        unwrap.wrappedKey = loaded.wrappedKey
+        var request = IPCKeysRequest()
+        request.unwrapSessionKey = unwrap
+        keys.call(request) { [self] result in
+            loop.execute { [self] in sessionUnwrapped(id, loaded, result) }
+        }
+    }
+
+    private func sessionUnwrapped(_ id: String, _ loaded: IPCLoadedSession, _ result: Result<IPCKeysResponse, RPCError>) {
+        let held = restoring.removeValue(forKey: id) ?? []
+        guard case .success(let response) = result, case .unwrapped(let unwrapped)? = response.result,
+            let cipher = SessionCipher(keyBytes: [UInt8](unwrapped.sessionKey)), let first = held.first
+        else {
+            logger.warning("restoring a session failed: its key did not unwrap", metadata: ["session": "\(id)"])
+            for (_, address) in held {
+                sendError(ProtocolText.packetFailurePrefix + "the session could not be restored; try again", to: address)
+            }
+            return
+        }
+        if table[id] == nil {
+            table.addRestored(
+                EdgeSession(
+                    id: id, cipher: cipher, wrappedKey: [UInt8](loaded.wrappedKey),
+                    keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: true, state: .restored,
+                    address: first.1, lastSeen: MonotonicClock.now(), lastSeenWall: Self.wallClock(),
+                    replay: ReplayWindow(floor: loaded.replayMark), userId: loaded.userID.isEmpty ? nil : loaded.userID))
+            logger.debug("session restored", metadata: ["session": "\(id)"])
+        }
+        for (secure, address) in held { open(secure, from: address) }
+    }
+
+    /// PROTOCOL.md §3.4, reordered so that nothing about the session changes
+    /// before the AES-GCM tag verifies (§12 item 4): decode, reject reflected
+    /// server nonces, open, check replay, and only then take the address and
+    /// liveness.
+    private func open(_ secure: SecureEnvelope, from address: SocketAddress) {
+        guard let session = table[secure.sessionId] else { return }
+        guard let nonce = Hex.decode(secure.nonce), nonce.count == WireSpec.nonceBytes else {
+            sendError(ProtocolText.decryptionFailed, to: address)
+            return
+        }
+        if Nonce.isServerNonce(nonce) {
+            // One of our own packets sent back (§12 item 5): no reply at all.
+            logger.debug("reflected server packet dropped", metadata: ["session": "\(session.id)"])
+            return
+        }
+        guard let sealed = Hex.decode(secure.ciphertext), let plaintext = session.cipher.open(sealed, nonce: nonce) else {
+            sendError(ProtocolText.decryptionFailed, to: address)
+            return
+        }
+        let verdict = table.update(session.id) { $0.replay.admit(nonce) }
+        guard verdict == .accepted else {
+            sendError(ProtocolText.nonceReused, to: address)
+            return
+        }
+        let now = MonotonicClock.now()
+        table.update(session.id) { session in
+            session.address = address
+            session.lastSeen = now
+            session.lastSeenWall = Self.wallClock()
+            session.dirty = true
+            session.state = .active
+        }
+        let packet: ClientPacket
+        do {
+            packet = try ClientPacket.decode(plaintext)
+        } catch {
+            if let text = error.errorText {
+                reply(.error(message: text), session: session, to: address)
+            } else {
+                logger.debug("inner packet carrying msg_id dropped", metadata: ["session": "\(session.id)"])
+            }
+            return
+        }
+        dispatch(packet, sessionId: session.id, from: address)
+    }
+
+    // MARK: - Inner packets (PROTOCOL.md §5)
+
+    private func dispatch(_ packet: ClientPacket, sessionId: String, from address: SocketAddress) {
+        guard let session = table[sessionId] else { return }
+        switch packet {
+        case .ack(let msgId):
+            if let msgId { retransmit.acknowledge(session: sessionId, msgId: msgId) }
+            ensurePersisted(sessionId)
+        case .hello:
+            reply(.hello(message: ProtocolText.helloMessage), session: session, to: address)
+            ensurePersisted(sessionId)
+        case .aiMessage(let roomId, _):
+            ensurePersisted(sessionId)
+            let text: String
+            if session.userId == nil {
+                text = ProtocolText.authenticationRequired
+            } else if roomId.isEmpty {
+                text = ProtocolText.roomIdRequired
+            } else {
+                text = ProtocolText.aiFailed("no AI worker is running.")
+            }
+            reply(.error(message: text), session: session, to: address)
+        default:
+            guard let op = Translation.storeOperation(for: packet) else { return }
+            enqueue(StoreWork(op: op, replyTo: address), sessionId: sessionId)
+        }
+    }
+
+    /// Makes sure the store has the session's row, for first packets that
+    /// need nothing else from the store.
+    private func ensurePersisted(_ id: String) {
+        guard let session = table[id], !session.persisted, !session.busy, session.queue.isEmpty else { return }
+        enqueue(StoreWork(op: .ensure(IPCEnsure()), replyTo: nil), sessionId: id)
+    }
+
+    private func enqueue(_ work: StoreWork, sessionId: String) {
+        guard let session = table[sessionId] else { return }
+        guard session.queue.count < Self.maxQueuedPerSession else {
+            if let replyTo = work.replyTo {
+                reply(.error(message: ProtocolText.packetFailurePrefix + "too many requests in progress"), session: session, to: replyTo)
+            }
+            return
+        }
+        table.update(sessionId) { $0.queue.append(work) }
+        pump(sessionId)
+    }
+
+    /// Sends the session's next store request if none is in flight.
+    private func pump(_ id: String) {
+        guard let session = table[id], !session.busy, let work = session.queue.first else { return }
+        table.update(id) { session in
+            session.queue.removeFirst()
+            session.busy = true
+        }
+        var request = IPCStoreRequest()
+        request.session.sessionID = id
+        let carriesKey = !session.persisted
+        if carriesKey {
+            request.session.wrappedKey = Data(session.wrappedKey)
+            request.session.keyDigest = Data(session.keyDigest)
+        }
+        if carriesKey || Translation.isWrite(work.op) { request.session.replayMark = session.replay.highest }
+        request.op = work.op
+        let cipher = session.cipher
+        store.call(request) { [self] result in
+            loop.execute { [self] in storeAnswered(id, cipher: cipher, work: work, carriedKey: carriesKey, result) }
+        }
+    }
+
+    private func storeAnswered(
+        _ id: String, cipher: SessionCipher, work: StoreWork, carriedKey: Bool, _ result: Result<IPCStoreResponse, RPCError>
+    ) {
+        table.update(id) { session in
+            session.busy = false
+            if case .success(let response) = result {
+                if carriedKey { session.persisted = true }
+                session.userId = response.sessionUserID.isEmpty ? nil : response.sessionUserID
+            }
+        }
+        if let replyTo = work.replyTo {
+            switch result {
+            case .success(let response):
+                if let packet = Translation.reply(to: response, sessionId: id) {
+                    reply(packet, sessionId: id, cipher: cipher, to: replyTo)
+                }
+            case .failure(let error):
+                logger.warning("store request failed: \(error)", metadata: ["session": "\(id)"])
+                let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"
+                reply(.error(message: ProtocolText.packetFailurePrefix + reason), sessionId: id, cipher: cipher, to: replyTo)
+            }
+        }
+        pump(id)
+    }
+
+    // MARK: - Broadcasts (PROTOCOL.md §6)
+
+    /// An event published by the store; called on the ZeroMQ thread.
+    func eventArrived(_ body: [UInt8]) {
+        loop.execute { [self] in
+            do {
+                deliver(try IPCEvent(serializedBytes: body))
+            } catch {
+                logger.warning("undecodable event dropped: \(error)")
+            }
+        }
+    }
+
+    private func deliver(_ event: IPCEvent) {
+        let now = MonotonicClock.now()
+        switch event.kind {
+        case .room(let room):
+            if let last = roomSequence[room.roomID], room.seq != last &+ 1, room.seq > last {
+                logger.warning("events of room \(room.roomID) skipped from \(last + 1) to \(room.seq - 1)")
+            }
+            roomSequence[room.roomID] = max(room.seq, roomSequence[room.roomID] ?? 0)
+            let packet: ServerPacket
+            switch room.body {
+            case .message(let message)?: packet = .message(MessageEvent(message))
+            case .memberJoined(let joined)?: packet = .memberJoined(roomId: room.roomID, member: MemberItem(joined.member))
+            case .memberLeft(let left)?: packet = .memberLeft(roomId: room.roomID, memberId: left.memberID)
+            case nil: return
+            }
+            for user in room.recipientUserIds {
+                for id in table.sessions(ofUser: user) { broadcast(packet, to: id, now: now) }
+            }
+        case .user(let user):
+            let packet: ServerPacket
+            switch user.body {
+            case .roomJoined(let room)?: packet = .roomJoined(roomId: room.roomID, roomName: room.name)
+            case .roomLeft(let room)?: packet = .roomLeft(roomId: room.roomID, roomName: room.name)
+            case nil: return
+            }
+            for id in table.sessions(ofUser: user.userID) where id != user.exceptSessionID {
+                broadcast(packet, to: id, now: now)
+            }
+        case .roomList(let list):
+            let packet = ServerPacket.roomList(list.rooms.map(RoomSummary.init))
+            for id in Array(table.sessions.keys) { broadcast(packet, to: id, now: now) }
+        case nil:
+            return
+        }
+    }
+
+    /// Sends one copy with its own `msg_id` and queues it for retransmission.
+    /// Only sessions that proved themselves on this edge and spoke recently
+    /// receive broadcasts.
+    private func broadcast(_ packet: ServerPacket, to id: String, now: UInt64) {
+        guard let session = table[id], session.state == .active,
+            now &- session.lastSeen <= settings.broadcastIdle.nanoseconds
+        else { return }
+        let msgId = SecureRandom.identifier()
+        let json = packet.json(msgId: msgId).serialized()
+        guard seal(json, sessionId: id, cipher: session.cipher, to: session.address) else {
+            logger.warning("\(packet.typeName) broadcast does not fit in one datagram; not sent", metadata: ["session": "\(id)"])
+            return
+        }
+        retransmit.sent(session: id, msgId: msgId, payload: json, now: now)
+    }
+
+    // MARK: - Housekeeping
+
+    private func tick() {
+        let now = MonotonicClock.now()
+        for action in retransmit.due(now: now) {
+            switch action {
+            case .resend(let copy):
+                // To the session's current address: a client that moved still gets its retries.
+                guard let session = table[copy.session] else { continue }
+                _ = seal(copy.payload, sessionId: session.id, cipher: session.cipher, to: session.address)
+            case .expired(let copy):
+                logger.debug("broadcast copy expired unacknowledged", metadata: ["session": "\(copy.session)"])
+            }
+        }
+        if now &- lastSweep >= Self.sweepInterval {
+            lastSweep = now
+            let cutoff = now &- settings.sessionIdle.nanoseconds
+            for id in table.idle(since: cutoff) where table[id]?.busy == false {
+                table.remove(id)
+                retransmit.removeAll(for: id)
+            }
+        }
+        if now &- lastTouch >= Self.touchInterval {
+            lastTouch = now
+            if let request = touchRequest() {
+                let ids = request.touchSessions.sessions.map(\.sessionID)
+                store.call(request) { [self] result in
+                    guard case .failure = result else { return }
+                    loop.execute { [self] in
+                        for id in ids { table.update(id) { $0.dirty = true } }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Liveness and replay marks of the sessions active since the last report.
+    private func touchRequest() -> IPCStoreRequest? {
+        let dirty = table.takeDirty()
+        guard !dirty.isEmpty else { return nil }
+        var touch = IPCTouchSessions()
+        touch.sessions = dirty.map { session in
+            var activity = IPCSessionActivity()
+            activity.sessionID = session.id
+            activity.lastActiveAt = session.lastSeenWall
+            activity.replayMark = session.replay.highest
+            return activity
+        }
+        var request = IPCStoreRequest()
+        request.touchSessions = touch
+        return request
+    }
+
+    // MARK: - Output
+
+    private func reply(_ packet: ServerPacket, session: EdgeSession, to address: SocketAddress) {
+        reply(packet, sessionId: session.id, cipher: session.cipher, to: address)
+    }
+
+    /// A direct response. One that does not fit in a datagram becomes an ERROR.
+    private func reply(_ packet: ServerPacket, sessionId: String, cipher: SessionCipher, to address: SocketAddress) {
+        if seal(packet.json().serialized(), sessionId: sessionId, cipher: cipher, to: address) { return }
+        logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(sessionId)"])
+        let error = ServerPacket.error(message: ProtocolText.packetFailurePrefix + "the reply does not fit in one datagram")
+        _ = seal(error.json().serialized(), sessionId: sessionId, cipher: cipher, to: address)
+    }
+
+    /// Encrypts an inner packet under a fresh server nonce and sends it;
+    /// false when the datagram would be too large for UDP.
+    private func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, to address: SocketAddress) -> Bool {
+        let nonce = Nonce.server()
+        let sealed = cipher.seal(json, nonce: nonce)
+        let datagram = Envelope.secure(
+            SecureEnvelope(sessionId: sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(sealed))
+        ).encoded()
+        guard datagram.count <= WireSpec.maxDatagram else { return false }
+        write(datagram, to: address)
+        return true
+    }
+
+    private func sendError(_ message: String, to address: SocketAddress) {
+        write(Envelope.serverError(message: message).encoded(), to: address)
+    }
+
+    private func write(_ datagram: [UInt8], to address: SocketAddress) {
+        guard let channel else { return }
+        let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: datagram))
+        channel.writeAndFlush(envelope, promise: nil)
+    }
+
+    private static func wallClock() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// Session ids are 32 lowercase hex characters (PROTOCOL.md §1.3);
+    /// anything else cannot be in the store, so it is not looked up.
+    private static func isIdentifier(_ text: String) -> Bool {
+        text.utf8.count == 2 * WireSpec.idBytes && Hex.decode(text) != nil
+    }
+}

@@ -1,0 +1,54 @@
+import Common
+import NIOCore
+
+/// One session as the edge holds it in memory.
+struct EdgeSession {
+    let id: String
+    let cipher: SessionCipher
+    /// The key sealed by udpchat-keys, sent with the first store request so
+    /// the store can create the row (it never sees the key itself).
+    let wrappedKey: [UInt8]
+    /// SHA-256 of the key: the store checks MERGE_SESSION against it.
+    let keyDigest: [UInt8]
+    /// Whether the store has the session's row.
+    var persisted: Bool
+    var state: State
+    /// Where its last authenticated packet came from (until one arrives,
+    /// where the handshake or the restoring packet came from, which nothing
+    /// is sent to but their direct replies).
+    var address: SocketAddress
+    /// Monotonic time of the last authenticated packet (or the handshake).
+    var lastSeen: UInt64
+    /// Wall-clock seconds of the same, for the store's expiry.
+    var lastSeenWall: Int64
+    var replay: ReplayWindow
+    /// The logged-in user's public id, as the store last reported it.
+    var userId: String?
+    /// Activity not yet reported to the store.
+    var dirty = false
+    /// Store requests wait here and go one at a time, so a client that sends
+    /// JOIN_ROOM then MESSAGE without waiting sees them applied in order.
+    var queue: [StoreWork] = []
+    var busy = false
+}
+
+extension EdgeSession {
+    enum State: Equatable {
+        /// Made by SESSION_INIT; no packet has passed its AES-GCM tag yet.
+        /// It has no row and receives no broadcasts, so spoofed handshakes
+        /// leave nothing behind and cannot aim traffic at anyone.
+        case handshake
+        /// Loaded from the store after a restart; waiting for its first
+        /// packet to verify before its address can be trusted.
+        case restored
+        /// A packet passed its tag on this edge.
+        case active
+    }
+}
+
+/// A store request on behalf of a session, and where its answer goes.
+struct StoreWork {
+    var op: IPCStoreRequest.OneOf_Op
+    /// nil when nothing is sent back (creating the row only).
+    var replyTo: SocketAddress?
+}

@@ -1,0 +1,35 @@
+import Common
+
+/// The edge's settings (the README and `.env.sample` document each).
+struct EdgeSettings: Sendable {
+    var common: CommonSettings
+    var host: String
+    var port: Int
+    var bufferSize: Int
+    var retryInterval: Duration
+    var retryTransmissions: Int
+    var sessionIdle: Duration
+    var broadcastIdle: Duration
+    var maxPendingHandshakes: Int
+
+    init(_ settings: SettingsReader) throws {
+        common = try CommonSettings(settings)
+        host = settings.string(.serverIP, default: "127.0.0.1")
+        port = try settings.int(.serverPort, default: WireSpec.defaultPort, range: 0...65535)
+        bufferSize = try settings.int(.bufferSize, default: WireSpec.defaultBufferSize, range: 8192...WireSpec.maxDatagram)
+        retryInterval = .milliseconds(try settings.int(.retryInterval, default: 2000, range: 50...600_000))
+        retryTransmissions = try settings.int(.retryTransmissions, default: WireSpec.transmissions, range: 1...100)
+        sessionIdle = .seconds(try settings.int(.sessionIdle, default: 600, range: 60...31_536_000))
+        // PROTOCOL.md Appendix B, item 7: at least 60 s after the last packet.
+        broadcastIdle = .seconds(try settings.int(.broadcastIdle, default: 90, range: 60...31_536_000))
+        maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, for the monotonic clock.
+    var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+}

@@ -1,0 +1,72 @@
+import Common
+import Crypto
+import CryptoExtras
+import Foundation
+import Logging
+
+/// Answers the edge's key requests. The identity private key and the
+/// key-encryption key stay in this process; only signatures and sealed or
+/// opened session keys leave it.
+struct KeyService: Sendable {
+    let identity: _RSA.Signing.PrivateKey
+    let publicKeyDER: [UInt8]
+    let fingerprint: String
+    let wrap: SessionKeyWrap
+    let logger: Logger
+
+    init(identity: _RSA.Signing.PrivateKey, wrap: SessionKeyWrap, logger: Logger) {
+        self.identity = identity
+        self.publicKeyDER = [UInt8](identity.publicKey.derRepresentation)
+        self.fingerprint = identity.fingerprint
+        self.wrap = wrap
+        self.logger = logger
+    }
+
+    func handle(_ request: IPCKeysRequest) -> IPCKeysResponse {
+        var response = IPCKeysResponse()
+        switch request.op {
+        case .getIdentity:
+            var identity = IPCIdentity()
+            identity.publicKeyDer = Data(publicKeyDER)
+            identity.fingerprint = fingerprint
+            response.identity = identity
+        case .signHandshake(let sign):
+            guard sign.sessionKey.count == WireSpec.sessionKeyBytes, !sign.sessionID.isEmpty else {
+                response.failure = failure("invalid_request", "a session key is 32 bytes and needs a session id")
+                break
+            }
+            do {
+                // PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt over the raw key (PROTOCOL.md §2.2, step 4).
+                let signature = try identity.signature(for: sign.sessionKey, padding: .PSS)
+                var signed = IPCSignedHandshake()
+                signed.signature = signature.rawRepresentation
+                signed.wrappedKey = Data(wrap.wrap(sessionKey: [UInt8](sign.sessionKey), sessionId: sign.sessionID))
+                signed.publicKeyDer = Data(publicKeyDER)
+                signed.fingerprint = fingerprint
+                response.signedHandshake = signed
+            } catch {
+                logger.error("signing failed: \(error)")
+                response.failure = failure("signing_failed", "\(error)")
+            }
+        case .unwrapSessionKey(let unwrap):
+            if let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID) {
+                var unwrapped = IPCUnwrappedSessionKey()
+                unwrapped.sessionKey = Data(key)
+                response.unwrapped = unwrapped
+            } else {
+                logger.warning("a wrapped session key did not open", metadata: ["session": "\(unwrap.sessionID)"])
+                response.failure = failure("unwrap_failed", "the wrapped key was not made by this key-encryption key for that session")
+            }
+        case nil:
+            response.failure = failure("invalid_request", "the request names no operation")
+        }
+        return response
+    }
+
+    private func failure(_ code: String, _ message: String) -> IPCFailure {
+        var failure = IPCFailure()
+        failure.code = code
+        failure.message = message
+        return failure
+    }
+}

@@ -1,0 +1,154 @@
+import ArgumentParser
+import Common
+import Crypto
+import CryptoExtras
+import Foundation
+import Logging
+import ServiceLifecycle
+
+@main
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udpchat-keys",
+        abstract: "The server's identity key and key-encryption key: set them up, show them, serve them.",
+        discussion: "With no subcommand it serves: signatures for handshakes and session-key wrapping for udpchat-edge.",
+        subcommands: [Serve.self, Generate.self, Import.self, Show.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options every subcommand shares.
+struct KeysOptions: ParsableArguments {
+    @Option(name: .customLong("dir"), help: "Key directory (default: KEYS_DIR, else $DATA_DIR/keys).")
+    var directory: String?
+
+    func files(_ common: CommonSettings) -> KeyFiles { KeyFiles(directory: directory ?? common.keysDir) }
+}
+
+func loadSettings() throws -> (SettingsReader, CommonSettings) {
+    let settings = try SettingsReader.load()
+    return (settings, try CommonSettings(settings))
+}
+
+/// Runs `body`, turning a failure into one clear line on stderr and exit code 1.
+func reportingFailure(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        ProgramIO.printError("udpchat-keys: \(error)")
+        throw ExitCode.failure
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create the identity key pair and, if missing, the key-encryption key.")
+
+    @OptionGroup var options: KeysOptions
+    @Option(help: "RSA key size: 2048, 3072 or 4096 (default: KEY_BITS, else 2048).")
+    var bits: Int?
+    @Flag(help: "Replace an existing identity key (clients that pinned the old fingerprint will refuse the new one).")
+    var force = false
+
+    func run() throws {
+        try reportingFailure {
+            let (settings, common) = try loadSettings()
+            let size = try bits ?? settings.int(.keyBits, default: 2048, range: 2048...4096)
+            let keySize: _RSA.Signing.KeySize
+            switch size {
+            case 2048: keySize = .bits2048
+            case 3072: keySize = .bits3072
+            case 4096: keySize = .bits4096
+            default: throw KeysError("--bits must be 2048, 3072 or 4096, not \(size)")
+            }
+            let files = options.files(common)
+            if files.identityExists && !force {
+                throw KeysError(
+                    "an identity key already exists in \(files.directory.path); clients have pinned its fingerprint. Use --force to replace it")
+            }
+            let key = try _RSA.Signing.PrivateKey(keySize: keySize)
+            try files.writeIdentity(key, force: force)
+            let createdKEK = try files.ensureKeyEncryptionKey()
+            print("identity key: \(files.privateKey.path) (RSA-\(size))")
+            print("fingerprint:  \(key.fingerprint)")
+            if createdKEK { print("key-encryption key: \(files.keyEncryptionKey.path)") }
+        }
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Adopt an existing server_private_key.pem, so fingerprints that clients pinned keep working.")
+
+    @OptionGroup var options: KeysOptions
+    @Argument(help: "PEM file with the RSA private key (PKCS#8 or PKCS#1).")
+    var path: String
+    @Flag(help: "Replace an existing identity key.")
+    var force = false
+
+    func run() throws {
+        try reportingFailure {
+            let (_, common) = try loadSettings()
+            let files = options.files(common)
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw KeysError("cannot read \(path)") }
+            let key: _RSA.Signing.PrivateKey
+            do {
+                key = try _RSA.Signing.PrivateKey(pemRepresentation: pem)
+            } catch {
+                throw KeysError("\(path) is not an RSA private key of at least 2048 bits in PEM")
+            }
+            try files.writeIdentity(key, force: force)
+            let createdKEK = try files.ensureKeyEncryptionKey()
+            print("identity key: \(files.privateKey.path) (RSA-\(key.keySizeInBits), imported from \(path))")
+            print("fingerprint:  \(key.fingerprint)")
+            if createdKEK { print("key-encryption key: \(files.keyEncryptionKey.path)") }
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the identity key's fingerprint.")
+
+    @OptionGroup var options: KeysOptions
+
+    func run() throws {
+        try reportingFailure {
+            let (_, common) = try loadSettings()
+            let files = options.files(common)
+            let key = try files.loadIdentity()
+            print("fingerprint:  \(key.fingerprint)")
+            print("identity key: \(files.privateKey.path) (RSA-\(key.keySizeInBits))")
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve signatures and key wrapping to udpchat-edge (the default).")
+
+    @OptionGroup var options: KeysOptions
+
+    func run() async throws {
+        let logger: Logger
+        let service: KeyService
+        let reactor: ZMQReactor
+        do {
+            let (_, common) = try loadSettings()
+            ProgramIO.bootstrapLogging(level: common.logLevel)
+            logger = Logger(label: "udpchat-keys")
+            let files = options.files(common)
+            service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
+            try common.createSocketDirectories(for: [common.keysBind])
+            reactor = ZMQReactor(context: ZMQContext(), name: "keys-zmq")
+            _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
+                service.handle($0)
+            }
+            logger.info("serving on \(common.keysBind)", metadata: ["fingerprint": "\(service.fingerprint)"])
+            ProgramIO.announceReady("udpchat-keys ready endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)")
+        } catch {
+            ProgramIO.printError("udpchat-keys: \(error)")
+            throw ExitCode.failure
+        }
+        try await ServiceGroup.program(services: [ReactorService(reactor: reactor)], logger: logger).run()
+    }
+}

@@ -1,0 +1,86 @@
+import Common
+import Synchronization
+
+/// The single writer (ARCHITECTURE.md, "Group commit"): write requests that
+/// arrive while a transaction is committing are collected and run together
+/// in the next one, each in its own savepoint, and each is answered only
+/// after that transaction committed. Under light load a batch is one
+/// request, so latency stays one commit; under heavy load one fsync serves
+/// many requests.
+///
+/// Events of a batch are handed to `publish` after its commit and before
+/// any of its requests is answered, in commit order.
+final class GroupCommit: Sendable {
+    /// One write: `setup` runs in a savepoint that is always kept (creating
+    /// the session row), then `operation` runs in one that is rolled back
+    /// when it throws or refuses the request.
+    struct Write: Sendable {
+        var setup: (@Sendable (any StoreTransaction) throws -> Void)?
+        var operation: @Sendable (any StoreTransaction) throws -> Outcome
+    }
+
+    private typealias Waiter = CheckedContinuation<Result<Outcome, any Error>, Never>
+
+    private struct State {
+        var queue: [(Write, Waiter)] = []
+        var running = false
+    }
+
+    /// Implementation constant: bounds one transaction's duration and memory.
+    static let maximumBatch = 512
+
+    private let backend: any StorageBackend
+    private let publish: @Sendable ([IPCEvent]) -> Void
+    private let state = Mutex(State())
+
+    init(backend: any StorageBackend, publish: @escaping @Sendable ([IPCEvent]) -> Void) {
+        self.backend = backend
+        self.publish = publish
+    }
+
+    /// Runs `write` in the next transaction and returns once it committed.
+    func submit(_ write: Write) async -> Result<Outcome, any Error> {
+        await withCheckedContinuation { (waiter: Waiter) in
+            let startDrain = state.withLock { state -> Bool in
+                state.queue.append((write, waiter))
+                guard !state.running else { return false }
+                state.running = true
+                return true
+            }
+            if startDrain { Task { await drain() } }
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch = state.withLock { state -> [(Write, Waiter)] in
+                guard !state.queue.isEmpty else {
+                    state.running = false
+                    return []
+                }
+                let count = min(Self.maximumBatch, state.queue.count)
+                defer { state.queue.removeFirst(count) }
+                return Array(state.queue.prefix(count))
+            }
+            if batch.isEmpty { return }
+            let writes = batch.map(\.0)
+            do {
+                let results = try await backend.write { tx in
+                    writes.map { write in
+                        Result { () throws -> Outcome in
+                            if let setup = write.setup { try tx.inSavepoint { (try setup(tx), true) } }
+                            return try tx.inSavepoint {
+                                let outcome = try write.operation(tx)
+                                return (outcome, !outcome.isRefusal)
+                            }
+                        }
+                    }
+                }
+                publish(results.flatMap { result in (try? result.get())?.events ?? [] })
+                for (i, item) in batch.enumerated() { item.1.resume(returning: results[i]) }
+            } catch {
+                for item in batch { item.1.resume(returning: .failure(error)) }
+            }
+        }
+    }
+}

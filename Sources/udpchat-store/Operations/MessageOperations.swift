@@ -1,0 +1,49 @@
+import Common
+
+extension Operations {
+    /// MESSAGE (§5.11): stored, then broadcast to every member, the sender
+    /// included, once the transaction commits.
+    func postMessage(_ tx: any StoreTransaction, roomId: String, content: String) throws -> Outcome {
+        let user: UserRow
+        switch try requireUser(tx) {
+        case .success(let found): user = found
+        case .failure(let refusal): return .error(refusal.text)
+        }
+        guard !roomId.isEmpty, !content.isEmpty else { return .error(ProtocolText.roomIdAndContentRequired) }
+        guard let room = try tx.room(roomId: roomId) else { return .error(ProtocolText.roomNotFound) }
+        guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.joinBeforeSending) }
+        let messageId = try tx.insertMessage(room: room.rowId, user: user.rowId, content: content, isAnnouncement: false, now: now)
+        try tx.touchRoom(room.rowId, now: now)
+        var sent = IPCMessageSent()
+        sent.messageID = messageId
+        sent.roomID = room.roomId
+        sent.content = content
+        sent.timestamp = now
+        var outcome = Outcome.respond { $0.messageSent = sent }
+        outcome.events = [
+            try roomEvent(tx, room) { event in
+                var message = IPCMessageEvent()
+                message.roomID = room.roomId
+                message.messageID = messageId
+                message.userID = user.userId
+                message.name = user.name
+                message.content = content
+                message.timestamp = now
+                event.message = message
+            }
+        ]
+        return outcome
+    }
+
+    /// LIST_MESSAGES (§5.13): the newest messages, oldest first, in commit order.
+    func listMessages(_ tx: any StoreTransaction, roomId: String?, limit: Int) throws -> Outcome {
+        switch try readableRoom(tx, roomId) {
+        case .failure(let refusal): return .error(refusal.text)
+        case .success(let room):
+            var history = IPCHistory()
+            history.roomID = room.roomId
+            history.items = try tx.history(room: room.rowId, limit: limit)
+            return .respond { $0.history = history }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Common
+import Foundation
+
+/// The result of one request: the response, and the events to publish
+/// once the transaction that produced them has committed.
+struct Outcome: Sendable {
+    var response: IPCStoreResponse
+    var events: [IPCEvent] = []
+    /// Rows a maintenance write changed (logged, not sent).
+    var affectedRows = 0
+
+    /// Whether the request was refused; its writes are then rolled back.
+    var isRefusal: Bool {
+        if case .error? = response.result { return true }
+        return false
+    }
+
+    static func error(_ text: String) -> Outcome {
+        var error = IPCProtocolError()
+        error.message = text
+        var response = IPCStoreResponse()
+        response.error = error
+        return Outcome(response: response)
+    }
+
+    static func respond(_ fill: (inout IPCStoreResponse) -> Void) -> Outcome {
+        var response = IPCStoreResponse()
+        fill(&response)
+        return Outcome(response: response)
+    }
+}
+
+/// The store's operations on behalf of one session, written once against
+/// ``StoreTransaction``. Checks come in the order PROTOCOL.md §5 gives, so
+/// the first failing check decides the error text, as in the original.
+struct Operations {
+    /// Seconds since 1970 when the request is handled.
+    let now: Int64
+    /// The session the request acts for.
+    let sessionId: String
+    /// History length for LIST_MESSAGES (PROTOCOL.md §5.13: 100).
+    var historyLimit = WireSpec.historyLimit
+
+    /// The session's row and logged-in user, if any.
+    func caller(_ tx: any StoreTransaction) throws -> (session: SessionRow?, user: UserRow?) {
+        guard let session = try tx.session(id: sessionId) else { return (nil, nil) }
+        guard let userRow = session.userRowId else { return (session, nil) }
+        return (session, try tx.user(rowId: userRow))
+    }
+
+    /// The logged-in user, or the protocol's `Authentication required.`.
+    func requireUser(_ tx: any StoreTransaction) throws -> Result<UserRow, RefusalText> {
+        guard let user = try caller(tx).user else { return .failure(RefusalText(ProtocolText.authenticationRequired)) }
+        return .success(user)
+    }
+
+    /// PROTOCOL.md §5.0 room lookup on an already trimmed id.
+    func lookUpRoom(_ tx: any StoreTransaction, _ roomId: String) throws -> Result<RoomRow, RefusalText> {
+        guard !roomId.isEmpty else { return .failure(RefusalText(ProtocolText.roomIdRequired)) }
+        guard let room = try tx.room(roomId: roomId) else { return .failure(RefusalText(ProtocolText.roomNotFound)) }
+        return .success(room)
+    }
+
+    /// UserInfo with the user's current room (§5.0).
+    func userInfo(_ tx: any StoreTransaction, _ user: UserRow) throws -> IPCUserInfo {
+        var info = IPCUserInfo()
+        info.userID = user.userId
+        info.email = user.email
+        info.name = user.name
+        if let room = try tx.currentRoom(user: user.rowId) { info.room = room.ref }
+        return info
+    }
+
+    /// An event for a room's members; takes the room's next sequence number.
+    func roomEvent(_ tx: any StoreTransaction, _ room: RoomRow, _ fill: (inout IPCRoomEvent) -> Void) throws -> IPCEvent {
+        var roomEvent = IPCRoomEvent()
+        roomEvent.roomID = room.roomId
+        roomEvent.seq = try tx.nextSequence(room: room.rowId)
+        roomEvent.recipientUserIds = try tx.memberUserIds(room: room.rowId)
+        fill(&roomEvent)
+        var event = IPCEvent()
+        event.room = roomEvent
+        return event
+    }
+
+    /// An event for a user's other sessions.
+    func userEvent(_ user: UserRow, _ fill: (inout IPCUserEvent) -> Void) -> IPCEvent {
+        var userEvent = IPCUserEvent()
+        userEvent.userID = user.userId
+        userEvent.exceptSessionID = sessionId
+        fill(&userEvent)
+        var event = IPCEvent()
+        event.user = userEvent
+        return event
+    }
+
+    /// The room list broadcast to every active session.
+    func roomListEvent(_ tx: any StoreTransaction) throws -> IPCEvent {
+        var list = IPCRoomListChanged()
+        list.rooms = try tx.publicRooms()
+        var event = IPCEvent()
+        event.roomList = list
+        return event
+    }
+}
+
+/// A protocol error text, carried through `Result` until it becomes a response.
+struct RefusalText: Error {
+    let text: String
+    init(_ text: String) { self.text = text }
+}
+
+extension IPCMemberItem {
+    init(user: UserRow, isAdmin: Bool, joinedAt: Int64) {
+        self.init()
+        userID = user.userId
+        name = user.name
+        self.isAdmin = isAdmin
+        self.joinedAt = joinedAt
+    }
+}

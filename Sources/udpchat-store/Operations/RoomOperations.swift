@@ -1,0 +1,132 @@
+import Common
+
+extension Operations {
+    /// Room names longer than this are refused; the later original revision
+    /// limited them to 255 characters by column type.
+    static let maximumRoomNameLength = 255
+
+    /// LIST_ROOMS (§5.7).
+    func listRooms(_ tx: any StoreTransaction) throws -> Outcome {
+        var list = IPCRoomList()
+        list.rooms = try tx.publicRooms()
+        return .respond { $0.roomList = list }
+    }
+
+    /// CREATE_ROOM (§5.8).
+    func createRoom(_ tx: any StoreTransaction, name: String) throws -> Outcome {
+        let user: UserRow
+        switch try requireUser(tx) {
+        case .success(let found): user = found
+        case .failure(let refusal): return .error(refusal.text)
+        }
+        guard !name.isEmpty else { return .error(ProtocolText.roomNameRequired) }
+        guard name.count <= Self.maximumRoomNameLength else {
+            return .error("Room name is too long (at most \(Self.maximumRoomNameLength) characters).")
+        }
+        guard try !tx.roomNameTaken(name) else { return .error(ProtocolText.roomNameTaken) }
+        let room = try tx.insertRoom(roomId: SecureRandom.identifier(), name: name, now: now)
+        try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: true, now: now)
+        var outcome = Outcome.respond { $0.roomCreated = room.ref }
+        outcome.events = [try roomListEvent(tx)]
+        return outcome
+    }
+
+    /// JOIN_ROOM (§5.9). Joining again answers `JOINED_ROOM` again and
+    /// broadcasts nothing (the original answered nothing at all, §12 item 28).
+    func joinRoom(_ tx: any StoreTransaction, roomId: String) throws -> Outcome {
+        let user: UserRow
+        switch try requireUser(tx) {
+        case .success(let found): user = found
+        case .failure(let refusal): return .error(refusal.text)
+        }
+        let room: RoomRow
+        switch try lookUpRoom(tx, roomId) {
+        case .success(let found): room = found
+        case .failure(let refusal): return .error(refusal.text)
+        }
+        let joined = Outcome.respond { $0.joinedRoom = room.ref }
+        if try tx.isMember(room: room.rowId, user: user.rowId) { return joined }
+        try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: false, now: now)
+        var outcome = joined
+        outcome.events = [
+            userEvent(user) { $0.roomJoined = room.ref },
+            try roomEvent(tx, room) { event in
+                var joinedEvent = IPCMemberJoined()
+                // The original reports the user's global admin flag here (§5.9).
+                joinedEvent.member = IPCMemberItem(user: user, isAdmin: user.isAdmin, joinedAt: now)
+                event.memberJoined = joinedEvent
+            },
+        ]
+        return outcome
+    }
+
+    /// LEAVE_ROOM (§5.10). The last member's leaving closes the room; its
+    /// messages are kept (the original deleted them, §12 item 26).
+    func leaveRoom(_ tx: any StoreTransaction, roomId: String) throws -> Outcome {
+        let user: UserRow
+        switch try requireUser(tx) {
+        case .success(let found): user = found
+        case .failure(let refusal): return .error(refusal.text)
+        }
+        let room: RoomRow
+        switch try lookUpRoom(tx, roomId) {
+        case .success(let found): room = found
+        case .failure(let refusal): return .error(refusal.text)
+        }
+        guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.notAMember) }
+        try tx.removeMember(room: room.rowId, user: user.rowId)
+        var outcome = Outcome.respond { $0.leftRoom = room.ref }
+        outcome.events.append(userEvent(user) { $0.roomLeft = room.ref })
+        if try tx.memberUserIds(room: room.rowId).isEmpty {
+            try tx.closeRoom(room.rowId, now: now)
+            outcome.events.append(try roomListEvent(tx))
+        } else {
+            outcome.events.append(
+                try roomEvent(tx, room) { event in
+                    var left = IPCMemberLeft()
+                    left.memberID = user.userId
+                    event.memberLeft = left
+                })
+        }
+        return outcome
+    }
+
+    /// The room a LIST_MESSAGES or LIST_MEMBERS request is about: the given
+    /// id, or the user's current room when the request named none (§12 item
+    /// 31). Only members may read a room (§12 item 12).
+    func readableRoom(_ tx: any StoreTransaction, _ roomId: String?) throws -> Result<RoomRow, RefusalText> {
+        let user: UserRow
+        switch try requireUser(tx) {
+        case .success(let found): user = found
+        case .failure(let refusal): return .failure(refusal)
+        }
+        let room: RoomRow
+        if let roomId {
+            switch try lookUpRoom(tx, roomId) {
+            case .success(let found): room = found
+            case .failure(let refusal): return .failure(refusal)
+            }
+        } else {
+            guard let current = try tx.currentRoom(user: user.rowId) else {
+                return .failure(RefusalText(ProtocolText.roomIdRequired))
+            }
+            room = current
+        }
+        guard try tx.isMember(room: room.rowId, user: user.rowId) else {
+            return .failure(RefusalText(ProtocolText.notAMember))
+        }
+        return .success(room)
+    }
+
+    /// LIST_MEMBERS (§5.14).
+    func listMembers(_ tx: any StoreTransaction, roomId: String?) throws -> Outcome {
+        switch try readableRoom(tx, roomId) {
+        case .failure(let refusal): return .error(refusal.text)
+        case .success(let room):
+            var members = IPCMembers()
+            members.roomID = room.roomId
+            members.members = try tx.members(room: room.rowId)
+            return .respond { $0.members = members }
+        }
+    }
+}

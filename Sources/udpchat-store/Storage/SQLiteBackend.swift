@@ -1,0 +1,259 @@
+import Common
+import Foundation
+import GRDB
+
+/// SQLite through GRDB: one file in WAL mode, readers in parallel with the
+/// single writer, `synchronous = FULL` so a commit survives a power cut.
+final class SQLiteBackend: StorageBackend {
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    init(path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(5)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        // DatabasePool sets synchronous = NORMAL when it enables WAL, after
+        // prepareDatabase runs, so FULL is set here and checked.
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            let level = try Int.fetchOne(db, sql: "PRAGMA synchronous")
+            guard level == 2 else { throw StoreFailure("PRAGMA synchronous is \(level ?? -1), expected 2 (FULL)") }
+        }
+        try Schema.migrator.migrate(pool)
+    }
+
+    /// Applies pending migrations; returns the names applied now and all applied.
+    static func migrate(path: String) throws -> (applied: [String], all: [String]) {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let pool = try DatabasePool(path: path)
+        let before = try pool.read { try Schema.migrator.appliedMigrations($0) }
+        try Schema.migrator.migrate(pool)
+        let after = try pool.read { try Schema.migrator.appliedMigrations($0) }
+        return (after.filter { !before.contains($0) }, after)
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        try await pool.read { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        try await pool.write { db in try body(SQLiteTransaction(db: db)) }
+    }
+}
+
+/// A store failure that is not the client's fault.
+struct StoreFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// ``StoreTransaction`` over one GRDB connection. Statements are cached per connection.
+struct SQLiteTransaction: StoreTransaction {
+    let db: Database
+
+    private func statement(_ sql: String) throws -> Statement { try db.cachedStatement(sql: sql) }
+
+    func inSavepoint<T>(_ body: () throws -> (value: T, keep: Bool)) throws -> T {
+        var result: T?
+        try db.inSavepoint {
+            let outcome = try body()
+            result = outcome.value
+            return outcome.keep ? .commit : .rollback
+        }
+        return result!
+    }
+
+    // MARK: Sessions
+
+    func session(id: String) throws -> SessionRow? {
+        let sql = "SELECT session_id, user_id, wrapped_key, key_digest, replay_mark, last_active_at FROM sessions WHERE session_id = ?"
+        guard let row = try Row.fetchOne(statement(sql), arguments: [id]) else { return nil }
+        return SessionRow(
+            sessionId: row[0], userRowId: row[1], wrappedKey: [UInt8](row[2] as Data), keyDigest: [UInt8](row[3] as Data),
+            replayMark: UInt64(bitPattern: row[4]), lastActiveAt: row[5])
+    }
+
+    func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws {
+        try statement(
+            """
+            INSERT INTO sessions (session_id, wrapped_key, key_digest, replay_mark, created_at, last_active_at)
+            VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(session_id) DO NOTHING
+            """
+        ).execute(arguments: [id, Data(wrappedKey), Data(keyDigest), Int64(bitPattern: replayMark), now, now])
+    }
+
+    func setSessionUser(id: String, user: Int64?, now: Int64) throws {
+        try statement("UPDATE sessions SET user_id = ?, last_active_at = max(last_active_at, ?) WHERE session_id = ?")
+            .execute(arguments: [user, now, id])
+    }
+
+    func touchSession(id: String, lastActiveAt: Int64, replayMark: UInt64) throws {
+        try statement(
+            "UPDATE sessions SET last_active_at = max(last_active_at, ?), replay_mark = max(replay_mark, ?) WHERE session_id = ?"
+        ).execute(arguments: [lastActiveAt, Int64(bitPattern: replayMark), id])
+    }
+
+    func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int {
+        try statement("DELETE FROM sessions WHERE last_active_at < ?").execute(arguments: [cutoff])
+        return db.changesCount
+    }
+
+    // MARK: Users
+
+    private static let userColumns = "id, user_id, email, name, password_hash, is_admin"
+
+    private func userRow(_ row: Row) -> UserRow {
+        UserRow(rowId: row[0], userId: row[1], email: row[2], name: row[3], passwordHash: row[4], isAdmin: row[5])
+    }
+
+    func user(email: String) throws -> UserRow? {
+        try Row.fetchOne(statement("SELECT \(Self.userColumns) FROM users WHERE email = ?"), arguments: [email]).map(userRow)
+    }
+
+    func user(rowId: Int64) throws -> UserRow? {
+        try Row.fetchOne(statement("SELECT \(Self.userColumns) FROM users WHERE id = ?"), arguments: [rowId]).map(userRow)
+    }
+
+    func insertUser(userId: String, email: String, name: String, now: Int64) throws -> UserRow {
+        try statement("INSERT INTO users (user_id, email, name, created_at, last_active_at) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [userId, email, name, now, now])
+        return UserRow(rowId: db.lastInsertedRowID, userId: userId, email: email, name: name, passwordHash: nil, isAdmin: false)
+    }
+
+    func touchUser(rowId: Int64, now: Int64) throws {
+        try statement("UPDATE users SET last_active_at = ? WHERE id = ?").execute(arguments: [now, rowId])
+    }
+
+    // MARK: Rooms
+
+    private func roomRow(_ row: Row) -> RoomRow {
+        RoomRow(rowId: row[0], roomId: row[1], name: row[2], lastActiveAt: row[3])
+    }
+
+    func room(roomId: String) throws -> RoomRow? {
+        try Row.fetchOne(
+            statement("SELECT id, room_id, name, last_active_at FROM rooms WHERE room_id = ? AND closed_at IS NULL"),
+            arguments: [roomId]
+        ).map(roomRow)
+    }
+
+    func roomNameTaken(_ name: String) throws -> Bool {
+        try Bool.fetchOne(
+            statement("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = ? AND closed_at IS NULL)"), arguments: [name]) ?? false
+    }
+
+    func insertRoom(roomId: String, name: String, now: Int64) throws -> RoomRow {
+        try statement("INSERT INTO rooms (room_id, name, created_at, last_active_at) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [roomId, name, now, now])
+        return RoomRow(rowId: db.lastInsertedRowID, roomId: roomId, name: name, lastActiveAt: now)
+    }
+
+    func publicRooms() throws -> [IPCRoomSummary] {
+        try Row.fetchAll(
+            statement("SELECT room_id, name, last_active_at FROM rooms WHERE closed_at IS NULL AND is_private = 0 ORDER BY id")
+        ).map { row in
+            var summary = IPCRoomSummary()
+            summary.roomID = row[0]
+            summary.name = row[1]
+            summary.lastActiveAt = row[2]
+            return summary
+        }
+    }
+
+    func currentRoom(user: Int64) throws -> RoomRow? {
+        try Row.fetchOne(
+            statement(
+                """
+                SELECT r.id, r.room_id, r.name, r.last_active_at FROM rooms r JOIN members m ON m.room_id = r.id
+                WHERE m.user_id = ? AND r.closed_at IS NULL ORDER BY r.last_active_at DESC, r.id DESC LIMIT 1
+                """), arguments: [user]
+        ).map(roomRow)
+    }
+
+    func touchRoom(_ room: Int64, now: Int64) throws {
+        try statement("UPDATE rooms SET last_active_at = ? WHERE id = ?").execute(arguments: [now, room])
+    }
+
+    func nextSequence(room: Int64) throws -> UInt64 {
+        try statement("UPDATE rooms SET seq = seq + 1 WHERE id = ?").execute(arguments: [room])
+        return UInt64(try Int64.fetchOne(statement("SELECT seq FROM rooms WHERE id = ?"), arguments: [room]) ?? 0)
+    }
+
+    func closeRoom(_ room: Int64, now: Int64) throws {
+        try statement("UPDATE rooms SET closed_at = ? WHERE id = ?").execute(arguments: [now, room])
+    }
+
+    // MARK: Members
+
+    func isMember(room: Int64, user: Int64) throws -> Bool {
+        try Bool.fetchOne(
+            statement("SELECT EXISTS (SELECT 1 FROM members WHERE room_id = ? AND user_id = ?)"), arguments: [room, user]) ?? false
+    }
+
+    func addMember(room: Int64, user: Int64, isAdmin: Bool, now: Int64) throws {
+        try statement("INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [room, user, isAdmin, now])
+    }
+
+    func removeMember(room: Int64, user: Int64) throws {
+        try statement("DELETE FROM members WHERE room_id = ? AND user_id = ?").execute(arguments: [room, user])
+    }
+
+    func members(room: Int64) throws -> [IPCMemberItem] {
+        try Row.fetchAll(
+            statement(
+                """
+                SELECT u.user_id, u.name, m.is_admin, m.joined_at FROM members m JOIN users u ON u.id = m.user_id
+                WHERE m.room_id = ? ORDER BY u.name, u.id
+                """), arguments: [room]
+        ).map { row in
+            var member = IPCMemberItem()
+            member.userID = row[0]
+            member.name = row[1]
+            member.isAdmin = row[2]
+            member.joinedAt = row[3]
+            return member
+        }
+    }
+
+    func memberUserIds(room: Int64) throws -> [String] {
+        try String.fetchAll(
+            statement("SELECT u.user_id FROM members m JOIN users u ON u.id = m.user_id WHERE m.room_id = ?"), arguments: [room])
+    }
+
+    // MARK: Messages
+
+    func insertMessage(room: Int64, user: Int64, content: String, isAnnouncement: Bool, now: Int64) throws -> Int64 {
+        try statement("INSERT INTO messages (room_id, user_id, content, is_announcement, created_at) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [room, user, content, isAnnouncement, now])
+        return db.lastInsertedRowID
+    }
+
+    func history(room: Int64, limit: Int) throws -> [IPCHistoryItem] {
+        try Row.fetchAll(
+            statement(
+                """
+                SELECT * FROM (
+                    SELECT m.id, u.user_id, u.name, m.content, m.created_at FROM messages m JOIN users u ON u.id = m.user_id
+                    WHERE m.room_id = ? ORDER BY m.id DESC LIMIT ?
+                ) ORDER BY id
+                """), arguments: [room, limit]
+        ).map { row in
+            var item = IPCHistoryItem()
+            item.messageID = row[0]
+            item.userID = row[1]
+            item.name = row[2]
+            item.content = row[3]
+            item.timestamp = row[4]
+            return item
+        }
+    }
+}

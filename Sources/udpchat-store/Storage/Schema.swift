@@ -1,0 +1,66 @@
+import GRDB
+
+/// The schema as numbered migrations, applied in order at start and by
+/// `udpchat-store migrate`. A migration is never edited once released; a
+/// change is a new migration.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("0001_initial") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE users (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        user_id TEXT NOT NULL UNIQUE,
+                        email TEXT NOT NULL UNIQUE,
+                        name TEXT NOT NULL,
+                        password_hash TEXT,
+                        is_admin INTEGER NOT NULL DEFAULT 0,
+                        created_at INTEGER NOT NULL,
+                        last_active_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE sessions (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id TEXT NOT NULL UNIQUE,
+                        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+                        wrapped_key BLOB NOT NULL,
+                        key_digest BLOB NOT NULL,
+                        replay_mark INTEGER NOT NULL DEFAULT 0,
+                        created_at INTEGER NOT NULL,
+                        last_active_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX sessions_user ON sessions(user_id);
+                    CREATE INDEX sessions_last_active ON sessions(last_active_at);
+                    CREATE TABLE rooms (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        room_id TEXT NOT NULL UNIQUE,
+                        name TEXT NOT NULL,
+                        is_private INTEGER NOT NULL DEFAULT 0,
+                        seq INTEGER NOT NULL DEFAULT 0,
+                        created_at INTEGER NOT NULL,
+                        last_active_at INTEGER NOT NULL,
+                        closed_at INTEGER
+                    );
+                    CREATE UNIQUE INDEX rooms_open_name ON rooms(name) WHERE closed_at IS NULL;
+                    CREATE TABLE members (
+                        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                        is_admin INTEGER NOT NULL DEFAULT 0,
+                        joined_at INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, user_id)
+                    );
+                    CREATE INDEX members_user ON members(user_id);
+                    CREATE TABLE messages (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                        content TEXT NOT NULL,
+                        is_announcement INTEGER NOT NULL DEFAULT 0,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX messages_room ON messages(room_id, id);
+                    """)
+        }
+        return migrator
+    }
+}

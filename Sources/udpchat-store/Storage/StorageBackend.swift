@@ -1,0 +1,96 @@
+import Common
+
+/// The seam between the store's logic and its database (ARCHITECTURE.md,
+/// "Storage"): the operations in `Operations/` are written once against
+/// ``StoreTransaction``; a backend (SQLite now, PostgreSQL later) supplies
+/// transactions.
+protocol StorageBackend: Sendable {
+    /// Runs `body` in a read-only transaction that sees every committed write.
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T
+    /// Runs `body` in one write transaction and commits it durably before returning.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T
+}
+
+/// The queries and updates the operations need, inside one transaction.
+/// Times are Unix epoch seconds.
+protocol StoreTransaction {
+    /// Runs `body` in a savepoint, undone when `body` throws or asks for it.
+    func inSavepoint<T>(_ body: () throws -> (value: T, keep: Bool)) throws -> T
+
+    // Sessions
+    func session(id: String) throws -> SessionRow?
+    /// Inserts the row unless one with that id exists.
+    func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws
+    func setSessionUser(id: String, user: Int64?, now: Int64) throws
+    /// Moves liveness and the replay mark forward (never back).
+    func touchSession(id: String, lastActiveAt: Int64, replayMark: UInt64) throws
+    /// Deletes sessions last active before `cutoff`; returns how many.
+    func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int
+
+    // Users
+    func user(email: String) throws -> UserRow?
+    func user(rowId: Int64) throws -> UserRow?
+    func insertUser(userId: String, email: String, name: String, now: Int64) throws -> UserRow
+    func touchUser(rowId: Int64, now: Int64) throws
+
+    // Rooms (closed rooms are invisible to every query here)
+    func room(roomId: String) throws -> RoomRow?
+    func roomNameTaken(_ name: String) throws -> Bool
+    func insertRoom(roomId: String, name: String, now: Int64) throws -> RoomRow
+    /// Open public rooms in storage order.
+    func publicRooms() throws -> [IPCRoomSummary]
+    /// Of the rooms `user` belongs to, the most recently active.
+    func currentRoom(user: Int64) throws -> RoomRow?
+    func touchRoom(_ room: Int64, now: Int64) throws
+    /// Advances and returns the room's event sequence number.
+    func nextSequence(room: Int64) throws -> UInt64
+    /// Closes a room: it disappears from lists and lookups, its name is free
+    /// again, and its messages stay in the database.
+    func closeRoom(_ room: Int64, now: Int64) throws
+
+    // Members
+    func isMember(room: Int64, user: Int64) throws -> Bool
+    func addMember(room: Int64, user: Int64, isAdmin: Bool, now: Int64) throws
+    func removeMember(room: Int64, user: Int64) throws
+    /// Members with their membership flag, by name.
+    func members(room: Int64) throws -> [IPCMemberItem]
+    /// Public ids of the members.
+    func memberUserIds(room: Int64) throws -> [String]
+
+    // Messages
+    func insertMessage(room: Int64, user: Int64, content: String, isAnnouncement: Bool, now: Int64) throws -> Int64
+    /// The `limit` newest messages, oldest first, in commit order.
+    func history(room: Int64, limit: Int) throws -> [IPCHistoryItem]
+}
+
+struct SessionRow: Sendable {
+    var sessionId: String
+    var userRowId: Int64?
+    var wrappedKey: [UInt8]
+    var keyDigest: [UInt8]
+    var replayMark: UInt64
+    var lastActiveAt: Int64
+}
+
+struct UserRow: Sendable {
+    var rowId: Int64
+    var userId: String
+    var email: String
+    var name: String
+    var passwordHash: String?
+    var isAdmin: Bool
+}
+
+struct RoomRow: Sendable {
+    var rowId: Int64
+    var roomId: String
+    var name: String
+    var lastActiveAt: Int64
+
+    var ref: IPCRoomRef {
+        var ref = IPCRoomRef()
+        ref.roomID = roomId
+        ref.name = name
+        return ref
+    }
+}

@@ -1,0 +1,143 @@
+import Common
+import Foundation
+import Logging
+import Synchronization
+
+/// Turns store RPCs into operations: reads run in parallel on the reader
+/// pool, writes go through the group commit, and events go out on PUB only
+/// after their transaction committed.
+final class StoreService: Sendable {
+    let backend: any StorageBackend
+    let commit: GroupCommit
+    let logger: Logger
+    let sessionIdle: Int64
+
+    init(backend: any StorageBackend, events: EventStream, sessionIdleSeconds: Int, logger: Logger) {
+        self.backend = backend
+        self.logger = logger
+        self.sessionIdle = Int64(sessionIdleSeconds)
+        self.commit = GroupCommit(backend: backend) { events.publish($0) }
+    }
+
+    func handle(_ request: IPCStoreRequest) async -> IPCStoreResponse {
+        let now = Int64(Date().timeIntervalSince1970)
+        let context = request.session
+        let ops = Operations(now: now, sessionId: context.sessionID)
+        // A session's first authenticated packet creates its row, and any
+        // packet may carry its replay mark: such a request must write.
+        var setup: (@Sendable (any StoreTransaction) throws -> Void)? = nil
+        if !context.wrappedKey.isEmpty || context.replayMark > 0 {
+            setup = { @Sendable tx in try ops.ensureSession(tx, context) }
+        }
+
+        switch request.op {
+        case .loadSession(let load):
+            return await read(ops) { try Operations.loadSession($0, id: load.sessionID) }
+        case .touchSessions(let touch):
+            return await write(ops, setup: nil) { try Operations.touchSessions($0, touch) }
+        case .ensure:
+            return await write(ops, setup: setup) { _ in .respond { $0.done = IPCDone() } }
+        case .login(let login):
+            let verified = await verifiedHash(email: login.email, password: login.hasPassword ? login.password : nil)
+            return await write(ops, setup: setup) {
+                try ops.login($0, email: login.email, password: login.hasPassword ? login.password : nil, verifiedHash: verified)
+            }
+        case .logout:
+            return await write(ops, setup: setup) { try ops.logout($0) }
+        case .status:
+            return await readOrWrite(ops, setup: setup) { try ops.status($0) }
+        case .mergeSession(let merge):
+            return await write(ops, setup: setup) {
+                try ops.mergeSession($0, oldSessionId: merge.oldSessionID, oldKeyDigest: [UInt8](merge.oldKeyDigest))
+            }
+        case .listRooms:
+            return await readOrWrite(ops, setup: setup) { try ops.listRooms($0) }
+        case .createRoom(let create):
+            return await write(ops, setup: setup) { try ops.createRoom($0, name: create.name) }
+        case .joinRoom(let join):
+            return await write(ops, setup: setup) { try ops.joinRoom($0, roomId: join.roomID) }
+        case .leaveRoom(let leave):
+            return await write(ops, setup: setup) { try ops.leaveRoom($0, roomId: leave.roomID) }
+        case .postMessage(let post):
+            return await write(ops, setup: setup) { try ops.postMessage($0, roomId: post.roomID, content: post.content) }
+        case .listMessages(let list):
+            let limit = list.limit == 0 ? WireSpec.historyLimit : min(Int(list.limit), WireSpec.historyLimit)
+            let roomId = list.hasRoomID ? list.roomID : nil
+            return await readOrWrite(ops, setup: setup) { try ops.listMessages($0, roomId: roomId, limit: limit) }
+        case .listMembers(let list):
+            let roomId = list.hasRoomID ? list.roomID : nil
+            return await readOrWrite(ops, setup: setup) { try ops.listMembers($0, roomId: roomId) }
+        case nil:
+            return Outcome.error(ProtocolText.packetFailurePrefix + "the request names no operation").response
+        }
+    }
+
+    /// Deletes sessions idle longer than the setting; returns how many.
+    func expireIdleSessions() async -> Int {
+        let cutoff = Int64(Date().timeIntervalSince1970) - sessionIdle
+        let result = await commit.submit(
+            GroupCommit.Write(setup: nil) { tx in
+                var outcome = Outcome.respond { $0.done = IPCDone() }
+                outcome.affectedRows = try tx.deleteSessions(lastActiveBefore: cutoff)
+                return outcome
+            })
+        switch result {
+        case .success(let outcome): return outcome.affectedRows
+        case .failure(let error):
+            logger.error("expiring idle sessions failed: \(error)")
+            return 0
+        }
+    }
+
+    /// The stored hash that `password` matches, checked outside the writer.
+    private func verifiedHash(email: String, password: String?) async -> String? {
+        guard let password, !password.isEmpty else { return nil }
+        let stored = try? await backend.read { tx in try tx.user(email: email)?.passwordHash }
+        guard let stored, PasswordHash.verify(password, against: stored) else { return nil }
+        return stored
+    }
+
+    private func withSessionUser(
+        _ ops: Operations, _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome
+    ) -> @Sendable (any StoreTransaction) throws -> Outcome {
+        { tx in
+            var outcome = try body(tx)
+            if outcome.response.sessionUserID.isEmpty, let user = try ops.caller(tx).user {
+                outcome.response.sessionUserID = user.userId
+            }
+            return outcome
+        }
+    }
+
+    private func read(_ ops: Operations, _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome) async
+        -> IPCStoreResponse
+    {
+        do {
+            return try await backend.read(withSessionUser(ops, body)).response
+        } catch {
+            return failure(error, ops)
+        }
+    }
+
+    private func write(
+        _ ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?,
+        _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome
+    ) async -> IPCStoreResponse {
+        switch await commit.submit(GroupCommit.Write(setup: setup, operation: withSessionUser(ops, body))) {
+        case .success(let outcome): return outcome.response
+        case .failure(let error): return failure(error, ops)
+        }
+    }
+
+    private func readOrWrite(
+        _ ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?,
+        _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome
+    ) async -> IPCStoreResponse {
+        setup == nil ? await read(ops, body) : await write(ops, setup: setup, body)
+    }
+
+    private func failure(_ error: any Error, _ ops: Operations) -> IPCStoreResponse {
+        logger.error("storage failure: \(error)", metadata: ["session": "\(ops.sessionId)"])
+        return Outcome.error(ProtocolText.packetFailurePrefix + "the store could not complete the request").response
+    }
+}
