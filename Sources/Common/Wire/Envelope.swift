@@ -64,6 +64,7 @@ public enum Envelope: Equatable, Sendable {
     /// the `SERVER_ERROR` message the original sends for it (§4.1).
     public struct RequestError: Error, Equatable, Sendable {
         public var replyText: String
+        public init(replyText: String) { self.replyText = replyText }
     }
 
     /// Decodes a datagram as the server receives it.
