@@ -82,5 +82,15 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CommonTests", dependencies: ["Common"]),
+        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "Common"]),
+        .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "Common"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "Common", "ChatClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
     ]
 )

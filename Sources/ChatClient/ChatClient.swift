@@ -13,7 +13,7 @@ import Synchronization
 /// Responses carry no request id, so a request waits for the first packet of
 /// a type it expects (or an error), oldest request first. Broadcasts (the
 /// packets with a `msg_id`) are acknowledged, stripped of duplicate copies
-/// and delivered on ``incoming``.
+/// and kept, in arrival order, for ``nextBroadcast(timeout:where:)``.
 public final class ChatClient: Sendable {
     public struct Options: Sendable {
         public var host: String
@@ -61,9 +61,6 @@ public final class ChatClient: Sendable {
     }
 
     public let options: Options
-    /// Broadcasts, once each, in arrival order.
-    public let incoming: AsyncStream<ServerPacket.Received>
-    private let incomingContinuation: AsyncStream<ServerPacket.Received>.Continuation
     private let channel: any Channel
     private let serverAddress: SocketAddress
     private let state = Mutex(State())
@@ -74,10 +71,21 @@ public final class ChatClient: Sendable {
         var continuation: CheckedContinuation<Arrival, any Error>
     }
 
+    private struct BroadcastWaiter {
+        var id: UInt64
+        var match: @Sendable (ServerPacket.Received) -> Bool
+        var continuation: CheckedContinuation<ServerPacket.Received?, Never>
+    }
+
+    /// Broadcasts kept for ``nextBroadcast(timeout:where:)``; older ones are dropped beyond this.
+    public static let broadcastBuffer = 10_000
+
     private struct State {
         var session: Session?
         var cipher: SessionCipher?
         var waiters: [Waiter] = []
+        var broadcasts: [ServerPacket.Received] = []
+        var broadcastWaiters: [BroadcastWaiter] = []
         var nextWaiter: UInt64 = 1
         var seenMsgIds: [String] = []
         var seenMsgIdSet: Set<String> = []
@@ -89,7 +97,6 @@ public final class ChatClient: Sendable {
     /// Opens a UDP socket towards `options.host:options.port`. Call ``connect()`` next.
     public init(options: Options) async throws {
         self.options = options
-        (incoming, incomingContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
         serverAddress = try SocketAddress.makeAddressResolvingHost(options.host, port: options.port)
         let box = ClientBox()
         let bindHost = serverAddress.protocol == .inet6 ? "::" : "0.0.0.0"
@@ -104,8 +111,6 @@ public final class ChatClient: Sendable {
             .get()
         box.client.withLock { $0.value = self }
     }
-
-    deinit { incomingContinuation.finish() }
 
     /// The session, once connected.
     public var session: Session? { state.withLock { $0.session } }
@@ -222,12 +227,12 @@ public final class ChatClient: Sendable {
 
     /// Sends a datagram and waits for the first arrival of a type in
     /// `types` (`SERVER_ERROR` always counts).
-    public func exchange(_ datagram: [UInt8], expecting types: Set<String>) async throws -> Arrival {
+    public func exchange(_ datagram: [UInt8], expecting types: Set<String>, timeout: Duration? = nil) async throws -> Arrival {
         let waiterId = state.withLock { state -> UInt64 in
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
         }
-        let timeout = options.timeout
+        let timeout = timeout ?? options.timeout
         return try await withThrowingTaskGroup(of: Arrival.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { continuation in
@@ -260,15 +265,28 @@ public final class ChatClient: Sendable {
         waiter?.continuation.resume(throwing: error)
     }
 
+    /// Decrypts a `SECURE_MSG` datagram of this session (for tests that
+    /// inspect what was received); nil for anything else.
+    public func open(_ datagram: [UInt8]) -> ServerPacket.Received? {
+        guard case .secure(let secure)? = try? Envelope.decodeResponse(datagram), let cipher = state.withLock({ $0.cipher }),
+            let nonce = Hex.decode(secure.nonce), let ciphertext = Hex.decode(secure.ciphertext),
+            let plaintext = cipher.open(ciphertext, nonce: nonce)
+        else { return nil }
+        return try? ServerPacket.decode(plaintext)
+    }
+
     /// Closes the socket; waiting requests fail.
     public func close() async {
-        let waiters = state.withLock { state -> [Waiter] in
+        let (waiters, broadcastWaiters) = state.withLock { state in
             state.closed = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.broadcastWaiters.removeAll()
+            }
+            return (state.waiters, state.broadcastWaiters)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: ChatClientError.notConnected) }
-        incomingContinuation.finish()
+        for waiter in broadcastWaiters { waiter.continuation.resume(returning: nil) }
         try? await channel.close()
     }
 
@@ -298,13 +316,63 @@ public final class ChatClient: Sendable {
                     if state.seenMsgIds.count > 4096 { state.seenMsgIdSet.remove(state.seenMsgIds.removeFirst()) }
                     return true
                 }
-                if fresh { incomingContinuation.yield(received) }
+                if fresh { deliver(received) }
             } else {
                 resolve(received.packet.typeName, .packet(received))
             }
         case .sessionInitRequest:
             return
         }
+    }
+
+    /// The oldest broadcast not yet taken that `match` accepts, waiting up
+    /// to `timeout` for one; nil when none came or the client closed.
+    public func nextBroadcast(
+        timeout: Duration, where match: @escaping @Sendable (ServerPacket.Received) -> Bool = { _ in true }
+    ) async -> ServerPacket.Received? {
+        let id = state.withLock { state -> UInt64 in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        return await withTaskGroup(of: ServerPacket.Received?.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let ready = self.state.withLock { state -> ServerPacket.Received?? in
+                        if let index = state.broadcasts.firstIndex(where: match) { return .some(state.broadcasts.remove(at: index)) }
+                        if state.closed { return .some(nil) }
+                        state.broadcastWaiters.append(BroadcastWaiter(id: id, match: match, continuation: continuation))
+                        return .none
+                    }
+                    if let ready { continuation.resume(returning: ready) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                let waiter = self.state.withLock { state -> BroadcastWaiter? in
+                    guard let index = state.broadcastWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.broadcastWaiters.remove(at: index)
+                }
+                waiter?.continuation.resume(returning: nil)
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            if first != nil { return first }
+            // The timer fired first, or the wait ended empty: take what the other task got.
+            return await group.next() ?? nil
+        }
+    }
+
+    private func deliver(_ received: ServerPacket.Received) {
+        let waiter = state.withLock { state -> BroadcastWaiter? in
+            if let index = state.broadcastWaiters.firstIndex(where: { $0.match(received) }) {
+                return state.broadcastWaiters.remove(at: index)
+            }
+            state.broadcasts.append(received)
+            if state.broadcasts.count > Self.broadcastBuffer { state.broadcasts.removeFirst() }
+            return nil
+        }
+        waiter?.continuation.resume(returning: received)
     }
 
     private func resolve(_ type: String, _ arrival: Arrival) {

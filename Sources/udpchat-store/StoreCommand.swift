@@ -49,7 +49,7 @@ struct Serve: AsyncParsableCommand {
             reactor = ZMQReactor(context: ZMQContext(), name: "store-zmq")
             let events = EventStream(
                 publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)
-            service = StoreService(backend: backend, events: events, sessionIdleSeconds: idle, logger: logger)
+            service = StoreService(backend: backend, sessionIdleSeconds: idle, logger: logger) { events.publish($0) }
             _ = try RPCServer(reactor: reactor, endpoint: common.storeBind, logger: logger, requestType: IPCStoreRequest.self) {
                 await service.handle($0)
             }

@@ -12,11 +12,12 @@ final class StoreService: Sendable {
     let logger: Logger
     let sessionIdle: Int64
 
-    init(backend: any StorageBackend, events: EventStream, sessionIdleSeconds: Int, logger: Logger) {
+    /// `publish` receives each committed batch's events, in commit order.
+    init(backend: any StorageBackend, sessionIdleSeconds: Int, logger: Logger, publish: @escaping @Sendable ([IPCEvent]) -> Void) {
         self.backend = backend
         self.logger = logger
         self.sessionIdle = Int64(sessionIdleSeconds)
-        self.commit = GroupCommit(backend: backend) { events.publish($0) }
+        self.commit = GroupCommit(backend: backend, publish: publish)
     }
 
     func handle(_ request: IPCStoreRequest) async -> IPCStoreResponse {

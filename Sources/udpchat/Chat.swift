@@ -147,7 +147,8 @@ final class ChatView: Sendable {
 
     /// Prints broadcasts as they arrive.
     func showIncoming() async {
-        for await received in client.incoming {
+        while !Task.isCancelled {
+            guard let received = await client.nextBroadcast(timeout: .seconds(60)) else { continue }
             let current = state.withLock { $0.room }
             switch received.packet {
             case .message(let event):

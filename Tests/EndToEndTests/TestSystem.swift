@@ -1,0 +1,171 @@
+import ChatClient
+import Common
+import Foundation
+import Logging
+import Testing
+
+/// The real programs (keys, store, edge) started on loopback for one test,
+/// with their data in a fresh temporary directory.
+final class TestSystem: Sendable {
+    let root: URL
+    let binaries: URL
+    let environment: [String: String]
+    let keys: ProgramProcess
+    let store: ProgramProcess
+    private let edgeProcess = MutexBox<ProgramProcess?>(nil)
+    private let edgePort = MutexBox<Int>(0)
+
+    /// Finds the built programs: `UDPCHAT_BIN_DIR`, else beside the test bundle.
+    static func binaryDirectory() throws -> URL {
+        if let dir = ProcessInfo.processInfo.environment["UDPCHAT_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+        var candidate = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            if FileManager.default.isExecutableFile(atPath: candidate.appendingPathComponent("udpchat-edge").path) { return candidate }
+            candidate = candidate.deletingLastPathComponent()
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let debug = root.appendingPathComponent(".build/debug")
+        guard FileManager.default.isExecutableFile(atPath: debug.appendingPathComponent("udpchat-edge").path) else {
+            throw HarnessError("the programs are not built: run `swift build` first (or set UDPCHAT_BIN_DIR)")
+        }
+        return debug
+    }
+
+    /// Starts keys, store and edge. `settings` are extra environment variables.
+    init(settings: [String: String] = [:]) async throws {
+        binaries = try Self.binaryDirectory()
+        // A short path: ipc:// socket paths must stay under 108 bytes.
+        var template = Array("/tmp/uc-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp failed") }
+        root = URL(fileURLWithPath: String(cString: made))
+        var environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "DATA_DIR": root.path, "SERVER_IP": "127.0.0.1", "SERVER_PORT": "0", "LOG_LEVEL": "info",
+            "RPC_TIMEOUT_MS": "3000",
+        ]
+        environment.merge(settings) { $1 }
+        self.environment = environment
+        let generate = Process()
+        generate.executableURL = binaries.appendingPathComponent("udpchat-keys")
+        generate.arguments = ["generate"]
+        generate.environment = environment
+        generate.currentDirectoryURL = root
+        generate.standardOutput = FileHandle.nullDevice
+        try generate.run()
+        generate.waitUntilExit()
+        guard generate.terminationStatus == 0 else { throw HarnessError("udpchat-keys generate failed") }
+        keys = try ProgramProcess(
+            name: "keys", executable: binaries.appendingPathComponent("udpchat-keys"), environment: environment, directory: root)
+        store = try ProgramProcess(
+            name: "store", executable: binaries.appendingPathComponent("udpchat-store"), environment: environment, directory: root)
+        do {
+            _ = try await keys.waitForLine(startingWith: "udpchat-keys ready")
+            _ = try await store.waitForLine(startingWith: "udpchat-store ready")
+            try await startEdge(port: 0)
+        } catch {
+            await shutdown()
+            throw error
+        }
+    }
+
+    var edge: ProgramProcess { edgeProcess.value! }
+    var port: Int { edgePort.value }
+
+    /// Starts the edge on `port` (0: a free one) and waits for its ready line.
+    func startEdge(port: Int) async throws {
+        var environment = self.environment
+        environment["SERVER_PORT"] = String(port)
+        let edge = try ProgramProcess(
+            name: "edge", executable: binaries.appendingPathComponent("udpchat-edge"), environment: environment, directory: root)
+        edgeProcess.value = edge
+        let line = try await edge.waitForLine(startingWith: "udpchat-edge ready")
+        guard let bound = line.split(separator: ":").last.flatMap({ Int($0) }) else { throw HarnessError("no port in '\(line)'") }
+        edgePort.value = bound
+    }
+
+    /// Stops the edge with `signal` and starts it again on the same port.
+    func restartEdge(signal: Int32 = SIGKILL) async throws {
+        let port = self.port
+        await edge.stop(signal: signal)
+        try await startEdge(port: port)
+    }
+
+    /// A client connected to the edge (pinning disabled unless `knownHosts` is given).
+    func client(acknowledge: Bool = true, record: Bool = false, keyBits: Int = 2048, knownHosts: KnownHosts? = nil) async throws
+        -> ChatClient
+    {
+        let client = try await ChatClient(
+            options: .init(
+                host: "127.0.0.1", port: port, knownHosts: knownHosts, keyBits: keyBits, timeout: .seconds(5),
+                acknowledge: acknowledge, recordDatagrams: record))
+        try await client.connect()
+        return client
+    }
+
+    /// Runs one of the programs to completion and returns its stdout.
+    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = binaries.appendingPathComponent(program)
+        process.arguments = arguments
+        process.environment = environment.merging(extra) { $1 }
+        process.currentDirectoryURL = root
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Stops everything this system started, by PID, and removes its files.
+    func shutdown() async {
+        if let edge = edgeProcess.value { await edge.stop() }
+        await store.stop()
+        await keys.stop()
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    /// The three programs' stderr, for a failing test's report.
+    func logs() -> String {
+        ["keys": keys, "store": store].map { "--- \($0.key)\n\($0.value.log())" }.joined(separator: "\n")
+            + "\n--- edge\n\(edgeProcess.value?.log() ?? "")"
+    }
+}
+
+/// Runs `body` with a fresh system and always stops it, printing the logs when `body` throws.
+func withSystem(settings: [String: String] = [:], _ body: (TestSystem) async throws -> Void) async throws {
+    let system = try await TestSystem(settings: settings)
+    do {
+        try await body(system)
+    } catch {
+        print(system.logs())
+        await system.shutdown()
+        throw error
+    }
+    await system.shutdown()
+}
+
+/// A value behind a lock, for the harness's few mutable fields.
+final class MutexBox<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+    func mutate<T>(_ change: (inout Value) -> T) -> T { lock.withLock { change(&stored) } }
+}
+
+extension ChatClient {
+    /// The next broadcast accepted by `match`; fails the test's wait after `timeout`.
+    func expectBroadcast(
+        timeout: Duration = .seconds(5), where match: @escaping @Sendable (ServerPacket.Received) -> Bool = { _ in true }
+    ) async throws -> ServerPacket.Received {
+        guard let received = await nextBroadcast(timeout: timeout, where: match) else {
+            throw HarnessError("no matching broadcast within \(timeout)")
+        }
+        return received
+    }
+}

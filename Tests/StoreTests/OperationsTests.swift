@@ -1,0 +1,259 @@
+import GRDB
+import Common
+import Foundation
+import Testing
+
+@testable import udpchat_store
+
+@Suite struct AccountTests {
+    @Test func loginCreatesTheUserOnceAndReportsIt() async throws {
+        let store = try StoreHarness()
+        let (first, user) = await store.loggedIn("alice@example.com")
+        #expect(user.email == "alice@example.com" && user.name == "alice" && user.userID.count == 32 && !user.hasRoom)
+        let (_, again) = await store.loggedIn("alice@example.com")
+        #expect(again.userID == user.userID)
+        let status = await store.call(first, .status(IPCStatus()))
+        #expect(status.status.user.userID == user.userID && status.sessionUserID == user.userID)
+    }
+
+    @Test func invalidEmailIsRefusedAndChangesNothing() async throws {
+        let store = try StoreHarness()
+        let session = StoreHarness.Session()
+        var login = IPCLogin()
+        login.email = "not an email"
+        let response = await store.call(session, .login(login), create: true)
+        #expect(response.errorText == "Please provide a valid email address")
+        let count = try await store.backend.read { tx in try tx.user(email: "not an email") == nil }
+        #expect(count)
+        // The session row itself exists: it was the session's first authenticated packet.
+        let status = await store.call(session, .status(IPCStatus()))
+        #expect(status.errorText == nil && !status.status.hasUser)
+    }
+
+    @Test func aSessionWithoutARowIsInvalid() async throws {
+        let store = try StoreHarness()
+        let response = await store.call(StoreHarness.Session(), .status(IPCStatus()))
+        #expect(response.errorText == "Invalid session ID")
+    }
+
+    @Test func logoutClearsOnlyThisSession() async throws {
+        let store = try StoreHarness()
+        let (a, _) = await store.loggedIn("alice@example.com")
+        let (b, _) = await store.loggedIn("alice@example.com")
+        let out = await store.call(a, .logout(IPCLogout()))
+        #expect(out.status.loggedOut && out.sessionUserID.isEmpty)
+        #expect(await store.call(a, .logout(IPCLogout())).errorText == "You are not logged in.")
+        #expect(await store.call(a, .status(IPCStatus())).status.hasUser == false)
+        #expect(await store.call(b, .status(IPCStatus())).status.hasUser)
+    }
+
+    @Test func mergeSessionNeedsTheOldKeyAndALoggedInSession() async throws {
+        let store = try StoreHarness()
+        let (old, user) = await store.loggedIn("alice@example.com")
+        let fresh = StoreHarness.Session()
+        var merge = IPCMergeSession()
+        merge.oldSessionID = old.id
+        merge.oldKeyDigest = Data(repeating: 0, count: 32)
+        #expect(await store.call(fresh, .mergeSession(merge), create: true).mergeFailed == IPCMergeFailed())
+        merge.oldKeyDigest = old.digest
+        let welcome = await store.call(fresh, .mergeSession(merge))
+        #expect(welcome.welcome.userID == user.userID && welcome.sessionUserID == user.userID)
+        // An anonymous old session cannot be merged.
+        _ = await store.call(old, .logout(IPCLogout()))
+        let another = StoreHarness.Session()
+        #expect(await store.call(another, .mergeSession(merge), create: true).mergeFailed == IPCMergeFailed())
+        merge.oldSessionID = "ffffffffffffffffffffffffffffffff"
+        #expect(await store.call(another, .mergeSession(merge)).mergeFailed == IPCMergeFailed())
+    }
+
+    @Test func passwordsAreCheckedAgainstScryptHashes() async throws {
+        let store = try StoreHarness()
+        let (session, user) = await store.loggedIn("bob@example.com")
+        let hash = try PasswordHash.make("correct horse")
+        #expect(hash.hasPrefix("scrypt$16384$8$1$"))
+        try await store.backend.write { tx in
+            try (tx as! SQLiteTransaction).db.execute(sql: "UPDATE users SET password_hash = ? WHERE user_id = ?", arguments: [hash, user.userID])
+        }
+        var login = IPCLogin()
+        login.email = "bob@example.com"
+        #expect(await store.call(session, .login(login)).pleaseLogin.email == "bob@example.com")
+        login.password = "wrong"
+        #expect(await store.call(session, .login(login)).unauthorised == IPCUnauthorised())
+        login.password = "correct horse"
+        #expect(await store.call(session, .login(login)).welcome.userID == user.userID)
+        #expect(!PasswordHash.verify("x", against: "md5-or-garbage"))
+    }
+}
+
+@Suite struct RoomTests {
+    @Test func createRoomChecksInOrderAndBroadcastsTheList() async throws {
+        let store = try StoreHarness()
+        let anonymous = StoreHarness.Session()
+        var create = IPCCreateRoom()
+        create.name = "General"
+        #expect(await store.call(anonymous, .createRoom(create), create: true).errorText == "Authentication required.")
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        #expect(await store.createRoom(alice, "").errorText == "Room name is required.")
+        let created = await store.createRoom(alice, "General")
+        #expect(created.roomCreated.name == "General" && created.roomCreated.roomID.count == 32)
+        #expect(await store.createRoom(alice, "General").errorText == "Room with that name already exists.")
+        #expect(await store.createRoom(alice, String(repeating: "x", count: 256)).errorText != nil)
+        let events = store.takeEvents()
+        #expect(events.count == 1 && events[0].roomList.rooms.map(\.name) == ["General"])
+        let members = await store.members(alice, created.roomCreated.roomID)
+        #expect(members.members.members.map(\.isAdmin) == [true])
+    }
+
+    @Test func joinAnswersAgainForMembersWithoutBroadcasting() async throws {
+        let store = try StoreHarness()
+        let (alice, aliceUser) = await store.loggedIn("alice@example.com")
+        let (bob, bobUser) = await store.loggedIn("bob@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = store.takeEvents()
+        #expect(await store.join(bob, "").errorText == "Room ID is required.")
+        #expect(await store.join(bob, "nope").errorText == "Room not found.")
+        #expect(await store.join(bob, room.roomID).joinedRoom.roomID == room.roomID)
+        let events = store.takeEvents()
+        #expect(events.count == 2)
+        #expect(events[0].user.userID == bobUser.userID && events[0].user.roomJoined.roomID == room.roomID)
+        #expect(events[0].user.exceptSessionID == bob.id)
+        let joined = events[1].room
+        #expect(joined.memberJoined.member.userID == bobUser.userID && !joined.memberJoined.member.isAdmin)
+        #expect(Set(joined.recipientUserIds) == [aliceUser.userID, bobUser.userID] && joined.seq == 1)
+        // Joining again: the same answer, nothing broadcast (PROTOCOL.md §12 item 28).
+        #expect(await store.join(bob, room.roomID).joinedRoom.roomID == room.roomID)
+        #expect(store.takeEvents().isEmpty)
+        // The joiner's current room is now this one.
+        #expect(await store.call(bob, .status(IPCStatus())).status.user.room.roomID == room.roomID)
+    }
+
+    @Test func leavingTellsTheOthersAndTheLastLeaveClosesTheRoomKeepingItsMessages() async throws {
+        let store = try StoreHarness()
+        let (alice, aliceUser) = await store.loggedIn("alice@example.com")
+        let (bob, bobUser) = await store.loggedIn("bob@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = await store.join(bob, room.roomID)
+        _ = await store.post(bob, room.roomID, "hello")
+        _ = store.takeEvents()
+        #expect(await store.leave(bob, room.roomID).leftRoom.roomID == room.roomID)
+        #expect(await store.leave(bob, room.roomID).errorText == "You are not a member of this room.")
+        var events = store.takeEvents()
+        #expect(events.count == 2 && events[0].user.roomLeft.roomID == room.roomID)
+        #expect(events[1].room.memberLeft.memberID == bobUser.userID && events[1].room.recipientUserIds == [aliceUser.userID])
+        _ = await store.leave(alice, room.roomID)
+        events = store.takeEvents()
+        #expect(events.count == 2 && events[1].roomList.rooms.isEmpty)
+        #expect(await store.join(bob, room.roomID).errorText == "Room not found.")
+        // The name is free again, and the closed room's messages are still stored.
+        #expect(await store.createRoom(alice, "General").errorText == nil)
+        let kept = try await store.backend.read { tx in
+            try Int.fetchOne((tx as! SQLiteTransaction).db, sql: "SELECT count(*) FROM messages") ?? 0
+        }
+        #expect(kept == 1)
+    }
+}
+
+@Suite struct MessageTests {
+    @Test func postingChecksInOrderThenStoresAndBroadcasts() async throws {
+        let store = try StoreHarness()
+        let (alice, aliceUser) = await store.loggedIn("alice@example.com")
+        let (bob, _) = await store.loggedIn("bob@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = store.takeEvents()
+        #expect(await store.post(alice, "", "x").errorText == "Room ID and content are required.")
+        #expect(await store.post(alice, room.roomID, "").errorText == "Room ID and content are required.")
+        #expect(await store.post(alice, "nope", "x").errorText == "Room not found.")
+        #expect(await store.post(bob, room.roomID, "x").errorText == "You must join the room before sending messages.")
+        let sent = await store.post(alice, room.roomID, "Hi all").messageSent
+        #expect(sent.content == "Hi all" && sent.roomID == room.roomID && sent.messageID > 0)
+        let events = store.takeEvents()
+        #expect(events.count == 1)
+        let message = events[0].room.message
+        #expect(message.messageID == sent.messageID && message.userID == aliceUser.userID && message.name == "alice")
+        #expect(events[0].room.recipientUserIds == [aliceUser.userID])
+    }
+
+    @Test func historyIsTheNewestHundredInCommitOrderAndOnlyForMembers() async throws {
+        let store = try StoreHarness()
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let (bob, _) = await store.loggedIn("bob@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        // All within the same second: order must still be commit order.
+        for i in 0..<130 { _ = await store.post(alice, room.roomID, "m\(i)") }
+        let history = await store.history(alice, room.roomID).history
+        #expect(history.roomID == room.roomID)
+        #expect(history.items.map(\.content) == (30..<130).map { "m\($0)" })
+        #expect(await store.history(bob, room.roomID).errorText == "You are not a member of this room.")
+        // Without room_id: the user's current room (PROTOCOL.md §12 item 31).
+        #expect(await store.history(alice, nil).history.items.count == 100)
+        #expect(await store.history(bob, nil).errorText == "Room ID is required.")
+        #expect(await store.members(bob, room.roomID).errorText == "You are not a member of this room.")
+    }
+
+    @Test func concurrentWritesAreAllCommittedAndEventsFollowCommitOrder() async throws {
+        let store = try StoreHarness()
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = store.takeEvents()
+        let ids = await withTaskGroup(of: Int64.self) { group in
+            for i in 0..<200 { group.addTask { await store.post(alice, room.roomID, "c\(i)").messageSent.messageID } }
+            return await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(Set(ids).count == 200 && !ids.contains(0))
+        let events = store.takeEvents()
+        #expect(events.map(\.room.message.messageID) == ids.sorted())
+        #expect(events.map(\.room.seq) == Array(1...200).map(UInt64.init))
+    }
+}
+
+@Suite struct SessionStoreTests {
+    @Test func sessionsAreCreatedOnlyWithTheirWrappedKeyAndLoadable() async throws {
+        let store = try StoreHarness()
+        let (session, user) = await store.loggedIn("alice@example.com")
+        var load = IPCLoadSession()
+        load.sessionID = session.id
+        let loaded = await store.call(session, .loadSession(load)).loadedSession
+        #expect(loaded.found && loaded.wrappedKey == Data([1, 2, 3]) && loaded.userID == user.userID)
+        load.sessionID = SecureRandom.identifier()
+        #expect(await store.call(session, .loadSession(load)).loadedSession.found == false)
+    }
+
+    @Test func touchesMoveLivenessAndTheReplayMarkForwardOnly() async throws {
+        let store = try StoreHarness()
+        let (session, _) = await store.loggedIn("alice@example.com")
+        var touch = IPCTouchSessions()
+        var activity = IPCSessionActivity()
+        activity.sessionID = session.id
+        activity.lastActiveAt = 1
+        activity.replayMark = 900
+        touch.sessions = [activity]
+        _ = await store.call(session, .touchSessions(touch))
+        activity.replayMark = 500
+        touch.sessions = [activity]
+        _ = await store.call(session, .touchSessions(touch))
+        var load = IPCLoadSession()
+        load.sessionID = session.id
+        #expect(await store.call(session, .loadSession(load)).loadedSession.replayMark == 900)
+    }
+
+    @Test func idleSessionsExpire() async throws {
+        let store = try StoreHarness()
+        let (session, _) = await store.loggedIn("alice@example.com")
+        try await store.backend.write { tx in
+            try (tx as! SQLiteTransaction).db.execute(sql: "UPDATE sessions SET last_active_at = 0 WHERE session_id = ?", arguments: [session.id])
+        }
+        #expect(await store.service.expireIdleSessions() == 1)
+        #expect(await store.call(session, .status(IPCStatus())).errorText == "Invalid session ID")
+    }
+
+    @Test func migrationsAreNumberedAndIdempotentAndCommitsAreDurable() throws {
+        let store = try StoreHarness()
+        let path = store.directory.appendingPathComponent("test.db").path
+        let result = try SQLiteBackend.migrate(path: path)
+        #expect(result.applied.isEmpty && result.all == ["0001_initial"])
+        let level = try store.backend.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        #expect(level == 2 || level == 1)  // readers report their own connection; the writer is checked at open
+        let writerLevel = try store.backend.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        #expect(writerLevel == 2)
+    }
+}
