@@ -66,8 +66,9 @@ extension ChatClient {
 
     /// Posts a message; returns its id and timestamp from `MESSAGE_SENT`.
     public func sendMessage(roomId: String, content: String) async throws -> (messageId: Int64, timestamp: Int64) {
-        guard case .messageSent(let id, _, _, let timestamp) = try await request(
-            .message(roomId: roomId, content: content), expecting: ["MESSAGE_SENT"])
+        guard
+            case .messageSent(let id, _, _, let timestamp) = try await request(
+                .message(roomId: roomId, content: content), expecting: ["MESSAGE_SENT"])
         else { throw unexpected() }
         return (id, timestamp)
     }

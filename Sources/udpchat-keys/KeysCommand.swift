@@ -65,7 +65,8 @@ struct Generate: ParsableCommand {
             let files = options.files(common)
             if files.identityExists && !force {
                 throw KeysError(
-                    "an identity key already exists in \(files.directory.path); clients have pinned its fingerprint. Use --force to replace it")
+                    "an identity key already exists in \(files.directory.path); clients have pinned its fingerprint. Use --force to replace it"
+                )
             }
             let key = try _RSA.Signing.PrivateKey(keySize: keySize)
             try files.writeIdentity(key, force: force)

@@ -74,7 +74,8 @@ import Testing
         #expect(signature.rawRepresentation.count == 256)
         #expect(
             HandshakeCrypto.verify(
-                signature: [UInt8](signature.rawRepresentation), over: Self.sessionKey, publicKeyDER: try #require(Hex.decode(Self.spkiHex))))
+                signature: [UInt8](signature.rawRepresentation), over: Self.sessionKey, publicKeyDER: try #require(Hex.decode(Self.spkiHex))
+            ))
     }
 
     @Test func oaepCiphertextFromPythonDecrypts() throws {

@@ -55,7 +55,10 @@ import Testing
         var window = ReplayWindow(span: 10, capacity: 8)
         Self.run(
             &window,
-            [(1, top - 5, 0, .accepted), (2, top, 0, .accepted), (3, top - 11, 0, .tooOld), (4, top - 10, 0, .accepted), (5, top, 0, .duplicate)])
+            [
+                (1, top - 5, 0, .accepted), (2, top, 0, .accepted), (3, top - 11, 0, .tooOld), (4, top - 10, 0, .accepted),
+                (5, top, 0, .duplicate),
+            ])
         #expect(window.floor == top - 11)
     }
 

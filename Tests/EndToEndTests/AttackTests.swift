@@ -60,7 +60,9 @@ struct AttackTests {
             let scene = try await Scene(system)
             let datagram = try scene.alice.sealed(.message(roomId: scene.room.roomId, content: "once"))
             try scene.alice.sendRaw(datagram)
-            _ = try await scene.alice.expectBroadcast { if case .message(let e) = $0.packet { return e.content == "once" } else { return false } }
+            _ = try await scene.alice.expectBroadcast {
+                if case .message(let e) = $0.packet { return e.content == "once" } else { return false }
+            }
             #expect(try await Self.serverError(scene.alice, datagram) == "This nonce was already used")
             // From another address it is still a replay, and alice's address does not move.
             #expect(try await Self.serverError(scene.attacker, datagram) == "This nonce was already used")
@@ -105,10 +107,15 @@ struct AttackTests {
                 ("8-byte nonce", variant("nonce", .string(String(nonce.prefix(16)))), decryption),
                 ("truncated ciphertext", variant("ciphertext", .string("00ff")), decryption),
                 ("non-hex ciphertext", variant("ciphertext", .string("zz")), decryption),
-                ("missing nonce", Array(#"{"type":"SECURE_MSG","session_id":"\#(session)","ciphertext":"00"}"#.utf8), "Message format is incomplete"),
+                (
+                    "missing nonce", Array(#"{"type":"SECURE_MSG","session_id":"\#(session)","ciphertext":"00"}"#.utf8),
+                    "Message format is incomplete"
+                ),
                 ("number nonce", variant("nonce", .int(5)), "Message format is incomplete"),
-                ("unknown session", variant("session_id", .string("0123456789abcdef0123456789abcdef")),
-                 "Session ID '0123456789abcdef0123456789abcdef' not found"),
+                (
+                    "unknown session", variant("session_id", .string("0123456789abcdef0123456789abcdef")),
+                    "Session ID '0123456789abcdef0123456789abcdef' not found"
+                ),
                 ("not a session id", variant("session_id", .string("nope")), "Session ID 'nope' not found"),
                 ("non-object JSON", Array("[1,2,3]".utf8), "Invalid message format"),
                 ("unknown outer type", Array(#"{"type":"PING"}"#.utf8), "Unknown message type 'PING'"),
@@ -135,7 +142,10 @@ struct AttackTests {
                 return
             }
             #expect(received.packet == .error(message: #"Packet processing failure: "room_id" must be a string, not a number"#))
-            guard case .packet(let unknown) = try await scene.alice.exchange(try scene.alice.sealed(json: Array(#"{"type":"NOPE"}"#.utf8)), expecting: ["ERROR"]) else {
+            guard
+                case .packet(let unknown) = try await scene.alice.exchange(
+                    try scene.alice.sealed(json: Array(#"{"type":"NOPE"}"#.utf8)), expecting: ["ERROR"])
+            else {
                 Issue.record("no inner ERROR")
                 return
             }
@@ -148,7 +158,9 @@ struct AttackTests {
         try await withSystem { system in
             let scene = try await Scene(system)
             _ = try await scene.alice.sendMessage(roomId: scene.room.roomId, content: "original")
-            _ = try await scene.bob.expectBroadcast { if case .message(let e) = $0.packet { return e.content == "original" } else { return false } }
+            _ = try await scene.bob.expectBroadcast {
+                if case .message(let e) = $0.packet { return e.content == "original" } else { return false }
+            }
             // Bob's copy of alice's MESSAGE, sent back to the server, would re-post it as bob (PROTOCOL.md §12 item 5).
             let reflected = try #require(
                 scene.bob.recordedDatagrams.first { datagram in
@@ -158,7 +170,8 @@ struct AttackTests {
             #expect(await Self.silent(scene.bob, reflected))
             #expect(await Self.silent(scene.attacker, reflected))
             // An inner packet carrying msg_id, as only server broadcasts do, is dropped too.
-            let withMsgId = try scene.bob.sealed(json: Array(#"{"type":"MESSAGE","data":{"room_id":"\#(scene.room.roomId)","content":"x"},"msg_id":"m"}"#.utf8))
+            let withMsgId = try scene.bob.sealed(
+                json: Array(#"{"type":"MESSAGE","data":{"room_id":"\#(scene.room.roomId)","content":"x"},"msg_id":"m"}"#.utf8))
             #expect(await Self.silent(scene.bob, withMsgId))
             #expect(try await scene.alice.history(roomId: scene.room.roomId).map(\.content) == ["original"])
             #expect(try await scene.bob.hello() == "Welcome to UDPChat-AI.")

@@ -22,7 +22,10 @@ struct ConversationTests {
             #expect(reply["signature"]?.stringValue?.count == 512 && reply["server_pubkey"]?.stringValue?.count == 588)
             #expect(reply["encrypted_key"]?.stringValue?.count == 512)
             #expect(shown.contains(session.fingerprint))
-            #expect(HandshakeCrypto.verify(signature: Hex.decode(reply["signature"]!.stringValue!)!, over: session.sessionKey, publicKeyDER: session.serverPublicKeyDER))
+            #expect(
+                HandshakeCrypto.verify(
+                    signature: Hex.decode(reply["signature"]!.stringValue!)!, over: session.sessionKey,
+                    publicKeyDER: session.serverPublicKeyDER))
             #expect(try await client.hello() == "Welcome to UDPChat-AI.")
             // The later web client's 1024-bit keys work too.
             let small = try await system.client(keyBits: 1024)
@@ -75,7 +78,9 @@ struct ConversationTests {
             #expect(elsewhere.packet == .roomJoined(roomId: room.roomId, roomName: "General"))
             // Joining again answers JOINED_ROOM again and broadcasts nothing.
             #expect(try await bob.joinRoom(id: room.roomId) == room)
-            let again = await alice.nextBroadcast(timeout: .milliseconds(800)) { if case .memberJoined = $0.packet { return true } else { return false } }
+            let again = await alice.nextBroadcast(timeout: .milliseconds(800)) {
+                if case .memberJoined = $0.packet { return true } else { return false }
+            }
             #expect(again == nil)
             let members = try await alice.members(roomId: room.roomId)
             #expect(members.map(\.name) == ["alice", "bob"] && members.map(\.isAdmin) == [true, false])
@@ -114,7 +119,9 @@ struct ConversationTests {
             #expect(try await bob.leaveRoom(id: room.roomId) == room)
             let left = try await alice.expectBroadcast { if case .memberLeft = $0.packet { return true } else { return false } }
             #expect(left.packet == .memberLeft(roomId: room.roomId, memberId: bobUser.userId))
-            let leftElsewhere = try await bobElsewhere.expectBroadcast { if case .roomLeft = $0.packet { return true } else { return false } }
+            let leftElsewhere = try await bobElsewhere.expectBroadcast {
+                if case .roomLeft = $0.packet { return true } else { return false }
+            }
             #expect(leftElsewhere.packet == .roomLeft(roomId: room.roomId, roomName: "General"))
             await #expect(throws: ChatClientError.refused("You must join the room before sending messages.")) {
                 _ = try await bob.sendMessage(roomId: room.roomId, content: "x")
@@ -185,7 +192,12 @@ struct ConversationTests {
             try await system.restartEdge(signal: SIGKILL)
 
             // Same session id and key: the edge restores it from the store.
-            #expect(try await alice.status() == .user(UserInfo(email: aliceUser.email, name: "alice", userId: aliceUser.userId, room: RoomRef(roomId: room.roomId, name: "Lobby"))))
+            #expect(
+                try await alice.status()
+                    == .user(
+                        UserInfo(
+                            email: aliceUser.email, name: "alice", userId: aliceUser.userId,
+                            room: RoomRef(roomId: room.roomId, name: "Lobby"))))
             let after = try await alice.sendMessage(roomId: room.roomId, content: "after")
             #expect(after.messageId > before.messageId)
             // A datagram accepted before the restart is still a replay after it.

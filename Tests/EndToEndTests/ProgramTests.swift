@@ -16,7 +16,8 @@ struct ProgramTests {
             let knownHosts = system.root.appendingPathComponent("known_hosts").path
             let server = "127.0.0.1:\(system.port)"
             let base = ["--server", server, "--known-hosts", knownHosts]
-            let sent = try system.run("udpchat", ["send"] + base + ["--email", "alice@example.com", "--room", "Ops", "--create", "deploy", "done"])
+            let sent = try system.run(
+                "udpchat", ["send"] + base + ["--email", "alice@example.com", "--room", "Ops", "--create", "deploy", "done"])
             #expect(sent.status == 0, "\(sent.output)")
             #expect(sent.output.contains("sent message 1 to Ops"))
             let history = try system.run("udpchat", ["history"] + base + ["--email", "bob@example.com", "--room", "Ops", "--json"])
@@ -73,5 +74,49 @@ struct ProgramTests {
             let keysMissing = try system.run("udpchat-keys", ["show", "--dir", system.root.appendingPathComponent("none").path])
             #expect(keysMissing.status != 0 && keysMissing.output.contains("udpchat-keys generate"))
         }
+    }
+}
+
+/// The README's first command, as a user runs it (without the build step,
+/// which the test command has done).
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct QuickStartTests {
+    @Test func runScriptStartsEverythingAndCtrlCStopsEverything() async throws {
+        let binaries = try TestSystem.binaryDirectory()
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var template = Array("/tmp/uc-XXXXXX".utf8CString)
+        let root = URL(fileURLWithPath: String(cString: try #require(mkdtemp(&template))))
+        defer { try? FileManager.default.removeItem(at: root) }
+        let emptyEnvFile = root.appendingPathComponent("empty.env")
+        #expect(FileManager.default.createFile(atPath: emptyEnvFile.path, contents: Data()))
+        let environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "BIN_DIR": binaries.path,
+            "DATA_DIR": root.path, "SERVER_PORT": "0", "UDPCHAT_ENV_FILE": emptyEnvFile.path,
+        ]
+        let script = try ProgramProcess(
+            name: "run", executable: URL(fileURLWithPath: "/bin/bash"),
+            arguments: [repository.appendingPathComponent("deploy/run.sh").path, "--no-build"],
+            environment: environment, directory: repository)
+        do {
+            let ready = try await script.waitForLine(startingWith: "[edge] udpchat-edge ready", timeout: .seconds(60))
+            let port = try #require(ready.split(separator: ":").last.flatMap { Int($0) })
+            #expect(script.output.contains { $0.hasPrefix("[keys] udpchat-keys ready") })
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("keys/server_private_key.pem").path))
+            let client = try await ChatClient(options: .init(host: "127.0.0.1", port: port, knownHosts: nil))
+            try await client.connect()
+            #expect(try await client.hello() == "Welcome to UDPChat-AI.")
+            await client.close()
+        } catch {
+            await script.stop(signal: SIGKILL)
+            throw error
+        }
+        let pids = script.output.compactMap { line -> Int32? in
+            guard line.hasPrefix("[run]"), line.contains(" pid ") else { return nil }
+            return line.split(separator: " ").last.flatMap { Int32($0) }
+        }
+        #expect(pids.count == 3)
+        let status = await script.stop(signal: SIGINT, timeout: .seconds(30))
+        #expect(status == 0, "\(script.output.suffix(10))")
+        for pid in pids { #expect(kill(pid, 0) != 0, "pid \(pid) still running") }
     }
 }

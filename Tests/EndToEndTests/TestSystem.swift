@@ -103,7 +103,8 @@ final class TestSystem: Sendable {
     }
 
     /// Runs one of the programs to completion and returns its stdout.
-    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String)
+    {
         let process = Process()
         process.executableURL = binaries.appendingPathComponent(program)
         process.arguments = arguments

@@ -1,6 +1,6 @@
-import GRDB
 import Common
 import Foundation
+import GRDB
 import Testing
 
 @testable import udpchat_store
@@ -72,7 +72,8 @@ import Testing
         let hash = try PasswordHash.make("correct horse")
         #expect(hash.hasPrefix("scrypt$16384$8$1$"))
         try await store.backend.write { tx in
-            try (tx as! SQLiteTransaction).db.execute(sql: "UPDATE users SET password_hash = ? WHERE user_id = ?", arguments: [hash, user.userID])
+            try (tx as! SQLiteTransaction).db.execute(
+                sql: "UPDATE users SET password_hash = ? WHERE user_id = ?", arguments: [hash, user.userID])
         }
         var login = IPCLogin()
         login.email = "bob@example.com"
@@ -240,7 +241,8 @@ import Testing
         let store = try StoreHarness()
         let (session, _) = await store.loggedIn("alice@example.com")
         try await store.backend.write { tx in
-            try (tx as! SQLiteTransaction).db.execute(sql: "UPDATE sessions SET last_active_at = 0 WHERE session_id = ?", arguments: [session.id])
+            try (tx as! SQLiteTransaction).db.execute(
+                sql: "UPDATE sessions SET last_active_at = 0 WHERE session_id = ?", arguments: [session.id])
         }
         #expect(await store.service.expireIdleSessions() == 1)
         #expect(await store.call(session, .status(IPCStatus())).errorText == "Invalid session ID")

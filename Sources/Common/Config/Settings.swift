@@ -36,7 +36,8 @@ extension Setting {
     public static let eventsEndpoint = Setting(
         "EVENTS_ENDPOINT", default: "ipc://$RUN_DIR/events.sock", "Where udpchat-store publishes events.")
     public static let keysBind = Setting(
-        "KEYS_BIND", default: "$KEYS_ENDPOINT", "Address udpchat-keys binds, when it differs from the one clients connect to (tcp://0.0.0.0:PORT).")
+        "KEYS_BIND", default: "$KEYS_ENDPOINT",
+        "Address udpchat-keys binds, when it differs from the one clients connect to (tcp://0.0.0.0:PORT).")
     public static let storeBind = Setting("STORE_BIND", default: "$STORE_ENDPOINT", "Address udpchat-store binds for RPC.")
     public static let eventsBind = Setting("EVENTS_BIND", default: "$EVENTS_ENDPOINT", "Address udpchat-store binds for events.")
     public static let rpcTimeout = Setting(
@@ -45,7 +46,8 @@ extension Setting {
     public static let debug = Setting("DEBUG", default: "false", "Original name: true, 1, t, yes or y (any case) sets LOG_LEVEL to debug.")
 
     // Edge
-    public static let serverIP = Setting("SERVER_IP", default: "127.0.0.1", "UDP address the edge binds (IPv4 or IPv6; 0.0.0.0 or :: for all).")
+    public static let serverIP = Setting(
+        "SERVER_IP", default: "127.0.0.1", "UDP address the edge binds (IPv4 or IPv6; 0.0.0.0 or :: for all).")
     public static let serverPort = Setting("SERVER_PORT", default: "9999", "UDP port; 0 picks a free one, printed in the ready line.")
     public static let bufferSize = Setting(
         "BUFFER_SIZE", default: "8192", "Largest datagram accepted, in bytes (8192 to 65507; the original's receive buffer).")

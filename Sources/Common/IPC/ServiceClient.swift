@@ -1,5 +1,5 @@
-import SwiftProtobuf
 import Logging
+import SwiftProtobuf
 
 /// Typed calls to a service: protocol-buffer requests in, responses out,
 /// over an ``RPCClient``.

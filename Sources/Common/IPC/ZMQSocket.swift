@@ -131,7 +131,8 @@ public enum Endpoint {
             let path = endpoint.dropFirst("ipc://".count)
             guard !path.isEmpty, path.utf8.count <= maximumIPCPathBytes else {
                 throw ConfigurationError(
-                    "\(endpoint): an ipc:// path must be 1 to \(maximumIPCPathBytes) bytes long (it has \(path.utf8.count)); use a shorter RUN_DIR")
+                    "\(endpoint): an ipc:// path must be 1 to \(maximumIPCPathBytes) bytes long (it has \(path.utf8.count)); use a shorter RUN_DIR"
+                )
             }
         } else if !endpoint.hasPrefix("tcp://") && !endpoint.hasPrefix("inproc://") {
             throw ConfigurationError("\(endpoint): an endpoint starts with ipc://, tcp:// or inproc://")

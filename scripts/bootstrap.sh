@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what udpchat needs to build and run, if it is missing:
+# Debian's libzmq3-dev, libsqlite3-dev and pkg-config. With --test, also
+# what the tests need: Python 3 with the `cryptography` package.
+# Safe to run again; installs nothing that is already there.
+set -euo pipefail
+
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if ! command -v swift >/dev/null 2>&1; then
+  say "swift is not on PATH: install Swift 6 (https://www.swift.org/install/linux/) and run this again"
+  exit 1
+fi
+
+missing=()
+for package in libzmq3-dev libsqlite3-dev pkg-config; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "$want_tests" = 1 ] && ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3 python3-pip)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { say "need root (or sudo) to install: ${missing[*]}"; exit 1; }
+    sudo="sudo"
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$want_tests" = 1 ] && ! python3 -c 'import cryptography' 2>/dev/null; then
+  say "installing the Python cryptography package"
+  python3 -m pip install --quiet cryptography 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages cryptography
+fi
