@@ -65,6 +65,8 @@ final class ChatView: Sendable {
         var room: RoomRef?
         var roomNames: [String: String] = [:]
         var shownMessages: Set<Int64> = []
+        /// Names by user id, learnt from history, member lists and joins.
+        var names: [String: String] = [:]
     }
 
     init(client: ChatClient, me: UserInfo) {
@@ -79,6 +81,7 @@ final class ChatView: Sendable {
         }
         Console.say("-- \(room.name) --")
         for item in try await client.history(roomId: room.roomId) {
+            state.withLock { $0.names[item.userId] = item.name }
             show(messageId: item.messageId, name: item.name, content: item.content, timestamp: item.timestamp, prefix: "")
         }
     }
@@ -131,6 +134,7 @@ final class ChatView: Sendable {
         case "/members":
             guard let current else { Console.say("! No room is open"); return true }
             let members = try await client.members(roomId: current.roomId)
+            state.withLock { state in for member in members { state.names[member.userId] = member.name } }
             Console.say("Members: " + members.map { $0.isAdmin ? "\($0.name) (admin)" : $0.name }.joined(separator: ", "))
         case "/history":
             guard let current else { Console.say("! No room is open"); return true }
@@ -155,9 +159,10 @@ final class ChatView: Sendable {
                 let prefix = event.roomId == current?.roomId ? "" : "#\(roomName(event.roomId)) "
                 show(messageId: event.messageId, name: event.name, content: event.content, timestamp: event.timestamp, prefix: prefix)
             case .memberJoined(let roomId, let member) where roomId == current?.roomId && member.userId != me.userId:
+                state.withLock { $0.names[member.userId] = member.name }
                 Console.say("* \(member.name) joined")
-            case .memberLeft(let roomId, _) where roomId == current?.roomId:
-                Console.say("* someone left")
+            case .memberLeft(let roomId, let memberId) where roomId == current?.roomId:
+                Console.say("* \(state.withLock { $0.names[memberId] } ?? "someone") left")
             case .roomList(let rooms):
                 state.withLock { state in for room in rooms { state.roomNames[room.roomId] = room.name } }
             default:

@@ -225,4 +225,16 @@ struct ConversationTests {
             await bob.close()
         }
     }
+
+    @Test func theEdgeServesIPv6() async throws {
+        try await withSystem(settings: ["SERVER_IP": "::1"]) { system in
+            #expect(system.edge.output.contains { $0 == "udpchat-edge ready udp=[::1]:\(system.port)" })
+            let client = try await system.client()
+            #expect(try await client.hello() == "Welcome to UDPChat-AI.")
+            #expect(try await client.login(email: "six@example.com").name == "six")
+            await client.close()
+            let (status, output) = try InteropTests.runPython(["::1", String(system.port)])
+            #expect(status == 0, "\(output)")
+        }
+    }
 }

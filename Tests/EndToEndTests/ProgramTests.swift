@@ -120,3 +120,62 @@ struct QuickStartTests {
         for pid in pids { #expect(kill(pid, 0) != 0, "pid \(pid) still running") }
     }
 }
+
+/// The interactive client, driven through its standard input.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct InteractiveChatTests {
+    @Test func chatSendsShowsIncomingMessagesAndRunsCommands() async throws {
+        try await withSystem { system in
+            let alice = try await system.client()
+            _ = try await alice.login(email: "alice@example.com")
+            let room = try await alice.createRoom(name: "General")
+            _ = try await alice.sendMessage(roomId: room.roomId, content: "earlier")
+            let input = system.root.appendingPathComponent("input.fifo").path
+            #expect(mkfifo(input, 0o600) == 0)
+            let chat = try ProgramProcess(
+                name: "chat", executable: URL(fileURLWithPath: "/bin/sh"),
+                arguments: [
+                    "-c",
+                    "exec \"$0\" chat --server 127.0.0.1:\(system.port) --email bob@example.com --room General --known-hosts kh < \(input)",
+                    system.binaries.appendingPathComponent("udpchat").path,
+                ],
+                environment: system.environment, directory: system.root)
+            let writer = try #require(FileHandle(forWritingAtPath: input))
+            func type(_ line: String) { writer.write(Data((line + "\n").utf8)) }
+            defer { Task { await chat.stop(signal: SIGKILL) } }
+
+            _ = try await chat.waitForLine(startingWith: "Logged in as bob <bob@example.com>")
+            _ = try await chat.waitForLine(startingWith: "-- General --")
+            #expect(try await chat.waitForLine(startingWith: "[").hasSuffix("alice: earlier"))
+            type("hello from the terminal")
+            let heard = try await alice.expectBroadcast {
+                if case .message(let event) = $0.packet { return event.content == "hello from the terminal" } else { return false }
+            }
+            if case .message(let event) = heard.packet { #expect(event.name == "bob") }
+            // A message from someone else appears while the chat waits for input.
+            _ = try await alice.sendMessage(roomId: room.roomId, content: "live from alice")
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !chat.output.contains(where: { $0.hasSuffix("alice: live from alice") }) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(chat.output.contains { $0.hasSuffix("alice: live from alice") })
+            type("/members")
+            #expect(try await chat.waitForLine(startingWith: "Members:") == "Members: alice (admin), bob")
+            type("/ai")
+            #expect(
+                try await chat.waitForLine(startingWith: "! AI generation failed") == "! AI generation failed: no AI worker is running.")
+            type("/create Random")
+            _ = try await chat.waitForLine(startingWith: "-- Random --")
+            type("/rooms")
+            #expect(try await chat.waitForLine(startingWith: "Rooms:") == "Rooms: General, Random")
+            type("/leave")
+            _ = try await chat.waitForLine(startingWith: "-- left Random --")
+            type("/quit")
+            let deadlineExit = ContinuousClock.now + .seconds(10)
+            while chat.isRunning && ContinuousClock.now < deadlineExit { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(chat.terminationStatus == 0, "\(chat.output) \(chat.log())")
+            try writer.close()
+            await alice.close()
+        }
+    }
+}

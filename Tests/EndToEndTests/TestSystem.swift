@@ -96,7 +96,7 @@ final class TestSystem: Sendable {
     {
         let client = try await ChatClient(
             options: .init(
-                host: "127.0.0.1", port: port, knownHosts: knownHosts, keyBits: keyBits, timeout: .seconds(5),
+                host: environment["SERVER_IP"] ?? "127.0.0.1", port: port, knownHosts: knownHosts, keyBits: keyBits, timeout: .seconds(5),
                 acknowledge: acknowledge, recordDatagrams: record))
         try await client.connect()
         return client
