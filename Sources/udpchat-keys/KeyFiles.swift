@@ -23,13 +23,17 @@ struct KeyFiles {
         FileManager.default.fileExists(atPath: privateKey.path) || FileManager.default.fileExists(atPath: publicKey.path)
     }
 
-    /// Writes a new identity key pair. Refuses to replace existing files
-    /// unless `force` is set: clients have pinned the old fingerprint.
+    /// Refuses to go on when an identity key exists and `force` is not set:
+    /// clients have pinned its fingerprint.
+    func refuseOverwrite(force: Bool) throws {
+        guard identityExists && !force else { return }
+        throw KeysError(
+            "an identity key already exists in \(directory.path); clients have pinned its fingerprint. Use --force to replace it")
+    }
+
+    /// Writes a new identity key pair (see ``refuseOverwrite(force:)``).
     func writeIdentity(_ key: _RSA.Signing.PrivateKey, force: Bool) throws {
-        if identityExists && !force {
-            throw KeysError(
-                "an identity key already exists in \(directory.path); clients have pinned its fingerprint. Use --force to replace it")
-        }
+        try refuseOverwrite(force: force)
         try prepareDirectory()
         try write(key.pkcs8PEMRepresentation, to: privateKey, mode: 0o600)
         try write(key.publicKey.pemRepresentation, to: publicKey, mode: 0o644)

@@ -63,11 +63,8 @@ struct Generate: ParsableCommand {
             default: throw KeysError("--bits must be 2048, 3072 or 4096, not \(size)")
             }
             let files = options.files(common)
-            if files.identityExists && !force {
-                throw KeysError(
-                    "an identity key already exists in \(files.directory.path); clients have pinned its fingerprint. Use --force to replace it"
-                )
-            }
+            // Before the slow key generation, not only when writing.
+            try files.refuseOverwrite(force: force)
             let key = try _RSA.Signing.PrivateKey(keySize: keySize)
             try files.writeIdentity(key, force: force)
             let createdKEK = try files.ensureKeyEncryptionKey()

@@ -106,16 +106,6 @@ import Testing
         }
         #expect(accepted.count > 1_000)
     }
-
-    @Test func checkDoesNotRecord() {
-        var window = ReplayWindow(span: 100, capacity: 8)
-        let nonce = Self.nonce(50, 1)
-        #expect(window.check(nonce) == .accepted)
-        #expect(window.check(nonce) == .accepted)
-        let verdict = window.admit(nonce)
-        #expect(verdict == .accepted)
-        #expect(window.check(nonce) == .duplicate)
-    }
 }
 
 /// A small deterministic generator for property tests.

@@ -11,16 +11,7 @@ struct InteropTests {
         .appendingPathComponent("Interop/python_client.py")
 
     static func runPython(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runToCompletion(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script.path] + arguments)
     }
 
     @Test(arguments: [2048, 1024])

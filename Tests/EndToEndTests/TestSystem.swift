@@ -105,18 +105,8 @@ final class TestSystem: Sendable {
     /// Runs one of the programs to completion and returns its stdout.
     func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String)
     {
-        let process = Process()
-        process.executableURL = binaries.appendingPathComponent(program)
-        process.arguments = arguments
-        process.environment = environment.merging(extra) { $1 }
-        process.currentDirectoryURL = root
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runToCompletion(
+            binaries.appendingPathComponent(program), arguments, environment: environment.merging(extra) { $1 }, directory: root)
     }
 
     /// Stops everything this system started, by PID, and removes its files.
@@ -145,6 +135,24 @@ func withSystem(settings: [String: String] = [:], _ body: (TestSystem) async thr
         throw error
     }
     await system.shutdown()
+}
+
+/// Runs a command to its end; returns its exit status and its stdout and stderr together.
+func runToCompletion(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil) throws
+    -> (status: Int32, output: String)
+{
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    if let directory { process.currentDirectoryURL = directory }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 /// A value behind a lock, for the harness's few mutable fields.

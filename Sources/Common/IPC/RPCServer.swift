@@ -47,9 +47,6 @@ public final class RPCServer: @unchecked Sendable {
         reactor.add(driver)
     }
 
-    /// Requests being handled now.
-    public var inFlight: Int { state.withLock { $0.inFlight } }
-
     fileprivate func dispatch(identity: [UInt8], id: UInt64, timeoutMs: UInt32, body: [UInt8]) {
         let admitted = state.withLock { state -> Bool in
             guard !state.stopped, state.inFlight < maxInFlight else { return false }

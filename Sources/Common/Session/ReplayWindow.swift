@@ -88,13 +88,6 @@ public struct ReplayWindow: Sendable {
         return .accepted
     }
 
-    /// Would `nonce` be accepted? Does not record it.
-    public func check(_ nonce: [UInt8]) -> Verdict {
-        let entry = Self.entry(nonce)
-        if entry.timestamp <= floor { return .tooOld }
-        return seen.contains(entry) ? .duplicate : .accepted
-    }
-
     private mutating func raiseFloor(to value: UInt64) {
         guard value > floor else { return }
         floor = value

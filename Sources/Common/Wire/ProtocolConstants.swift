@@ -18,8 +18,6 @@ public enum WireSpec {
     public static let idBytes = 16
     /// PROTOCOL.md §5.13: history returns the 100 newest messages.
     public static let historyLimit = 100
-    /// PROTOCOL.md §2.1: OAEP-SHA-256 wrapping 32 bytes needs a modulus of at least 98 bytes.
-    public static let minimumClientKeyBits = 784
     /// PROTOCOL.md §6.2: retransmit every 2 s, 5 transmissions in all.
     public static let retryIntervalSeconds = 2.0
     public static let transmissions = 5
