@@ -414,8 +414,9 @@ final class EdgeServer: @unchecked Sendable {
             case .memberLeft(let left)?: packet = .memberLeft(roomId: room.roomID, memberId: left.memberID)
             case nil: return
             }
+            let template = BroadcastTemplate(packet)
             for user in room.recipientUserIds {
-                for id in table.sessions(ofUser: user) { broadcast(packet, to: id, now: now) }
+                for id in table.sessions(ofUser: user) { broadcast(template, to: id, now: now) }
             }
         case .user(let user):
             let packet: ServerPacket
@@ -424,12 +425,13 @@ final class EdgeServer: @unchecked Sendable {
             case .roomLeft(let room)?: packet = .roomLeft(roomId: room.roomID, roomName: room.name)
             case nil: return
             }
+            let template = BroadcastTemplate(packet)
             for id in table.sessions(ofUser: user.userID) where id != user.exceptSessionID {
-                broadcast(packet, to: id, now: now)
+                broadcast(template, to: id, now: now)
             }
         case .roomList(let list):
-            let packet = ServerPacket.roomList(list.rooms.map(RoomSummary.init))
-            for id in Array(table.sessions.keys) { broadcast(packet, to: id, now: now) }
+            let template = BroadcastTemplate(.roomList(list.rooms.map(RoomSummary.init)))
+            for id in Array(table.sessions.keys) { broadcast(template, to: id, now: now) }
         case nil:
             return
         }
@@ -438,14 +440,15 @@ final class EdgeServer: @unchecked Sendable {
     /// Sends one copy with its own `msg_id` and queues it for retransmission.
     /// Only sessions that proved themselves on this edge and spoke recently
     /// receive broadcasts.
-    private func broadcast(_ packet: ServerPacket, to id: String, now: UInt64) {
+    private func broadcast(_ template: BroadcastTemplate, to id: String, now: UInt64) {
         guard let session = table[id], session.state == .active,
             now &- session.lastSeen <= settings.broadcastIdle.nanoseconds
         else { return }
         let msgId = SecureRandom.identifier()
-        let json = packet.json(msgId: msgId).serialized()
+        let json = template.copy(msgId: msgId)
         guard seal(json, sessionId: id, cipher: session.cipher, to: session.address) else {
-            logger.warning("\(packet.typeName) broadcast does not fit in one datagram; not sent", metadata: ["session": "\(id)"])
+            logger.warning(
+                "\(template.packet.typeName) broadcast does not fit in one datagram; not sent", metadata: ["session": "\(id)"])
             return
         }
         retransmit.sent(session: id, msgId: msgId, payload: json, now: now)

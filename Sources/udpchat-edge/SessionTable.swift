@@ -41,17 +41,19 @@ struct SessionTable {
     }
 
     /// Changes a session in place, keeping the indexes right.
+    /// The session is changed where it is stored: copying it out and back
+    /// would copy its replay window's storage on every packet.
     mutating func update<T>(_ id: String, _ change: (inout EdgeSession) -> T) -> T? {
-        guard var session = sessions[id] else { return nil }
-        let wasPending = session.state == .handshake
-        let oldUser = session.userId
-        let result = change(&session)
+        guard let index = sessions.index(forKey: id) else { return nil }
+        let wasPending = sessions.values[index].state == .handshake
+        let oldUser = sessions.values[index].userId
+        let result = change(&sessions.values[index])
+        let session = sessions.values[index]
         if wasPending && session.state != .handshake { pendingCount -= 1 }
         if oldUser != session.userId {
             if let oldUser { removeIndex(user: oldUser, id: id) }
             if let newUser = session.userId { byUser[newUser, default: []].insert(id) }
         }
-        sessions[id] = session
         return result
     }
 

@@ -61,4 +61,13 @@ import Testing
         let received = try ServerPacket.decode(Array(text.utf8))
         #expect(received.packet == .roomMembers(roomId: nil, members: [MemberItem(userId: "u", name: "n", isAdmin: true, joinedAt: 0)]))
     }
+
+    @Test func broadcastTemplateCopiesEqualTheFullEncoding() {
+        for packet in Self.all {
+            let template = BroadcastTemplate(packet)
+            for msgId in ["0123456789abcdef0123456789abcdef", "m"] {
+                #expect(template.copy(msgId: msgId) == packet.json(msgId: msgId).serialized(), "\(packet.typeName)")
+            }
+        }
+    }
 }

@@ -207,3 +207,29 @@ public enum ServerPacket: Equatable, Sendable {
         return Received(packet: packet, msgId: msgId)
     }
 }
+
+/// A broadcast encoded once for all its recipients: each copy differs only
+/// in its `msg_id`, which is the last member of the object, so a copy is
+/// the shared prefix and the id spliced before the closing brace. The
+/// bytes equal `packet.json(msgId:).serialized()`.
+public struct BroadcastTemplate: Sendable {
+    public let packet: ServerPacket
+    private let prefix: [UInt8]
+
+    public init(_ packet: ServerPacket) {
+        self.packet = packet
+        var bytes = packet.json().serialized()
+        bytes.removeLast()  // the object's closing brace
+        prefix = bytes
+    }
+
+    /// The inner JSON of the copy carrying `msgId`.
+    public func copy(msgId: String) -> [UInt8] {
+        var bytes = prefix
+        bytes.reserveCapacity(prefix.count + msgId.utf8.count + 12)
+        bytes.append(contentsOf: #","msg_id":"#.utf8)
+        JSONValue.writeString(msgId, to: &bytes)
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+}
