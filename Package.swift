@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "udpchat-edge", targets: ["udpchat-edge"]),
         .executable(name: "udpchat-store", targets: ["udpchat-store"]),
         .executable(name: "udpchat-keys", targets: ["udpchat-keys"]),
+        .executable(name: "udpchat-ai", targets: ["udpchat-ai"]),
         .executable(name: "udpchat", targets: ["udpchat"]),
     ],
     dependencies: [
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
@@ -51,6 +53,7 @@ let package = Package(
             name: "udpchat-store",
             dependencies: [
                 "Common",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -60,6 +63,16 @@ let package = Package(
             dependencies: [
                 "Common",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "udpchat-ai",
+            dependencies: [
+                "Common",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -84,6 +97,7 @@ let package = Package(
         .testTarget(name: "CommonTests", dependencies: ["Common"]),
         .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "Common"]),
         .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "Common"]),
+        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "Common"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

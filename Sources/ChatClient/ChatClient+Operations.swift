@@ -87,10 +87,11 @@ extension ChatClient {
         return members
     }
 
-    /// Asks for an AI reply; it arrives as a `MESSAGE` broadcast. Throws
-    /// the server's error text when refused.
-    public func askAI(roomId: String, draft: String) async throws {
-        _ = try await request(.aiMessage(roomId: roomId, content: draft), expecting: [])
+    /// Asks for an AI reply. Nothing answers success (PROTOCOL.md §5.12):
+    /// the reply arrives as a `MESSAGE` broadcast, a refusal or failure as
+    /// an `ERROR` event (``nextEvent(timeout:where:)``).
+    public func askAI(roomId: String, draft: String) throws {
+        try send(.aiMessage(roomId: roomId, content: draft))
     }
 
     /// The room with this exact name, from the room list.

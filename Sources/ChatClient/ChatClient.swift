@@ -13,7 +13,7 @@ import Synchronization
 /// Responses carry no request id, so a request waits for the first packet of
 /// a type it expects (or an error), oldest request first. Broadcasts (the
 /// packets with a `msg_id`) are acknowledged, stripped of duplicate copies
-/// and kept, in arrival order, for ``nextBroadcast(timeout:where:)``.
+/// and kept, in arrival order, for ``nextEvent(timeout:where:)``.
 public final class ChatClient: Sendable {
     public struct Options: Sendable {
         public var host: String
@@ -71,21 +71,21 @@ public final class ChatClient: Sendable {
         var continuation: CheckedContinuation<Arrival, any Error>
     }
 
-    private struct BroadcastWaiter {
+    private struct EventWaiter {
         var id: UInt64
         var match: @Sendable (ServerPacket.Received) -> Bool
         var continuation: CheckedContinuation<ServerPacket.Received?, Never>
     }
 
-    /// Broadcasts kept for ``nextBroadcast(timeout:where:)``; older ones are dropped beyond this.
-    public static let broadcastBuffer = 10_000
+    /// Events kept for ``nextEvent(timeout:where:)``; older ones are dropped beyond this.
+    public static let eventBuffer = 10_000
 
     private struct State {
         var session: Session?
         var cipher: SessionCipher?
         var waiters: [Waiter] = []
         var broadcasts: [ServerPacket.Received] = []
-        var broadcastWaiters: [BroadcastWaiter] = []
+        var eventWaiters: [EventWaiter] = []
         var nextWaiter: UInt64 = 1
         var seenMsgIds: [String] = []
         var seenMsgIdSet: Set<String> = []
@@ -277,16 +277,16 @@ public final class ChatClient: Sendable {
 
     /// Closes the socket; waiting requests fail.
     public func close() async {
-        let (waiters, broadcastWaiters) = state.withLock { state in
+        let (waiters, eventWaiters) = state.withLock { state in
             state.closed = true
             defer {
                 state.waiters.removeAll()
-                state.broadcastWaiters.removeAll()
+                state.eventWaiters.removeAll()
             }
-            return (state.waiters, state.broadcastWaiters)
+            return (state.waiters, state.eventWaiters)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: ChatClientError.notConnected) }
-        for waiter in broadcastWaiters { waiter.continuation.resume(returning: nil) }
+        for waiter in eventWaiters { waiter.continuation.resume(returning: nil) }
         try? await channel.close()
     }
 
@@ -317,17 +317,18 @@ public final class ChatClient: Sendable {
                     return true
                 }
                 if fresh { deliver(received) }
-            } else {
-                resolve(received.packet.typeName, .packet(received))
+            } else if !resolve(received.packet.typeName, .packet(received)) {
+                deliver(received)
             }
         case .sessionInitRequest:
             return
         }
     }
 
-    /// The oldest broadcast not yet taken that `match` accepts, waiting up
-    /// to `timeout` for one; nil when none came or the client closed.
-    public func nextBroadcast(
+    /// The oldest event (a broadcast, or a reply no request waited for) not
+    /// yet taken that `match` accepts, waiting up to `timeout` for one; nil
+    /// when none came or the client closed.
+    public func nextEvent(
         timeout: Duration, where match: @escaping @Sendable (ServerPacket.Received) -> Bool = { _ in true }
     ) async -> ServerPacket.Received? {
         let id = state.withLock { state -> UInt64 in
@@ -340,7 +341,7 @@ public final class ChatClient: Sendable {
                     let ready = self.state.withLock { state -> ServerPacket.Received?? in
                         if let index = state.broadcasts.firstIndex(where: match) { return .some(state.broadcasts.remove(at: index)) }
                         if state.closed { return .some(nil) }
-                        state.broadcastWaiters.append(BroadcastWaiter(id: id, match: match, continuation: continuation))
+                        state.eventWaiters.append(EventWaiter(id: id, match: match, continuation: continuation))
                         return .none
                     }
                     if let ready { continuation.resume(returning: ready) }
@@ -348,9 +349,9 @@ public final class ChatClient: Sendable {
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
-                let waiter = self.state.withLock { state -> BroadcastWaiter? in
-                    guard let index = state.broadcastWaiters.firstIndex(where: { $0.id == id }) else { return nil }
-                    return state.broadcastWaiters.remove(at: index)
+                let waiter = self.state.withLock { state -> EventWaiter? in
+                    guard let index = state.eventWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.eventWaiters.remove(at: index)
                 }
                 waiter?.continuation.resume(returning: nil)
                 return nil
@@ -364,23 +365,26 @@ public final class ChatClient: Sendable {
     }
 
     private func deliver(_ received: ServerPacket.Received) {
-        let waiter = state.withLock { state -> BroadcastWaiter? in
-            if let index = state.broadcastWaiters.firstIndex(where: { $0.match(received) }) {
-                return state.broadcastWaiters.remove(at: index)
+        let waiter = state.withLock { state -> EventWaiter? in
+            if let index = state.eventWaiters.firstIndex(where: { $0.match(received) }) {
+                return state.eventWaiters.remove(at: index)
             }
             state.broadcasts.append(received)
-            if state.broadcasts.count > Self.broadcastBuffer { state.broadcasts.removeFirst() }
+            if state.broadcasts.count > Self.eventBuffer { state.broadcasts.removeFirst() }
             return nil
         }
         waiter?.continuation.resume(returning: received)
     }
 
-    private func resolve(_ type: String, _ arrival: Arrival) {
+    /// Hands `arrival` to the oldest request waiting for its type; false when none is.
+    @discardableResult
+    private func resolve(_ type: String, _ arrival: Arrival) -> Bool {
         let waiter = state.withLock { state -> Waiter? in
             guard let index = state.waiters.firstIndex(where: { $0.types.contains(type) }) else { return nil }
             return state.waiters.remove(at: index)
         }
         waiter?.continuation.resume(returning: arrival)
+        return waiter != nil
     }
 }
 

@@ -303,17 +303,6 @@ final class EdgeServer: @unchecked Sendable {
         case .hello:
             reply(.hello(message: ProtocolText.helloMessage), session: session, to: address)
             ensurePersisted(sessionId)
-        case .aiMessage(let roomId, _):
-            ensurePersisted(sessionId)
-            let text: String
-            if session.userId == nil {
-                text = ProtocolText.authenticationRequired
-            } else if roomId.isEmpty {
-                text = ProtocolText.roomIdRequired
-            } else {
-                text = ProtocolText.aiFailed("no AI worker is running.")
-            }
-            reply(.error(message: text), session: session, to: address)
         default:
             guard let op = Translation.storeOperation(for: packet) else { return }
             enqueue(StoreWork(op: op, replyTo: address), sessionId: sessionId)
@@ -432,6 +421,10 @@ final class EdgeServer: @unchecked Sendable {
         case .roomList(let list):
             let template = BroadcastTemplate(.roomList(list.rooms.map(RoomSummary.init)))
             for id in Array(table.sessions.keys) { broadcast(template, to: id, now: now) }
+        case .sessionNotice(let notice):
+            // A late error (an AI job that failed): sent like a broadcast, so
+            // it is retransmitted until acknowledged.
+            broadcast(BroadcastTemplate(.error(message: notice.error)), to: notice.sessionID, now: now)
         case nil:
             return
         }

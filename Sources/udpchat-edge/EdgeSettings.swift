@@ -25,11 +25,3 @@ struct EdgeSettings: Sendable {
         maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)
     }
 }
-
-extension Duration {
-    /// Whole nanoseconds, for the monotonic clock.
-    var nanoseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
-    }
-}

@@ -5,10 +5,15 @@ import Foundation
 /// Translation between the wire's inner packets and the store's RPCs.
 enum Translation {
     /// The store operation behind a client packet; nil for the packets the
-    /// edge answers itself (ACK, HELLO, AI_MESSAGE) or cannot forward.
+    /// edge answers itself (ACK, HELLO).
     static func storeOperation(for packet: ClientPacket) -> IPCStoreRequest.OneOf_Op? {
         switch packet {
-        case .ack, .hello, .aiMessage: return nil
+        case .ack, .hello: return nil
+        case .aiMessage(let roomId, let content):
+            var request = IPCRequestAI()
+            request.roomID = roomId
+            request.content = content
+            return .requestAi(request)
         case .login(let email, let password):
             var login = IPCLogin()
             login.email = email
@@ -58,7 +63,7 @@ enum Translation {
     /// session's replay mark costs nothing extra.
     static func isWrite(_ op: IPCStoreRequest.OneOf_Op) -> Bool {
         switch op {
-        case .login, .logout, .mergeSession, .createRoom, .joinRoom, .leaveRoom, .postMessage, .ensure: return true
+        case .login, .logout, .mergeSession, .createRoom, .joinRoom, .leaveRoom, .postMessage, .requestAi, .ensure: return true
         default: return false
         }
     }

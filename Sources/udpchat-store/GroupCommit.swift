@@ -8,8 +8,9 @@ import Synchronization
 /// request, so latency stays one commit; under heavy load one fsync serves
 /// many requests.
 ///
-/// Events of a batch are handed to `publish` after its commit and before
-/// any of its requests is answered, in commit order.
+/// A batch's outcomes are handed to `afterCommit` (which publishes their
+/// events and hands out their AI jobs) after its commit and before any of
+/// its requests is answered, in commit order.
 final class GroupCommit: Sendable {
     /// One write: `setup` runs in a savepoint that is always kept (creating
     /// the session row), then `operation` runs in one that is rolled back
@@ -30,12 +31,12 @@ final class GroupCommit: Sendable {
     static let maximumBatch = 512
 
     private let backend: any StorageBackend
-    private let publish: @Sendable ([IPCEvent]) -> Void
+    private let afterCommit: @Sendable ([Outcome]) -> Void
     private let state = Mutex(State())
 
-    init(backend: any StorageBackend, publish: @escaping @Sendable ([IPCEvent]) -> Void) {
+    init(backend: any StorageBackend, afterCommit: @escaping @Sendable ([Outcome]) -> Void) {
         self.backend = backend
-        self.publish = publish
+        self.afterCommit = afterCommit
     }
 
     /// Runs `write` in the next transaction and returns once it committed.
@@ -76,7 +77,7 @@ final class GroupCommit: Sendable {
                         }
                     }
                 }
-                publish(results.flatMap { result in (try? result.get())?.events ?? [] })
+                afterCommit(results.compactMap { try? $0.get() })
                 for (i, item) in batch.enumerated() { item.1.resume(returning: results[i]) }
             } catch {
                 for item in batch { item.1.resume(returning: .failure(error)) }

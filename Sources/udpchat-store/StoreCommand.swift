@@ -38,28 +38,51 @@ struct Serve: AsyncParsableCommand {
         let logger: Logger
         let service: StoreService
         let reactor: ZMQReactor
+        let broker: JobBroker
         do {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
             ProgramIO.bootstrapLogging(level: common.logLevel)
             logger = Logger(label: "udpchat-store")
             let idle = try settings.int(.sessionIdle, default: 600, range: 60...31_536_000)
+            var policy = AIPolicy()
+            policy.contextMessages = try settings.int(.aiContextMessages, default: 100, range: 0...WireSpec.historyLimit)
+            policy.contextBytes = try settings.int(.aiContextBytes, default: 16_384, range: 0...1_048_576)
+            policy.jobTimeoutMs = Int64(try settings.int(.aiJobTimeout, default: 120_000, range: 1_000...3_600_000))
+            let limiter = AIRateLimiter(
+                perUserPerMinute: try settings.int(.aiUserRate, default: 10, range: 1...100_000),
+                perRoomPerMinute: try settings.int(.aiRoomRate, default: 30, range: 1...100_000))
+            var timing = JobBroker.Timing()
+            timing.heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
+            timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
             let backend = try SQLiteBackend(path: common.dbPath)
-            try common.createSocketDirectories(for: [common.storeBind, common.eventsBind])
+            try common.createSocketDirectories(for: [common.storeBind, common.eventsBind, common.jobsBind])
             reactor = ZMQReactor(context: ZMQContext(), name: "store-zmq")
             let events = EventStream(
                 publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)
-            service = StoreService(backend: backend, sessionIdleSeconds: idle, logger: logger) { events.publish($0) }
+            broker = try JobBroker(reactor: reactor, endpoint: common.jobsBind, timing: timing, logger: logger)
+            service = StoreService(
+                backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter, logger: logger
+            ) { [broker] outcomes in
+                events.publish(outcomes.flatMap(\.events))
+                for job in outcomes.flatMap(\.jobs) { broker.post.yield(.enqueued(job)) }
+            }
             _ = try RPCServer(reactor: reactor, endpoint: common.storeBind, logger: logger, requestType: IPCStoreRequest.self) {
                 await service.handle($0)
             }
-            logger.info("serving on \(common.storeBind), events on \(common.eventsBind)", metadata: ["db": "\(common.dbPath)"])
-            ProgramIO.announceReady("udpchat-store ready endpoint=\(common.storeBind) events=\(common.eventsBind)")
+            logger.info(
+                "serving on \(common.storeBind), events on \(common.eventsBind), AI jobs on \(common.jobsBind)",
+                metadata: ["db": "\(common.dbPath)"])
+            ProgramIO.announceReady(
+                "udpchat-store ready endpoint=\(common.storeBind) events=\(common.eventsBind) jobs=\(common.jobsBind)")
         } catch {
             ProgramIO.printError("udpchat-store: \(error)")
             throw ExitCode.failure
         }
-        let services: [any Service] = [ReactorService(reactor: reactor), SessionExpiry(service: service, logger: logger)]
+        let services: [any Service] = [
+            ReactorService(reactor: reactor), SessionExpiry(service: service, logger: logger),
+            BrokerService(broker: broker, service: service),
+        ]
         try await ServiceGroup.program(services: services, logger: logger).run()
     }
 }
@@ -76,5 +99,18 @@ struct SessionExpiry: Service {
             let deleted = await service.expireIdleSessions()
             if deleted > 0 { logger.info("expired \(deleted) idle sessions") }
         }
+    }
+}
+
+/// Runs the AI job broker until shutdown.
+struct BrokerService: Service {
+    let broker: JobBroker
+    let service: StoreService
+
+    func run() async throws {
+        let task = Task { await broker.run(service: service) }
+        try? await gracefulShutdown()
+        broker.post.finish()
+        await task.value
     }
 }

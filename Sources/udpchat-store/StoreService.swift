@@ -11,13 +11,22 @@ final class StoreService: Sendable {
     let commit: GroupCommit
     let logger: Logger
     let sessionIdle: Int64
+    let aiPolicy: AIPolicy
+    private let limiter: Mutex<AIRateLimiter>
 
-    /// `publish` receives each committed batch's events, in commit order.
-    init(backend: any StorageBackend, sessionIdleSeconds: Int, logger: Logger, publish: @escaping @Sendable ([IPCEvent]) -> Void) {
+    /// `afterCommit` receives each committed batch's outcomes, in commit
+    /// order: their events to publish and their AI jobs to hand out.
+    init(
+        backend: any StorageBackend, sessionIdleSeconds: Int, aiPolicy: AIPolicy = AIPolicy(),
+        limiter: AIRateLimiter = AIRateLimiter(perUserPerMinute: 10, perRoomPerMinute: 30), logger: Logger,
+        afterCommit: @escaping @Sendable ([Outcome]) -> Void
+    ) {
         self.backend = backend
         self.logger = logger
         self.sessionIdle = Int64(sessionIdleSeconds)
-        self.commit = GroupCommit(backend: backend, publish: publish)
+        self.aiPolicy = aiPolicy
+        self.limiter = Mutex(limiter)
+        self.commit = GroupCommit(backend: backend, afterCommit: afterCommit)
     }
 
     func handle(_ request: IPCStoreRequest) async -> IPCStoreResponse {
@@ -68,6 +77,14 @@ final class StoreService: Sendable {
         case .listMembers(let list):
             let roomId = list.hasRoomID ? list.roomID : nil
             return await readOrWrite(ops, setup: setup) { try ops.listMembers($0, roomId: roomId) }
+        case .requestAi(let ai):
+            let policy = aiPolicy
+            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            return await write(ops, setup: setup) { [self] tx in
+                try ops.requestAI(tx, roomId: ai.roomID, content: ai.content, policy: policy, nowMs: nowMs) { user, room in
+                    limiter.withLock { $0.admit(user: user.userId, room: room.roomId, now: MonotonicClock.now()) }
+                }
+            }
         case nil:
             return Outcome.error(ProtocolText.packetFailurePrefix + "the request names no operation").response
         }

@@ -142,7 +142,8 @@ final class ChatView: Sendable {
             try await open(current)
         case "/ai":
             guard let current else { Console.say("! No room is open"); return true }
-            try await client.askAI(roomId: current.roomId, draft: argument)
+            try client.askAI(roomId: current.roomId, draft: argument)
+            Console.say("(asked the AI; its message will appear here)")
         default:
             Console.say("! Unknown command \(parts[0]); /help lists them")
         }
@@ -152,7 +153,7 @@ final class ChatView: Sendable {
     /// Prints broadcasts as they arrive.
     func showIncoming() async {
         while !Task.isCancelled {
-            guard let received = await client.nextBroadcast(timeout: .seconds(60)) else { continue }
+            guard let received = await client.nextEvent(timeout: .seconds(60)) else { continue }
             let current = state.withLock { $0.room }
             switch received.packet {
             case .message(let event):
@@ -165,6 +166,8 @@ final class ChatView: Sendable {
                 Console.say("* \(state.withLock { $0.names[memberId] } ?? "someone") left")
             case .roomList(let rooms):
                 state.withLock { state in for room in rooms { state.roomNames[room.roomId] = room.name } }
+            case .error(let message):
+                Console.say("! \(message)")
             default:
                 break
             }

@@ -57,7 +57,11 @@ import Testing
     @Test func localPacketsDoNotGoToTheStore() {
         #expect(Translation.storeOperation(for: .hello) == nil)
         #expect(Translation.storeOperation(for: .ack(msgId: "m")) == nil)
-        #expect(Translation.storeOperation(for: .aiMessage(roomId: "r", content: "")) == nil)
+        guard case .requestAi(let ai)? = Translation.storeOperation(for: .aiMessage(roomId: "r", content: "draft")) else {
+            Issue.record("AI_MESSAGE goes to the store")
+            return
+        }
+        #expect(ai.roomID == "r" && ai.content == "draft")
     }
 
     @Test func mergeSendsOnlyADigestOfTheOldKey() throws {

@@ -28,7 +28,7 @@ struct AttackTests {
         /// Whether alice still gets broadcasts at her own address.
         func aliceStillReached(_ marker: String) async throws -> Bool {
             _ = try await bob.sendMessage(roomId: room.roomId, content: marker)
-            return await alice.nextBroadcast(timeout: .seconds(3)) {
+            return await alice.nextEvent(timeout: .seconds(3)) {
                 if case .message(let event) = $0.packet { return event.content == marker } else { return false }
             } != nil
         }
@@ -60,7 +60,7 @@ struct AttackTests {
             let scene = try await Scene(system)
             let datagram = try scene.alice.sealed(.message(roomId: scene.room.roomId, content: "once"))
             try scene.alice.sendRaw(datagram)
-            _ = try await scene.alice.expectBroadcast {
+            _ = try await scene.alice.expectEvent {
                 if case .message(let e) = $0.packet { return e.content == "once" } else { return false }
             }
             #expect(try await Self.serverError(scene.alice, datagram) == "This nonce was already used")
@@ -158,7 +158,7 @@ struct AttackTests {
         try await withSystem { system in
             let scene = try await Scene(system)
             _ = try await scene.alice.sendMessage(roomId: scene.room.roomId, content: "original")
-            _ = try await scene.bob.expectBroadcast {
+            _ = try await scene.bob.expectEvent {
                 if case .message(let e) = $0.packet { return e.content == "original" } else { return false }
             }
             // Bob's copy of alice's MESSAGE, sent back to the server, would re-post it as bob (PROTOCOL.md §12 item 5).

@@ -58,7 +58,7 @@ struct ConversationTests {
             let room = try await alice.createRoom(name: "General")
             #expect(room.name == "General")
             for client in [alice, bob, anonymous] {
-                let list = try await client.expectBroadcast { if case .roomList = $0.packet { return true } else { return false } }
+                let list = try await client.expectEvent { if case .roomList = $0.packet { return true } else { return false } }
                 #expect(list.msgId?.count == 32)
                 guard case .roomList(let rooms) = list.packet else { continue }
                 #expect(rooms.map(\.roomId) == [room.roomId])
@@ -70,15 +70,15 @@ struct ConversationTests {
             // other session gets ROOM_JOINED.
             #expect(try await bob.joinRoom(id: room.roomId) == room)
             for client in [alice, bob] {
-                let joined = try await client.expectBroadcast { if case .memberJoined = $0.packet { return true } else { return false } }
+                let joined = try await client.expectEvent { if case .memberJoined = $0.packet { return true } else { return false } }
                 guard case .memberJoined(let roomId, let member) = joined.packet else { continue }
                 #expect(roomId == room.roomId && member.userId == bobUser.userId && member.name == "bob" && !member.isAdmin)
             }
-            let elsewhere = try await bobElsewhere.expectBroadcast { if case .roomJoined = $0.packet { return true } else { return false } }
+            let elsewhere = try await bobElsewhere.expectEvent { if case .roomJoined = $0.packet { return true } else { return false } }
             #expect(elsewhere.packet == .roomJoined(roomId: room.roomId, roomName: "General"))
             // Joining again answers JOINED_ROOM again and broadcasts nothing.
             #expect(try await bob.joinRoom(id: room.roomId) == room)
-            let again = await alice.nextBroadcast(timeout: .milliseconds(800)) {
+            let again = await alice.nextEvent(timeout: .milliseconds(800)) {
                 if case .memberJoined = $0.packet { return true } else { return false }
             }
             #expect(again == nil)
@@ -90,7 +90,7 @@ struct ConversationTests {
             let sent = try await alice.sendMessage(roomId: room.roomId, content: "  Hi all  ")
             var copies: [String] = []
             for client in [alice, bob] {
-                let copy = try await client.expectBroadcast { if case .message = $0.packet { return true } else { return false } }
+                let copy = try await client.expectEvent { if case .message = $0.packet { return true } else { return false } }
                 #expect(
                     copy.packet
                         == .message(
@@ -117,9 +117,9 @@ struct ConversationTests {
 
             // LEAVE_ROOM: the others get MEMBER_LEFT, the leaver's other session ROOM_LEFT.
             #expect(try await bob.leaveRoom(id: room.roomId) == room)
-            let left = try await alice.expectBroadcast { if case .memberLeft = $0.packet { return true } else { return false } }
+            let left = try await alice.expectEvent { if case .memberLeft = $0.packet { return true } else { return false } }
             #expect(left.packet == .memberLeft(roomId: room.roomId, memberId: bobUser.userId))
-            let leftElsewhere = try await bobElsewhere.expectBroadcast {
+            let leftElsewhere = try await bobElsewhere.expectEvent {
                 if case .roomLeft = $0.packet { return true } else { return false }
             }
             #expect(leftElsewhere.packet == .roomLeft(roomId: room.roomId, roomName: "General"))
@@ -127,12 +127,13 @@ struct ConversationTests {
                 _ = try await bob.sendMessage(roomId: room.roomId, content: "x")
             }
 
-            // AI_MESSAGE answers at once while no AI worker exists.
-            await #expect(throws: ChatClientError.refused("AI generation failed: no AI worker is running.")) {
-                try await alice.askAI(roomId: room.roomId, draft: "")
-            }
-            await #expect(throws: ChatClientError.refused("Authentication required.")) {
-                try await anonymous.askAI(roomId: room.roomId, draft: "")
+            // AI_MESSAGE's checks answer with ERROR at once (PROTOCOL.md §5.12).
+            for (client, text) in [
+                (anonymous, "Authentication required."), (bob, "You must join the room to request AI messages."),
+            ] {
+                try client.askAI(roomId: room.roomId, draft: "")
+                let refused = try await client.expectEvent { if case .error = $0.packet { return true } else { return false } }
+                #expect(refused.packet == .error(message: text) && refused.msgId == nil)
             }
 
             // LOGOUT answers STATUS with user null; STATUS then says {}.
@@ -184,7 +185,7 @@ struct ConversationTests {
             let before = try await alice.sendMessage(roomId: room.roomId, content: "before")
             let captured = try alice.sealed(.message(roomId: room.roomId, content: "replayed"))
             try alice.sendRaw(captured)
-            let replayedOnce = try await alice.expectBroadcast {
+            let replayedOnce = try await alice.expectEvent {
                 if case .message(let event) = $0.packet { return event.content == "replayed" } else { return false }
             }
             #expect(replayedOnce.msgId != nil)
@@ -213,7 +214,7 @@ struct ConversationTests {
             _ = try await bob.login(email: "bob@example.com")
             _ = try await bob.joinRoom(id: room.roomId)
             _ = try await bob.sendMessage(roomId: room.roomId, content: "welcome back")
-            let heard = try await alice.expectBroadcast {
+            let heard = try await alice.expectEvent {
                 if case .message(let event) = $0.packet { return event.content == "welcome back" } else { return false }
             }
             #expect(heard.msgId != nil)

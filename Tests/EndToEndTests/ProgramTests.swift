@@ -148,7 +148,7 @@ struct InteractiveChatTests {
             _ = try await chat.waitForLine(startingWith: "-- General --")
             #expect(try await chat.waitForLine(startingWith: "[").hasSuffix("alice: earlier"))
             type("hello from the terminal")
-            let heard = try await alice.expectBroadcast {
+            let heard = try await alice.expectEvent {
                 if case .message(let event) = $0.packet { return event.content == "hello from the terminal" } else { return false }
             }
             if case .message(let event) = heard.packet { #expect(event.name == "bob") }
@@ -162,8 +162,7 @@ struct InteractiveChatTests {
             type("/members")
             #expect(try await chat.waitForLine(startingWith: "Members:") == "Members: alice (admin), bob")
             type("/ai")
-            #expect(
-                try await chat.waitForLine(startingWith: "! AI generation failed") == "! AI generation failed: no AI worker is running.")
+            _ = try await chat.waitForLine(startingWith: "(asked the AI")
             type("/create Random")
             _ = try await chat.waitForLine(startingWith: "-- Random --")
             type("/rooms")

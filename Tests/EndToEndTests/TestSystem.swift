@@ -14,6 +14,7 @@ final class TestSystem: Sendable {
     let store: ProgramProcess
     private let edgeProcess = MutexBox<ProgramProcess?>(nil)
     private let edgePort = MutexBox<Int>(0)
+    private let extraProcesses = MutexBox<[ProgramProcess]>([])
 
     /// Finds the built programs: `UDPCHAT_BIN_DIR`, else beside the test bundle.
     static func binaryDirectory() throws -> URL {
@@ -109,18 +110,45 @@ final class TestSystem: Sendable {
             binaries.appendingPathComponent(program), arguments, environment: environment.merging(extra) { $1 }, directory: root)
     }
 
+    /// Starts an AI worker with extra `settings` and waits until it is ready.
+    @discardableResult
+    func startWorker(_ settings: [String: String], arguments: [String] = [], name: String = "ai") async throws -> ProgramProcess {
+        let worker = try ProgramProcess(
+            name: name, executable: binaries.appendingPathComponent("udpchat-ai"), arguments: arguments,
+            environment: environment.merging(settings) { $1 }, directory: root)
+        extraProcesses.mutate { $0.append(worker) }
+        _ = try await worker.waitForLine(startingWith: "udpchat-ai ready")
+        return worker
+    }
+
+    /// Starts a stand-in model API (Tests/Interop/mock_provider.py).
+    func startProvider(_ scenario: String, reply: String = "Sounds good to me", delay: Double = 3, name: String = "provider") async throws
+        -> MockProvider
+    {
+        let log = root.appendingPathComponent("\(name).jsonl")
+        let process = try ProgramProcess(
+            name: name, executable: URL(fileURLWithPath: "/usr/bin/env"),
+            arguments: ["python3", MockProvider.script.path, "--scenario", scenario, "--reply", reply, "--delay", String(delay), "--log", log.path],
+            environment: environment, directory: root)
+        extraProcesses.mutate { $0.append(process) }
+        let line = try await process.waitForLine(startingWith: "listening ")
+        guard let port = Int(line.dropFirst("listening ".count)) else { throw HarnessError("no port in '\(line)'") }
+        return MockProvider(process: process, port: port, log: log)
+    }
+
     /// Stops everything this system started, by PID, and removes its files.
     func shutdown() async {
+        for process in extraProcesses.value { await process.stop() }
         if let edge = edgeProcess.value { await edge.stop() }
         await store.stop()
         await keys.stop()
         try? FileManager.default.removeItem(at: root)
     }
 
-    /// The three programs' stderr, for a failing test's report.
+    /// The programs' stderr, for a failing test's report.
     func logs() -> String {
-        ["keys": keys, "store": store].map { "--- \($0.key)\n\($0.value.log())" }.joined(separator: "\n")
-            + "\n--- edge\n\(edgeProcess.value?.log() ?? "")"
+        ([keys, store] + [edgeProcess.value].compactMap { $0 } + extraProcesses.value)
+            .map { "--- \($0.name)\n\($0.log())" }.joined(separator: "\n")
     }
 }
 
@@ -135,6 +163,24 @@ func withSystem(settings: [String: String] = [:], _ body: (TestSystem) async thr
         throw error
     }
     await system.shutdown()
+}
+
+/// A stand-in model API and the requests it received.
+struct MockProvider: Sendable {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Interop/mock_provider.py")
+
+    let process: ProgramProcess
+    let port: Int
+    let log: URL
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Every request so far: `{"path", "headers", "body"}`.
+    func requests() -> [JSONObject] {
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)).objectValue }
+    }
 }
 
 /// Runs a command to its end; returns its exit status and its stdout and stderr together.
@@ -155,24 +201,12 @@ func runToCompletion(_ executable: URL, _ arguments: [String], environment: [Str
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// A value behind a lock, for the harness's few mutable fields.
-final class MutexBox<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
-    }
-    func mutate<T>(_ change: (inout Value) -> T) -> T { lock.withLock { change(&stored) } }
-}
-
 extension ChatClient {
     /// The next broadcast accepted by `match`; fails the test's wait after `timeout`.
-    func expectBroadcast(
+    func expectEvent(
         timeout: Duration = .seconds(5), where match: @escaping @Sendable (ServerPacket.Received) -> Bool = { _ in true }
     ) async throws -> ServerPacket.Received {
-        guard let received = await nextBroadcast(timeout: timeout, where: match) else {
+        guard let received = await nextEvent(timeout: timeout, where: match) else {
             throw HarnessError("no matching broadcast within \(timeout)")
         }
         return received

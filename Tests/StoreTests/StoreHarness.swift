@@ -22,8 +22,8 @@ final class StoreHarness: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         backend = try SQLiteBackend(path: directory.appendingPathComponent("test.db").path)
         let published = self.published
-        service = StoreService(backend: backend, sessionIdleSeconds: 600, logger: Logger(label: "test")) { events in
-            published.events.withLock { $0.append(contentsOf: events) }
+        service = StoreService(backend: backend, sessionIdleSeconds: 600, logger: Logger(label: "test")) { outcomes in
+            published.events.withLock { $0.append(contentsOf: outcomes.flatMap(\.events)) }
         }
     }
 

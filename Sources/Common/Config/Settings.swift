@@ -40,6 +40,9 @@ extension Setting {
         "Address udpchat-keys binds, when it differs from the one clients connect to (tcp://0.0.0.0:PORT).")
     public static let storeBind = Setting("STORE_BIND", default: "$STORE_ENDPOINT", "Address udpchat-store binds for RPC.")
     public static let eventsBind = Setting("EVENTS_BIND", default: "$EVENTS_ENDPOINT", "Address udpchat-store binds for events.")
+    public static let jobsEndpoint = Setting(
+        "JOBS_ENDPOINT", default: "ipc://$RUN_DIR/jobs.sock", "Where udpchat-store hands AI jobs to udpchat-ai workers.")
+    public static let jobsBind = Setting("JOBS_BIND", default: "$JOBS_ENDPOINT", "Address udpchat-store binds for AI workers.")
     public static let rpcTimeout = Setting(
         "RPC_TIMEOUT_MS", default: "3000", "Deadline of each call between programs, in milliseconds.")
     public static let logLevel = Setting("LOG_LEVEL", default: "info", "trace, debug, info, notice, warning, error or critical.")
@@ -65,15 +68,51 @@ extension Setting {
     // Keys
     public static let keyBits = Setting("KEY_BITS", default: "2048", "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
 
-    // Accepted for the original's configuration; used by the AI worker.
-    public static let aiMode = Setting("AI_MODE", default: "ollama", "Original name; read by the AI worker (not part of this release).")
-    public static let openAIKey = Setting("OPENAI_API_KEY", default: "", "Original name; read by the AI worker (not part of this release).")
+    // AI jobs (udpchat-store)
+    public static let aiJobTimeout = Setting(
+        "AI_JOB_TIMEOUT_MS", default: "120000", "How long an AI request may wait for a worker and run, in all, before it fails.")
+    public static let aiLease = Setting(
+        "AI_LEASE_MS", default: "10000", "A job sent to a worker that does not confirm it within this time goes to another.")
+    public static let aiHeartbeat = Setting(
+        "AI_HEARTBEAT_MS", default: "1000", "Heartbeat between store and workers; three missed ones mean the peer is gone.")
+    public static let aiContextMessages = Setting(
+        "AI_CONTEXT_MESSAGES", default: "100", "Most recent room messages given to the model as context.")
+    public static let aiContextBytes = Setting(
+        "AI_CONTEXT_BYTES", default: "16384", "Most bytes of context text; older messages are left out first.")
+    public static let aiUserRate = Setting("AI_USER_RATE_PER_MINUTE", default: "10", "AI requests one user may make per minute.")
+    public static let aiRoomRate = Setting("AI_ROOM_RATE_PER_MINUTE", default: "30", "AI requests one room may have per minute.")
+
+    // AI worker (udpchat-ai); the original's names first
+    public static let aiMode = Setting(
+        "AI_MODE", default: "ollama", "ollama, or gpt (OpenAI, any OpenAI-compatible server, or Azure OpenAI when its two variables are set).")
+    public static let openAIKey = Setting("OPENAI_API_KEY", default: "", "API key for OpenAI (and for Azure unless AZURE_OPENAI_API_KEY is set).")
+    public static let openAIBaseURL = Setting(
+        "OPENAI_BASE_URL", default: "https://api.openai.com/v1", "Base URL of an OpenAI-compatible API (…/v1).")
+    public static let azureEndpoint = Setting(
+        "AZURE_OPENAI_ENDPOINT", default: "", "Azure OpenAI resource URL; with AZURE_OPENAI_DEPLOYMENT it selects Azure in gpt mode.")
+    public static let azureDeployment = Setting("AZURE_OPENAI_DEPLOYMENT", default: "", "Azure OpenAI deployment name (used as the model).")
+    public static let azureAPIVersion = Setting("AZURE_OPENAI_API_VERSION", default: "2024-05-01-preview", "Azure OpenAI api-version.")
+    public static let azureAPIKey = Setting("AZURE_OPENAI_API_KEY", default: "", "Azure key, when it differs from OPENAI_API_KEY.")
+    public static let ollamaHost = Setting("OLLAMA_HOST", default: "http://127.0.0.1:11434", "Ollama server (host:port or URL).")
+    public static let aiModel = Setting("AI_MODEL", default: "gpt-4o-mini / mistral", "Model name; the default depends on AI_MODE.")
+    public static let aiTemperature = Setting("AI_TEMPERATURE", default: "0.9", "Sampling temperature.")
+    public static let aiMaxTokens = Setting("AI_MAX_TOKENS", default: "300", "Most tokens in a reply.")
+    public static let aiTopP = Setting("AI_TOP_P", default: "0.95", "Nucleus sampling.")
+    public static let aiFrequencyPenalty = Setting("AI_FREQUENCY_PENALTY", default: "0.3", "Frequency penalty.")
+    public static let aiPresencePenalty = Setting("AI_PRESENCE_PENALTY", default: "0.2", "Presence penalty.")
+    public static let aiFirstTokenTimeout = Setting(
+        "AI_FIRST_TOKEN_TIMEOUT_MS", default: "20000", "A model that sends nothing for this long fails the job.")
+    public static let aiTimeout = Setting("AI_TIMEOUT_MS", default: "60000", "A model reply taking longer than this fails the job.")
+    public static let aiConcurrency = Setting("AI_CONCURRENCY", default: "4", "Jobs one udpchat-ai process runs at once (--concurrency).")
 
     /// Every setting, in documentation order.
     public static let all: [Setting] = [
         envFile, dataDir, runDir, keysDir, dbPath, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
-        eventsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryInterval, retryTransmissions,
-        sessionIdle, broadcastIdle, maxPendingHandshakes, keyBits, aiMode, openAIKey,
+        eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryInterval,
+        retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, keyBits, aiJobTimeout, aiLease, aiHeartbeat,
+        aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
+        azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
+        aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,
     ]
 }
 
@@ -118,7 +157,8 @@ public struct SettingsReader: Sendable {
 
     /// The raw value, or nil when unset or empty.
     public func raw(_ setting: Setting) -> String? {
-        guard let value = reader.string(forKey: setting.key, isSecret: setting == .openAIKey), !value.isEmpty else {
+        let secret = setting == .openAIKey || setting == .azureAPIKey
+        guard let value = reader.string(forKey: setting.key, isSecret: secret), !value.isEmpty else {
             return nil
         }
         return value
@@ -130,6 +170,14 @@ public struct SettingsReader: Sendable {
         guard let text = raw(setting) else { return value }
         guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
             throw ConfigurationError("\(setting.name)=\(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    public func double(_ setting: Setting, default value: Double, range: ClosedRange<Double>) throws -> Double {
+        guard let text = raw(setting) else { return value }
+        guard let number = Double(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+            throw ConfigurationError("\(setting.name)=\(text): expected a number from \(range.lowerBound) to \(range.upperBound)")
         }
         return number
     }
@@ -156,6 +204,8 @@ public struct CommonSettings: Sendable {
     public var keysBind: String
     public var storeBind: String
     public var eventsBind: String
+    public var jobsEndpoint: String
+    public var jobsBind: String
     public var rpcTimeout: Duration
     public var logLevel: String
 
@@ -170,7 +220,9 @@ public struct CommonSettings: Sendable {
         keysBind = settings.string(.keysBind, default: keysEndpoint)
         storeBind = settings.string(.storeBind, default: storeEndpoint)
         eventsBind = settings.string(.eventsBind, default: eventsEndpoint)
-        for endpoint in [keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind, eventsBind] {
+        jobsEndpoint = settings.string(.jobsEndpoint, default: "ipc://\(runDir)/jobs.sock")
+        jobsBind = settings.string(.jobsBind, default: jobsEndpoint)
+        for endpoint in [keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind, eventsBind, jobsEndpoint, jobsBind] {
             try Endpoint.validate(endpoint)
         }
         rpcTimeout = .milliseconds(try settings.int(.rpcTimeout, default: 3000, range: 50...600_000))

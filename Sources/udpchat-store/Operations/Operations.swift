@@ -8,6 +8,8 @@ struct Outcome: Sendable {
     var events: [IPCEvent] = []
     /// Rows a maintenance write changed (logged, not sent).
     var affectedRows = 0
+    /// AI jobs to hand to the workers once the transaction committed.
+    var jobs: [QueuedJob] = []
 
     /// Whether the request was refused; its writes are then rolled back.
     var isRefusal: Bool {

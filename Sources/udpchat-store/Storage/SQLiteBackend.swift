@@ -256,4 +256,73 @@ struct SQLiteTransaction: StoreTransaction {
             return item
         }
     }
+
+    func latestMessage(room: Int64) throws -> (user: Int64, generated: Bool)? {
+        guard
+            let row = try Row.fetchOne(
+                statement("SELECT user_id, is_announcement FROM messages WHERE room_id = ? ORDER BY id DESC LIMIT 1"), arguments: [room])
+        else { return nil }
+        return (row[0], row[1])
+    }
+
+    func context(room: Int64, limit: Int) throws -> [IPCContextMessage] {
+        try Row.fetchAll(
+            statement(
+                """
+                SELECT * FROM (
+                    SELECT m.id, u.name, m.content, m.is_announcement FROM messages m JOIN users u ON u.id = m.user_id
+                    WHERE m.room_id = ? ORDER BY m.id DESC LIMIT ?
+                ) ORDER BY id
+                """), arguments: [room, limit]
+        ).map { row in
+            var message = IPCContextMessage()
+            message.name = row[1]
+            message.content = row[2]
+            message.generated = row[3]
+            return message
+        }
+    }
+
+    // MARK: AI jobs
+
+    private static let jobColumns = "job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at"
+
+    private func jobRow(_ row: Row) -> JobRow {
+        JobRow(
+            jobId: row[0], roomRowId: row[1], userRowId: row[2], sessionId: row[3], mode: row[4], request: [UInt8](row[5] as Data),
+            state: row[6], createdAt: row[7], deadlineAt: row[8])
+    }
+
+    func insertJob(_ job: JobRow) throws {
+        try statement(
+            """
+            INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        ).execute(arguments: [
+            job.jobId, job.roomRowId, job.userRowId, job.sessionId, job.mode, Data(job.request), job.state, job.createdAt,
+            job.deadlineAt,
+        ])
+    }
+
+    func job(id: String) throws -> JobRow? {
+        try Row.fetchOne(statement("SELECT \(Self.jobColumns) FROM ai_jobs WHERE job_id = ?"), arguments: [id]).map(jobRow)
+    }
+
+    func queuedJobs() throws -> [JobRow] {
+        try Row.fetchAll(statement("SELECT \(Self.jobColumns) FROM ai_jobs WHERE state = 'queued' ORDER BY id")).map(jobRow)
+    }
+
+    func hasQueuedJob(room: Int64, user: Int64, mode: String) throws -> Bool {
+        try Bool.fetchOne(
+            statement("SELECT EXISTS (SELECT 1 FROM ai_jobs WHERE room_id = ? AND user_id = ? AND mode = ? AND state = 'queued')"),
+            arguments: [room, user, mode]) ?? false
+    }
+
+    func finishJob(id: String, state: String, messageId: Int64?, error: String?, now: Int64) throws -> Bool {
+        try statement(
+            "UPDATE ai_jobs SET state = ?, message_id = ?, error = ?, finished_at = ? WHERE job_id = ? AND state = 'queued'"
+        ).execute(arguments: [state, messageId, error, now, id])
+        return db.changesCount == 1
+    }
 }

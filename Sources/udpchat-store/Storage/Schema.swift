@@ -61,6 +61,27 @@ enum Schema {
                     CREATE INDEX messages_room ON messages(room_id, id);
                     """)
         }
+        migrator.registerMigration("0002_ai_jobs") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE ai_jobs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        job_id TEXT NOT NULL UNIQUE,
+                        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                        session_id TEXT NOT NULL,
+                        mode TEXT NOT NULL,
+                        request BLOB NOT NULL,
+                        state TEXT NOT NULL DEFAULT 'queued',
+                        created_at INTEGER NOT NULL,
+                        deadline_at INTEGER NOT NULL,
+                        finished_at INTEGER,
+                        message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+                        error TEXT
+                    );
+                    CREATE INDEX ai_jobs_queued ON ai_jobs(room_id, user_id, mode) WHERE state = 'queued';
+                    """)
+        }
         return migrator
     }
 }

@@ -61,6 +61,33 @@ protocol StoreTransaction {
     func insertMessage(room: Int64, user: Int64, content: String, isAnnouncement: Bool, now: Int64) throws -> Int64
     /// The `limit` newest messages, oldest first, in commit order.
     func history(room: Int64, limit: Int) throws -> [IPCHistoryItem]
+    /// The room's newest message: its author and whether the AI wrote it.
+    func latestMessage(room: Int64) throws -> (user: Int64, generated: Bool)?
+    /// The `limit` newest messages as AI context, oldest first.
+    func context(room: Int64, limit: Int) throws -> [IPCContextMessage]
+
+    // AI jobs (times in Unix milliseconds)
+    func insertJob(_ job: JobRow) throws
+    func job(id: String) throws -> JobRow?
+    /// Jobs not yet done or failed.
+    func queuedJobs() throws -> [JobRow]
+    /// Whether `user` already has a queued job of `mode` in `room`.
+    func hasQueuedJob(room: Int64, user: Int64, mode: String) throws -> Bool
+    /// Marks a queued job done or failed; false when it had already ended.
+    func finishJob(id: String, state: String, messageId: Int64?, error: String?, now: Int64) throws -> Bool
+}
+
+/// An AI job as stored; `request` is the serialized ``IPCAIJob``.
+struct JobRow: Sendable {
+    var jobId: String
+    var roomRowId: Int64
+    var userRowId: Int64
+    var sessionId: String
+    var mode: String
+    var request: [UInt8]
+    var state: String
+    var createdAt: Int64
+    var deadlineAt: Int64
 }
 
 struct SessionRow: Sendable {

@@ -1,0 +1,78 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Common
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+@main
+struct AICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udpchat-ai",
+        abstract: "An AI worker: takes AI_MESSAGE jobs from udpchat-store and writes the replies with a language model.",
+        discussion: """
+            Start as many as you like, on this host or others: each connects to JOBS_ENDPOINT and the store \
+            shares the jobs among them. AI_MODE chooses the provider (see the README).
+            """)
+
+    @Option(help: "Jobs this process runs at once (overrides AI_CONCURRENCY).")
+    var concurrency: Int?
+    @Option(help: "Name in the store's logs (default: host and process id).")
+    var name: String?
+
+    func run() async throws {
+        var settings: WorkerSettings
+        do {
+            settings = try WorkerSettings(try SettingsReader.load())
+        } catch {
+            ProgramIO.printError("udpchat-ai: \(error)")
+            throw ExitCode.failure
+        }
+        if let concurrency {
+            guard (1...1024).contains(concurrency) else {
+                ProgramIO.printError("udpchat-ai: --concurrency must be 1 to 1024")
+                throw ExitCode.failure
+            }
+            settings.concurrency = concurrency
+        }
+        ProgramIO.bootstrapLogging(level: settings.common.logLevel)
+        let logger = Logger(label: "udpchat-ai")
+        let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.timeout.connect = .seconds(5)
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
+        let model = settings.model(client: client)
+        let reactor = ZMQReactor(context: ZMQContext(), name: "ai-zmq")
+        let worker: Worker
+        do {
+            let inbox = MutexBox<Worker?>(nil)
+            let dealer = try MessageDealer(
+                reactor: reactor, connect: settings.common.jobsEndpoint,
+                routingId: "\(workerName)-\(SecureRandom.identifier().prefix(8))", logger: logger
+            ) { body in inbox.value?.received(body) }
+            worker = Worker(
+                options: .init(name: workerName, concurrency: settings.concurrency, heartbeat: settings.heartbeat, limits: settings.limits),
+                model: model, logger: logger
+            ) { dealer.send($0) }
+            inbox.value = worker
+        } catch {
+            ProgramIO.printError("udpchat-ai: \(error)")
+            try? await client.shutdown()
+            throw ExitCode.failure
+        }
+        worker.sendStatus()
+        logger.info("taking jobs from \(settings.common.jobsEndpoint)", metadata: ["model": "\(model.summary)"])
+        ProgramIO.announceReady(
+            "udpchat-ai ready jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency) \(model.summary)")
+
+        let heartbeat = Task { await worker.heartbeat() }
+        let service = ReactorService(reactor: reactor) {
+            await worker.drain(limit: .seconds(10))
+            heartbeat.cancel()
+        }
+        try await ServiceGroup.program(services: [service], logger: logger, drainLimit: .seconds(15)).run()
+        try? await client.shutdown()
+    }
+}

@@ -1,0 +1,73 @@
+import AsyncHTTPClient
+import Common
+import Foundation
+
+/// The AI worker's settings (the README and `.env.sample` document each).
+struct WorkerSettings: Sendable {
+    enum Provider: Sendable {
+        case openAI(baseURL: String, apiKey: String)
+        case azure(endpoint: String, deployment: String, apiVersion: String, apiKey: String)
+        case ollama(host: String)
+    }
+
+    var common: CommonSettings
+    var provider: Provider
+    var model: String
+    var sampling: Sampling
+    var limits: CallLimits
+    var concurrency: Int
+    var heartbeat: Duration
+
+    init(_ settings: SettingsReader) throws {
+        common = try CommonSettings(settings)
+        let mode = settings.string(.aiMode, default: "ollama")
+        let apiKey = settings.string(.openAIKey, default: "")
+        switch mode {
+        case "gpt":
+            // Azure when both of its variables are set, as in the original.
+            if let endpoint = settings.raw(.azureEndpoint), let deployment = settings.raw(.azureDeployment) {
+                provider = .azure(
+                    endpoint: endpoint, deployment: deployment,
+                    apiVersion: settings.string(.azureAPIVersion, default: "2024-05-01-preview"),
+                    apiKey: settings.string(.azureAPIKey, default: apiKey))
+                model = settings.string(.aiModel, default: deployment)
+            } else {
+                provider = .openAI(baseURL: settings.string(.openAIBaseURL, default: "https://api.openai.com/v1"), apiKey: apiKey)
+                model = settings.string(.aiModel, default: "gpt-4o-mini")
+            }
+        case "ollama":
+            provider = .ollama(host: OllamaChat.normalizedHost(settings.string(.ollamaHost, default: "http://127.0.0.1:11434")))
+            model = settings.string(.aiModel, default: "mistral")
+        default:
+            throw ConfigurationError("\(Setting.aiMode.name)=\(mode): expected ollama or gpt (the original's names)")
+        }
+        for (setting, url) in [(Setting.openAIBaseURL, settings.raw(.openAIBaseURL)), (.azureEndpoint, settings.raw(.azureEndpoint))] {
+            if let url, URL(string: url)?.scheme == nil { throw ConfigurationError("\(setting.name)=\(url): expected an http(s):// URL") }
+        }
+        sampling = Sampling(
+            temperature: try settings.double(.aiTemperature, default: 0.9, range: 0...2),
+            maxTokens: try settings.int(.aiMaxTokens, default: 300, range: 1...1_000_000),
+            topP: try settings.double(.aiTopP, default: 0.95, range: 0...1),
+            frequencyPenalty: try settings.double(.aiFrequencyPenalty, default: 0.3, range: -2...2),
+            presencePenalty: try settings.double(.aiPresencePenalty, default: 0.2, range: -2...2))
+        limits = CallLimits(
+            firstToken: .milliseconds(try settings.int(.aiFirstTokenTimeout, default: 20_000, range: 100...3_600_000)),
+            total: .milliseconds(try settings.int(.aiTimeout, default: 60_000, range: 100...3_600_000)))
+        concurrency = try settings.int(.aiConcurrency, default: 4, range: 1...1024)
+        heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
+    }
+
+    /// The model client for the configured provider.
+    func model(client: HTTPClient) -> any ChatModel {
+        switch provider {
+        case .openAI(let baseURL, let apiKey):
+            return OpenAIChat(client: client, dialect: .openAI(baseURL: baseURL, apiKey: apiKey), model: model, sampling: sampling)
+        case .azure(let endpoint, let deployment, let apiVersion, let apiKey):
+            return OpenAIChat(
+                client: client, dialect: .azure(endpoint: endpoint, deployment: deployment, apiVersion: apiVersion, apiKey: apiKey),
+                model: model, sampling: sampling)
+        case .ollama(let host):
+            return OllamaChat(client: client, host: host, model: model, sampling: sampling)
+        }
+    }
+}

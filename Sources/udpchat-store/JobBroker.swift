@@ -1,0 +1,176 @@
+import Common
+import Foundation
+import Logging
+
+/// Runs the ``JobQueue`` against the workers' socket, the clock and the
+/// database. Every event goes through one mailbox and is handled in order
+/// by one task, so the queue needs no lock.
+final class JobBroker: Sendable {
+    enum Event: Sendable {
+        /// Committed by a request's transaction (or found at start-up).
+        case enqueued(QueuedJob)
+        case fromWorker(peer: [UInt8], body: [UInt8])
+        case tick
+    }
+
+    struct Timing: Sendable {
+        var heartbeat: Duration = .seconds(1)
+        var lease: Duration = .seconds(10)
+        /// Paranoid Pirate: a peer is gone after three missed heartbeats.
+        var silenceLimit: Duration { heartbeat * 3 }
+    }
+
+    let mailbox: AsyncStream<Event>
+    /// Posts an event; callable from any thread, events are handled in order.
+    let post: AsyncStream<Event>.Continuation
+    private let timing: Timing
+    private let logger: Logger
+    private let router: MessageRouter
+
+    /// Binds the workers' endpoint; their messages and committed jobs queue
+    /// in the mailbox until ``run(service:)`` handles them.
+    init(reactor: ZMQReactor, endpoint: String, timing: Timing, logger: Logger) throws {
+        let (mailbox, post) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
+        self.mailbox = mailbox
+        self.post = post
+        self.timing = timing
+        self.logger = logger
+        router = try MessageRouter(reactor: reactor, bind: endpoint, logger: logger) { peer, body in
+            post.yield(.fromWorker(peer: peer, body: body))
+        }
+    }
+
+    /// Handles events until the mailbox finishes. Jobs left in the database
+    /// from before a restart are queued again (or failed, if late) first.
+    func run(service: StoreService) async {
+        var queue = JobQueue(leaseDuration: timing.lease.nanoseconds, workerTimeout: timing.silenceLimit.nanoseconds)
+        await recover(service: service, into: &queue)
+        let ticker = Task { [post, timing] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: timing.heartbeat / 4)
+                post.yield(.tick)
+            }
+        }
+        defer { ticker.cancel() }
+        var lastHeartbeat: UInt64 = 0
+        for await event in mailbox {
+            let now = MonotonicClock.now()
+            switch event {
+            case .enqueued(let queued):
+                let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+                let remaining = UInt64(max(0, queued.row.deadlineAt - wallNow)) * 1_000_000
+                await perform(queue.enqueue(Self.job(queued, deadline: now &+ remaining), now: now), service: service, queue: &queue)
+            case .fromWorker(let peer, let body):
+                await received(body, from: peer, now: now, service: service, queue: &queue)
+            case .tick:
+                await perform(queue.tick(now: now), service: service, queue: &queue)
+                if now &- lastHeartbeat >= timing.heartbeat.nanoseconds {
+                    lastHeartbeat = now
+                    var message = IPCDispatcherMessage()
+                    message.heartbeat = IPCDispatcherHeartbeat()
+                    for peer in queue.workers.keys { send(message, to: peer) }
+                }
+            }
+        }
+    }
+
+    private static func job(_ queued: QueuedJob, deadline: UInt64) -> JobQueue.Job {
+        JobQueue.Job(jobId: queued.row.jobId, payload: queued.job, deadline: deadline)
+    }
+
+    private func recover(service: StoreService, into queue: inout JobQueue) async {
+        let rows: [JobRow]
+        do {
+            rows = try await service.backend.read { tx in try tx.queuedJobs() }
+        } catch {
+            logger.error("cannot read queued AI jobs: \(error)")
+            return
+        }
+        let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = MonotonicClock.now()
+        for row in rows {
+            guard row.deadlineAt > wallNow, let job = try? IPCAIJob(serializedBytes: row.request) else {
+                await end(row.jobId, service: service, queue: &queue) { tx in
+                    try Operations.failJob(tx, jobId: row.jobId, reason: "the store restarted and the job's time ran out.", nowMs: wallNow)
+                }
+                continue
+            }
+            let remaining = UInt64(row.deadlineAt - wallNow) * 1_000_000
+            _ = queue.enqueue(Self.job(QueuedJob(row: row, job: job), deadline: now &+ remaining), now: now)
+        }
+        if !rows.isEmpty { logger.info("queued \(rows.count) AI jobs again after a restart") }
+    }
+
+    private func received(_ body: [UInt8], from peer: [UInt8], now: UInt64, service: StoreService, queue: inout JobQueue) async {
+        guard let message = try? IPCWorkerMessage(serializedBytes: body) else {
+            logger.warning("undecodable message from an AI worker dropped")
+            return
+        }
+        switch message.kind {
+        case .status(let status):
+            if queue.workers[peer] == nil { logger.info("AI worker \(status.workerName) joined with \(status.freeSlots) free slots") }
+            await perform(queue.status(from: peer, status, now: now), service: service, queue: &queue)
+        case .result(let result):
+            let (disposition, actions) = queue.result(from: peer, result, now: now)
+            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            switch disposition {
+            case .complete(let jobId, let text):
+                await end(jobId, service: service, queue: &queue) { tx in
+                    try Operations.completeJob(tx, jobId: jobId, text: text, nowMs: nowMs)
+                }
+            case .failed(let jobId, let reason):
+                await end(jobId, service: service, queue: &queue) { tx in
+                    try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
+                }
+            case .handedBack, .duplicate:
+                break
+            }
+            if disposition != .handedBack {
+                var accepted = IPCDispatcherMessage()
+                accepted.accepted.jobID = result.jobID
+                send(accepted, to: peer)
+            }
+            await perform(actions, service: service, queue: &queue)
+        case nil:
+            break
+        }
+    }
+
+    private func perform(_ actions: [JobQueue.Action], service: StoreService, queue: inout JobQueue) async {
+        for action in actions {
+            switch action {
+            case .assign(let peer, let jobId, let lease, let remainingMs, let job):
+                var message = IPCDispatcherMessage()
+                message.assignment.jobID = jobId
+                message.assignment.lease = lease
+                message.assignment.remainingMs = remainingMs
+                message.assignment.job = job
+                send(message, to: peer)
+                logger.debug("AI job leased", metadata: ["job": "\(jobId)", "lease": "\(lease)"])
+            case .fail(let jobId, let reason):
+                let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+                await end(jobId, service: service, queue: &queue) { tx in
+                    try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
+                }
+            case .dropped(let name, let jobs):
+                logger.warning("AI worker \(name) went silent; \(jobs.count) of its jobs queued again")
+            }
+        }
+    }
+
+    /// Commits a job's end; its events go out after the commit.
+    private func end(
+        _ jobId: String, service: StoreService, queue: inout JobQueue,
+        _ write: @escaping @Sendable (any StoreTransaction) throws -> Outcome
+    ) async {
+        if case .failure(let error) = await service.commit.submit(GroupCommit.Write(setup: nil, operation: write)) {
+            logger.error("ending AI job failed: \(error)", metadata: ["job": "\(jobId)"])
+        }
+        queue.ended(jobId)
+    }
+
+    private func send(_ message: IPCDispatcherMessage, to peer: [UInt8]) {
+        guard let body: [UInt8] = try? message.serializedBytes() else { return }
+        router.send(to: peer, body)
+    }
+}
