@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole system in the foreground: udpchat-keys, udpchat-store and
-# udpchat-edge, with their logs prefixed by name. Ctrl-C stops them all.
+# Runs the whole system in the foreground: udpchat-keys, udpchat-store,
+# udpchat-ai and udpchat-edge, with their logs prefixed by name. Ctrl-C
+# stops them all.
 #
 # On first use it installs what is missing (Debian packages), builds, and
 # generates the server keys. Settings come from the environment and ./.env
@@ -20,7 +21,7 @@ for argument in "$@"; do
   esac
 done
 
-say() { printf '[run]   %s\n' "$*"; }
+say() { printf '[run  ] %s\n' "$*"; }
 
 if [ "$build" = 1 ]; then
   ./scripts/bootstrap.sh
@@ -28,7 +29,7 @@ if [ "$build" = 1 ]; then
   swift build
 fi
 bin="${BIN_DIR:-.build/debug}"
-for program in udpchat-keys udpchat-store udpchat-edge; do
+for program in udpchat-keys udpchat-store udpchat-ai udpchat-edge; do
   [ -x "$bin/$program" ] || { say "$bin/$program is missing: run without --no-build"; exit 1; }
 done
 
@@ -46,7 +47,7 @@ names=()
 prefix() {
   local name=$1 line
   while IFS= read -r line; do
-    printf '[%s] %s\n' "$name" "$line"
+    printf '[%-5s] %s\n' "$name" "$line"
     case "$line" in "udpchat-$name ready"*) printf '%s\n' "$line" > "$ready_dir/$name" ;; esac
   done
 }
@@ -73,7 +74,7 @@ stop() {
   [ "$stopping" = 1 ] && return
   stopping=1
   say "stopping"
-  # Edge first (it drains into the store), then the store, then keys.
+  # In reverse order: the edge first (it drains into the store), keys last.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill -TERM "${pids[$i]}" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
@@ -87,7 +88,8 @@ trap 'stop 0' INT TERM
 
 start keys;  wait_ready keys "${pids[0]}"
 start store; wait_ready store "${pids[1]}"
-start edge;  wait_ready edge "${pids[2]}"
+start ai;    wait_ready ai "${pids[2]}"
+start edge;  wait_ready edge "${pids[3]}"
 address=$(sed -n 's/.*udp=\([^ ]*\).*/\1/p' "$ready_dir/edge")
 say "all running on udp $address; chat with: $bin/udpchat chat --server $address --email you@example.com"
 

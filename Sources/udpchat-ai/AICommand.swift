@@ -42,6 +42,9 @@ struct AICommand: AsyncParsableCommand {
 
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.timeout.connect = .seconds(5)
+        // A refused connection is an answer, not a reason to keep trying until
+        // the deadline: the requester hears at once that the model is down.
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         let model = settings.model(client: client)
         let reactor = ZMQReactor(context: ZMQContext(), name: "ai-zmq")

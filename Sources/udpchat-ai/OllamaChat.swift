@@ -19,7 +19,9 @@ struct OllamaChat: ChatModel {
         if !host.contains("://") { host = "http://" + host }
         let afterScheme = host.split(separator: "://", maxSplits: 1).last.map(String.init) ?? ""
         let authority = afterScheme.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
-        if !authority.contains(":") || authority.hasSuffix("]") { host = host.replacingOccurrences(of: authority, with: authority + ":11434") }
+        if !authority.contains(":") || authority.hasSuffix("]") {
+            host = host.replacingOccurrences(of: authority, with: authority + ":11434")
+        }
         return host
     }
 

@@ -28,10 +28,13 @@ struct AIJobTests {
             _ = try await bob.sendMessage(roomId: room.roomId, content: "how are you?")
         }
 
-        /// The next MESSAGE broadcast `client` receives whose content is not one of the history's.
+        /// What the people in these tests type; every other message is the AI's.
+        static let typedByPeople: Set<String> = ["hi", "how are you?", "what do you think?", "meanwhile", "still chatting"]
+
+        /// The next MESSAGE broadcast `client` receives that a person did not type.
         func aiMessage(_ client: ChatClient, timeout: Duration = .seconds(10)) async -> MessageEvent? {
             let received = await client.nextEvent(timeout: timeout) {
-                if case .message(let event) = $0.packet { return !["hi", "how are you?"].contains(event.content) }
+                if case .message(let event) = $0.packet { return !Self.typedByPeople.contains(event.content) }
                 return false
             }
             if case .message(let event)? = received?.packet { return event }
@@ -87,6 +90,235 @@ struct AIJobTests {
             #expect(second.count == 5)  // system, three messages of history, the task
             let history = try await scene.bob.history(roomId: scene.room.roomId)
             #expect(history.map(\.content) == ["hi", "how are you?", "Sounds good to me", "Sounds good to me"])
+            await scene.close()
+        }
+    }
+}
+
+extension AIJobTests {
+    @Test func azureUsesItsDeploymentURLAndKeyHeader() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let provider = try await system.startProvider("ok", reply: "Azure says hi")
+            try await system.startWorker([
+                "AI_MODE": "gpt", "AZURE_OPENAI_ENDPOINT": provider.baseURL + "/", "AZURE_OPENAI_DEPLOYMENT": "chat-dep",
+                "OPENAI_API_KEY": "azure-key",
+            ])
+            let scene = try await Room(system)
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            #expect(await scene.aiMessage(scene.bob)?.content == "Azure says hi")
+            let request = try #require(provider.requests().first)
+            #expect(request["path"] == "/openai/deployments/chat-dep/chat/completions?api-version=2024-05-01-preview")
+            #expect(request["headers"]?.objectValue?["api-key"] == "azure-key")
+            #expect(request["body"]?.objectValue?["model"] == "chat-dep")
+            await scene.close()
+        }
+    }
+
+    @Test func ollamaStreamsNewlineDelimitedJSON() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let provider = try await system.startProvider("ok", reply: "Ollama says hi")
+            try await system.startWorker(["AI_MODE": "ollama", "OLLAMA_HOST": "127.0.0.1:\(provider.port)"])
+            let scene = try await Room(system)
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            #expect(await scene.aiMessage(scene.alice)?.content == "Ollama says hi")
+            let request = try #require(provider.requests().first)
+            #expect(request["path"] == "/api/chat")
+            let body = try #require(request["body"]?.objectValue)
+            #expect(body["model"] == "mistral" && body["stream"] == true)
+            #expect(body["options"]?.objectValue?["num_predict"] == 300)
+            #expect(body["messages"]?.arrayValue?.count == 4)
+            await scene.close()
+        }
+    }
+
+    @Test func eventsSplitAcrossReadsAreReassembled() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let openAI = try await system.startProvider("split", reply: "every byte on its own", name: "openai")
+            let ollama = try await system.startProvider("split", reply: "one line in pieces", name: "ollama")
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": openAI.baseURL + "/v1"], name: "ai-openai")
+            let scene = try await Room(system)
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            #expect(await scene.aiMessage(scene.bob)?.content == "every byte on its own")
+            await system.stopWorkers()
+            try await system.startWorker(["AI_MODE": "ollama", "OLLAMA_HOST": ollama.baseURL], name: "ai-ollama")
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "improve me")
+            #expect(await scene.aiMessage(scene.bob)?.content == "one line in pieces")
+            await scene.close()
+        }
+    }
+
+    /// Each fault ends in one `AI generation failed: ...` for the requester,
+    /// within a bound, and the chat keeps working.
+    @Test(arguments: [
+        ("late", "gpt", "the model sent nothing within 0.5 s."),
+        ("cut", "gpt", "the model's reply was cut off."),
+        ("cut", "ollama", "the model's reply was cut off."),
+        ("malformed", "gpt", "the model's reply could not be read"),
+        ("malformed", "ollama", "the model's reply could not be read"),
+        ("429", "gpt", "the model provider is limiting requests (HTTP 429: slow down)."),
+        ("500", "ollama", "the model provider answered HTTP 500 Internal Server Error: model crashed."),
+    ])
+    func providerFaultsReachTheRequesterAsOneError(scenario: String, mode: String, expected: String) async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let provider = try await system.startProvider(scenario, delay: 3)
+            let target = mode == "gpt" ? ["OPENAI_BASE_URL": provider.baseURL + "/v1"] : ["OLLAMA_HOST": provider.baseURL]
+            try await system.startWorker(["AI_MODE": mode, "AI_FIRST_TOKEN_TIMEOUT_MS": "500"].merging(target) { $1 })
+            let scene = try await Room(system)
+            let started = ContinuousClock.now
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            let error = try #require(await scene.aiError(scene.alice))
+            #expect(error.hasPrefix("AI generation failed: " + expected), "\(error)")
+            #expect(ContinuousClock.now - started < .seconds(5))
+            // Exactly one outcome: no message, no second error.
+            #expect(await scene.aiError(scene.alice, timeout: .milliseconds(500)) == nil)
+            #expect(try await scene.bob.history(roomId: scene.room.roomId).count == 2)
+            #expect(try await scene.bob.sendMessage(roomId: scene.room.roomId, content: "still chatting").messageId > 0)
+            await scene.close()
+        }
+    }
+
+    @Test func anUnreachableModelFailsQuicklyNotAtATimeout() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            // A port nothing listens on: connection refused.
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "AI_TIMEOUT_MS": "60000"])
+            let scene = try await Room(system)
+            let started = ContinuousClock.now
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            let error = try #require(await scene.aiError(scene.alice))
+            #expect(error == "AI generation failed: cannot reach the model at http://127.0.0.1:9/v1/chat/completions (connection refused).")
+            #expect(ContinuousClock.now - started < .seconds(3))
+            await scene.close()
+        }
+    }
+
+    @Test func withNoWorkerTheJobWaitsForItsDeadlineThenFails() async throws {
+        try await withSystem(settings: Self.fast.merging(["AI_JOB_TIMEOUT_MS": "1500"]) { $1 }) { system in
+            let scene = try await Room(system)
+            let started = ContinuousClock.now
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            let error = try #require(await scene.aiError(scene.alice))
+            let waited = ContinuousClock.now - started
+            #expect(error == "AI generation failed: no AI worker took the job in time (is udpchat-ai running?).")
+            #expect(waited >= .milliseconds(1400) && waited < .seconds(5))
+            await scene.close()
+        }
+    }
+
+    /// A worker killed in the middle of a job: another worker takes the job
+    /// over and exactly one reply is stored and broadcast.
+    @Test func aWorkerKilledMidJobHandsTheJobToAnother() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let first = try await system.startProvider("hold", reply: "from the first", delay: 2, name: "first")
+            let second = try await system.startProvider("hold", reply: "from the second", delay: 1, name: "second")
+            let workerA = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": first.baseURL + "/v1"], name: "ai-a")
+            let workerB = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": second.baseURL + "/v1"], name: "ai-b")
+            let scene = try await Room(system)
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            // Whichever worker took the job is killed while its model holds the reply.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while first.requests().isEmpty && second.requests().isEmpty && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let victim = first.requests().isEmpty ? workerB : workerA
+            let expected = first.requests().isEmpty ? "from the first" : "from the second"
+            #expect(await victim.stop(signal: SIGKILL) == 128 + SIGKILL)
+            let reply = try #require(await scene.aiMessage(scene.bob, timeout: .seconds(15)))
+            #expect(reply.content == expected)
+            try await Task.sleep(for: .seconds(3))  // longer than the killed worker's model would have taken
+            #expect(try await scene.bob.history(roomId: scene.room.roomId).map(\.content) == ["hi", "how are you?", expected])
+            #expect(await scene.aiMessage(scene.alice, timeout: .milliseconds(200))?.content == expected)
+            #expect(await scene.aiMessage(scene.alice, timeout: .milliseconds(500)) == nil)
+            await scene.close()
+        }
+    }
+
+    /// With the model holding its reply for 3 s, a MESSAGE round trip
+    /// started after the AI request completes before the AI reply arrives.
+    @Test func aSlowModelDoesNotHoldUpTheChat() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let provider = try await system.startProvider("hold", reply: "after a long think", delay: 3)
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            let scene = try await Room(system)
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            let asked = ContinuousClock.now
+            let sent = try await scene.bob.sendMessage(roomId: scene.room.roomId, content: "meanwhile")
+            let heard = try await scene.alice.expectEvent {
+                if case .message(let event) = $0.packet { return event.messageId == sent.messageId } else { return false }
+            }
+            let roundTrip = ContinuousClock.now - asked
+            #expect(heard.msgId != nil && roundTrip < .seconds(2), "\(roundTrip)")
+            let reply = try #require(await scene.aiMessage(scene.alice))
+            #expect(reply.content == "after a long think" && reply.messageId > sent.messageId)
+            #expect(ContinuousClock.now - asked >= .seconds(3))
+            await scene.close()
+        }
+    }
+
+    @Test func twoWorkerProcessesShareTheJobs() async throws {
+        try await withSystem(settings: Self.fast) { system in
+            let first = try await system.startProvider("hold", reply: "one", delay: 0.5, name: "first")
+            let second = try await system.startProvider("hold", reply: "two", delay: 0.5, name: "second")
+            try await system.startWorker(
+                ["AI_MODE": "gpt", "OPENAI_BASE_URL": first.baseURL + "/v1"], arguments: ["--concurrency", "1"], name: "ai-a")
+            try await system.startWorker(
+                ["AI_MODE": "gpt", "OPENAI_BASE_URL": second.baseURL + "/v1"], arguments: ["--concurrency", "1"], name: "ai-b")
+            let owner = try await system.client()
+            _ = try await owner.login(email: "owner@example.com")
+            let room = try await owner.createRoom(name: "Busy")
+            var clients: [ChatClient] = []
+            for i in 0..<6 {
+                let client = try await system.client()
+                _ = try await client.login(email: "user\(i)@example.com")
+                _ = try await client.joinRoom(id: room.roomId)
+                clients.append(client)
+            }
+            for client in clients { try client.askAI(roomId: room.roomId, draft: "draft") }
+            var replies: [String] = []
+            while replies.count < 6 {
+                guard
+                    let received = await owner.nextEvent(
+                        timeout: .seconds(10),
+                        where: {
+                            if case .message = $0.packet { return true } else { return false }
+                        }), case .message(let event) = received.packet
+                else { break }
+                replies.append(event.content)
+            }
+            #expect(replies.count == 6)
+            #expect(first.requests().count + second.requests().count == 6)
+            #expect(!first.requests().isEmpty && !second.requests().isEmpty, "\(first.requests().count) / \(second.requests().count)")
+            for client in clients + [owner] { await client.close() }
+        }
+    }
+
+    /// Bots in "bot" mode ask again for every copy they receive, and two of
+    /// them would answer each other forever: such requests are dropped.
+    @Test func repeatedAndLoopingRequestsMakeNoJobsAndLimitsApply() async throws {
+        try await withSystem(settings: Self.fast.merging(["AI_USER_RATE_PER_MINUTE": "3"]) { $1 }) { system in
+            let provider = try await system.startProvider("hold", reply: "bot reply", delay: 0.5)
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            let scene = try await Room(system)
+            // Two requests in a row while the first is queued: one job.
+            try scene.bob.askAI(roomId: scene.room.roomId, draft: "")
+            try scene.bob.askAI(roomId: scene.room.roomId, draft: "")
+            let botReply = try #require(await scene.aiMessage(scene.alice))
+            #expect(botReply.name == "bob")
+            #expect(await scene.aiMessage(scene.bob)?.messageId == botReply.messageId)
+            #expect(await scene.aiMessage(scene.alice, timeout: .seconds(1)) == nil)
+            // The newest message is bob's AI reply: alice's bot may not answer it.
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            #expect(await scene.aiMessage(scene.bob, timeout: .seconds(1)) == nil)
+            #expect(provider.requests().count == 1)
+            // A human message breaks the chain.
+            _ = try await scene.bob.sendMessage(roomId: scene.room.roomId, content: "what do you think?")
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            #expect(await scene.aiMessage(scene.bob)?.content == "bot reply")
+            // bob's own limit: three a minute, and he has used one.
+            try scene.bob.askAI(roomId: scene.room.roomId, draft: "improve a")
+            try scene.bob.askAI(roomId: scene.room.roomId, draft: "improve b")
+            try scene.bob.askAI(roomId: scene.room.roomId, draft: "improve c")
+            let limited = try #require(await scene.aiError(scene.bob))
+            #expect(limited == "AI generation failed: you have made 3 AI requests in the last minute; try again shortly.")
             await scene.close()
         }
     }

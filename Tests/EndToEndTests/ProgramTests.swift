@@ -98,9 +98,10 @@ struct QuickStartTests {
             arguments: [repository.appendingPathComponent("deploy/run.sh").path, "--no-build"],
             environment: environment, directory: repository)
         do {
-            let ready = try await script.waitForLine(startingWith: "[edge] udpchat-edge ready", timeout: .seconds(60))
+            let ready = try await script.waitForLine(startingWith: "[edge ] udpchat-edge ready", timeout: .seconds(60))
             let port = try #require(ready.split(separator: ":").last.flatMap { Int($0) })
-            #expect(script.output.contains { $0.hasPrefix("[keys] udpchat-keys ready") })
+            #expect(script.output.contains { $0.hasPrefix("[keys ] udpchat-keys ready") })
+            #expect(script.output.contains { $0.hasPrefix("[ai   ] udpchat-ai ready") })
             #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("keys/server_private_key.pem").path))
             let client = try await ChatClient(options: .init(host: "127.0.0.1", port: port, knownHosts: nil))
             try await client.connect()
@@ -111,10 +112,10 @@ struct QuickStartTests {
             throw error
         }
         let pids = script.output.compactMap { line -> Int32? in
-            guard line.hasPrefix("[run]"), line.contains(" pid ") else { return nil }
+            guard line.hasPrefix("[run  ]"), line.contains(" pid ") else { return nil }
             return line.split(separator: " ").last.flatMap { Int32($0) }
         }
-        #expect(pids.count == 3)
+        #expect(pids.count == 4)
         let status = await script.stop(signal: SIGINT, timeout: .seconds(30))
         #expect(status == 0, "\(script.output.suffix(10))")
         for pid in pids { #expect(kill(pid, 0) != 0, "pid \(pid) still running") }

@@ -121,6 +121,11 @@ final class TestSystem: Sendable {
         return worker
     }
 
+    /// Stops the AI workers started so far.
+    func stopWorkers() async {
+        for process in extraProcesses.value where process.name.hasPrefix("ai") { await process.stop() }
+    }
+
     /// Starts a stand-in model API (Tests/Interop/mock_provider.py).
     func startProvider(_ scenario: String, reply: String = "Sounds good to me", delay: Double = 3, name: String = "provider") async throws
         -> MockProvider
@@ -128,7 +133,9 @@ final class TestSystem: Sendable {
         let log = root.appendingPathComponent("\(name).jsonl")
         let process = try ProgramProcess(
             name: name, executable: URL(fileURLWithPath: "/usr/bin/env"),
-            arguments: ["python3", MockProvider.script.path, "--scenario", scenario, "--reply", reply, "--delay", String(delay), "--log", log.path],
+            arguments: [
+                "python3", MockProvider.script.path, "--scenario", scenario, "--reply", reply, "--delay", String(delay), "--log", log.path,
+            ],
             environment: environment, directory: root)
         extraProcesses.mutate { $0.append(process) }
         let line = try await process.waitForLine(startingWith: "listening ")

@@ -252,10 +252,71 @@ import Testing
         let store = try StoreHarness()
         let path = store.directory.appendingPathComponent("test.db").path
         let result = try SQLiteBackend.migrate(path: path)
-        #expect(result.applied.isEmpty && result.all == ["0001_initial"])
+        #expect(result.applied.isEmpty && result.all == ["0001_initial", "0002_ai_jobs"])
         let level = try store.backend.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(level == 2 || level == 1)  // readers report their own connection; the writer is checked at open
         let writerLevel = try store.backend.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(writerLevel == 2)
+    }
+}
+
+@Suite struct AIRequestTests {
+    func requestAI(_ store: StoreHarness, _ session: StoreHarness.Session, _ roomId: String, _ content: String) async -> IPCStoreResponse {
+        var request = IPCRequestAI()
+        request.roomID = roomId
+        request.content = content
+        return await store.call(session, .requestAi(request))
+    }
+
+    @Test func checksComeInTheOriginalsOrder() async throws {
+        let store = try StoreHarness()
+        let anonymous = StoreHarness.Session()
+        var request = IPCRequestAI()
+        request.roomID = "r"
+        #expect(await store.call(anonymous, .requestAi(request), create: true).errorText == "Authentication required.")
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let (bob, _) = await store.loggedIn("bob@example.com")
+        #expect(await requestAI(store, alice, "", "").errorText == "Room ID is required.")
+        #expect(await requestAI(store, alice, "nope", "").errorText == "Room not found.")
+        let room = await store.createRoom(alice, "General").roomCreated
+        #expect(await requestAI(store, bob, room.roomID, "").errorText == "You must join the room to request AI messages.")
+    }
+
+    @Test func aJobCarriesTheCappedHistoryOldestFirst() async throws {
+        let store = try StoreHarness()
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        for i in 0..<5 { _ = await store.post(alice, room.roomID, "message \(i)") }
+        #expect(await requestAI(store, alice, room.roomID, "draft").errorText == nil)
+        let jobs = try await store.backend.read { tx in try tx.queuedJobs() }
+        #expect(jobs.count == 1 && jobs[0].mode == "improve")
+        let job = try IPCAIJob(serializedBytes: jobs[0].request)
+        #expect(job.draft == "draft" && job.userName == "alice" && job.roomName == "General")
+        #expect(job.context.map(\.content) == (0..<5).map { "message \($0)" })
+        // The byte cap drops the oldest first.
+        let capped = Operations.capped(job.context, bytes: 3 * ("alice".count + "message 0".count + 2))
+        #expect(capped.map(\.content) == ["message 2", "message 3", "message 4"])
+    }
+
+    @Test func completingAJobStoresOneAIMessageAndFailingSendsANotice() async throws {
+        let store = try StoreHarness()
+        let (alice, user) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = await requestAI(store, alice, room.roomID, "")
+        _ = await requestAI(store, alice, room.roomID, "second")
+        let jobs = try await store.backend.read { tx in try tx.queuedJobs() }
+        _ = store.takeEvents()
+        let first = jobs[0].jobId
+        let complete = try await store.backend.write { tx in try Operations.completeJob(tx, jobId: first, text: " reply ", nowMs: 1) }
+        #expect(complete.events.first?.room.message.content == "reply" && complete.events.first?.room.message.userID == user.userID)
+        let again = try await store.backend.write { tx in try Operations.completeJob(tx, jobId: first, text: "twice", nowMs: 2) }
+        #expect(again.events.isEmpty)
+        let failed = try await store.backend.write { tx in try Operations.failJob(tx, jobId: jobs[1].jobId, reason: "down.", nowMs: 3) }
+        #expect(failed.events.first?.sessionNotice.error == "AI generation failed: down.")
+        #expect(failed.events.first?.sessionNotice.sessionID == alice.id)
+        let history = await store.history(alice, room.roomID).history.items.map(\.content)
+        #expect(history == ["reply"])
+        let generated = try await store.backend.read { tx in try tx.latestMessage(room: 1)?.generated }
+        #expect(generated == true)
     }
 }

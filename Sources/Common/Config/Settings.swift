@@ -84,8 +84,10 @@ extension Setting {
 
     // AI worker (udpchat-ai); the original's names first
     public static let aiMode = Setting(
-        "AI_MODE", default: "ollama", "ollama, or gpt (OpenAI, any OpenAI-compatible server, or Azure OpenAI when its two variables are set).")
-    public static let openAIKey = Setting("OPENAI_API_KEY", default: "", "API key for OpenAI (and for Azure unless AZURE_OPENAI_API_KEY is set).")
+        "AI_MODE", default: "ollama",
+        "ollama, or gpt (OpenAI, any OpenAI-compatible server, or Azure OpenAI when its two variables are set).")
+    public static let openAIKey = Setting(
+        "OPENAI_API_KEY", default: "", "API key for OpenAI (and for Azure unless AZURE_OPENAI_API_KEY is set).")
     public static let openAIBaseURL = Setting(
         "OPENAI_BASE_URL", default: "https://api.openai.com/v1", "Base URL of an OpenAI-compatible API (…/v1).")
     public static let azureEndpoint = Setting(
