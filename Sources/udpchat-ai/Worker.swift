@@ -70,8 +70,14 @@ final class Worker: Sendable {
 
     private func start(_ assignment: IPCJobAssignment) {
         let jobId = assignment.jobID
+        let finished = state.withLock { $0.unconfirmed[jobId]?.result }
+        if let finished {
+            // Done already, but the store (restarted, say) did not hear: tell it again.
+            sendResult(finished)
+            return
+        }
         let accepted = state.withLock { state -> Bool in
-            if state.running[jobId] != nil { return true }  // the same lease again: already running
+            if state.running[jobId] != nil { return true }  // the same job again: already running
             guard !state.stopping, state.running.count < options.concurrency else { return false }
             state.running[jobId] = Task { await self.run(assignment) }
             return true

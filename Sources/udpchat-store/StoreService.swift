@@ -90,13 +90,20 @@ final class StoreService: Sendable {
         }
     }
 
-    /// Deletes sessions idle longer than the setting; returns how many.
+    /// How long ended AI jobs are kept (for an operator to look into one).
+    static let endedJobRetentionMs: Int64 = 7 * 24 * 3600 * 1000
+
+    /// Deletes sessions idle longer than the setting, and AI jobs that ended
+    /// more than a week ago; returns how many sessions.
     func expireIdleSessions() async -> Int {
-        let cutoff = Int64(Date().timeIntervalSince1970) - sessionIdle
+        let now = Date().timeIntervalSince1970
+        let cutoff = Int64(now) - sessionIdle
+        let jobCutoff = Int64(now * 1000) - Self.endedJobRetentionMs
         let result = await commit.submit(
             GroupCommit.Write(setup: nil) { tx in
                 var outcome = Outcome.respond { $0.done = IPCDone() }
                 outcome.affectedRows = try tx.deleteSessions(lastActiveBefore: cutoff)
+                _ = try tx.deleteEndedJobs(before: jobCutoff)
                 return outcome
             })
         switch result {

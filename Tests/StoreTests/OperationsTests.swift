@@ -320,3 +320,21 @@ import Testing
         #expect(generated == true)
     }
 }
+
+extension AIRequestTests {
+    @Test func endedJobsAreDeletedAfterAWeekAndQueuedOnesNever() async throws {
+        let store = try StoreHarness()
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = await requestAI(store, alice, room.roomID, "one")
+        _ = await requestAI(store, alice, room.roomID, "two")
+        let jobs = try await store.backend.read { tx in try tx.queuedJobs() }
+        _ = try await store.backend.write { tx in try Operations.failJob(tx, jobId: jobs[0].jobId, reason: "x.", nowMs: 1) }
+        _ = await store.service.expireIdleSessions()
+        let left = try await store.backend.read { tx in
+            try Int.fetchOne((tx as! SQLiteTransaction).db, sql: "SELECT count(*) FROM ai_jobs") ?? -1
+        }
+        #expect(left == 1)
+        #expect(try await store.backend.read { tx in try tx.queuedJobs() }.map(\.jobId) == [jobs[1].jobId])
+    }
+}

@@ -319,6 +319,11 @@ struct SQLiteTransaction: StoreTransaction {
             arguments: [room, user, mode]) ?? false
     }
 
+    func deleteEndedJobs(before cutoff: Int64) throws -> Int {
+        try statement("DELETE FROM ai_jobs WHERE state != 'queued' AND finished_at < ?").execute(arguments: [cutoff])
+        return db.changesCount
+    }
+
     func finishJob(id: String, state: String, messageId: Int64?, error: String?, now: Int64) throws -> Bool {
         try statement(
             "UPDATE ai_jobs SET state = ?, message_id = ?, error = ?, finished_at = ? WHERE job_id = ? AND state = 'queued'"

@@ -73,6 +73,8 @@ protocol StoreTransaction {
     func queuedJobs() throws -> [JobRow]
     /// Whether `user` already has a queued job of `mode` in `room`.
     func hasQueuedJob(room: Int64, user: Int64, mode: String) throws -> Bool
+    /// Deletes jobs that ended before `cutoff`; returns how many.
+    func deleteEndedJobs(before cutoff: Int64) throws -> Int
     /// Marks a queued job done or failed; false when it had already ended.
     func finishJob(id: String, state: String, messageId: Int64?, error: String?, now: Int64) throws -> Bool
 }
