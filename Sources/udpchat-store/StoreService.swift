@@ -122,11 +122,18 @@ final class StoreService: Sendable {
         return stored
     }
 
+    /// Wraps an operation: a refusal becomes its error response, and the
+    /// response says who the session's user is afterwards.
     private func withSessionUser(
         _ ops: Operations, _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome
     ) -> @Sendable (any StoreTransaction) throws -> Outcome {
         { tx in
-            var outcome = try body(tx)
+            var outcome: Outcome
+            do {
+                outcome = try body(tx)
+            } catch let refusal as RefusalText {
+                outcome = .error(refusal.text)
+            }
             if outcome.response.sessionUserID.isEmpty, let user = try ops.caller(tx).user {
                 outcome.response.sessionUserID = user.userId
             }

@@ -32,16 +32,8 @@ extension Operations {
         _ tx: any StoreTransaction, roomId: String, content: String, policy: AIPolicy, nowMs: Int64,
         admit: (UserRow, RoomRow) -> String?
     ) throws -> Outcome {
-        let user: UserRow
-        switch try requireUser(tx) {
-        case .success(let found): user = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
-        let room: RoomRow
-        switch try lookUpRoom(tx, roomId) {
-        case .success(let found): room = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
+        let user = try requireUser(tx)
+        let room = try lookUpRoom(tx, roomId)
         guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.joinBeforeAI) }
         let mode = content.isEmpty ? "generate" : "improve"
         let skipped = Outcome.respond { $0.done = IPCDone() }

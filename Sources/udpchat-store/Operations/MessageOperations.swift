@@ -4,11 +4,7 @@ extension Operations {
     /// MESSAGE (§5.11): stored, then broadcast to every member, the sender
     /// included, once the transaction commits.
     func postMessage(_ tx: any StoreTransaction, roomId: String, content: String) throws -> Outcome {
-        let user: UserRow
-        switch try requireUser(tx) {
-        case .success(let found): user = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
+        let user = try requireUser(tx)
         guard !roomId.isEmpty, !content.isEmpty else { return .error(ProtocolText.roomIdAndContentRequired) }
         guard let room = try tx.room(roomId: roomId) else { return .error(ProtocolText.roomNotFound) }
         guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.joinBeforeSending) }
@@ -37,13 +33,10 @@ extension Operations {
 
     /// LIST_MESSAGES (§5.13): the newest messages, oldest first, in commit order.
     func listMessages(_ tx: any StoreTransaction, roomId: String?, limit: Int) throws -> Outcome {
-        switch try readableRoom(tx, roomId) {
-        case .failure(let refusal): return .error(refusal.text)
-        case .success(let room):
-            var history = IPCHistory()
-            history.roomID = room.roomId
-            history.items = try tx.history(room: room.rowId, limit: limit)
-            return .respond { $0.history = history }
-        }
+        let room = try readableRoom(tx, roomId)
+        var history = IPCHistory()
+        history.roomID = room.roomId
+        history.items = try tx.history(room: room.rowId, limit: limit)
+        return .respond { $0.history = history }
     }
 }

@@ -50,17 +50,17 @@ struct Operations {
         return (session, try tx.user(rowId: userRow))
     }
 
-    /// The logged-in user, or the protocol's `Authentication required.`.
-    func requireUser(_ tx: any StoreTransaction) throws -> Result<UserRow, RefusalText> {
-        guard let user = try caller(tx).user else { return .failure(RefusalText(ProtocolText.authenticationRequired)) }
-        return .success(user)
+    /// The logged-in user; refuses with the protocol's `Authentication required.`.
+    func requireUser(_ tx: any StoreTransaction) throws -> UserRow {
+        guard let user = try caller(tx).user else { throw RefusalText(ProtocolText.authenticationRequired) }
+        return user
     }
 
     /// PROTOCOL.md §5.0 room lookup on an already trimmed id.
-    func lookUpRoom(_ tx: any StoreTransaction, _ roomId: String) throws -> Result<RoomRow, RefusalText> {
-        guard !roomId.isEmpty else { return .failure(RefusalText(ProtocolText.roomIdRequired)) }
-        guard let room = try tx.room(roomId: roomId) else { return .failure(RefusalText(ProtocolText.roomNotFound)) }
-        return .success(room)
+    func lookUpRoom(_ tx: any StoreTransaction, _ roomId: String) throws -> RoomRow {
+        guard !roomId.isEmpty else { throw RefusalText(ProtocolText.roomIdRequired) }
+        guard let room = try tx.room(roomId: roomId) else { throw RefusalText(ProtocolText.roomNotFound) }
+        return room
     }
 
     /// UserInfo with the user's current room (§5.0).
@@ -106,7 +106,8 @@ struct Operations {
     }
 }
 
-/// A protocol error text, carried through `Result` until it becomes a response.
+/// A protocol error text thrown by an operation's checks; the service turns
+/// it into the error response (and the operation's writes are undone).
 struct RefusalText: Error {
     let text: String
     init(_ text: String) { self.text = text }

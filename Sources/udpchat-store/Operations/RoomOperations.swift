@@ -14,11 +14,7 @@ extension Operations {
 
     /// CREATE_ROOM (§5.8).
     func createRoom(_ tx: any StoreTransaction, name: String) throws -> Outcome {
-        let user: UserRow
-        switch try requireUser(tx) {
-        case .success(let found): user = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
+        let user = try requireUser(tx)
         guard !name.isEmpty else { return .error(ProtocolText.roomNameRequired) }
         guard name.count <= Self.maximumRoomNameLength else {
             return .error("Room name is too long (at most \(Self.maximumRoomNameLength) characters).")
@@ -34,16 +30,8 @@ extension Operations {
     /// JOIN_ROOM (§5.9). Joining again answers `JOINED_ROOM` again and
     /// broadcasts nothing (the original answered nothing at all, §12 item 28).
     func joinRoom(_ tx: any StoreTransaction, roomId: String) throws -> Outcome {
-        let user: UserRow
-        switch try requireUser(tx) {
-        case .success(let found): user = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
-        let room: RoomRow
-        switch try lookUpRoom(tx, roomId) {
-        case .success(let found): room = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
+        let user = try requireUser(tx)
+        let room = try lookUpRoom(tx, roomId)
         let joined = Outcome.respond { $0.joinedRoom = room.ref }
         if try tx.isMember(room: room.rowId, user: user.rowId) { return joined }
         try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: false, now: now)
@@ -63,16 +51,8 @@ extension Operations {
     /// LEAVE_ROOM (§5.10). The last member's leaving closes the room; its
     /// messages are kept (the original deleted them, §12 item 26).
     func leaveRoom(_ tx: any StoreTransaction, roomId: String) throws -> Outcome {
-        let user: UserRow
-        switch try requireUser(tx) {
-        case .success(let found): user = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
-        let room: RoomRow
-        switch try lookUpRoom(tx, roomId) {
-        case .success(let found): room = found
-        case .failure(let refusal): return .error(refusal.text)
-        }
+        let user = try requireUser(tx)
+        let room = try lookUpRoom(tx, roomId)
         guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.notAMember) }
         try tx.removeMember(room: room.rowId, user: user.rowId)
         var outcome = Outcome.respond { $0.leftRoom = room.ref }
@@ -94,39 +74,25 @@ extension Operations {
     /// The room a LIST_MESSAGES or LIST_MEMBERS request is about: the given
     /// id, or the user's current room when the request named none (§12 item
     /// 31). Only members may read a room (§12 item 12).
-    func readableRoom(_ tx: any StoreTransaction, _ roomId: String?) throws -> Result<RoomRow, RefusalText> {
-        let user: UserRow
-        switch try requireUser(tx) {
-        case .success(let found): user = found
-        case .failure(let refusal): return .failure(refusal)
-        }
+    func readableRoom(_ tx: any StoreTransaction, _ roomId: String?) throws -> RoomRow {
+        let user = try requireUser(tx)
         let room: RoomRow
         if let roomId {
-            switch try lookUpRoom(tx, roomId) {
-            case .success(let found): room = found
-            case .failure(let refusal): return .failure(refusal)
-            }
+            room = try lookUpRoom(tx, roomId)
         } else {
-            guard let current = try tx.currentRoom(user: user.rowId) else {
-                return .failure(RefusalText(ProtocolText.roomIdRequired))
-            }
+            guard let current = try tx.currentRoom(user: user.rowId) else { throw RefusalText(ProtocolText.roomIdRequired) }
             room = current
         }
-        guard try tx.isMember(room: room.rowId, user: user.rowId) else {
-            return .failure(RefusalText(ProtocolText.notAMember))
-        }
-        return .success(room)
+        guard try tx.isMember(room: room.rowId, user: user.rowId) else { throw RefusalText(ProtocolText.notAMember) }
+        return room
     }
 
     /// LIST_MEMBERS (§5.14).
     func listMembers(_ tx: any StoreTransaction, roomId: String?) throws -> Outcome {
-        switch try readableRoom(tx, roomId) {
-        case .failure(let refusal): return .error(refusal.text)
-        case .success(let room):
-            var members = IPCMembers()
-            members.roomID = room.roomId
-            members.members = try tx.members(room: room.rowId)
-            return .respond { $0.members = members }
-        }
+        let room = try readableRoom(tx, roomId)
+        var members = IPCMembers()
+        members.roomID = room.roomId
+        members.members = try tx.members(room: room.rowId)
+        return .respond { $0.members = members }
     }
 }
