@@ -23,6 +23,10 @@ public final class ChatClient: Sendable {
         /// The client key's size; the web client uses 1024 or 2048.
         public var keyBits: Int
         public var timeout: Duration
+        /// A request not answered within this is sent again, as the very same
+        /// datagram: the server answers a repeat with the same reply and does
+        /// not carry the request out twice. nil: never.
+        public var retryInterval: Duration?
         /// Acknowledge broadcasts (the web client does; scripts need not).
         public var acknowledge: Bool
         /// Keep every datagram received, for tests that replay or reflect them.
@@ -30,13 +34,15 @@ public final class ChatClient: Sendable {
 
         public init(
             host: String, port: Int, knownHosts: KnownHosts? = KnownHosts(path: KnownHosts.defaultPath), keyBits: Int = 2048,
-            timeout: Duration = .seconds(5), acknowledge: Bool = true, recordDatagrams: Bool = false
+            timeout: Duration = .seconds(5), retryInterval: Duration? = .seconds(1), acknowledge: Bool = true,
+            recordDatagrams: Bool = false
         ) {
             self.host = host
             self.port = port
             self.knownHosts = knownHosts
             self.keyBits = keyBits
             self.timeout = timeout
+            self.retryInterval = retryInterval
             self.acknowledge = acknowledge
             self.recordDatagrams = recordDatagrams
         }
@@ -89,6 +95,9 @@ public final class ChatClient: Sendable {
         var nextWaiter: UInt64 = 1
         var seenMsgIds: [String] = []
         var seenMsgIdSet: Set<String> = []
+        /// Nonces of datagrams received lately: a duplicated datagram is dropped.
+        var seenNonces: [String] = []
+        var seenNonceSet: Set<String> = []
         var recorded: [[UInt8]] = []
         var lastNonceTime: UInt64 = 0
         var closed = false
@@ -248,7 +257,15 @@ public final class ChatClient: Sendable {
                 }
             }
             group.addTask {
-                try await Task.sleep(for: timeout)
+                let deadline = ContinuousClock.now + timeout
+                // Not a handshake: a repeated SESSION_INIT would make a second session.
+                if let retry = self.options.retryInterval, !types.contains("SESSION_INIT") {
+                    while ContinuousClock.now + retry < deadline {
+                        try await Task.sleep(for: retry)
+                        try? self.sendRaw(datagram)
+                    }
+                }
+                try await Task.sleep(until: deadline)
                 self.failWaiter(waiterId, ChatClientError.timeout("waited \(timeout) for \(types.sorted().joined(separator: " or "))"))
                 throw ChatClientError.timeout("waited \(timeout)")
             }
@@ -304,6 +321,13 @@ public final class ChatClient: Sendable {
         case .serverError(let message):
             resolve("SERVER_ERROR", .serverError(message))
         case .secure(let secure):
+            let fresh = state.withLock { state -> Bool in
+                guard state.seenNonceSet.insert(secure.nonce).inserted else { return false }
+                state.seenNonces.append(secure.nonce)
+                if state.seenNonces.count > 4096 { state.seenNonceSet.remove(state.seenNonces.removeFirst()) }
+                return true
+            }
+            guard fresh else { return }  // the same datagram twice (the network duplicated it)
             guard let cipher, let nonce = Hex.decode(secure.nonce), let ciphertext = Hex.decode(secure.ciphertext),
                 let plaintext = cipher.open(ciphertext, nonce: nonce), let received = try? ServerPacket.decode(plaintext)
             else { return }

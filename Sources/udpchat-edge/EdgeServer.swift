@@ -32,7 +32,7 @@ final class EdgeServer: @unchecked Sendable {
     private var channel: (any Channel)?
 
     private var table: SessionTable
-    private var retransmit: RetransmitQueue<String, [UInt8]>
+    private var delivery: DeliveryQueue<[UInt8]>
     private var restoring: [String: [(SecureEnvelope, SocketAddress)]] = [:]
     private var handshakesInFlight = 0
     private var lastSweep: UInt64 = 0
@@ -47,8 +47,7 @@ final class EdgeServer: @unchecked Sendable {
         self.store = store
         self.logger = logger
         table = SessionTable(maxPending: settings.maxPendingHandshakes)
-        retransmit = RetransmitQueue(
-            intervalNanoseconds: settings.retryInterval.nanoseconds, transmissions: settings.retryTransmissions)
+        delivery = DeliveryQueue(timing: settings.deliveryTiming)
     }
 
     /// Starts serving on `channel`.
@@ -267,7 +266,16 @@ final class EdgeServer: @unchecked Sendable {
         }
         let verdict = table.update(session.id) { $0.replay.admit(nonce) }
         guard verdict == .accepted else {
-            sendError(ProtocolText.nonceReused, to: address)
+            // The same datagram again: a client whose reply was lost retries
+            // this way. From the session's own address it gets the same reply
+            // (the request is not carried out twice); anything else is a replay.
+            let again = verdict == .duplicate && address == session.address
+                ? table.update(session.id) { $0.replies.repeatFor(nonce) } : .unknown
+            switch again {
+            case .reply(let datagram)?: write(datagram, to: address)
+            case .silent?: break
+            case .unknown?, nil: sendError(ProtocolText.nonceReused, to: address)
+            }
             return
         }
         let now = MonotonicClock.now()
@@ -277,35 +285,37 @@ final class EdgeServer: @unchecked Sendable {
             session.lastSeenWall = Self.wallClock()
             session.dirty = true
             session.state = .active
+            session.replies.accepted(nonce)
         }
+        delivery.heard(from: session.id)
         let packet: ClientPacket
         do {
             packet = try ClientPacket.decode(plaintext)
         } catch {
             if let text = error.errorText {
-                reply(.error(message: text), session: session, to: address)
+                reply(.error(message: text), session: session, answering: nonce, to: address)
             } else {
                 logger.debug("inner packet carrying msg_id dropped", metadata: ["session": "\(session.id)"])
             }
             return
         }
-        dispatch(packet, sessionId: session.id, from: address)
+        dispatch(packet, sessionId: session.id, nonce: nonce, from: address)
     }
 
     // MARK: - Inner packets (PROTOCOL.md §5)
 
-    private func dispatch(_ packet: ClientPacket, sessionId: String, from address: SocketAddress) {
+    private func dispatch(_ packet: ClientPacket, sessionId: String, nonce: [UInt8], from address: SocketAddress) {
         guard let session = table[sessionId] else { return }
         switch packet {
         case .ack(let msgId):
-            if let msgId { retransmit.acknowledge(session: sessionId, msgId: msgId) }
+            if let msgId { perform(delivery.acknowledge(session: sessionId, msgId: msgId, now: MonotonicClock.now())) }
             ensurePersisted(sessionId)
         case .hello:
-            reply(.hello(message: ProtocolText.helloMessage), session: session, to: address)
+            reply(.hello(message: ProtocolText.helloMessage), session: session, answering: nonce, to: address)
             ensurePersisted(sessionId)
         default:
             guard let op = Translation.storeOperation(for: packet) else { return }
-            enqueue(StoreWork(op: op, replyTo: address), sessionId: sessionId)
+            enqueue(StoreWork(op: op, replyTo: address, nonce: nonce), sessionId: sessionId)
         }
     }
 
@@ -364,12 +374,14 @@ final class EdgeServer: @unchecked Sendable {
             switch result {
             case .success(let response):
                 if let packet = Translation.reply(to: response, sessionId: id) {
-                    reply(packet, sessionId: id, cipher: cipher, to: replyTo)
+                    reply(packet, sessionId: id, cipher: cipher, answering: work.nonce, to: replyTo)
                 }
             case .failure(let error):
                 logger.warning("store request failed: \(error)", metadata: ["session": "\(id)"])
                 let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"
-                reply(.error(message: ProtocolText.packetFailurePrefix + reason), sessionId: id, cipher: cipher, to: replyTo)
+                reply(
+                    .error(message: ProtocolText.packetFailurePrefix + reason), sessionId: id, cipher: cipher, answering: work.nonce,
+                    to: replyTo)
             }
         }
         pump(id)
@@ -403,9 +415,10 @@ final class EdgeServer: @unchecked Sendable {
             case .memberLeft(let left)?: packet = .memberLeft(roomId: room.roomID, memberId: left.memberID)
             case nil: return
             }
+            // A room's events reach each session in commit order (one stream per room).
             let template = BroadcastTemplate(packet)
             for user in room.recipientUserIds {
-                for id in table.sessions(ofUser: user) { broadcast(template, to: id, now: now) }
+                for id in table.sessions(ofUser: user) { broadcast(template, to: id, stream: room.roomID, now: now) }
             }
         case .user(let user):
             let packet: ServerPacket
@@ -430,43 +443,51 @@ final class EdgeServer: @unchecked Sendable {
         }
     }
 
-    /// Sends one copy with its own `msg_id` and queues it for retransmission.
-    /// Only sessions that proved themselves on this edge and spoke recently
+    /// Queues one copy with its own `msg_id` for reliable delivery. Only
+    /// sessions that proved themselves on this edge and spoke recently
     /// receive broadcasts.
-    private func broadcast(_ template: BroadcastTemplate, to id: String, now: UInt64) {
+    private func broadcast(_ template: BroadcastTemplate, to id: String, stream: String? = nil, now: UInt64) {
         guard let session = table[id], session.state == .active,
             now &- session.lastSeen <= settings.broadcastIdle.nanoseconds
         else { return }
         let msgId = SecureRandom.identifier()
         let json = template.copy(msgId: msgId)
-        guard seal(json, sessionId: id, cipher: session.cipher, to: session.address) else {
+        guard Self.fitsInDatagram(json.count) else {
             logger.warning(
                 "\(template.packet.typeName) broadcast does not fit in one datagram; not sent", metadata: ["session": "\(id)"])
             return
         }
-        retransmit.sent(session: id, msgId: msgId, payload: json, now: now)
+        perform(delivery.submit(session: id, msgId: msgId, stream: stream, payload: json, now: now))
+    }
+
+    /// Carries out what the delivery queue decided. Every transmission goes
+    /// to the session's current address, so a client that moved still gets
+    /// its retries, under a fresh nonce.
+    private func perform(_ actions: [DeliveryQueue<[UInt8]>.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let copy):
+                guard let session = table[copy.session] else { continue }
+                seal(copy.payload, sessionId: session.id, cipher: session.cipher, to: session.address)
+            case .unreachable(let session, let dropped):
+                logger.info(
+                    "session unreachable: broadcasts stop until it speaks",
+                    metadata: ["session": "\(session)", "dropped": "\(dropped)"])
+            }
+        }
     }
 
     // MARK: - Housekeeping
 
     private func tick() {
         let now = MonotonicClock.now()
-        for action in retransmit.due(now: now) {
-            switch action {
-            case .resend(let copy):
-                // To the session's current address: a client that moved still gets its retries.
-                guard let session = table[copy.session] else { continue }
-                _ = seal(copy.payload, sessionId: session.id, cipher: session.cipher, to: session.address)
-            case .expired(let copy):
-                logger.debug("broadcast copy expired unacknowledged", metadata: ["session": "\(copy.session)"])
-            }
-        }
+        perform(delivery.due(now: now))
         if now &- lastSweep >= Self.sweepInterval {
             lastSweep = now
             let cutoff = now &- settings.sessionIdle.nanoseconds
             for id in table.idle(since: cutoff) where table[id]?.busy == false {
                 table.remove(id)
-                retransmit.removeAll(for: id)
+                delivery.remove(session: id)
             }
         }
         if now &- lastTouch >= Self.touchInterval {
@@ -502,29 +523,48 @@ final class EdgeServer: @unchecked Sendable {
 
     // MARK: - Output
 
-    private func reply(_ packet: ServerPacket, session: EdgeSession, to address: SocketAddress) {
-        reply(packet, sessionId: session.id, cipher: session.cipher, to: address)
+    private func reply(_ packet: ServerPacket, session: EdgeSession, answering nonce: [UInt8]? = nil, to address: SocketAddress) {
+        reply(packet, sessionId: session.id, cipher: session.cipher, answering: nonce, to: address)
     }
 
-    /// A direct response. One that does not fit in a datagram becomes an ERROR.
-    private func reply(_ packet: ServerPacket, sessionId: String, cipher: SessionCipher, to address: SocketAddress) {
-        if seal(packet.json().serialized(), sessionId: sessionId, cipher: cipher, to: address) { return }
-        logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(sessionId)"])
-        let error = ServerPacket.error(message: ProtocolText.packetFailurePrefix + "the reply does not fit in one datagram")
-        _ = seal(error.json().serialized(), sessionId: sessionId, cipher: cipher, to: address)
+    /// A direct response, remembered by its request's nonce for a client that
+    /// asks again. One that does not fit in a datagram becomes an ERROR.
+    private func reply(
+        _ packet: ServerPacket, sessionId: String, cipher: SessionCipher, answering nonce: [UInt8]? = nil, to address: SocketAddress
+    ) {
+        var datagram = seal(packet.json().serialized(), sessionId: sessionId, cipher: cipher, to: address)
+        if datagram == nil {
+            logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(sessionId)"])
+            let error = ServerPacket.error(message: ProtocolText.packetFailurePrefix + "the reply does not fit in one datagram")
+            datagram = seal(error.json().serialized(), sessionId: sessionId, cipher: cipher, to: address)
+        }
+        if let nonce, let datagram { table.update(sessionId) { $0.replies.replied(nonce, with: datagram) } }
     }
+
+    /// Whether inner JSON of `count` bytes fits in one datagram once sealed:
+    /// the envelope's fixed fields plus the ciphertext and tag as hex.
+    static func fitsInDatagram(_ count: Int) -> Bool {
+        secureEnvelopeOverhead + 2 * (count + WireSpec.tagBytes) <= WireSpec.maxDatagram
+    }
+
+    private static let secureEnvelopeOverhead = Envelope.secure(
+        SecureEnvelope(
+            sessionId: String(repeating: "0", count: 2 * WireSpec.idBytes), nonce: String(repeating: "0", count: 2 * WireSpec.nonceBytes),
+            ciphertext: "")
+    ).encoded().count
 
     /// Encrypts an inner packet under a fresh server nonce and sends it;
-    /// false when the datagram would be too large for UDP.
-    private func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, to address: SocketAddress) -> Bool {
+    /// returns the datagram, or nil when it would be too large for UDP.
+    @discardableResult
+    private func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, to address: SocketAddress) -> [UInt8]? {
+        guard Self.fitsInDatagram(json.count) else { return nil }
         let nonce = Nonce.server()
         let sealed = cipher.seal(json, nonce: nonce)
         let datagram = Envelope.secure(
             SecureEnvelope(sessionId: sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(sealed))
         ).encoded()
-        guard datagram.count <= WireSpec.maxDatagram else { return false }
         write(datagram, to: address)
-        return true
+        return datagram
     }
 
     private func sendError(_ message: String, to address: SocketAddress) {

@@ -22,6 +22,8 @@ struct EdgeSession {
     /// Wall-clock seconds of the same, for the store's expiry.
     var lastSeenWall: Int64
     var replay: ReplayWindow
+    /// Replies to the latest requests, for clients that send a request again.
+    var replies = RecentReplies()
     /// The logged-in user's public id, as the store last reported it.
     var userId: String?
     /// Activity not yet reported to the store.
@@ -51,4 +53,6 @@ struct StoreWork {
     var op: IPCStoreRequest.OneOf_Op
     /// nil when nothing is sent back (creating the row only).
     var replyTo: SocketAddress?
+    /// The request's nonce, to remember its reply by.
+    var nonce: [UInt8]? = nil
 }

@@ -8,6 +8,8 @@ struct EdgeSettings: Sendable {
     var bufferSize: Int
     var retryInterval: Duration
     var retryTransmissions: Int
+    var retryMode: String
+    var retryBudget: Duration
     var sessionIdle: Duration
     var broadcastIdle: Duration
     var maxPendingHandshakes: Int
@@ -19,9 +21,23 @@ struct EdgeSettings: Sendable {
         bufferSize = try settings.int(.bufferSize, default: WireSpec.defaultBufferSize, range: 8192...WireSpec.maxDatagram)
         retryInterval = .milliseconds(try settings.int(.retryInterval, default: 2000, range: 50...600_000))
         retryTransmissions = try settings.int(.retryTransmissions, default: WireSpec.transmissions, range: 1...100)
+        retryMode = settings.string(.retryMode, default: "adaptive")
+        guard ["adaptive", "fixed"].contains(retryMode) else {
+            throw ConfigurationError("\(Setting.retryMode.name)=\(retryMode): expected adaptive or fixed")
+        }
+        retryBudget = .milliseconds(try settings.int(.retryBudget, default: 60_000, range: 1_000...3_600_000))
         sessionIdle = .seconds(try settings.int(.sessionIdle, default: 600, range: 60...31_536_000))
         // PROTOCOL.md Appendix B, item 7: at least 60 s after the last packet.
         broadcastIdle = .seconds(try settings.int(.broadcastIdle, default: 90, range: 60...31_536_000))
         maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)
+    }
+}
+
+extension EdgeSettings {
+    /// How broadcast copies are retransmitted.
+    var deliveryTiming: DeliveryQueue<[UInt8]>.Timing {
+        retryMode == "fixed"
+            ? .fixed(interval: retryInterval.nanoseconds, transmissions: retryTransmissions)
+            : .adaptive(budget: retryBudget.nanoseconds)
     }
 }

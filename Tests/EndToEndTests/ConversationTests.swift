@@ -151,7 +151,7 @@ struct ConversationTests {
     }
 
     @Test func retransmissionStopsOnceAcknowledged() async throws {
-        try await withSystem(settings: ["RETRY_INTERVAL_MS": "300", "RETRY_TRANSMISSIONS": "5"]) { system in
+        try await withSystem(settings: ["RETRY_MODE": "fixed", "RETRY_INTERVAL_MS": "300", "RETRY_TRANSMISSIONS": "5"]) { system in
             let alice = try await system.client(record: true)
             let silent = try await system.client(acknowledge: false, record: true)
             _ = try await alice.login(email: "alice@example.com")

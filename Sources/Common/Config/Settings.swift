@@ -54,10 +54,15 @@ extension Setting {
     public static let serverPort = Setting("SERVER_PORT", default: "9999", "UDP port; 0 picks a free one, printed in the ready line.")
     public static let bufferSize = Setting(
         "BUFFER_SIZE", default: "8192", "Largest datagram accepted, in bytes (8192 to 65507; the original's receive buffer).")
+    public static let retryMode = Setting(
+        "RETRY_MODE", default: "adaptive",
+        "adaptive: retry after the measured RTO, doubling, until RETRY_BUDGET_MS; fixed: the original's timing.")
+    public static let retryBudget = Setting(
+        "RETRY_BUDGET_MS", default: "60000", "Adaptive mode: how long a copy is retried before its session is marked unreachable.")
     public static let retryInterval = Setting(
-        "RETRY_INTERVAL_MS", default: "2000", "Time between transmissions of an unacknowledged broadcast copy.")
+        "RETRY_INTERVAL_MS", default: "2000", "Fixed mode: time between transmissions of an unacknowledged broadcast copy.")
     public static let retryTransmissions = Setting(
-        "RETRY_TRANSMISSIONS", default: "5", "Transmissions of a broadcast copy in all, the first included.")
+        "RETRY_TRANSMISSIONS", default: "5", "Fixed mode: transmissions of a broadcast copy in all, the first included.")
     public static let sessionIdle = Setting(
         "SESSION_IDLE_SECONDS", default: "600", "A session silent this long expires (edge memory and store row).")
     public static let broadcastIdle = Setting(
@@ -110,8 +115,8 @@ extension Setting {
     /// Every setting, in documentation order.
     public static let all: [Setting] = [
         envFile, dataDir, runDir, keysDir, dbPath, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
-        eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryInterval,
-        retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, keyBits, aiJobTimeout, aiLease, aiHeartbeat,
+        eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
+        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, keyBits, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
         aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,
