@@ -99,6 +99,7 @@ public final class ChatClient: Sendable {
         var seenNonces: [String] = []
         var seenNonceSet: Set<String> = []
         var recorded: [[UInt8]] = []
+        var acksSent: [[UInt8]] = []
         var lastNonceTime: UInt64 = 0
         var closed = false
     }
@@ -127,6 +128,9 @@ public final class ChatClient: Sendable {
     /// Every datagram received so far, when `recordDatagrams` is set.
     public var recordedDatagrams: [[UInt8]] { state.withLock { $0.recorded } }
 
+    /// Every ACK datagram sent so far, when `recordDatagrams` is set.
+    public var recordedAcks: [[UInt8]] { state.withLock { $0.acksSent } }
+
     // MARK: - Handshake
 
     /// Runs the handshake (PROTOCOL.md §2.5): checks that the fingerprint is
@@ -142,10 +146,22 @@ public final class ChatClient: Sendable {
         case 4096: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits4096)
         default: throw ChatClientError.handshake("unsupported client key size \(options.keyBits)")
         }
-        let clientKey = privateKey.publicKey.derRepresentation.base64EncodedString()
-        let arrival = try await exchange(Envelope.sessionInitRequest(clientKey: clientKey).encoded(), expecting: ["SESSION_INIT"])
-        guard case .handshake(let reply) = arrival else { throw ChatClientError.unexpected("\(arrival)") }
-        return try adopt(reply, privateKey: privateKey)
+        let request = Envelope.sessionInitRequest(clientKey: privateKey.publicKey.derRepresentation.base64EncodedString()).encoded()
+        // A lost handshake is asked for again; each request makes a session on
+        // the server, and the first reply to arrive is the one adopted.
+        let deadline = ContinuousClock.now + options.timeout
+        while true {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            let attempt = min(remaining, options.retryInterval ?? remaining)
+            do {
+                let arrival = try await exchange(request, expecting: ["SESSION_INIT"], timeout: attempt)
+                guard case .handshake(let reply) = arrival else { throw ChatClientError.unexpected("\(arrival)") }
+                return try adopt(reply, privateKey: privateKey)
+            } catch ChatClientError.timeout(let what) where ContinuousClock.now < deadline {
+                _ = what
+                continue
+            }
+        }
     }
 
     private func adopt(_ reply: SessionInitReply, privateKey: _RSA.Encryption.PrivateKey) throws -> Session {
@@ -332,7 +348,10 @@ public final class ChatClient: Sendable {
                 let plaintext = cipher.open(ciphertext, nonce: nonce), let received = try? ServerPacket.decode(plaintext)
             else { return }
             if let msgId = received.msgId {
-                if options.acknowledge, let ack = try? sealed(.ack(msgId: msgId)) { try? sendRaw(ack) }
+                if options.acknowledge, let ack = try? sealed(.ack(msgId: msgId)) {
+                    if options.recordDatagrams { state.withLock { $0.acksSent.append(ack) } }
+                    try? sendRaw(ack)
+                }
                 let fresh = state.withLock { state -> Bool in
                     guard !state.seenMsgIdSet.contains(msgId) else { return false }
                     state.seenMsgIdSet.insert(msgId)

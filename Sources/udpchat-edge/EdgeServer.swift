@@ -266,15 +266,16 @@ final class EdgeServer: @unchecked Sendable {
         }
         let verdict = table.update(session.id) { $0.replay.admit(nonce) }
         guard verdict == .accepted else {
-            // The same datagram again: a client whose reply was lost retries
-            // this way. From the session's own address it gets the same reply
-            // (the request is not carried out twice); anything else is a replay.
-            let again = verdict == .duplicate && address == session.address
-                ? table.update(session.id) { $0.replies.repeatFor(nonce) } : .unknown
-            switch again {
-            case .reply(let datagram)?: write(datagram, to: address)
-            case .silent?: break
-            case .unknown?, nil: sendError(ProtocolText.nonceReused, to: address)
+            // The same datagram again from the session's own address: the
+            // network duplicated it, or a client whose reply was lost retries.
+            // It gets the same reply if there was one, else nothing, and the
+            // request is not carried out twice. Anything else is a replay.
+            guard verdict == .duplicate, address == session.address else {
+                sendError(ProtocolText.nonceReused, to: address)
+                return
+            }
+            if case .reply(let datagram)? = table.update(session.id, { $0.replies.repeatFor(nonce) }) {
+                write(datagram, to: address)
             }
             return
         }
@@ -285,7 +286,6 @@ final class EdgeServer: @unchecked Sendable {
             session.lastSeenWall = Self.wallClock()
             session.dirty = true
             session.state = .active
-            session.replies.accepted(nonce)
         }
         delivery.heard(from: session.id)
         let packet: ClientPacket
@@ -299,6 +299,9 @@ final class EdgeServer: @unchecked Sendable {
             }
             return
         }
+        // Requests (not ACKs, which are many and have no reply) are remembered
+        // for a client that sends one again.
+        if case .ack = packet {} else { table.update(session.id) { $0.replies.accepted(nonce) } }
         dispatch(packet, sessionId: session.id, nonce: nonce, from: address)
     }
 

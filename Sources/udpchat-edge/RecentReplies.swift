@@ -14,7 +14,7 @@ struct RecentReplies {
     /// Implementation constants: a client retries its last request or two;
     /// each reply is repeated a few times at most.
     static let capacity = 8
-    static let maximumRepeats = 3
+    static let maximumRepeats = 16
 
     private(set) var entries: [Entry] = []
 
@@ -34,7 +34,7 @@ struct RecentReplies {
         case reply([UInt8])
         /// The request is known but has no reply (yet, or at all): stay silent.
         case silent
-        /// Not a recent request: the protocol's replay error.
+        /// Not a recent request.
         case unknown
     }
 

@@ -38,11 +38,11 @@ import Testing
         _ = queue.acknowledge(session: "s", msgId: "b", now: 30 * Self.ms)
         #expect(queue.rto(for: "s") == RTTEstimator.minimumRTO)
         _ = queue.submit(session: "s", msgId: "c", stream: nil, payload: "p", now: Self.second)
-        let times = Self.run(&queue, until: 5 * Self.second).compactMap { entry -> UInt64? in
+        let times = Self.run(&queue, until: 8 * Self.second).compactMap { entry -> UInt64? in
             if case .send = entry.action { return (entry.time - Self.second) / Self.ms } else { return nil }
         }
-        // 200 ms, then doubling: 200, 600, 1400, 3000 ms after the first send.
-        #expect(times == [200, 600, 1400, 3000])
+        // 200 ms, then doubling up to the 2 s cap: 200, 600, 1400, 3000, 5000 ms after the first send.
+        #expect(times == [200, 600, 1400, 3000, 5000])
     }
 
     @Test func karnsRuleIgnoresRetransmittedCopies() {
@@ -87,6 +87,19 @@ import Testing
         #expect(Self.sent(queue.acknowledge(session: "s", msgId: "3", now: Self.second + 1)) == ["4"])
         #expect(Self.sent(queue.acknowledge(session: "s", msgId: "4", now: Self.second + 2)) == ["5"])
         #expect(queue.acknowledge(session: "s", msgId: "5", now: Self.second + 3).isEmpty)
+    }
+
+    /// Copies sent before the session first acknowledged are in flight
+    /// together; their late ACKs must not release the stream's queue.
+    @Test func lateAcknowledgementsOfEarlierCopiesDoNotReleaseTheStream() {
+        var queue = Queue(timing: .adaptive(budget: 60 * Self.second))
+        for id in ["1", "2", "3"] { _ = queue.submit(session: "s", msgId: id, stream: "room", payload: "p", now: 0) }
+        _ = queue.acknowledge(session: "s", msgId: "1", now: 1)
+        #expect(Self.sent(queue.submit(session: "s", msgId: "4", stream: "room", payload: "p", now: 2)) == ["4"])
+        #expect(queue.submit(session: "s", msgId: "5", stream: "room", payload: "p", now: 3).isEmpty)
+        #expect(queue.acknowledge(session: "s", msgId: "2", now: 4).isEmpty)  // not the head: 5 still waits
+        #expect(queue.acknowledge(session: "s", msgId: "3", now: 5).isEmpty)
+        #expect(Self.sent(queue.acknowledge(session: "s", msgId: "4", now: 6)) == ["5"])
     }
 
     @Test func anAcknowledgementFromAnotherSessionChangesNothing() {

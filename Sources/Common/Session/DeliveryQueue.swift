@@ -57,7 +57,8 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
         var inFlight: [String: Copy] = [:]
         var order: Deque<String> = []  // msg ids, oldest first, in flight or waiting
         var waiting: [String: Deque<Copy>] = [:]
-        var busyStreams: Set<String> = []
+        /// Per stream, the copy the others wait for.
+        var heads: [String: String] = [:]
         var acknowledges = false
         var unreachable = false
 
@@ -112,7 +113,7 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
         }
         let copy = Copy(session: id, msgId: msgId, stream: stream, payload: payload)
         state.order.append(msgId)
-        if let stream, state.acknowledges, state.busyStreams.contains(stream) {
+        if let stream, state.acknowledges, state.heads[stream] != nil {
             state.waiting[stream, default: []].append(copy)
         } else {
             actions.append(launch(copy, in: &state, now: now))
@@ -130,7 +131,7 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
         if let copy = state.inFlight.removeValue(forKey: msgId) {
             if copy.transmissions == 1 && now >= copy.lastSent { state.estimator.sample(now - copy.lastSent) }
             state.order.removeAll { $0 == msgId }
-            if let stream = copy.stream { actions += release(stream, in: &state, now: now) }
+            if let stream = copy.stream, state.heads[stream] == msgId { actions += release(stream, in: &state, now: now) }
         }
         sessions[id] = state
         return actions
@@ -204,7 +205,8 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
             copy.due = min(now &+ state.estimator.rto, now &+ budget)
         }
         state.inFlight[copy.msgId] = copy
-        if let stream = copy.stream, state.acknowledges { state.busyStreams.insert(stream) }
+        // Copies sent before the session first acknowledged hold nothing back.
+        if let stream = copy.stream, state.acknowledges { state.heads[stream] = copy.msgId }
         deadlines.insert(Deadline(due: copy.due, session: copy.session, msgId: copy.msgId))
         return .send(copy)
     }
@@ -213,7 +215,8 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
     private mutating func drop(_ msgId: String, from state: inout SessionState, now: UInt64) -> [Action] {
         state.order.removeAll { $0 == msgId }
         if let copy = state.inFlight.removeValue(forKey: msgId) {
-            return copy.stream.map { release($0, in: &state, now: now) } ?? []
+            guard let stream = copy.stream, state.heads[stream] == msgId else { return [] }
+            return release(stream, in: &state, now: now)
         }
         for (stream, var queue) in state.waiting {
             if let index = queue.firstIndex(where: { $0.msgId == msgId }) {
@@ -225,9 +228,9 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
         return []
     }
 
-    /// The stream's in-flight copy is gone: send its next waiting copy.
+    /// The stream's head is gone: send its next waiting copy.
     private mutating func release(_ stream: String, in state: inout SessionState, now: UInt64) -> [Action] {
-        state.busyStreams.remove(stream)
+        state.heads[stream] = nil
         guard var queue = state.waiting[stream], let next = queue.popFirst() else { return [] }
         state.waiting[stream] = queue.isEmpty ? nil : queue
         return [launch(next, in: &state, now: now)]

@@ -8,8 +8,12 @@ public struct RTTEstimator: Sendable, Equatable {
     /// Implementation constant: near 200 ms, as TCP stacks use in practice,
     /// rather than RFC 6298's conservative 1 s.
     public static let minimumRTO: UInt64 = 200_000_000
-    /// Implementation constant: backoff stops growing here.
-    public static let maximumRTO: UInt64 = 8_000_000_000
+    /// Implementation constant: backoff stops growing here. Far below
+    /// TCP's 60 s: on a lossy path (a phone, Wi-Fi) most losses are random,
+    /// not congestion, and a long backoff would make one unlucky copy hold
+    /// back every later message of its room; a dead client costs one
+    /// datagram per room every 2 s until the budget runs out.
+    public static let maximumRTO: UInt64 = 2_000_000_000
 
     public private(set) var smoothed: UInt64?
     public private(set) var variance: UInt64 = 0

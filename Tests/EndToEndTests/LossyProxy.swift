@@ -1,0 +1,135 @@
+import Common
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// What happens to the datagrams on a path, decided by a seeded generator
+/// so a failing run can be repeated. Pure.
+struct Impairments: Sendable {
+    var drop = 0.0
+    var duplicate = 0.0
+    /// Share of datagrams held back by `reorderDelay`, so later ones overtake them.
+    var reorder = 0.0
+    var reorderDelay: ClosedRange<Int> = 5...40  // milliseconds
+    /// Every datagram's delay.
+    var delay: ClosedRange<Int> = 0...2  // milliseconds
+    /// Share of datagrams with one byte flipped.
+    var corrupt = 0.0
+
+    /// The copies to deliver for one datagram: a delay each, and whether to corrupt it.
+    func decide(_ random: inout SplitMixRandom) -> [(delayMs: Int, corrupt: Bool)] {
+        if random.chance(drop) { return [] }
+        let copies = random.chance(duplicate) ? 2 : 1
+        return (0..<copies).map { _ in
+            var delay = Int.random(in: delay, using: &random)
+            if random.chance(reorder) { delay += Int.random(in: reorderDelay, using: &random) }
+            return (delay, random.chance(corrupt))
+        }
+    }
+}
+
+/// A deterministic generator (SplitMix64) for the impairments.
+struct SplitMixRandom: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func chance(_ probability: Double) -> Bool { probability > 0 && Double.random(in: 0..<1, using: &self) < probability }
+}
+
+/// A UDP proxy for tests that drops, duplicates, reorders, delays and
+/// corrupts datagrams in both directions. Each client address gets its own
+/// upstream socket, as the WebSocket connector does, so the server sees
+/// one address per client.
+final class LossyProxy: @unchecked Sendable {
+    let port: Int
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let loop: any EventLoop
+    private let upstream: SocketAddress
+    private let impairments: Impairments
+    // Loop-confined state.
+    private var listener: (any Channel)!
+    private var upstreams: [SocketAddress: any Channel] = [:]
+    private var random: SplitMixRandom
+    private var toServer: Set<[UInt8]> = []
+    private(set) var counts = (forwarded: 0, dropped: 0, duplicated: 0, corrupted: 0)
+
+    init(upstream: SocketAddress, impairments: Impairments, seed: UInt64) async throws {
+        self.upstream = upstream
+        self.impairments = impairments
+        random = SplitMixRandom(seed: seed)
+        loop = group.next()
+        let relay = Relay()
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(relay) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress!.port!
+        relay.onDatagram = { [unowned self] envelope in self.fromClient(envelope) }
+        try await loop.submit { self.listener = channel }.get()
+    }
+
+    /// Whether this exact datagram reached the server (after the impairments).
+    func delivered(toServer datagram: [UInt8]) async -> Bool {
+        (try? await loop.submit { self.toServer.contains(datagram) }.get()) ?? false
+    }
+
+    func close() async {
+        try? await group.shutdownGracefully()
+    }
+
+    private func fromClient(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        let client = envelope.remoteAddress
+        if let channel = upstreams[client] {
+            impair(envelope.data, on: channel, to: upstream, recordAsServerBound: true)
+            return
+        }
+        let relay = Relay()
+        relay.onDatagram = { [unowned self] reply in
+            self.impair(reply.data, on: self.listener, to: client, recordAsServerBound: false)
+        }
+        DatagramBootstrap(group: loop)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(relay) }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .whenSuccess { channel in
+                self.upstreams[client] = channel
+                self.impair(envelope.data, on: channel, to: self.upstream, recordAsServerBound: true)
+            }
+    }
+
+    private func impair(_ data: ByteBuffer, on channel: any Channel, to destination: SocketAddress, recordAsServerBound: Bool) {
+        let copies = impairments.decide(&random)
+        if copies.isEmpty { counts.dropped += 1 }
+        if copies.count > 1 { counts.duplicated += 1 }
+        for copy in copies {
+            var bytes = Array(data.readableBytesView)
+            if copy.corrupt, !bytes.isEmpty {
+                bytes[Int.random(in: 0..<bytes.count, using: &random)] ^= UInt8.random(in: 1...255, using: &random)
+                counts.corrupted += 1
+            }
+            loop.scheduleTask(in: .milliseconds(Int64(copy.delayMs))) { [self] in
+                if recordAsServerBound { toServer.insert(bytes) }
+                counts.forwarded += 1
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(bytes: bytes)), promise: nil)
+            }
+        }
+    }
+
+    /// Hands every datagram a channel receives to `onDatagram`, on the loop.
+    private final class Relay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        var onDatagram: ((AddressedEnvelope<ByteBuffer>) -> Void)?
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { onDatagram?(Self.unwrapInboundIn(data)) }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+    }
+}
