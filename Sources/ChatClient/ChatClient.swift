@@ -31,11 +31,13 @@ public final class ChatClient: Sendable {
         public var acknowledge: Bool
         /// Keep every datagram received, for tests that replay or reflect them.
         public var recordDatagrams: Bool
+        /// The local address to send from (default: any).
+        public var bindHost: String?
 
         public init(
             host: String, port: Int, knownHosts: KnownHosts? = KnownHosts(path: KnownHosts.defaultPath), keyBits: Int = 2048,
             timeout: Duration = .seconds(5), retryInterval: Duration? = .seconds(1), acknowledge: Bool = true,
-            recordDatagrams: Bool = false
+            recordDatagrams: Bool = false, bindHost: String? = nil
         ) {
             self.host = host
             self.port = port
@@ -45,6 +47,7 @@ public final class ChatClient: Sendable {
             self.retryInterval = retryInterval
             self.acknowledge = acknowledge
             self.recordDatagrams = recordDatagrams
+            self.bindHost = bindHost
         }
 
         /// `host:port` as pinned in known_hosts.
@@ -109,7 +112,7 @@ public final class ChatClient: Sendable {
         self.options = options
         serverAddress = try SocketAddress.makeAddressResolvingHost(options.host, port: options.port)
         let box = ClientBox()
-        let bindHost = serverAddress.protocol == .inet6 ? "::" : "0.0.0.0"
+        let bindHost = options.bindHost ?? (serverAddress.protocol == .inet6 ? "::" : "0.0.0.0")
         channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: WireSpec.maxDatagram + 1))
             .channelInitializer { channel in

@@ -56,6 +56,9 @@ struct EdgeCommand: AsyncParsableCommand {
             let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one
             channel = try await DatagramBootstrap(group: loop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                // A deep receive queue rides out bursts and floods without dropping
+                // established sessions' datagrams (the kernel caps it at net.core.rmem_max).
+                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: readSize))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -33,12 +33,16 @@ final class EdgeServer: @unchecked Sendable {
 
     private var table: SessionTable
     private var delivery: DeliveryQueue<[UInt8]>
-    private var restoring: [String: [(SecureEnvelope, SocketAddress)]] = [:]
+    private var restoring: [String: [(SecureEnvelope, Request)]] = [:]
     private var handshakesInFlight = 0
     private var lastSweep: UInt64 = 0
     private var lastTouch: UInt64 = 0
     private var roomSequence: [String: UInt64] = [:]
     private var tickTask: RepeatedTask?
+    /// Unauthenticated work per source address: handshakes (each costs an
+    /// RSA signature) and error replies and session lookups.
+    private var handshakeLimiter: SourceLimiter<String>
+    private var unauthenticatedLimiter: SourceLimiter<String>
 
     init(settings: EdgeSettings, loop: any EventLoop, keys: KeysClient, store: StoreClient, logger: Logger) {
         self.settings = settings
@@ -48,6 +52,8 @@ final class EdgeServer: @unchecked Sendable {
         self.logger = logger
         table = SessionTable(maxPending: settings.maxPendingHandshakes)
         delivery = DeliveryQueue(timing: settings.deliveryTiming)
+        handshakeLimiter = SourceLimiter(rate: settings.handshakesPerSource, burst: 2 * settings.handshakesPerSource)
+        unauthenticatedLimiter = SourceLimiter(rate: settings.errorsPerSource, burst: 2 * settings.errorsPerSource)
     }
 
     /// Starts serving on `channel`.
@@ -84,29 +90,36 @@ final class EdgeServer: @unchecked Sendable {
     /// One datagram from `address`.
     func received(_ bytes: [UInt8], from address: SocketAddress) {
         loop.assertInEventLoop()
+        let request = Request(address: address, size: bytes.count)
         guard bytes.count <= settings.bufferSize else {
-            sendError(ProtocolText.packetFailurePrefix + "datagram larger than \(settings.bufferSize) bytes", to: address)
+            sendError(ProtocolText.packetFailurePrefix + "datagram larger than \(settings.bufferSize) bytes", answering: request)
             return
         }
         let envelope: Envelope
         do {
             envelope = try Envelope.decodeRequest(bytes)
         } catch {
-            sendError(error.replyText, to: address)
+            sendError(error.replyText, answering: request)
             return
         }
         switch envelope {
-        case .sessionInitRequest(let clientKey): handshake(clientKey: clientKey, from: address)
-        case .secure(let secure): secureMessage(secure, from: address)
-        case .sessionInitReply, .serverError: sendError(ProtocolText.invalidMessageFormat, to: address)
+        case .sessionInitRequest(let clientKey): handshake(clientKey: clientKey, answering: request)
+        case .secure(let secure): secureMessage(secure, answering: request)
+        case .sessionInitReply, .serverError: sendError(ProtocolText.invalidMessageFormat, answering: request)
         }
     }
 
     // MARK: - Handshake (PROTOCOL.md §2)
 
-    private func handshake(clientKey: String, from address: SocketAddress) {
+    private func handshake(clientKey: String, answering request: Request) {
+        let address = request.address
+        // Cheap checks before any RSA work: the source's budget, then the global cap.
+        guard isExempt(address) || handshakeLimiter.allow(Self.source(address), now: MonotonicClock.now()) else {
+            logger.debug("handshake over its source's budget dropped", metadata: ["source": "\(Self.source(address))"])
+            return
+        }
         guard handshakesInFlight < Self.maxHandshakesInFlight else {
-            sendError(ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again", to: address)
+            sendError(ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again", answering: request)
             return
         }
         let sessionId = SecureRandom.identifier()
@@ -116,39 +129,40 @@ final class EdgeServer: @unchecked Sendable {
             encryptedKey = try HandshakeCrypto.encrypt(
                 sessionKey: cipher.keyBytes, to: try HandshakeCrypto.clientKey(fromBase64: clientKey))
         } catch {
-            sendError(ProtocolText.packetFailurePrefix + error.description, to: address)
+            sendError(ProtocolText.packetFailurePrefix + error.description, answering: request)
             return
         }
         handshakesInFlight += 1
         var sign = IPCSignHandshake()
         sign.sessionID = sessionId
         sign.sessionKey = Data(cipher.keyBytes)
-        var request = IPCKeysRequest()
-        request.signHandshake = sign
-        keys.call(request) { [self] result in
+        var signing = IPCKeysRequest()
+        signing.signHandshake = sign
+        keys.call(signing) { [self] result in
             loop.execute { [self] in
-                handshakeSigned(result, sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, address: address)
+                handshakeSigned(result, sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, answering: request)
             }
         }
     }
 
     private func handshakeSigned(
         _ result: Result<IPCKeysResponse, RPCError>, sessionId: String, cipher: SessionCipher, encryptedKey: [UInt8],
-        address: SocketAddress
+        answering request: Request
     ) {
+        let address = request.address
         handshakesInFlight -= 1
         let signed: IPCSignedHandshake
         switch result {
         case .success(let response):
             guard case .signedHandshake(let value)? = response.result else {
                 logger.error("udpchat-keys refused a handshake: \(response.failure.message)")
-                sendError(ProtocolText.packetFailurePrefix + "the key service refused the handshake", to: address)
+                sendError(ProtocolText.packetFailurePrefix + "the key service refused the handshake", answering: request)
                 return
             }
             signed = value
         case .failure(let error):
             logger.warning("handshake failed: udpchat-keys \(error)")
-            sendError(ProtocolText.packetFailurePrefix + "the key service is unavailable; try again", to: address)
+            sendError(ProtocolText.packetFailurePrefix + "the key service is unavailable; try again", answering: request)
             return
         }
         let now = MonotonicClock.now()
@@ -165,26 +179,30 @@ final class EdgeServer: @unchecked Sendable {
 
     // MARK: - Secure messages (PROTOCOL.md §3)
 
-    private func secureMessage(_ secure: SecureEnvelope, from address: SocketAddress) {
+    private func secureMessage(_ secure: SecureEnvelope, answering request: Request) {
         if table[secure.sessionId] != nil {
-            open(secure, from: address)
+            open(secure, answering: request)
             return
         }
         // Not in memory: the session may be in the store (the edge restarted,
         // or another edge made it). Datagrams wait while it is restored.
         if restoring[secure.sessionId] != nil {
-            if restoring[secure.sessionId]!.count < Self.maxHeldPerSession { restoring[secure.sessionId]!.append((secure, address)) }
+            if restoring[secure.sessionId]!.count < Self.maxHeldPerSession { restoring[secure.sessionId]!.append((secure, request)) }
             return
         }
         guard Self.isIdentifier(secure.sessionId) else {
-            sendError(ProtocolText.sessionNotFound(ProtocolText.echo(secure.sessionId)), to: address)
+            sendError(ProtocolText.sessionNotFound(ProtocolText.echo(secure.sessionId)), answering: request)
+            return
+        }
+        // A lookup in the store is unauthenticated work: it counts against the source's budget.
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: MonotonicClock.now()) else {
             return
         }
         guard restoring.count < Self.maxRestoring else {
-            sendError(ProtocolText.packetFailurePrefix + "too many sessions being restored; try again", to: address)
+            sendError(ProtocolText.packetFailurePrefix + "too many sessions being restored; try again", answering: request)
             return
         }
-        restoring[secure.sessionId] = [(secure, address)]
+        restoring[secure.sessionId] = [(secure, request)]
         var load = IPCLoadSession()
         load.sessionID = secure.sessionId
         var request = IPCStoreRequest()
@@ -199,16 +217,16 @@ final class EdgeServer: @unchecked Sendable {
         switch result {
         case .success(let response):
             guard case .loadedSession(let value)? = response.result, value.found else {
-                for (_, address) in restoring.removeValue(forKey: id) ?? [] {
-                    sendError(ProtocolText.sessionNotFound(id), to: address)
+                for (_, request) in restoring.removeValue(forKey: id) ?? [] {
+                    sendError(ProtocolText.sessionNotFound(id), answering: request)
                 }
                 return
             }
             loaded = value
         case .failure(let error):
             logger.warning("restoring a session failed: udpchat-store \(error)", metadata: ["session": "\(id)"])
-            for (_, address) in restoring.removeValue(forKey: id) ?? [] {
-                sendError(ProtocolText.packetFailurePrefix + "the store is unavailable; try again", to: address)
+            for (_, request) in restoring.removeValue(forKey: id) ?? [] {
+                sendError(ProtocolText.packetFailurePrefix + "the store is unavailable; try again", answering: request)
             }
             return
         }
@@ -228,8 +246,8 @@ final class EdgeServer: @unchecked Sendable {
             let cipher = SessionCipher(keyBytes: [UInt8](unwrapped.sessionKey)), let first = held.first
         else {
             logger.warning("restoring a session failed: its key did not unwrap", metadata: ["session": "\(id)"])
-            for (_, address) in held {
-                sendError(ProtocolText.packetFailurePrefix + "the session could not be restored; try again", to: address)
+            for (_, request) in held {
+                sendError(ProtocolText.packetFailurePrefix + "the session could not be restored; try again", answering: request)
             }
             return
         }
@@ -238,21 +256,22 @@ final class EdgeServer: @unchecked Sendable {
                 EdgeSession(
                     id: id, cipher: cipher, wrappedKey: [UInt8](loaded.wrappedKey),
                     keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: true, state: .restored,
-                    address: first.1, lastSeen: MonotonicClock.now(), lastSeenWall: Self.wallClock(),
+                    address: first.1.address, lastSeen: MonotonicClock.now(), lastSeenWall: Self.wallClock(),
                     replay: ReplayWindow(floor: loaded.replayMark), userId: loaded.userID.isEmpty ? nil : loaded.userID))
             logger.debug("session restored", metadata: ["session": "\(id)"])
         }
-        for (secure, address) in held { open(secure, from: address) }
+        for (secure, request) in held { open(secure, answering: request) }
     }
 
     /// PROTOCOL.md §3.4, reordered so that nothing about the session changes
     /// before the AES-GCM tag verifies (§12 item 4): decode, reject reflected
     /// server nonces, open, check replay, and only then take the address and
     /// liveness.
-    private func open(_ secure: SecureEnvelope, from address: SocketAddress) {
+    private func open(_ secure: SecureEnvelope, answering request: Request) {
+        let address = request.address
         guard let session = table[secure.sessionId] else { return }
         guard let nonce = Hex.decode(secure.nonce), nonce.count == WireSpec.nonceBytes else {
-            sendError(ProtocolText.decryptionFailed, to: address)
+            sendError(ProtocolText.decryptionFailed, answering: request)
             return
         }
         if Nonce.isServerNonce(nonce) {
@@ -261,7 +280,7 @@ final class EdgeServer: @unchecked Sendable {
             return
         }
         guard let sealed = Hex.decode(secure.ciphertext), let plaintext = session.cipher.open(sealed, nonce: nonce) else {
-            sendError(ProtocolText.decryptionFailed, to: address)
+            sendError(ProtocolText.decryptionFailed, answering: request)
             return
         }
         let verdict = table.update(session.id) { $0.replay.admit(nonce) }
@@ -271,7 +290,7 @@ final class EdgeServer: @unchecked Sendable {
             // It gets the same reply if there was one, else nothing, and the
             // request is not carried out twice. Anything else is a replay.
             guard verdict == .duplicate, address == session.address else {
-                sendError(ProtocolText.nonceReused, to: address)
+                sendError(ProtocolText.nonceReused, answering: request)
                 return
             }
             if case .reply(let datagram)? = table.update(session.id, { $0.replies.repeatFor(nonce) }) {
@@ -435,7 +454,9 @@ final class EdgeServer: @unchecked Sendable {
                 broadcast(template, to: id, now: now)
             }
         case .roomList(let list):
-            let template = BroadcastTemplate(.roomList(list.rooms.map(RoomSummary.init)))
+            // Cut to what fits in a datagram with the copy's msg_id added.
+            let full = ServerPacket.roomList(list.rooms.map(RoomSummary.init))
+            let template = BroadcastTemplate(full.trimmed { Self.fitsInDatagram($0.count + Self.msgIdOverhead) } ?? full)
             for id in Array(table.sessions.keys) { broadcast(template, to: id, now: now) }
         case .sessionNotice(let notice):
             // A late error (an AI job that failed): sent like a broadcast, so
@@ -535,6 +556,8 @@ final class EdgeServer: @unchecked Sendable {
     private func reply(
         _ packet: ServerPacket, sessionId: String, cipher: SessionCipher, answering nonce: [UInt8]? = nil, to address: SocketAddress
     ) {
+        // Lists that grew past one datagram are cut to what fits.
+        let packet = packet.trimmed { Self.fitsInDatagram($0.count) } ?? packet
         var datagram = seal(packet.json().serialized(), sessionId: sessionId, cipher: cipher, to: address)
         if datagram == nil {
             logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(sessionId)"])
@@ -570,9 +593,44 @@ final class EdgeServer: @unchecked Sendable {
         return datagram
     }
 
-    private func sendError(_ message: String, to address: SocketAddress) {
-        write(Envelope.serverError(message: message).encoded(), to: address)
+    /// A plaintext `SERVER_ERROR` for a datagram that proved nothing about
+    /// its sender. Its source address may be forged, so the reply is kept
+    /// within the source's budget of error replies and within three times the
+    /// size of the datagram it answers (a reply that cannot be shortened to
+    /// fit is not sent): the server never amplifies a spoofed packet.
+    private func sendError(_ message: String, answering request: Request) {
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: MonotonicClock.now())
+        else { return }
+        guard let datagram = Self.errorDatagram(message, budget: Self.amplificationFactor * request.size) else { return }
+        write(datagram, to: request.address)
     }
+
+    /// A `SERVER_ERROR` of at most `budget` bytes: the message itself, or the
+    /// protocol's text with its detail cut short; nil when not even that fits.
+    static func errorDatagram(_ message: String, budget: Int) -> [UInt8]? {
+        let datagram = Envelope.serverError(message: message).encoded()
+        if datagram.count <= budget { return datagram }
+        guard message.hasPrefix(ProtocolText.packetFailurePrefix) else { return nil }
+        var detail = message.dropFirst(ProtocolText.packetFailurePrefix.count)
+        while !detail.isEmpty {
+            detail = detail.dropLast(max(1, (datagram.count - budget) / 2))
+            let shorter = Envelope.serverError(message: ProtocolText.packetFailurePrefix + detail + "…").encoded()
+            if shorter.count <= budget { return shorter }
+        }
+        let bare = Envelope.serverError(message: ProtocolText.packetFailurePrefix.trimmingCharacters(in: .whitespaces)).encoded()
+        return bare.count <= budget ? bare : nil
+    }
+
+    /// What a copy's `"msg_id"` adds to a broadcast's JSON.
+    static let msgIdOverhead = #","msg_id":""#.utf8.count + 2 * WireSpec.idBytes
+
+    /// Replies to unauthenticated datagrams are at most this many times their size.
+    static let amplificationFactor = 3
+
+    /// The part of an address a budget is kept for: the IP, not the port.
+    static func source(_ address: SocketAddress) -> String { address.ipAddress ?? "\(address)" }
+
+    private func isExempt(_ address: SocketAddress) -> Bool { settings.exemptSources.contains(Self.source(address)) }
 
     private func write(_ datagram: [UInt8], to address: SocketAddress) {
         guard let channel else { return }

@@ -56,3 +56,10 @@ struct StoreWork {
     /// The request's nonce, to remember its reply by.
     var nonce: [UInt8]? = nil
 }
+
+/// A datagram as far as replies to it go: where it came from and how big it
+/// was (the budget of an unauthenticated reply).
+struct Request {
+    var address: SocketAddress
+    var size: Int
+}

@@ -13,6 +13,9 @@ struct EdgeSettings: Sendable {
     var sessionIdle: Duration
     var broadcastIdle: Duration
     var maxPendingHandshakes: Int
+    var handshakesPerSource: Double
+    var errorsPerSource: Double
+    var exemptSources: Set<String>
 
     init(_ settings: SettingsReader) throws {
         common = try CommonSettings(settings)
@@ -30,6 +33,10 @@ struct EdgeSettings: Sendable {
         // PROTOCOL.md Appendix B, item 7: at least 60 s after the last packet.
         broadcastIdle = .seconds(try settings.int(.broadcastIdle, default: 90, range: 60...31_536_000))
         maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)
+        handshakesPerSource = Double(try settings.int(.handshakesPerSource, default: 5, range: 1...100_000))
+        errorsPerSource = Double(try settings.int(.errorsPerSource, default: 20, range: 1...100_000))
+        exemptSources = Set(settings.string(.rateLimitExempt, default: "").split(separator: ",").map { TextRules.trimmed(String($0)) })
+            .subtracting([""])
     }
 }
 

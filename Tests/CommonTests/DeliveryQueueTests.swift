@@ -38,7 +38,7 @@ import Testing
         _ = queue.acknowledge(session: "s", msgId: "b", now: 30 * Self.ms)
         #expect(queue.rto(for: "s") == RTTEstimator.minimumRTO)
         _ = queue.submit(session: "s", msgId: "c", stream: nil, payload: "p", now: Self.second)
-        let times = Self.run(&queue, until: 8 * Self.second).compactMap { entry -> UInt64? in
+        let times = Self.run(&queue, until: 6 * Self.second).compactMap { entry -> UInt64? in
             if case .send = entry.action { return (entry.time - Self.second) / Self.ms } else { return nil }
         }
         // 200 ms, then doubling up to the 2 s cap: 200, 600, 1400, 3000, 5000 ms after the first send.

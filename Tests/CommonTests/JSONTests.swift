@@ -20,7 +20,7 @@ import Testing
 
     @Test(arguments: [
         "", " ", "{", "}", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "01", "1.", "-", "tru", "nul",
-        "\"unterminated", "\"bad \\x escape\"", "\"control \u{01} char\"", "{} {}", "[1] x", "\"\\ud800\\u\"",
+        "\"unterminated", "\"bad \\x escape\"", "\"control \u{01} char\"", "{} {}", "[1] x", "\"\\ud800\\u\"", "1e400", "-1e999",
     ])
     func rejectsInvalidJSON(text: String) {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }

@@ -71,3 +71,37 @@ import Testing
         }
     }
 }
+
+@Suite struct PacketTrimmingTests {
+    static let limit = 2_000
+    static func fits(_ json: [UInt8]) -> Bool { json.count <= limit }
+
+    @Test func historyKeepsItsNewestMessagesOldestFirst() throws {
+        let items = (1...200).map {
+            HistoryItem(messageId: Int64($0), userId: "u", name: "n", content: String(repeating: "x", count: 50), timestamp: 1)
+        }
+        let trimmed = try #require(ServerPacket.roomHistory(roomId: "r", items: items).trimmed(toFit: Self.fits))
+        guard case .roomHistory(let roomId, let kept) = trimmed else { Issue.record("not a history"); return }
+        #expect(roomId == "r" && !kept.isEmpty && kept.count < 200)
+        #expect(kept.map(\.messageId) == Array(Int64(201 - kept.count)...200))
+        #expect(Self.fits(trimmed.json().serialized()))
+        // One more message would not have fitted.
+        let oneMore = ServerPacket.roomHistory(roomId: "r", items: Array(items.suffix(kept.count + 1)))
+        #expect(!Self.fits(oneMore.json().serialized()))
+    }
+
+    @Test func roomListKeepsTheMostRecentlyActiveRooms() throws {
+        let rooms = (1...100).map { RoomSummary(roomId: "r\($0)", name: "room \($0)", lastActiveAt: Int64($0 % 10)) }
+        let trimmed = try #require(ServerPacket.roomList(rooms).trimmed(toFit: Self.fits))
+        guard case .roomList(let kept) = trimmed else { Issue.record("not a room list"); return }
+        #expect(!kept.isEmpty && kept.count < 100 && Self.fits(trimmed.json().serialized()))
+        #expect(kept.map(\.lastActiveAt) == kept.map(\.lastActiveAt).sorted(by: >))
+        #expect(kept.first?.lastActiveAt == 9)
+    }
+
+    @Test func packetsThatFitAreUnchanged() {
+        let small = ServerPacket.roomList([RoomSummary(roomId: "r", name: "n", lastActiveAt: 1)])
+        #expect(small.trimmed(toFit: Self.fits) == small)
+        #expect(ServerPacket.error(message: String(repeating: "e", count: 5_000)).trimmed(toFit: Self.fits) == nil)
+    }
+}

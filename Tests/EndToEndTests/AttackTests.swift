@@ -38,6 +38,9 @@ struct AttackTests {
         }
     }
 
+    /// `text` followed by spaces up to 40 bytes.
+    static func padded(_ text: String) -> [UInt8] { Array((text + String(repeating: " ", count: max(0, 40 - text.utf8.count))).utf8) }
+
     static func serverError(_ client: ChatClient, _ datagram: [UInt8]) async throws -> String? {
         guard case .serverError(let text) = try await client.exchange(datagram, expecting: ["SERVER_ERROR"], timeout: .seconds(3)) else {
             return nil
@@ -65,6 +68,7 @@ struct AttackTests {
             }
             // From alice's own address the repeat gets the very same reply
             // datagram (a client retrying after a lost reply) and posts nothing twice.
+            _ = try await scene.alice.expectEvent { if case .messageSent = $0.packet { return true } else { return false } }
             let before = scene.alice.recordedDatagrams
             try scene.alice.sendRaw(datagram)
             try await Task.sleep(for: .milliseconds(500))
@@ -130,8 +134,9 @@ struct AttackTests {
                     "Session ID '0123456789abcdef0123456789abcdef' not found"
                 ),
                 ("not a session id", variant("session_id", .string("nope")), "Session ID 'nope' not found"),
-                ("non-object JSON", Array("[1,2,3]".utf8), "Invalid message format"),
-                ("unknown outer type", Array(#"{"type":"PING"}"#.utf8), "Unknown message type 'PING'"),
+                // Padded with JSON whitespace: a reply may be at most three times its datagram.
+                ("non-object JSON", Self.padded("[1,2,3]"), "Invalid message format"),
+                ("unknown outer type", Self.padded(#"{"type":"PING"}"#), "Unknown message type 'PING'"),
                 ("no client key", Array(#"{"type":"SESSION_INIT"}"#.utf8), "Missing client's public key"),
             ]
             for (name, datagram, text) in cases {
@@ -141,7 +146,8 @@ struct AttackTests {
             for (name, datagram) in [
                 ("invalid base64", Array(#"{"type":"SESSION_INIT","client_key":"***"}"#.utf8)),
                 ("not an RSA key", Array(#"{"type":"SESSION_INIT","client_key":"aGVsbG8="}"#.utf8)),
-                ("not JSON", Array("{\"type\": ".utf8)),
+                ("not JSON", Self.padded("{\"type\": ")),
+                ("65,507-byte datagram", Array(repeating: UInt8(ascii: "x"), count: 65_507)),
                 ("oversized datagram", Array(repeating: UInt8(ascii: " "), count: 9000)),
             ] {
                 let text = try await Self.serverError(scene.attacker, datagram)

@@ -70,6 +70,13 @@ extension Setting {
     public static let maxPendingHandshakes = Setting(
         "MAX_PENDING_HANDSHAKES", default: "4096", "Handshakes kept in memory that have not yet sent an authenticated packet.")
 
+    public static let handshakesPerSource = Setting(
+        "HANDSHAKES_PER_SOURCE", default: "5", "Handshakes per second one IP address may start (twice that at once); more are dropped.")
+    public static let errorsPerSource = Setting(
+        "ERRORS_PER_SOURCE", default: "20", "Error replies and session lookups per second for one IP address that proved nothing.")
+    public static let rateLimitExempt = Setting(
+        "RATE_LIMIT_EXEMPT", default: "", "IP addresses the per-source limits do not apply to (comma-separated; a WebSocket bridge).")
+
     // Keys
     public static let keyBits = Setting("KEY_BITS", default: "2048", "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
 
@@ -116,7 +123,8 @@ extension Setting {
     public static let all: [Setting] = [
         envFile, dataDir, runDir, keysDir, dbPath, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
-        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, keyBits, aiJobTimeout, aiLease, aiHeartbeat,
+        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
+        rateLimitExempt, keyBits, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
         aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,

@@ -273,7 +273,9 @@ public struct JSONParser {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: input[start..<index]), as: UTF8.self)
         if isInteger, let value = Int64(text) { return .int(value) }
-        guard let value = Double(text) else { throw JSONParseError(reason: "Invalid number", offset: start) }
+        guard let value = Double(text), value.isFinite else {
+            throw JSONParseError(reason: "Number out of range", offset: start)
+        }
         return .double(value)
     }
 
