@@ -43,6 +43,8 @@ final class EdgeServer: @unchecked Sendable {
     /// RSA signature) and error replies and session lookups.
     private var handshakeLimiter: SourceLimiter<String>
     private var unauthenticatedLimiter: SourceLimiter<String>
+    /// LOGIN attempts per source address: password guessing from one place is slow.
+    private var loginLimiter: SourceLimiter<String>
 
     init(settings: EdgeSettings, loop: any EventLoop, keys: KeysClient, store: StoreClient, logger: Logger) {
         self.settings = settings
@@ -54,6 +56,7 @@ final class EdgeServer: @unchecked Sendable {
         delivery = DeliveryQueue(timing: settings.deliveryTiming)
         handshakeLimiter = SourceLimiter(rate: settings.handshakesPerSource, burst: 2 * settings.handshakesPerSource)
         unauthenticatedLimiter = SourceLimiter(rate: settings.errorsPerSource, burst: 2 * settings.errorsPerSource)
+        loginLimiter = SourceLimiter(rate: settings.loginsPerSourcePerMinute / 60, burst: settings.loginsPerSourcePerMinute)
     }
 
     /// Starts serving on `channel`.
@@ -335,6 +338,10 @@ final class EdgeServer: @unchecked Sendable {
         case .hello:
             reply(.hello(message: ProtocolText.helloMessage), session: session, answering: nonce, to: address)
             ensurePersisted(sessionId)
+        case .login where !isExempt(address) && !loginLimiter.allow(Self.source(address), now: MonotonicClock.now()):
+            reply(
+                .error(message: "Too many login attempts from your address; try again in a minute."), session: session, answering: nonce,
+                to: address)
         default:
             guard let op = Translation.storeOperation(for: packet) else { return }
             enqueue(StoreWork(op: op, replyTo: address, nonce: nonce), sessionId: sessionId)

@@ -16,6 +16,7 @@ struct EdgeSettings: Sendable {
     var handshakesPerSource: Double
     var errorsPerSource: Double
     var exemptSources: Set<String>
+    var loginsPerSourcePerMinute: Double
 
     init(_ settings: SettingsReader) throws {
         common = try CommonSettings(settings)
@@ -35,6 +36,7 @@ struct EdgeSettings: Sendable {
         maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)
         handshakesPerSource = Double(try settings.int(.handshakesPerSource, default: 5, range: 1...100_000))
         errorsPerSource = Double(try settings.int(.errorsPerSource, default: 20, range: 1...100_000))
+        loginsPerSourcePerMinute = Double(try settings.int(.loginsPerSource, default: 30, range: 1...100_000))
         exemptSources = Set(settings.string(.rateLimitExempt, default: "").split(separator: ",").map { TextRules.trimmed(String($0)) })
             .subtracting([""])
     }

@@ -10,7 +10,7 @@ struct StoreCommand: AsyncParsableCommand {
         commandName: "udpchat-store",
         abstract: "Users, sessions, rooms, members and messages in SQLite; the only writer.",
         discussion: "With no subcommand it serves udpchat-edge over ZeroMQ and publishes an event after each commit.",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, UserCommand.self, ImportLegacy.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -62,7 +62,9 @@ struct Serve: AsyncParsableCommand {
                 publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)
             broker = try JobBroker(reactor: reactor, endpoint: common.jobsBind, timing: timing, logger: logger)
             service = StoreService(
-                backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter, logger: logger
+                backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter,
+                requirePasswords: try settings.bool(.requirePasswords, default: false),
+                loginFailuresPerAccount: try settings.int(.loginFailuresPerAccount, default: 5, range: 1...1_000), logger: logger
             ) { [broker] outcomes in
                 events.publish(outcomes.flatMap(\.events))
                 for job in outcomes.flatMap(\.jobs) { broker.post.yield(.enqueued(job)) }

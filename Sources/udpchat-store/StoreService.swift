@@ -12,20 +12,28 @@ final class StoreService: Sendable {
     let logger: Logger
     let sessionIdle: Int64
     let aiPolicy: AIPolicy
+    let requirePasswords: Bool
     private let limiter: Mutex<AIRateLimiter>
+    private let loginGuard: Mutex<LoginGuard>
+    private let hashing: HashingPool
 
     /// `afterCommit` receives each committed batch's outcomes, in commit
     /// order: their events to publish and their AI jobs to hand out.
     init(
         backend: any StorageBackend, sessionIdleSeconds: Int, aiPolicy: AIPolicy = AIPolicy(),
-        limiter: AIRateLimiter = AIRateLimiter(perUserPerMinute: 10, perRoomPerMinute: 30), logger: Logger,
-        afterCommit: @escaping @Sendable ([Outcome]) -> Void
+        limiter: AIRateLimiter = AIRateLimiter(perUserPerMinute: 10, perRoomPerMinute: 30), requirePasswords: Bool = false,
+        loginFailuresPerAccount: Int = 5, logger: Logger, afterCommit: @escaping @Sendable ([Outcome]) -> Void
     ) {
         self.backend = backend
         self.logger = logger
         self.sessionIdle = Int64(sessionIdleSeconds)
         self.aiPolicy = aiPolicy
+        self.requirePasswords = requirePasswords
         self.limiter = Mutex(limiter)
+        self.loginGuard = Mutex(LoginGuard(limit: loginFailuresPerAccount, window: 15 * 60 * 1_000_000_000))
+        // Implementation constants: two hashing threads (scrypt is 35 ms and 16 MiB each) and
+        // a queue of 64 logins; beyond that the server answers that it is busy.
+        self.hashing = HashingPool(threads: 2, maximumWaiting: 64)
         self.commit = GroupCommit(backend: backend, afterCommit: afterCommit)
     }
 
@@ -48,10 +56,7 @@ final class StoreService: Sendable {
         case .ensure:
             return await write(ops, setup: setup) { _ in .respond { $0.done = IPCDone() } }
         case .login(let login):
-            let verified = await verifiedHash(email: login.email, password: login.hasPassword ? login.password : nil)
-            return await write(ops, setup: setup) {
-                try ops.login($0, email: login.email, password: login.hasPassword ? login.password : nil, verifiedHash: verified)
-            }
+            return await self.login(login, ops: ops, setup: setup)
         case .logout:
             return await write(ops, setup: setup) { try ops.logout($0) }
         case .status:
@@ -114,12 +119,38 @@ final class StoreService: Sendable {
         }
     }
 
-    /// The stored hash that `password` matches, checked outside the writer.
-    private func verifiedHash(email: String, password: String?) async -> String? {
-        guard let password, !password.isEmpty else { return nil }
-        let stored = try? await backend.read { tx in try tx.user(email: email)?.passwordHash }
-        guard let stored, PasswordHash.verify(password, against: stored) else { return nil }
-        return stored
+    /// LOGIN: the account's failure budget first, then the password on the
+    /// hashing pool, then the transaction.
+    private func login(_ login: IPCLogin, ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?) async
+        -> IPCStoreResponse
+    {
+        let email = login.email
+        let password = login.hasPassword ? login.password : nil
+        if let wait = loginGuard.withLock({ $0.wait(for: email, now: MonotonicClock.now()) }) {
+            return Outcome.error("Too many failed logins for this account; try again in \(wait) s.").response
+        }
+        var check = PasswordCheck.notChecked
+        if let password, !password.isEmpty, let stored = try? await backend.read({ tx in try tx.user(email: email)?.passwordHash }),
+            !stored.isEmpty
+        {
+            let result = await hashing.run { () -> PasswordCheck in
+                guard PasswordHash.verify(password, against: stored) else { return .mismatched }
+                return .matched(stored: stored, upgrade: PasswordHash.isLegacy(stored) ? try? PasswordHash.make(password) : nil)
+            }
+            guard let result else { return Outcome.error("The server is busy; try again in a moment.").response }
+            check = result
+        }
+        let requirePasswords = self.requirePasswords
+        let checked = check
+        let response = await write(ops, setup: setup) {
+            try ops.login($0, email: email, password: password, check: checked, requirePasswords: requirePasswords)
+        }
+        switch response.result {
+        case .unauthorised?: loginGuard.withLock { $0.failed(email, now: MonotonicClock.now()) }
+        case .welcome?: loginGuard.withLock { $0.succeeded(email) }
+        default: break
+        }
+        return response
     }
 
     /// Wraps an operation: a refusal becomes its error response, and the

@@ -179,3 +179,86 @@ struct InteractiveChatTests {
         }
     }
 }
+
+/// Accounts as an operator manages them, and as users then log in.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct AccountProgramTests {
+    /// The original server's SQLite database with alice (password "hunter22"),
+    /// bob (no password) and a room with three messages.
+    static func legacyDatabase(at path: String) throws {
+        let script = """
+            import hashlib, sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            db.executescript('''
+            CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT UNIQUE NOT NULL, name TEXT, email TEXT UNIQUE NOT NULL,
+              password TEXT, is_admin BOOLEAN DEFAULT 0, created_at INTEGER, updated_at INTEGER, last_active_at INTEGER);
+            CREATE TABLE rooms (id INTEGER PRIMARY KEY AUTOINCREMENT, room_id TEXT UNIQUE NOT NULL, name TEXT UNIQUE,
+              is_private BOOLEAN DEFAULT 0, created_at INTEGER, last_active_at INTEGER);
+            CREATE TABLE members (room_id INTEGER NOT NULL, user_id INTEGER NOT NULL, is_admin BOOLEAN DEFAULT 0, joined_at INTEGER,
+              PRIMARY KEY (room_id, user_id));
+            CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, room_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+              content TEXT NOT NULL, is_announcement BOOLEAN DEFAULT 0, created_at INTEGER);
+            ''')
+            md5 = hashlib.md5(b'hunter22').hexdigest()
+            db.execute("INSERT INTO users (user_id, name, email, password) VALUES ('a' || hex(randomblob(15)), 'alice', 'alice@example.com', ?)", (md5,))
+            db.execute("INSERT INTO users (user_id, name, email) VALUES ('b' || hex(randomblob(15)), 'bob', 'bob@example.com')")
+            db.execute("INSERT INTO rooms (room_id, name, created_at, last_active_at) VALUES (lower(hex(randomblob(16))), 'Old times', 1700000000, 1700000100)")
+            db.execute("INSERT INTO members VALUES (1, 1, 1, 1700000000), (1, 2, 0, 1700000000)")
+            for user, text in ((1, 'one'), (2, 'two'), (1, 'three')):
+                db.execute("INSERT INTO messages (room_id, user_id, content, created_at) VALUES (1, ?, ?, 1700000050)", (user, text))
+            db.commit()
+            """
+        let result = try runToCompletion(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path])
+        guard result.status == 0 else { throw HarnessError("cannot make the legacy database: \(result.output)") }
+    }
+
+    @Test func operatorsSetPasswordsImportTheOldDatabaseAndUsersLogIn() async throws {
+        try await withSystem(settings: ["REQUIRE_PASSWORDS": "true"]) { system in
+            // An email alone no longer logs in.
+            let client = try await system.client()
+            await #expect(throws: ChatClientError.passwordRequired(email: "dave@example.com")) {
+                try await client.login(email: "dave@example.com")
+            }
+            let set = try system.run("udpchat-store", ["user", "set-password", "dave@example.com"], input: "correct horse battery\n")
+            #expect(set.status == 0 && set.output.contains("created dave@example.com"), "\(set.output)")
+            #expect(try system.run("udpchat-store", ["user", "set-password", "eve@example.com"], input: "short\n").status == 1)
+            await #expect(throws: ChatClientError.unauthorised("Incorrect password")) {
+                try await client.login(email: "dave@example.com", password: "wrong guess")
+            }
+            #expect(try await client.login(email: "dave@example.com", password: "correct horse battery").name == "dave")
+
+            // The original server's database comes across; alice's MD5 password works once and becomes scrypt.
+            let legacy = system.root.appendingPathComponent("chat.db").path
+            try Self.legacyDatabase(at: legacy)
+            let imported = try system.run("udpchat-store", ["import-legacy", legacy])
+            #expect(imported.output.contains("imported 2 users, 1 rooms, 2 memberships and 3 messages"), "\(imported.output)")
+            #expect(try system.run("udpchat-store", ["user", "list"]).output.contains("alice@example.com\talice"))
+            let alice = try await system.client()
+            let user = try await alice.login(email: "alice@example.com", password: "hunter22")
+            #expect(user.room?.name == "Old times")
+            #expect(try await alice.history(roomId: nil).map(\.content) == ["one", "two", "three"])
+            let list = try system.run("udpchat-store", ["user", "list"]).output
+            #expect(list.split(separator: "\n").contains { $0.hasPrefix("alice@example.com") && $0.hasSuffix("password: scrypt") }, "\(list)")
+            #expect(list.split(separator: "\n").contains { $0.hasPrefix("bob@example.com") && $0.hasSuffix("password: none") })
+
+            let deleted = try system.run("udpchat-store", ["user", "delete", "bob@example.com"])
+            #expect(deleted.output.contains("deleted bob@example.com and 1 of their messages"), "\(deleted.output)")
+            #expect(try system.run("udpchat-store", ["user", "delete", "bob@example.com"]).status == 1)
+            await client.close()
+            await alice.close()
+        }
+    }
+
+    @Test func loginAttemptsFromOneAddressAreLimited() async throws {
+        try await withSystem(settings: ["LOGINS_PER_SOURCE": "3"]) { system in
+            let client = try await system.client()
+            for i in 0..<3 { _ = try await client.login(email: "user\(i)@example.com") }
+            await #expect(throws: ChatClientError.refused("Too many login attempts from your address; try again in a minute.")) {
+                try await client.login(email: "user9@example.com")
+            }
+            // Other requests still work.
+            #expect(try await client.hello() == "Welcome to UDPChat-AI.")
+            await client.close()
+        }
+    }
+}

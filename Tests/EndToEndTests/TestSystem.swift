@@ -104,10 +104,12 @@ final class TestSystem: Sendable {
     }
 
     /// Runs one of the programs to completion and returns its stdout.
-    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String)
-    {
+    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:], input: String? = nil) throws -> (
+        status: Int32, output: String
+    ) {
         try runToCompletion(
-            binaries.appendingPathComponent(program), arguments, environment: environment.merging(extra) { $1 }, directory: root)
+            binaries.appendingPathComponent(program), arguments, environment: environment.merging(extra) { $1 }, directory: root,
+            input: input)
     }
 
     /// Starts an AI worker with extra `settings` and waits until it is ready.
@@ -191,9 +193,9 @@ struct MockProvider: Sendable {
 }
 
 /// Runs a command to its end; returns its exit status and its stdout and stderr together.
-func runToCompletion(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil) throws
-    -> (status: Int32, output: String)
-{
+func runToCompletion(
+    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil, input: String? = nil
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
@@ -202,7 +204,13 @@ func runToCompletion(_ executable: URL, _ arguments: [String], environment: [Str
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
+    let stdin = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : stdin
     try process.run()
+    if let input {
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+    }
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))

@@ -84,6 +84,42 @@ import Testing
         #expect(await store.call(session, .login(login)).welcome.userID == user.userID)
         #expect(!PasswordHash.verify("x", against: "md5-or-garbage"))
     }
+
+    @Test func wrongPasswordsLockTheAccountForAWhile() async throws {
+        let store = try StoreHarness(loginFailures: 3)
+        let (session, _) = await store.loggedIn("bob@example.com")
+        let hash = try PasswordHash.make("right password")
+        try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
+        var login = IPCLogin()
+        login.email = "bob@example.com"
+        login.password = "wrong"
+        for _ in 0..<3 { #expect(await store.call(session, .login(login)).unauthorised == IPCUnauthorised()) }
+        login.password = "right password"
+        #expect(await store.call(session, .login(login)).errorText?.hasPrefix("Too many failed logins for this account") == true)
+        // Another account is not affected.
+        let (other, _) = await store.loggedIn("carol@example.com")
+        #expect(!other.id.isEmpty)
+    }
+
+    @Test func withPasswordsRequiredAnEmailAloneDoesNothing() async throws {
+        let store = try StoreHarness(requirePasswords: true)
+        let session = StoreHarness.Session()
+        var login = IPCLogin()
+        login.email = "new@example.com"
+        // Unknown account, no password: asked for one (the same answer as for a known account).
+        #expect(await store.call(session, .login(login), create: true).pleaseLogin.email == "new@example.com")
+        login.password = "anything"
+        #expect(await store.call(session, .login(login)).unauthorised == IPCUnauthorised())
+        let created = try await store.backend.read { tx in try tx.user(email: "new@example.com") }
+        #expect(created == nil)
+        // With a password set, the account logs in.
+        let hash = try PasswordHash.make("anything")
+        try await store.backend.write { tx in
+            let user = try tx.insertUser(userId: SecureRandom.identifier(), email: "new@example.com", name: "new", now: 0)
+            try tx.setPasswordHash(user: user.rowId, hash: hash)
+        }
+        #expect(await store.call(session, .login(login)).welcome.email == "new@example.com")
+    }
 }
 
 @Suite struct RoomTests {

@@ -80,6 +80,14 @@ extension Setting {
     // Keys
     public static let keyBits = Setting("KEY_BITS", default: "2048", "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
 
+    // Accounts (udpchat-store)
+    public static let requirePasswords = Setting(
+        "REQUIRE_PASSWORDS", default: "false", "true: an email alone no longer logs in or creates an account (udpchat-store user set-password).")
+    public static let loginFailuresPerAccount = Setting(
+        "LOGIN_FAILURES_PER_ACCOUNT", default: "5", "Wrong passwords an account takes in 15 minutes before it refuses logins for the rest.")
+    public static let loginsPerSource = Setting(
+        "LOGINS_PER_SOURCE", default: "30", "LOGIN requests per minute from one IP address (the edge answers the rest with an error).")
+
     // AI jobs (udpchat-store)
     public static let aiJobTimeout = Setting(
         "AI_JOB_TIMEOUT_MS", default: "120000", "How long an AI request may wait for a worker and run, in all, before it fails.")
@@ -124,7 +132,7 @@ extension Setting {
         envFile, dataDir, runDir, keysDir, dbPath, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
-        rateLimitExempt, keyBits, aiJobTimeout, aiLease, aiHeartbeat,
+        rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
         aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,

@@ -2,30 +2,36 @@ import Common
 import Foundation
 
 extension Operations {
-    /// LOGIN (PROTOCOL.md §5.3). `verifiedHash` is the stored password hash
-    /// that the given password was checked against before the transaction
-    /// (hashing is too slow to run inside the single writer); nil when no
-    /// password was checked.
-    func login(_ tx: any StoreTransaction, email: String, password: String?, verifiedHash: String?) throws -> Outcome {
+    /// LOGIN (PROTOCOL.md §5.3). Hashing is too slow for the single
+    /// writer, so the password was checked before the transaction: `check`
+    /// says against which stored hash, and brings the scrypt hash that
+    /// replaces an imported MD5 one. With `requirePasswords`, an email alone
+    /// neither creates an account nor logs in, and the answers do not tell
+    /// which accounts exist.
+    func login(_ tx: any StoreTransaction, email: String, password: String?, check: PasswordCheck, requirePasswords: Bool) throws
+        -> Outcome
+    {
         guard TextRules.isValidEmail(email) else { return .error(ProtocolText.invalidEmail) }
-        let user: UserRow
-        if let existing = try tx.user(email: email) {
-            user = existing
-        } else {
-            user = try tx.insertUser(
+        let hasPassword = !(password ?? "").isEmpty
+        let pleaseLogin = Outcome.respond { response in
+            var please = IPCPleaseLogin()
+            please.email = email
+            response.pleaseLogin = please
+        }
+        let unauthorised = Outcome.respond { $0.unauthorised = IPCUnauthorised() }
+        var found = try tx.user(email: email)
+        if found == nil {
+            if requirePasswords { return hasPassword ? unauthorised : pleaseLogin }
+            found = try tx.insertUser(
                 userId: SecureRandom.identifier(), email: email, name: TextRules.defaultName(forEmail: email), now: now)
         }
+        let user = found!
         if let stored = user.passwordHash, !stored.isEmpty {
-            guard let password, !password.isEmpty else {
-                return .respond { response in
-                    var please = IPCPleaseLogin()
-                    please.email = email
-                    response.pleaseLogin = please
-                }
-            }
-            guard verifiedHash == stored, !password.isEmpty else {
-                return .respond { $0.unauthorised = IPCUnauthorised() }
-            }
+            guard hasPassword else { return pleaseLogin }
+            guard case .matched(let checked, let upgrade) = check, checked == stored else { return unauthorised }
+            if let upgrade { try tx.setPasswordHash(user: user.rowId, hash: upgrade) }
+        } else if requirePasswords {
+            return hasPassword ? unauthorised : pleaseLogin
         }
         try tx.setSessionUser(id: sessionId, user: user.rowId, now: now)
         try tx.touchUser(rowId: user.rowId, now: now)
@@ -78,4 +84,13 @@ extension Operations {
         for i in 0..<a.count { difference |= a[i] ^ b[i] }
         return difference == 0
     }
+}
+
+/// The result of checking a LOGIN's password before its transaction.
+enum PasswordCheck: Sendable, Equatable {
+    /// No password was given, or the account has none.
+    case notChecked
+    /// The password matches this stored hash; `upgrade` replaces a legacy one.
+    case matched(stored: String, upgrade: String?)
+    case mismatched
 }

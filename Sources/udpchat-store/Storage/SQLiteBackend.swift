@@ -132,6 +132,21 @@ struct SQLiteTransaction: StoreTransaction {
         try statement("UPDATE users SET last_active_at = ? WHERE id = ?").execute(arguments: [now, rowId])
     }
 
+    func setPasswordHash(user: Int64, hash: String?) throws {
+        try statement("UPDATE users SET password_hash = ? WHERE id = ?").execute(arguments: [hash, user])
+    }
+
+    func allUsers() throws -> [UserRow] {
+        try Row.fetchAll(statement("SELECT \(Self.userColumns) FROM users ORDER BY email")).map(userRow)
+    }
+
+    func deleteUser(email: String) throws -> Int? {
+        guard let user = try user(email: email) else { return nil }
+        let messages = try Int.fetchOne(statement("SELECT count(*) FROM messages WHERE user_id = ?"), arguments: [user.rowId]) ?? 0
+        try statement("DELETE FROM users WHERE id = ?").execute(arguments: [user.rowId])
+        return messages
+    }
+
     // MARK: Rooms
 
     private func roomRow(_ row: Row) -> RoomRow {

@@ -32,6 +32,12 @@ protocol StoreTransaction {
     func user(rowId: Int64) throws -> UserRow?
     func insertUser(userId: String, email: String, name: String, now: Int64) throws -> UserRow
     func touchUser(rowId: Int64, now: Int64) throws
+    func setPasswordHash(user: Int64, hash: String?) throws
+    /// Every user, by email.
+    func allUsers() throws -> [UserRow]
+    /// Deletes a user with their memberships and messages; returns how many
+    /// messages went with them, or nil when there is no such user.
+    func deleteUser(email: String) throws -> Int?
 
     // Rooms (closed rooms are invisible to every query here)
     func room(roomId: String) throws -> RoomRow?

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Common
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `udpchat-store user ...`: accounts, for operators.
+struct UserCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "user", abstract: "Manage accounts.", subcommands: [SetPassword.self, ListUsers.self, DeleteUser.self])
+}
+
+/// Opens the store's database for an administrative command (the store may
+/// be running: SQLite lets the command write between its transactions).
+func openDatabase() throws -> SQLiteBackend {
+    let common = try CommonSettings(try SettingsReader.load())
+    return try SQLiteBackend(path: common.dbPath)
+}
+
+/// Runs a command, turning a failure into one clear line on stderr and exit code 1.
+func reportingFailure(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        ProgramIO.printError("udpchat-store: \(error)")
+        throw ExitCode.failure
+    }
+}
+
+struct SetPassword: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-password",
+        abstract: "Set an account's password (created if missing), read from the terminal or stdin, never from arguments.")
+
+    @Argument(help: "The account's email address.")
+    var email: String
+
+    func run() throws {
+        try reportingFailure {
+            let email = TextRules.trimmed(self.email).lowercased()
+            guard TextRules.isValidEmail(email) else { throw StoreFailure("\(email) is not a valid email address") }
+            let password = try Self.readPassword()
+            guard password.count >= 8 else { throw StoreFailure("a password needs at least 8 characters") }
+            let hash = try PasswordHash.make(password)
+            let backend = try openDatabase()
+            let created = try backend.pool.write { db -> Bool in
+                let tx = SQLiteTransaction(db: db)
+                let now = Int64(Date().timeIntervalSince1970)
+                var created = false
+                let user: UserRow
+                if let existing = try tx.user(email: email) {
+                    user = existing
+                } else {
+                    user = try tx.insertUser(
+                        userId: SecureRandom.identifier(), email: email, name: TextRules.defaultName(forEmail: email), now: now)
+                    created = true
+                }
+                try tx.setPasswordHash(user: user.rowId, hash: hash)
+                return created
+            }
+            print(created ? "created \(email) with a password" : "password of \(email) set")
+        }
+    }
+
+    /// The password from the terminal (twice, without echo) or the first line of stdin.
+    static func readPassword() throws -> String {
+        guard isatty(0) == 1 else {
+            guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw StoreFailure("no password on stdin") }
+            return line
+        }
+        func prompt(_ text: String) -> String? {
+            FileHandle.standardError.write(Data(text.utf8))
+            var original = termios()
+            tcgetattr(0, &original)
+            var silent = original
+            silent.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(0, TCSANOW, &silent)
+            defer {
+                tcsetattr(0, TCSANOW, &original)
+                FileHandle.standardError.write(Data("\n".utf8))
+            }
+            return readLine(strippingNewline: true)
+        }
+        guard let first = prompt("New password: "), let second = prompt("Again: ") else { throw StoreFailure("no password given") }
+        guard first == second else { throw StoreFailure("the two passwords differ") }
+        return first
+    }
+}
+
+struct ListUsers: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the accounts.")
+
+    func run() throws {
+        try reportingFailure {
+            let users = try openDatabase().pool.read { db in try SQLiteTransaction(db: db).allUsers() }
+            for user in users {
+                let password: String
+                switch user.passwordHash {
+                case let hash? where PasswordHash.isLegacy(hash): password = "md5 (upgraded at next login)"
+                case let hash? where !hash.isEmpty: password = "scrypt"
+                default: password = "none"
+                }
+                print("\(user.email)\t\(user.name)\t\(user.userId)\tpassword: \(password)")
+            }
+            print("\(users.count) accounts")
+        }
+    }
+}
+
+struct DeleteUser: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete an account with its memberships and messages; its sessions are logged out.")
+
+    @Argument(help: "The account's email address.")
+    var email: String
+
+    func run() throws {
+        try reportingFailure {
+            let email = TextRules.trimmed(self.email).lowercased()
+            guard let messages = try openDatabase().pool.write({ db in try SQLiteTransaction(db: db).deleteUser(email: email) }) else {
+                throw StoreFailure("no account \(email)")
+            }
+            print("deleted \(email) and \(messages) of their messages")
+        }
+    }
+}
+
+struct ImportLegacy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import-legacy",
+        abstract: "Copy users, rooms, members and messages from the original server's SQLite database (chat.db).")
+
+    @Argument(help: "Path of the original server's database.")
+    var path: String
+
+    func run() throws {
+        try reportingFailure {
+            print(try LegacyImport.run(from: path, into: try openDatabase()))
+        }
+    }
+}
