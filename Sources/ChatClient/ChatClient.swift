@@ -157,9 +157,11 @@ public final class ChatClient: Sendable {
             let remaining = ContinuousClock.now.duration(to: deadline)
             let attempt = min(remaining, options.retryInterval ?? remaining)
             do {
-                let arrival = try await exchange(request, expecting: ["SESSION_INIT"], timeout: attempt)
-                guard case .handshake(let reply) = arrival else { throw ChatClientError.unexpected("\(arrival)") }
-                return try adopt(reply, privateKey: privateKey)
+                switch try await exchange(request, expecting: ["SESSION_INIT"], timeout: attempt) {
+                case .handshake(let reply): return try adopt(reply, privateKey: privateKey)
+                case .serverError(let text): throw ChatClientError.serverError(text)
+                case .packet(let packet): throw ChatClientError.unexpected("\(packet.packet.typeName)")
+                }
             } catch ChatClientError.timeout(let what) where ContinuousClock.now < deadline {
                 _ = what
                 continue

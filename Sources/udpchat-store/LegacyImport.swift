@@ -47,7 +47,9 @@ enum LegacyImport {
             for row in source.users {
                 let publicId: String = row["user_id"]
                 let email = TextRules.trimmed((row["email"] as String?) ?? "").lowercased()
-                if let existing = try Int64.fetchOne(db, sql: "SELECT id FROM users WHERE user_id = ? OR email = ?", arguments: [publicId, email]) {
+                if let existing = try Int64.fetchOne(
+                    db, sql: "SELECT id FROM users WHERE user_id = ? OR email = ?", arguments: [publicId, email])
+                {
                     userIds[row["id"]] = existing
                     summary.skippedUsers += 1
                     continue
@@ -86,7 +88,8 @@ enum LegacyImport {
                 try db.execute(
                     sql: "INSERT INTO rooms (room_id, name, is_private, created_at, last_active_at) VALUES (?, ?, ?, ?, ?)",
                     arguments: [
-                        publicId, name, Self.bool(row["is_private"]), Self.time(row["created_at"], now), Self.time(row["last_active_at"], now),
+                        publicId, name, Self.bool(row["is_private"]), Self.time(row["created_at"], now),
+                        Self.time(row["last_active_at"], now),
                     ])
                 roomIds[row["id"]] = db.lastInsertedRowID
                 summary.rooms += 1

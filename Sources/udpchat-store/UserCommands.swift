@@ -3,7 +3,7 @@ import Common
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `udpchat-store user ...`: accounts, for operators.

@@ -30,16 +30,10 @@ struct ProgramTests {
 
             // A replaced server key is refused with a clear message.
             #expect(try system.run("udpchat-keys", ["generate", "--force"]).status == 0)
-            await system.keys.stop()
-            let keys = try ProgramProcess(
-                name: "keys2", executable: system.binaries.appendingPathComponent("udpchat-keys"), environment: system.environment,
-                directory: system.root)
-            defer { Task { await keys.stop() } }
-            _ = try await keys.waitForLine(startingWith: "udpchat-keys ready")
+            try await system.restartKeys(signal: SIGTERM)
             let refused = try system.run("udpchat", ["hello"] + base)
             #expect(refused.status != 0)
             #expect(refused.output.contains("was pinned for it on first use"), "\(refused.output)")
-            await keys.stop()
         }
     }
 
@@ -238,7 +232,8 @@ struct AccountProgramTests {
             #expect(user.room?.name == "Old times")
             #expect(try await alice.history(roomId: nil).map(\.content) == ["one", "two", "three"])
             let list = try system.run("udpchat-store", ["user", "list"]).output
-            #expect(list.split(separator: "\n").contains { $0.hasPrefix("alice@example.com") && $0.hasSuffix("password: scrypt") }, "\(list)")
+            #expect(
+                list.split(separator: "\n").contains { $0.hasPrefix("alice@example.com") && $0.hasSuffix("password: scrypt") }, "\(list)")
             #expect(list.split(separator: "\n").contains { $0.hasPrefix("bob@example.com") && $0.hasSuffix("password: none") })
 
             let deleted = try system.run("udpchat-store", ["user", "delete", "bob@example.com"])

@@ -10,8 +10,8 @@ final class TestSystem: Sendable {
     let root: URL
     let binaries: URL
     let environment: [String: String]
-    let keys: ProgramProcess
-    let store: ProgramProcess
+    private let keysProcess: MutexBox<ProgramProcess>
+    private let storeProcess: MutexBox<ProgramProcess>
     private let edgeProcess = MutexBox<ProgramProcess?>(nil)
     private let edgePort = MutexBox<Int>(0)
     private let extraProcesses = MutexBox<[ProgramProcess]>([])
@@ -55,10 +55,12 @@ final class TestSystem: Sendable {
         try generate.run()
         generate.waitUntilExit()
         guard generate.terminationStatus == 0 else { throw HarnessError("udpchat-keys generate failed") }
-        keys = try ProgramProcess(
-            name: "keys", executable: binaries.appendingPathComponent("udpchat-keys"), environment: environment, directory: root)
-        store = try ProgramProcess(
-            name: "store", executable: binaries.appendingPathComponent("udpchat-store"), environment: environment, directory: root)
+        keysProcess = MutexBox(
+            try ProgramProcess(
+                name: "keys", executable: binaries.appendingPathComponent("udpchat-keys"), environment: environment, directory: root))
+        storeProcess = MutexBox(
+            try ProgramProcess(
+                name: "store", executable: binaries.appendingPathComponent("udpchat-store"), environment: environment, directory: root))
         do {
             _ = try await keys.waitForLine(startingWith: "udpchat-keys ready")
             _ = try await store.waitForLine(startingWith: "udpchat-store ready")
@@ -70,6 +72,28 @@ final class TestSystem: Sendable {
     }
 
     var edge: ProgramProcess { edgeProcess.value! }
+    var keys: ProgramProcess { keysProcess.value }
+    var store: ProgramProcess { storeProcess.value }
+
+    /// Stops the store with `signal` and, unless `restart` is false, starts it again.
+    func restartStore(signal: Int32 = SIGKILL, after pause: Duration = .zero) async throws {
+        await store.stop(signal: signal)
+        try await Task.sleep(for: pause)
+        let store = try ProgramProcess(
+            name: "store", executable: binaries.appendingPathComponent("udpchat-store"), environment: environment, directory: root)
+        storeProcess.value = store
+        _ = try await store.waitForLine(startingWith: "udpchat-store ready")
+    }
+
+    /// Stops the key service with `signal`, waits `pause`, and starts it again.
+    func restartKeys(signal: Int32 = SIGKILL, after pause: Duration = .zero) async throws {
+        await keys.stop(signal: signal)
+        try await Task.sleep(for: pause)
+        let keys = try ProgramProcess(
+            name: "keys", executable: binaries.appendingPathComponent("udpchat-keys"), environment: environment, directory: root)
+        keysProcess.value = keys
+        _ = try await keys.waitForLine(startingWith: "udpchat-keys ready")
+    }
     var port: Int { edgePort.value }
 
     /// Starts the edge on `port` (0: a free one) and waits for its ready line.

@@ -35,10 +35,12 @@ enum LegacyFixture {
             try db.execute(
                 sql: "INSERT INTO rooms (room_id, name, created_at, last_active_at) VALUES (?, ?, ?, ?)",
                 arguments: ["cccc0000cccc0000cccc0000cccc0000", "General", 1_700_000_000, 1_700_000_100])
-            try db.execute(sql: "INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (1, 1, 1, 1700000000), (1, 2, 0, 1700000001)")
+            try db.execute(
+                sql: "INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (1, 1, 1, 1700000000), (1, 2, 0, 1700000001)")
             for (user, text) in [(1, "first"), (2, "second"), (1, "third")] {
                 try db.execute(
-                    sql: "INSERT INTO messages (room_id, user_id, content, created_at) VALUES (1, ?, ?, 1700000050)", arguments: [user, text])
+                    sql: "INSERT INTO messages (room_id, user_id, content, created_at) VALUES (1, ?, ?, 1700000050)",
+                    arguments: [user, text])
             }
         }
     }

@@ -82,7 +82,8 @@ extension Setting {
 
     // Accounts (udpchat-store)
     public static let requirePasswords = Setting(
-        "REQUIRE_PASSWORDS", default: "false", "true: an email alone no longer logs in or creates an account (udpchat-store user set-password).")
+        "REQUIRE_PASSWORDS", default: "false",
+        "true: an email alone no longer logs in or creates an account (udpchat-store user set-password).")
     public static let loginFailuresPerAccount = Setting(
         "LOGIN_FAILURES_PER_ACCOUNT", default: "5", "Wrong passwords an account takes in 15 minutes before it refuses logins for the rest.")
     public static let loginsPerSource = Setting(

@@ -1,0 +1,157 @@
+import ChatClient
+import Common
+import Foundation
+import Testing
+
+/// Programs killed with SIGKILL and restarted under traffic: sessions
+/// continue, nothing acknowledged is lost, and no program exits because a
+/// peer went away.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ProcessFaultTests {
+    /// Messages sent by several clients until stopped; remembers the ones
+    /// acknowledged with MESSAGE_SENT and the errors seen.
+    final class Traffic: Sendable {
+        let acknowledged = MutexBox<[String]>([])
+        let errors = MutexBox<[String]>([])
+        let stop = MutexBox(false)
+        private let tasks = MutexBox<[Task<Void, Never>]>([])
+
+        func start(_ clients: [ChatClient], room: String, pause: Duration = .milliseconds(20)) {
+            for (index, client) in clients.enumerated() {
+                let task = Task {
+                    var n = 0
+                    while !self.stop.value {
+                        let text = "client \(index) message \(n)"
+                        n += 1
+                        do {
+                            _ = try await client.sendMessage(roomId: room, content: text)
+                            self.acknowledged.mutate { $0.append(text) }
+                        } catch {
+                            self.errors.mutate { $0.append("\(error)") }
+                        }
+                        try? await Task.sleep(for: pause)
+                    }
+                }
+                tasks.mutate { $0.append(task) }
+            }
+        }
+
+        func finish() async {
+            stop.value = true
+            for task in tasks.value { await task.value }
+        }
+    }
+
+    /// Every acknowledged message in the room's stored history.
+    static func storedContents(_ client: ChatClient, room: String) async throws -> Set<String> {
+        Set(try await client.history(roomId: room).map(\.content))
+    }
+
+    static func scene(_ system: TestSystem, clients count: Int) async throws -> ([ChatClient], RoomRef) {
+        var clients: [ChatClient] = []
+        for i in 0..<count {
+            let client = try await ChatClient(
+                options: .init(
+                    host: "127.0.0.1", port: system.port, knownHosts: nil, timeout: .seconds(8), retryInterval: .milliseconds(500)))
+            try await client.connect()
+            _ = try await client.login(email: "sender\(i)@example.com")
+            clients.append(client)
+        }
+        let room = try await clients[0].createRoom(name: "Busy")
+        for client in clients.dropFirst() { _ = try await client.joinRoom(id: room.roomId) }
+        return (clients, room)
+    }
+
+    @Test func killingTheStoreMidBurstLosesNoAcknowledgedMessage() async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
+            let (clients, room) = try await Self.scene(system, clients: 2)
+            let traffic = Traffic()
+            traffic.start(clients, room: room.roomId)
+            try await Task.sleep(for: .milliseconds(400))
+            // The store dies mid-burst and stays down for a second.
+            try await system.restartStore(signal: SIGKILL, after: .seconds(1))
+            try await Task.sleep(for: .milliseconds(600))
+            await traffic.finish()
+            let acknowledged = traffic.acknowledged.value
+            #expect(acknowledged.count > 5 && acknowledged.count < 90)
+            // While it was down, requests got the protocol's error, within the deadline.
+            #expect(traffic.errors.value.contains { $0.contains("Packet processing failure: the store") }, "\(traffic.errors.value)")
+            let stored = try await Self.storedContents(clients[1], room: room.roomId)
+            let lost = acknowledged.filter { !stored.contains($0) }
+            #expect(lost.isEmpty, "acknowledged but not stored: \(lost)")
+            #expect(system.edge.isRunning && system.keys.isRunning)
+            for client in clients { await client.close() }
+        }
+    }
+
+    @Test func killingTheEdgeUnderTrafficKeepsSessionsAndAcknowledgedMessages() async throws {
+        try await withSystem { system in
+            let (clients, room) = try await Self.scene(system, clients: 2)
+            let traffic = Traffic()
+            traffic.start(clients, room: room.roomId)
+            try await Task.sleep(for: .milliseconds(400))
+            try await system.restartEdge(signal: SIGKILL)
+            try await Task.sleep(for: .milliseconds(800))
+            await traffic.finish()
+            // The same sessions go on after the restart.
+            for client in clients { #expect(try await client.hello() == "Welcome to UDPChat-AI.") }
+            let acknowledged = traffic.acknowledged.value
+            let stored = try await Self.storedContents(clients[0], room: room.roomId)
+            #expect(acknowledged.filter { !stored.contains($0) }.isEmpty)
+            #expect(acknowledged.count > 5)
+            #expect(system.store.isRunning && system.keys.isRunning)
+            for client in clients { await client.close() }
+        }
+    }
+
+    @Test func withTheKeyServiceDownHandshakesFailClearlyAndSessionsContinue() async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
+            let (clients, room) = try await Self.scene(system, clients: 2)
+            await system.keys.stop(signal: SIGKILL)
+            // Established sessions need no key service.
+            let traffic = Traffic()
+            traffic.start(clients, room: room.roomId)
+            // A new handshake fails with a clear error within the deadline.
+            let newcomer = try await ChatClient(
+                options: .init(host: "127.0.0.1", port: system.port, knownHosts: nil, timeout: .seconds(4), retryInterval: nil))
+            let started = ContinuousClock.now
+            await #expect(throws: ChatClientError.serverError("Packet processing failure: the key service is unavailable; try again")) {
+                try await newcomer.connect()
+            }
+            #expect(ContinuousClock.now - started < .seconds(3))
+            try await system.restartKeys()
+            try await Task.sleep(for: .milliseconds(300))
+            await traffic.finish()
+            #expect(traffic.errors.value.isEmpty, "\(traffic.errors.value)")
+            #expect(traffic.acknowledged.value.count > 5)
+            // And once it is back, handshakes work again.
+            let later = try await system.client()
+            #expect(try await later.hello() == "Welcome to UDPChat-AI.")
+            #expect(system.edge.isRunning && system.store.isRunning)
+            for client in clients + [newcomer, later] { await client.close() }
+        }
+    }
+
+    @Test func anAIWorkerKilledAndRestartedFinishesTheQueuedJobs() async throws {
+        try await withSystem(settings: ["AI_HEARTBEAT_MS": "200", "AI_LEASE_MS": "2000"]) { system in
+            let provider = try await system.startProvider("hold", reply: "after the restart", delay: 1)
+            let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            let (clients, room) = try await Self.scene(system, clients: 1)
+            let client = clients[0]
+            try client.askAI(roomId: room.roomId, draft: "improve me")
+            try await Task.sleep(for: .milliseconds(300))
+            await worker.stop(signal: SIGKILL)
+            // Chat goes on without a worker.
+            _ = try await client.sendMessage(roomId: room.roomId, content: "meanwhile")
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"], name: "ai-again")
+            let reply = try await client.expectEvent(timeout: .seconds(15)) {
+                if case .message(let event) = $0.packet { return event.content == "after the restart" } else { return false }
+            }
+            #expect(reply.msgId != nil)
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await client.history(roomId: room.roomId).map(\.content) == ["meanwhile", "after the restart"])
+            #expect(system.store.isRunning && system.edge.isRunning)
+            await client.close()
+        }
+    }
+}
