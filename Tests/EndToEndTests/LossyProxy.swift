@@ -117,10 +117,11 @@ final class LossyProxy: @unchecked Sendable {
                 bytes[Int.random(in: 0..<bytes.count, using: &random)] ^= UInt8.random(in: 1...255, using: &random)
                 counts.corrupted += 1
             }
+            let datagram = bytes
             loop.scheduleTask(in: .milliseconds(Int64(copy.delayMs))) { [self] in
-                if recordAsServerBound { toServer.insert(bytes) }
+                if recordAsServerBound { toServer.insert(datagram) }
                 counts.forwarded += 1
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(bytes: bytes)), promise: nil)
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(bytes: datagram)), promise: nil)
             }
         }
     }
