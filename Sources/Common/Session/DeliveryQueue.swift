@@ -77,9 +77,11 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
     private var sessions: [String: SessionState] = [:]
     private var deadlines = Heap<Deadline>()
 
-    /// Implementation constant: enough for any burst a person reads, small
-    /// enough that a silent session costs little.
-    public static var defaultPerSessionLimit: Int { 256 }
+    /// Implementation constant: on a path that loses a third of its
+    /// datagrams a room delivers about one message a second to a session
+    /// that acknowledges, so a busy room can get hundreds ahead of a slow
+    /// receiver; 1024 copies (a few hundred kilobytes) ride that out.
+    public static var defaultPerSessionLimit: Int { 1024 }
 
     public init(timing: Timing, perSessionLimit: Int = defaultPerSessionLimit) {
         precondition(perSessionLimit >= 1)
