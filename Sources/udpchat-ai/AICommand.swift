@@ -20,11 +20,16 @@ struct AICommand: AsyncParsableCommand {
     var concurrency: Int?
     @Option(help: "Name in the store's logs (default: host and process id).")
     var name: String?
+    @Option(help: "Port of /metrics, /healthz and /readyz (overrides AI_METRICS_PORT; 0: any free one).")
+    var metricsPort: Int?
 
     func run() async throws {
         var settings: WorkerSettings
+        var endpoint: OpsEndpoint
         do {
-            settings = try WorkerSettings(try SettingsReader.load())
+            let reader = try SettingsReader.load()
+            settings = try WorkerSettings(reader)
+            endpoint = try OpsEndpoint(reader, port: .aiMetricsPort, default: 9104)
         } catch {
             ProgramIO.printError("udpchat-ai: \(error)")
             throw ExitCode.failure
@@ -36,7 +41,15 @@ struct AICommand: AsyncParsableCommand {
             }
             settings.concurrency = concurrency
         }
+        if let metricsPort {
+            guard (0...65535).contains(metricsPort) else {
+                ProgramIO.printError("udpchat-ai: --metrics-port must be 0 to 65535")
+                throw ExitCode.failure
+            }
+            endpoint.port = metricsPort
+        }
         ProgramIO.bootstrapLogging(level: settings.common.logLevel)
+        Observability.bootstrap()
         let logger = Logger(label: "udpchat-ai")
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
 
@@ -49,6 +62,7 @@ struct AICommand: AsyncParsableCommand {
         let model = settings.model(client: client)
         let reactor = ZMQReactor(context: ZMQContext(), name: "ai-zmq")
         let worker: Worker
+        let ops: OpsServer
         do {
             let inbox = MutexBox<Worker?>(nil)
             let dealer = try MessageDealer(
@@ -60,6 +74,7 @@ struct AICommand: AsyncParsableCommand {
                 model: model, logger: logger
             ) { dealer.send($0) }
             inbox.value = worker
+            ops = try await endpoint.start(logger: logger) { [worker] in OpsServer.readiness([("udpchat-store", worker.storeResponds)]) }
         } catch {
             ProgramIO.printError("udpchat-ai: \(error)")
             try? await client.shutdown()
@@ -68,10 +83,13 @@ struct AICommand: AsyncParsableCommand {
         worker.sendStatus()
         logger.info("taking jobs from \(settings.common.jobsEndpoint)", metadata: ["model": "\(model.summary)"])
         ProgramIO.announceReady(
-            "udpchat-ai ready jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency) \(model.summary)")
+            "udpchat-ai ready jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency) metrics=\(ops.url(host: endpoint.host)) "
+                + model.summary)
 
         let heartbeat = Task { await worker.heartbeat() }
-        let service = ReactorService(reactor: reactor) {
+        // On SIGTERM: take no more jobs, finish the running ones (or hand them
+        // back after 10 s), then stop.
+        let service = ReactorService(reactor: reactor, ops: ops) {
             await worker.drain(limit: .seconds(10))
             heartbeat.cancel()
         }

@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// Runs leased AI jobs: up to `concurrency` at once, each with its own
@@ -118,6 +119,10 @@ final class Worker: Sendable {
             }
         }
         let outcome = result.failure.message.isEmpty ? "reply" : "failure: \(result.failure.message)"
+        let label = result.failure.message.isEmpty ? "reply" : (result.failure.handBack ? "handed_back" : "failed")
+        Counter(label: "udpchat_ai_jobs_total", dimensions: [("outcome", label)]).increment()
+        Timer(label: "udpchat_ai_job_seconds", dimensions: [("outcome", label)]).recordNanoseconds(
+            Int64((ContinuousClock.now - started).milliseconds * 1_000_000))
         logger.info(
             "AI job done: \(outcome)",
             metadata: ["job": "\(assignment.jobID)", "ms": "\((ContinuousClock.now - started).milliseconds)"])
@@ -133,6 +138,11 @@ final class Worker: Sendable {
         var message = IPCWorkerMessage()
         message.result = result
         if let body: [UInt8] = try? message.serializedBytes() { send(body) }
+    }
+
+    /// Whether the store has been heard from within three heartbeats (for `/readyz`).
+    var storeResponds: Bool {
+        state.withLock { ContinuousClock.now - $0.lastHeardFromStore <= options.heartbeat * 3 }
     }
 
     /// Tells the store the free slots and running jobs.

@@ -19,8 +19,11 @@ struct EdgeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var settings: EdgeSettings
+        let endpoint: OpsEndpoint
         do {
-            settings = try EdgeSettings(try SettingsReader.load())
+            let reader = try SettingsReader.load()
+            settings = try EdgeSettings(reader)
+            endpoint = try OpsEndpoint(reader, port: .edgeMetricsPort, default: 9103, fallback: .metricsPort)
         } catch {
             ProgramIO.printError("udpchat-edge: \(error)")
             throw ExitCode.failure
@@ -34,12 +37,14 @@ struct EdgeCommand: AsyncParsableCommand {
             settings.port = port
         }
         ProgramIO.bootstrapLogging(level: settings.common.logLevel)
+        Observability.bootstrap()
         let logger = Logger(label: "udpchat-edge")
 
         let reactor = ZMQReactor(context: ZMQContext(), name: "edge-zmq")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: EdgeServer
         let channel: any Channel
+        let ops: OpsServer
         do {
             let timeout = settings.common.rpcTimeout
             let keys = KeysClient(
@@ -67,6 +72,10 @@ struct EdgeCommand: AsyncParsableCommand {
                 }
                 .bind(host: settings.host, port: settings.port)
                 .get()
+            ops = try await endpoint.start(logger: logger) { [server] in
+                let (keys, store) = await server.peersRespond(within: .milliseconds(800))
+                return OpsServer.readiness([("udpchat-keys", keys), ("udpchat-store", store)])
+            }
         } catch {
             ProgramIO.printError("udpchat-edge: \(error)")
             try? await group.shutdownGracefully()
@@ -77,11 +86,14 @@ struct EdgeCommand: AsyncParsableCommand {
         logger.info(
             "serving UDP on \(bound)",
             metadata: ["keys": "\(settings.common.keysEndpoint)", "store": "\(settings.common.storeEndpoint)"])
-        ProgramIO.announceReady("udpchat-edge ready udp=\(bound)")
+        ProgramIO.announceReady("udpchat-edge ready udp=\(bound) metrics=\(ops.url(host: endpoint.host))")
 
-        let service = ReactorService(reactor: reactor) {
+        // On SIGTERM: read no more datagrams, answer the requests in flight,
+        // report liveness to the store, then close.
+        let service = ReactorService(reactor: reactor, ops: ops) {
+            try? await channel.setOption(.autoRead, value: false)
+            await server.drain(limit: .seconds(5))
             try? await channel.close()
-            await server.drain()
         }
         try await ServiceGroup.program(services: [service], logger: logger).run()
         try? await group.shutdownGracefully()

@@ -45,6 +45,7 @@ final class EdgeServer: @unchecked Sendable {
     private var unauthenticatedLimiter: SourceLimiter<String>
     /// LOGIN attempts per source address: password guessing from one place is slow.
     private var loginLimiter: SourceLimiter<String>
+    private let metrics = EdgeMetrics()
 
     init(settings: EdgeSettings, loop: any EventLoop, keys: KeysClient, store: StoreClient, logger: Logger) {
         self.settings = settings
@@ -72,9 +73,14 @@ final class EdgeServer: @unchecked Sendable {
         }
     }
 
-    /// Reports pending liveness to the store and stops the tick; waits at
-    /// most `limit` for the store to answer.
-    func drain(limit: Duration = .seconds(2)) async {
+    /// Graceful shutdown, once the channel reads no more: waits (at most
+    /// `limit`) for the requests in flight to be answered and the handshakes
+    /// to be signed, then reports pending liveness to the store.
+    func drain(limit: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline, (try? await loop.submit({ [self] in hasWorkInFlight }).get()) == true {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         let touches: IPCStoreRequest? = try? await loop.submit { [self] in
             tickTask?.cancel()
             return touchRequest()
@@ -88,11 +94,33 @@ final class EdgeServer: @unchecked Sendable {
         }
     }
 
+    /// Requests, handshakes or restores not finished yet.
+    private var hasWorkInFlight: Bool {
+        handshakesInFlight > 0 || !restoring.isEmpty || table.sessions.values.contains { $0.busy || !$0.queue.isEmpty }
+    }
+
+    /// Whether udpchat-keys and udpchat-store answer now (for `/readyz`).
+    func peersRespond(within timeout: Duration) async -> (keys: Bool, store: Bool) {
+        var identity = IPCKeysRequest()
+        identity.getIdentity = IPCGetIdentity()
+        var ping = IPCStoreRequest()
+        ping.ping = IPCPing()
+        let quickKeys = KeysClient(rpc: keys.rpc, timeout: timeout)
+        let quickStore = StoreClient(rpc: store.rpc, timeout: timeout)
+        async let keysAnswer = try? quickKeys.call(identity)
+        async let storeAnswer = try? quickStore.call(ping)
+        let (keysResult, storeResult) = await (keysAnswer, storeAnswer)
+        let storeOK: Bool
+        if case .done? = storeResult?.result { storeOK = true } else { storeOK = false }
+        return (keysResult?.identity.publicKeyDer.isEmpty == false, storeOK)
+    }
+
     // MARK: - Datagrams
 
     /// One datagram from `address`.
     func received(_ bytes: [UInt8], from address: SocketAddress) {
         loop.assertInEventLoop()
+        metrics.datagramsIn.increment()
         let request = Request(address: address, size: bytes.count)
         guard bytes.count <= settings.bufferSize else {
             sendError(ProtocolText.packetFailurePrefix + "datagram larger than \(settings.bufferSize) bytes", answering: request)
@@ -118,6 +146,7 @@ final class EdgeServer: @unchecked Sendable {
         let address = request.address
         // Cheap checks before any RSA work: the source's budget, then the global cap.
         guard isExempt(address) || handshakeLimiter.allow(Self.source(address), now: MonotonicClock.now()) else {
+            metrics.handshakesDropped.increment()
             logger.debug("handshake over its source's budget dropped", metadata: ["source": "\(Self.source(address))"])
             return
         }
@@ -154,6 +183,11 @@ final class EdgeServer: @unchecked Sendable {
     ) {
         let address = request.address
         handshakesInFlight -= 1
+        if case .success(let response) = result, case .signedHandshake? = response.result {
+            metrics.handshakesOK.increment()
+        } else {
+            metrics.handshakesFailed.increment()
+        }
         let signed: IPCSignedHandshake
         switch result {
         case .success(let response):
@@ -279,10 +313,12 @@ final class EdgeServer: @unchecked Sendable {
         }
         if Nonce.isServerNonce(nonce) {
             // One of our own packets sent back (§12 item 5): no reply at all.
+            metrics.reflectionsDropped.increment()
             logger.debug("reflected server packet dropped", metadata: ["session": "\(session.id)"])
             return
         }
         guard let sealed = Hex.decode(secure.ciphertext), let plaintext = session.cipher.open(sealed, nonce: nonce) else {
+            metrics.decryptFailures.increment()
             sendError(ProtocolText.decryptionFailed, answering: request)
             return
         }
@@ -293,6 +329,7 @@ final class EdgeServer: @unchecked Sendable {
             // It gets the same reply if there was one, else nothing, and the
             // request is not carried out twice. Anything else is a replay.
             guard verdict == .duplicate, address == session.address else {
+                metrics.replaysRejected.increment()
                 sendError(ProtocolText.nonceReused, answering: request)
                 return
             }
@@ -499,8 +536,12 @@ final class EdgeServer: @unchecked Sendable {
             switch action {
             case .send(let copy):
                 guard let session = table[copy.session] else { continue }
+                if copy.transmissions > 1 { metrics.retransmissions.increment() }
                 seal(copy.payload, sessionId: session.id, cipher: session.cipher, to: session.address)
+            case .acknowledged(let roundTrip):
+                metrics.ackRoundTrip.recordNanoseconds(Int64(roundTrip))
             case .unreachable(let session, let dropped):
+                metrics.unreachable.increment()
                 logger.info(
                     "session unreachable: broadcasts stop until it speaks",
                     metadata: ["session": "\(session)", "dropped": "\(dropped)"])
@@ -513,6 +554,8 @@ final class EdgeServer: @unchecked Sendable {
     private func tick() {
         let now = MonotonicClock.now()
         perform(delivery.due(now: now))
+        metrics.unacknowledged.record(delivery.count)
+        metrics.sessions.record(table.count)
         if now &- lastSweep >= Self.sweepInterval {
             lastSweep = now
             let cutoff = now &- settings.sessionIdle.nanoseconds
@@ -606,9 +649,12 @@ final class EdgeServer: @unchecked Sendable {
     /// size of the datagram it answers (a reply that cannot be shortened to
     /// fit is not sent): the server never amplifies a spoofed packet.
     private func sendError(_ message: String, answering request: Request) {
-        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: MonotonicClock.now())
-        else { return }
-        guard let datagram = Self.errorDatagram(message, budget: Self.amplificationFactor * request.size) else { return }
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: MonotonicClock.now()),
+            let datagram = Self.errorDatagram(message, budget: Self.amplificationFactor * request.size)
+        else {
+            metrics.errorRepliesSuppressed.increment()
+            return
+        }
         write(datagram, to: request.address)
     }
 
@@ -641,6 +687,7 @@ final class EdgeServer: @unchecked Sendable {
 
     private func write(_ datagram: [UInt8], to address: SocketAddress) {
         guard let channel else { return }
+        metrics.datagramsOut.increment()
         let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: datagram))
         channel.writeAndFlush(envelope, promise: nil)
     }

@@ -3,6 +3,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 import Logging
+import Metrics
 
 /// Answers the edge's key requests. The identity private key and the
 /// key-encryption key stay in this process; only signatures and sealed or
@@ -43,13 +44,16 @@ struct KeyService: Sendable {
                 signed.wrappedKey = Data(wrap.wrap(sessionKey: [UInt8](sign.sessionKey), sessionId: sign.sessionID))
                 signed.publicKeyDer = Data(publicKeyDER)
                 signed.fingerprint = fingerprint
+                Counter(label: "udpchat_keys_signatures_total").increment()
                 response.signedHandshake = signed
             } catch {
                 logger.error("signing failed: \(error)")
                 response.failure = failure("signing_failed", "\(error)")
             }
         case .unwrapSessionKey(let unwrap):
-            if let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID) {
+            let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
+            Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", key == nil ? "refused" : "ok")]).increment()
+            if let key {
                 var unwrapped = IPCUnwrappedSessionKey()
                 unwrapped.sessionKey = Data(key)
                 response.unwrapped = unwrapped

@@ -130,9 +130,15 @@ struct Serve: AsyncParsableCommand {
         let logger: Logger
         let service: KeyService
         let reactor: ZMQReactor
+        let ops: OpsServer
+        let common: CommonSettings
+        let endpoint: OpsEndpoint
         do {
-            let (_, common) = try loadSettings()
+            let settings = try SettingsReader.load()
+            common = try CommonSettings(settings)
+            endpoint = try OpsEndpoint(settings, port: .keysMetricsPort, default: 9101)
             ProgramIO.bootstrapLogging(level: common.logLevel)
+            Observability.bootstrap()
             logger = Logger(label: "udpchat-keys")
             let files = options.files(common)
             service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
@@ -141,12 +147,14 @@ struct Serve: AsyncParsableCommand {
             _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
                 service.handle($0)
             }
-            logger.info("serving on \(common.keysBind)", metadata: ["fingerprint": "\(service.fingerprint)"])
-            ProgramIO.announceReady("udpchat-keys ready endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)")
+            ops = try await endpoint.start(logger: logger) { OpsServer.readiness([("identity key", true)]) }
         } catch {
             ProgramIO.printError("udpchat-keys: \(error)")
             throw ExitCode.failure
         }
-        try await ServiceGroup.program(services: [ReactorService(reactor: reactor)], logger: logger).run()
+        logger.info("serving on \(common.keysBind)", metadata: ["fingerprint": "\(service.fingerprint)"])
+        ProgramIO.announceReady(
+            "udpchat-keys ready endpoint=\(common.keysBind) fingerprint=\(service.fingerprint) metrics=\(ops.url(host: endpoint.host))")
+        try await ServiceGroup.program(services: [ReactorService(reactor: reactor, ops: ops)], logger: logger).run()
     }
 }

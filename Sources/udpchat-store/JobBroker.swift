@@ -26,6 +26,8 @@ final class JobBroker: Sendable {
     private let timing: Timing
     private let logger: Logger
     private let router: MessageRouter
+    /// When each open job was queued (monotonic), for the job latency metric.
+    private let queuedAt = MutexBox<[String: UInt64]>([:])
 
     /// Binds the workers' endpoint; their messages and committed jobs queue
     /// in the mailbox until ``run(service:)`` handles them.
@@ -57,6 +59,8 @@ final class JobBroker: Sendable {
             let now = MonotonicClock.now()
             switch event {
             case .enqueued(let queued):
+                StoreMetrics.job("queued")
+                queuedAt.mutate { $0[queued.row.jobId] = now }
                 let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
                 let remaining = UInt64(max(0, queued.row.deadlineAt - wallNow)) * 1_000_000
                 await perform(queue.enqueue(Self.job(queued, deadline: now &+ remaining), now: now), service: service, queue: &queue)
@@ -71,6 +75,7 @@ final class JobBroker: Sendable {
                     for peer in queue.workers.keys { send(message, to: peer) }
                 }
             }
+            StoreMetrics.jobQueue(pending: queue.pending.count, leased: queue.leases.count, workers: queue.workers.count)
         }
     }
 
@@ -115,10 +120,12 @@ final class JobBroker: Sendable {
             let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
             switch disposition {
             case .complete(let jobId, let text):
+                StoreMetrics.job("completed")
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.completeJob(tx, jobId: jobId, text: text, nowMs: nowMs)
                 }
             case .failed(let jobId, let reason):
+                StoreMetrics.job("failed")
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
                 }
@@ -146,8 +153,10 @@ final class JobBroker: Sendable {
                 message.assignment.remainingMs = remainingMs
                 message.assignment.job = job
                 send(message, to: peer)
+                StoreMetrics.job("leased")
                 logger.debug("AI job leased", metadata: ["job": "\(jobId)", "lease": "\(lease)"])
             case .fail(let jobId, let reason):
+                StoreMetrics.job("failed")
                 let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
@@ -163,10 +172,16 @@ final class JobBroker: Sendable {
         _ jobId: String, service: StoreService, queue: inout JobQueue,
         _ write: @escaping @Sendable (any StoreTransaction) throws -> Outcome
     ) async {
-        if case .failure(let error) = await service.commit.submit(GroupCommit.Write(setup: nil, operation: write)) {
+        let result = await service.commit.submit(GroupCommit.Write(setup: nil, operation: write))
+        if case .failure(let error) = result {
             logger.error("ending AI job failed: \(error)", metadata: ["job": "\(jobId)"])
         }
         queue.ended(jobId)
+        if let started = queuedAt.mutate({ $0.removeValue(forKey: jobId) }) {
+            let failed =
+                (try? result.get())?.events.contains { if case .sessionNotice? = $0.kind { return true } else { return false } } ?? true
+            StoreMetrics.jobFinished(failed ? "failed" : "completed", milliseconds: Int64((MonotonicClock.now() &- started) / 1_000_000))
+        }
     }
 
     private func send(_ message: IPCDispatcherMessage, to peer: [UInt8]) {

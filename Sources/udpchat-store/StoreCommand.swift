@@ -39,10 +39,14 @@ struct Serve: AsyncParsableCommand {
         let service: StoreService
         let reactor: ZMQReactor
         let broker: JobBroker
+        let server: RPCServer
+        let ops: OpsServer
         do {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
+            let endpoint = try OpsEndpoint(settings, port: .storeMetricsPort, default: 9102)
             ProgramIO.bootstrapLogging(level: common.logLevel)
+            Observability.bootstrap()
             logger = Logger(label: "udpchat-store")
             let idle = try settings.int(.sessionIdle, default: 600, range: 60...31_536_000)
             var policy = AIPolicy()
@@ -68,22 +72,29 @@ struct Serve: AsyncParsableCommand {
             ) { [broker] outcomes in
                 events.publish(outcomes.flatMap(\.events))
                 for job in outcomes.flatMap(\.jobs) { broker.post.yield(.enqueued(job)) }
+                StoreMetrics.committed(outcomes)
             }
-            _ = try RPCServer(reactor: reactor, endpoint: common.storeBind, logger: logger, requestType: IPCStoreRequest.self) {
+            server = try RPCServer(reactor: reactor, endpoint: common.storeBind, logger: logger, requestType: IPCStoreRequest.self) {
                 await service.handle($0)
+            }
+            ops = try await endpoint.start(logger: logger) { [service] in
+                OpsServer.readiness([("database", await service.databaseResponds())])
             }
             logger.info(
                 "serving on \(common.storeBind), events on \(common.eventsBind), AI jobs on \(common.jobsBind)",
                 metadata: ["db": "\(common.dbPath)"])
             ProgramIO.announceReady(
-                "udpchat-store ready endpoint=\(common.storeBind) events=\(common.eventsBind) jobs=\(common.jobsBind)")
+                "udpchat-store ready endpoint=\(common.storeBind) events=\(common.eventsBind) jobs=\(common.jobsBind)"
+                    + " metrics=\(ops.url(host: endpoint.host))")
         } catch {
             ProgramIO.printError("udpchat-store: \(error)")
             throw ExitCode.failure
         }
+        // On SIGTERM: refuse new requests, let those in flight commit and be
+        // answered, then stop (a drained group commit leaves nothing unwritten).
         let services: [any Service] = [
-            ReactorService(reactor: reactor), SessionExpiry(service: service, logger: logger),
-            BrokerService(broker: broker, service: service),
+            ReactorService(reactor: reactor, ops: ops) { await server.drain(limit: .seconds(5)) },
+            SessionExpiry(service: service, logger: logger), BrokerService(broker: broker, service: service),
         ]
         try await ServiceGroup.program(services: services, logger: logger).run()
     }

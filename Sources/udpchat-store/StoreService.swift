@@ -38,6 +38,18 @@ final class StoreService: Sendable {
     }
 
     func handle(_ request: IPCStoreRequest) async -> IPCStoreResponse {
+        let started = MonotonicClock.now()
+        let response = await perform(request)
+        StoreMetrics.request(request.methodName, nanoseconds: MonotonicClock.now() &- started)
+        return response
+    }
+
+    /// Whether the database answers a read (for `/readyz`).
+    func databaseResponds() async -> Bool {
+        (try? await backend.read { tx in try tx.session(id: "") == nil }) ?? false
+    }
+
+    private func perform(_ request: IPCStoreRequest) async -> IPCStoreResponse {
         let now = Int64(Date().timeIntervalSince1970)
         let context = request.session
         let ops = Operations(now: now, sessionId: context.sessionID)
@@ -90,6 +102,10 @@ final class StoreService: Sendable {
                     limiter.withLock { $0.admit(user: user.userId, room: room.roomId, now: MonotonicClock.now()) }
                 }
             }
+        case .ping:
+            return await databaseResponds()
+                ? Outcome.respond { $0.done = IPCDone() }.response
+                : Outcome.error(ProtocolText.packetFailurePrefix + "the database does not answer").response
         case nil:
             return Outcome.error(ProtocolText.packetFailurePrefix + "the request names no operation").response
         }

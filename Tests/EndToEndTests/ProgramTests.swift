@@ -85,7 +85,8 @@ struct QuickStartTests {
         #expect(FileManager.default.createFile(atPath: emptyEnvFile.path, contents: Data()))
         let environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "BIN_DIR": binaries.path,
-            "DATA_DIR": root.path, "SERVER_PORT": "0", "UDPCHAT_ENV_FILE": emptyEnvFile.path,
+            "DATA_DIR": root.path, "SERVER_PORT": "0", "UDPCHAT_ENV_FILE": emptyEnvFile.path, "KEYS_METRICS_PORT": "0",
+            "STORE_METRICS_PORT": "0", "EDGE_METRICS_PORT": "0", "AI_METRICS_PORT": "0",
         ]
         let script = try ProgramProcess(
             name: "run", executable: URL(fileURLWithPath: "/bin/bash"),
@@ -93,7 +94,7 @@ struct QuickStartTests {
             environment: environment, directory: repository)
         do {
             let ready = try await script.waitForLine(startingWith: "[edge ] udpchat-edge ready", timeout: .seconds(60))
-            let port = try #require(ready.split(separator: ":").last.flatMap { Int($0) })
+            let port = try #require(TestSystem.port(in: ready, key: "udp"))
             #expect(script.output.contains { $0.hasPrefix("[keys ] udpchat-keys ready") })
             #expect(script.output.contains { $0.hasPrefix("[ai   ] udpchat-ai ready") })
             #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("keys/server_private_key.pem").path))

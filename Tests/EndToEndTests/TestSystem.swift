@@ -42,6 +42,7 @@ final class TestSystem: Sendable {
         var environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
             "DATA_DIR": root.path, "SERVER_IP": "127.0.0.1", "SERVER_PORT": "0", "LOG_LEVEL": "info",
+            "KEYS_METRICS_PORT": "0", "STORE_METRICS_PORT": "0", "EDGE_METRICS_PORT": "0", "AI_METRICS_PORT": "0",
             "RPC_TIMEOUT_MS": "3000",
         ]
         environment.merge(settings) { $1 }
@@ -72,6 +73,12 @@ final class TestSystem: Sendable {
     }
 
     var edge: ProgramProcess { edgeProcess.value! }
+
+    /// The port of `key=HOST:PORT` (or `key=http://HOST:PORT`) in a ready line.
+    static func port(in line: String, key: String) -> Int? {
+        guard let field = line.split(separator: " ").first(where: { $0.hasPrefix(key + "=") }) else { return nil }
+        return field.split(separator: ":").last.flatMap { Int($0) }
+    }
     var keys: ProgramProcess { keysProcess.value }
     var store: ProgramProcess { storeProcess.value }
 
@@ -104,7 +111,7 @@ final class TestSystem: Sendable {
             name: "edge", executable: binaries.appendingPathComponent("udpchat-edge"), environment: environment, directory: root)
         edgeProcess.value = edge
         let line = try await edge.waitForLine(startingWith: "udpchat-edge ready")
-        guard let bound = line.split(separator: ":").last.flatMap({ Int($0) }) else { throw HarnessError("no port in '\(line)'") }
+        guard let bound = Self.port(in: line, key: "udp") else { throw HarnessError("no port in '\(line)'") }
         edgePort.value = bound
     }
 

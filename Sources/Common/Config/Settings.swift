@@ -48,6 +48,21 @@ extension Setting {
     public static let logLevel = Setting("LOG_LEVEL", default: "info", "trace, debug, info, notice, warning, error or critical.")
     public static let debug = Setting("DEBUG", default: "false", "Original name: true, 1, t, yes or y (any case) sets LOG_LEVEL to debug.")
 
+    // Operations (every program)
+    public static let metricsIP = Setting(
+        "METRICS_IP", default: "127.0.0.1", "Address of every program's HTTP endpoint for /metrics, /healthz and /readyz.")
+    public static let keysMetricsPort = Setting(
+        "KEYS_METRICS_PORT", default: "9101", "udpchat-keys' metrics and health port (0: any free one).")
+    public static let storeMetricsPort = Setting("STORE_METRICS_PORT", default: "9102", "udpchat-store's metrics and health port.")
+    public static let edgeMetricsPort = Setting(
+        "EDGE_METRICS_PORT", default: "9103 (METRICS_PORT)",
+        "udpchat-edge's metrics and health port; the original's METRICS_PORT also sets it.")
+    public static let metricsPort = Setting(
+        "METRICS_PORT", default: "", "Original name: the edge's metrics port, when EDGE_METRICS_PORT is not set.")
+    public static let aiMetricsPort = Setting(
+        "AI_METRICS_PORT", default: "9104",
+        "udpchat-ai's metrics and health port (--metrics-port; the systemd template uses its instance name).")
+
     // Edge
     public static let serverIP = Setting(
         "SERVER_IP", default: "127.0.0.1", "UDP address the edge binds (IPv4 or IPv6; 0.0.0.0 or :: for all).")
@@ -130,7 +145,8 @@ extension Setting {
 
     /// Every setting, in documentation order.
     public static let all: [Setting] = [
-        envFile, dataDir, runDir, keysDir, dbPath, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
+        envFile, dataDir, runDir, keysDir, dbPath, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
+        aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
         rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, aiJobTimeout, aiLease, aiHeartbeat,

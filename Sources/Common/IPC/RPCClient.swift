@@ -16,6 +16,8 @@ public final class RPCClient: @unchecked Sendable {
 
     private let reactor: ZMQReactor
     private let driver: Driver
+    /// The peer's name, for logs and metrics.
+    public let peerName: String
     private let queue = Mutex(Queue())
 
     struct Request {
@@ -35,6 +37,7 @@ public final class RPCClient: @unchecked Sendable {
     /// Connects to `endpoint`. `name` names the peer in logs.
     public init(reactor: ZMQReactor, endpoint: String, name: String, logger: Logger) throws {
         self.reactor = reactor
+        self.peerName = name
         let socket = try ZMQSocket(context: reactor.context, type: ZMQ_DEALER)
         try socket.set(ZMQ_LINGER, 0)
         try socket.set(ZMQ_IMMEDIATE, 1)

@@ -47,6 +47,18 @@ public final class RPCServer: @unchecked Sendable {
         reactor.add(driver)
     }
 
+    /// Stops taking requests (new ones are refused as overloaded, which the
+    /// caller sees at once) and waits up to `limit` for the ones in flight
+    /// to finish; their replies go out before the reactor stops.
+    public func drain(limit: Duration) async {
+        state.withLock { $0.stopped = true }
+        let deadline = ContinuousClock.now + limit
+        while state.withLock({ $0.inFlight > 0 }) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        reactor.wakeUp()
+    }
+
     fileprivate func dispatch(identity: [UInt8], id: UInt64, timeoutMs: UInt32, body: [UInt8]) {
         let admitted = state.withLock { state -> Bool in
             guard !state.stopped, state.inFlight < maxInFlight else { return false }

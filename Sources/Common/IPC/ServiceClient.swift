@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import SwiftProtobuf
 
 /// Typed calls to a service: protocol-buffer requests in, responses out,
@@ -13,7 +14,19 @@ public struct ServiceClient<Request: SwiftProtobuf.Message, Response: SwiftProto
     }
 
     /// Calls the service; `completion` runs once on the reactor thread.
+    /// Latency and errors are recorded per method (`udpchat_rpc_*`).
     public func call(_ request: Request, completion: @escaping @Sendable (Result<Response, RPCError>) -> Void) {
+        let method = (request as? any RPCMethodNamed)?.methodName ?? Request.protoMessageName
+        let peer = rpc.peerName
+        let started = MonotonicClock.now()
+        let completion: @Sendable (Result<Response, RPCError>) -> Void = { result in
+            let dimensions = [("peer", peer), ("method", method)]
+            Timer(label: "udpchat_rpc_seconds", dimensions: dimensions).recordNanoseconds(Int64(MonotonicClock.now() &- started))
+            if case .failure(let error) = result {
+                Counter(label: "udpchat_rpc_errors_total", dimensions: dimensions + [("code", error.code.name)]).increment()
+            }
+            completion(result)
+        }
         let body: [UInt8]
         do {
             body = try request.serializedBytes()

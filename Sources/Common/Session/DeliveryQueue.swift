@@ -50,6 +50,9 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
         /// The session ran out of budget: `dropped` copies were discarded and
         /// it is unreachable until it speaks.
         case unreachable(session: String, dropped: Int)
+        /// A copy was acknowledged `roundTrip` nanoseconds after its first
+        /// transmission (for metrics; nothing to send).
+        case acknowledged(roundTrip: UInt64)
     }
 
     private struct SessionState {
@@ -132,6 +135,7 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
         var actions: [Action] = []
         if let copy = state.inFlight.removeValue(forKey: msgId) {
             if copy.transmissions == 1 && now >= copy.lastSent { state.estimator.sample(now - copy.lastSent) }
+            actions.append(.acknowledged(roundTrip: now &- copy.firstSent))
             state.order.removeAll { $0 == msgId }
             if let stream = copy.stream, state.heads[stream] == msgId { actions += release(stream, in: &state, now: now) }
         }

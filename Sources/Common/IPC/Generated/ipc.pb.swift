@@ -506,6 +506,14 @@ public nonisolated struct IPCStoreRequest: Sendable {
     set {op = .requestAi(newValue)}
   }
 
+  public var ping: IPCPing {
+    get {
+      if case .ping(let v)? = op {return v}
+      return IPCPing()
+    }
+    set {op = .ping(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Op: Equatable, Sendable {
@@ -524,12 +532,24 @@ public nonisolated struct IPCStoreRequest: Sendable {
     case listMessages(IPCListMessages)
     case listMembers(IPCListMembers)
     case requestAi(IPCRequestAI)
+    case ping(IPCPing)
 
   }
 
   public init() {}
 
   fileprivate var _session: IPCSessionContext? = nil
+}
+
+/// Is the store able to serve? (A read of the database.)
+public nonisolated struct IPCPing: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Only create the session's row if it has none (a first packet that needs
@@ -2279,7 +2299,7 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StoreRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{2}\u{9}ensure\0\u{3}load_session\0\u{3}touch_sessions\0\u{2}\u{8}login\0\u{1}logout\0\u{1}status\0\u{3}merge_session\0\u{3}list_rooms\0\u{3}create_room\0\u{3}join_room\0\u{3}leave_room\0\u{3}post_message\0\u{3}list_messages\0\u{3}list_members\0\u{3}request_ai\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{2}\u{9}ensure\0\u{3}load_session\0\u{3}touch_sessions\0\u{2}\u{8}login\0\u{1}logout\0\u{1}status\0\u{3}merge_session\0\u{3}list_rooms\0\u{3}create_room\0\u{3}join_room\0\u{3}leave_room\0\u{3}post_message\0\u{3}list_messages\0\u{3}list_members\0\u{3}request_ai\0\u{1}ping\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2483,6 +2503,19 @@ nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._Mes
           self.op = .requestAi(v)
         }
       }()
+      case 32: try {
+        var v: IPCPing?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .ping(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .ping(v)
+        }
+      }()
       default: break
       }
     }
@@ -2557,6 +2590,10 @@ nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._Mes
       guard case .requestAi(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
     }()
+    case .ping?: try {
+      guard case .ping(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2565,6 +2602,25 @@ nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._Mes
   public static func ==(lhs: IPCStoreRequest, rhs: IPCStoreRequest) -> Bool {
     if lhs._session != rhs._session {return false}
     if lhs.op != rhs.op {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCPing: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Ping"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCPing, rhs: IPCPing) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
