@@ -39,6 +39,26 @@ struct KeyFiles {
         try write(key.publicKey.pemRepresentation, to: publicKey, mode: 0o644)
     }
 
+    /// Moves the identity key pair to `retired/` under a UTC timestamp
+    /// (private key mode 0600) and returns the private key's new place.
+    func retireIdentity(now: Date = Date()) throws -> URL {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
+        let stamp = formatter.string(from: now).replacingOccurrences(of: ":", with: "")
+        let folder = directory.appendingPathComponent("retired")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var target = folder.appendingPathComponent("server_private_key-\(stamp).pem")
+        var suffix = 1
+        while FileManager.default.fileExists(atPath: target.path) {
+            suffix += 1
+            target = folder.appendingPathComponent("server_private_key-\(stamp)-\(suffix).pem")
+        }
+        try FileManager.default.moveItem(at: privateKey, to: target)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target.path)
+        try? FileManager.default.removeItem(at: publicKey)
+        return target
+    }
+
     /// Creates the key-encryption key if there is none; returns whether it did.
     /// It is never replaced here: every stored session depends on it.
     @discardableResult
@@ -79,7 +99,7 @@ struct KeyFiles {
 
     /// Writes through a temporary file and a rename, so a crash never leaves
     /// half a key; the mode is set before any key byte is written.
-    private func write(_ text: String, to url: URL, mode: Int) throws {
+    func write(_ text: String, to url: URL, mode: Int) throws {
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
         try? FileManager.default.removeItem(at: temporary)
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: mode]) else {

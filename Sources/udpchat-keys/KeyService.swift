@@ -14,6 +14,10 @@ struct KeyService: Sendable {
     let fingerprint: String
     let wrap: SessionKeyWrap
     let logger: Logger
+    // Made at start so /metrics lists them at zero before the first use.
+    private let signatures = Counter(label: "udpchat_keys_signatures_total")
+    private let unwrapped = Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", "ok")])
+    private let refused = Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", "refused")])
 
     init(identity: _RSA.Signing.PrivateKey, wrap: SessionKeyWrap, logger: Logger) {
         self.identity = identity
@@ -44,7 +48,7 @@ struct KeyService: Sendable {
                 signed.wrappedKey = Data(wrap.wrap(sessionKey: [UInt8](sign.sessionKey), sessionId: sign.sessionID))
                 signed.publicKeyDer = Data(publicKeyDER)
                 signed.fingerprint = fingerprint
-                Counter(label: "udpchat_keys_signatures_total").increment()
+                signatures.increment()
                 response.signedHandshake = signed
             } catch {
                 logger.error("signing failed: \(error)")
@@ -52,7 +56,7 @@ struct KeyService: Sendable {
             }
         case .unwrapSessionKey(let unwrap):
             let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
-            Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", key == nil ? "refused" : "ok")]).increment()
+            (key == nil ? refused : unwrapped).increment()
             if let key {
                 var unwrapped = IPCUnwrappedSessionKey()
                 unwrapped.sessionKey = Data(key)

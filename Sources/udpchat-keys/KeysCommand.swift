@@ -12,7 +12,7 @@ struct KeysCommand: AsyncParsableCommand {
         commandName: "udpchat-keys",
         abstract: "The server's identity key and key-encryption key: set them up, show them, serve them.",
         discussion: "With no subcommand it serves: signatures for handshakes and session-key wrapping for udpchat-edge.",
-        subcommands: [Serve.self, Generate.self, Import.self, Show.self],
+        subcommands: [Serve.self, Generate.self, Import.self, Rotate.self, Show.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -105,6 +105,51 @@ struct Import: ParsableCommand {
     }
 }
 
+struct Rotate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the identity key with a new one, keeping the old one under retired/ (restart udpchat-keys to serve it).",
+        discussion: """
+            Clients that pinned the old fingerprint refuse the new key until they are told it: publish the \
+            new fingerprint first. Sessions already open keep working (their keys are sealed with the \
+            key-encryption key, which is not rotated). To go back: udpchat-keys import retired/FILE --force.
+            """)
+
+    @OptionGroup var options: KeysOptions
+    @Option(help: "RSA key size: 2048, 3072 or 4096 (default: the current key's size).")
+    var bits: Int?
+
+    func run() throws {
+        try reportingFailure {
+            let (_, common) = try loadSettings()
+            let files = options.files(common)
+            let old = try files.loadIdentity()
+            let size = bits ?? old.keySizeInBits
+            let keySize: _RSA.Signing.KeySize
+            switch size {
+            case 2048: keySize = .bits2048
+            case 3072: keySize = .bits3072
+            case 4096: keySize = .bits4096
+            default: throw KeysError("--bits must be 2048, 3072 or 4096, not \(size)")
+            }
+            let key = try _RSA.Signing.PrivateKey(keySize: keySize)
+            let retired = try files.retireIdentity()
+            do {
+                try files.writeIdentity(key, force: true)
+            } catch {
+                // Put the old key back rather than leave none.
+                try? FileManager.default.removeItem(at: files.privateKey)
+                try? FileManager.default.moveItem(at: retired, to: files.privateKey)
+                try? files.write(old.publicKey.pemRepresentation, to: files.publicKey, mode: 0o644)
+                throw error
+            }
+            print("retired:      \(retired.path) (fingerprint \(old.fingerprint))")
+            print("identity key: \(files.privateKey.path) (RSA-\(size))")
+            print("fingerprint:  \(key.fingerprint)")
+            print("restart udpchat-keys to serve it; clients that pinned the old fingerprint must be given the new one")
+        }
+    }
+}
+
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the identity key's fingerprint.")
 
@@ -125,6 +170,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve signatures and key wrapping to udpchat-edge (the default).")
 
     @OptionGroup var options: KeysOptions
+    @Flag(help: "Generate the keys first if there are none (containers' first start); never replaces a key.")
+    var generateIfMissing = false
 
     func run() async throws {
         let logger: Logger
@@ -141,6 +188,15 @@ struct Serve: AsyncParsableCommand {
             Observability.bootstrap()
             logger = Logger(label: "udpchat-keys")
             let files = options.files(common)
+            if generateIfMissing && !files.identityExists {
+                let bits = try settings.int(.keyBits, default: 2048, range: 2048...4096)
+                guard let size = [2048: _RSA.Signing.KeySize.bits2048, 3072: .bits3072, 4096: .bits4096][bits] else {
+                    throw KeysError("KEY_BITS must be 2048, 3072 or 4096, not \(bits)")
+                }
+                try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
+                try files.ensureKeyEncryptionKey()
+                logger.notice("generated a new identity key in \(files.directory.path)")
+            }
             service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
             try common.createSocketDirectories(for: [common.keysBind])
             reactor = ZMQReactor(context: ZMQContext(), name: "keys-zmq")

@@ -10,7 +10,7 @@ struct StoreCommand: AsyncParsableCommand {
         commandName: "udpchat-store",
         abstract: "Users, sessions, rooms, members and messages in SQLite; the only writer.",
         discussion: "With no subcommand it serves udpchat-edge over ZeroMQ and publishes an event after each commit.",
-        subcommands: [Serve.self, Migrate.self, UserCommand.self, ImportLegacy.self],
+        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, UserCommand.self, ImportLegacy.self],
         defaultSubcommand: Serve.self)
 }
 

@@ -73,14 +73,14 @@ final class TestSystem: Sendable {
     }
 
     var edge: ProgramProcess { edgeProcess.value! }
+    var keys: ProgramProcess { keysProcess.value }
+    var store: ProgramProcess { storeProcess.value }
 
     /// The port of `key=HOST:PORT` (or `key=http://HOST:PORT`) in a ready line.
     static func port(in line: String, key: String) -> Int? {
         guard let field = line.split(separator: " ").first(where: { $0.hasPrefix(key + "=") }) else { return nil }
         return field.split(separator: ":").last.flatMap { Int($0) }
     }
-    var keys: ProgramProcess { keysProcess.value }
-    var store: ProgramProcess { storeProcess.value }
 
     /// Stops the store with `signal` and, unless `restart` is false, starts it again.
     func restartStore(signal: Int32 = SIGKILL, after pause: Duration = .zero) async throws {
@@ -103,9 +103,10 @@ final class TestSystem: Sendable {
     }
     var port: Int { edgePort.value }
 
-    /// Starts the edge on `port` (0: a free one) and waits for its ready line.
-    func startEdge(port: Int) async throws {
-        var environment = self.environment
+    /// Starts the edge on `port` (0: a free one), with `extra` settings, and
+    /// waits for its ready line.
+    func startEdge(port: Int, extra: [String: String] = [:]) async throws {
+        var environment = self.environment.merging(extra) { $1 }
         environment["SERVER_PORT"] = String(port)
         let edge = try ProgramProcess(
             name: "edge", executable: binaries.appendingPathComponent("udpchat-edge"), environment: environment, directory: root)
@@ -141,6 +142,22 @@ final class TestSystem: Sendable {
         try runToCompletion(
             binaries.appendingPathComponent(program), arguments, environment: environment.merging(extra) { $1 }, directory: root,
             input: input)
+    }
+
+    /// Every chat message in a database file (default: this system's),
+    /// read with Python's sqlite3 while the store runs (WAL allows it).
+    func storedMessages(database: URL? = nil) throws -> [String] {
+        let path = database?.path ?? environment["DB_PATH"] ?? root.appendingPathComponent("udpchat.db").path
+        let script = """
+            import sqlite3, sys, json
+            db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+            print(json.dumps([row[0] for row in db.execute("SELECT content FROM messages ORDER BY id")]))
+            """
+        let (status, output) = try runToCompletion(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path])
+        guard status == 0, case .array(let items)? = try? JSONParser.parse(output) else {
+            throw HarnessError("reading \(path) failed: \(output)")
+        }
+        return items.compactMap(\.stringValue)
     }
 
     /// Starts an AI worker with extra `settings` and waits until it is ready.

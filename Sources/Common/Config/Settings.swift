@@ -170,11 +170,18 @@ public struct SettingsReader: Sendable {
         let explicit = environment[Setting.envFile.name].flatMap { $0.isEmpty ? nil : $0 }
         let path = explicit ?? ".env"
         if FileManager.default.fileExists(atPath: path) {
-            let text: String
+            // FileHandle rather than String(contentsOfFile:), which refuses
+            // devices such as /dev/null ("no file").
+            let data: Data
             do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
+                guard let handle = FileHandle(forReadingAtPath: path) else { throw ConfigurationError("permission denied") }
+                defer { try? handle.close() }
+                data = try handle.readToEnd() ?? Data()
             } catch {
-                throw ConfigurationError("cannot read the environment file \(path): \(error.localizedDescription)")
+                throw ConfigurationError("cannot read the environment file \(path): \(error)")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError("the environment file \(path) is not UTF-8")
             }
             do {
                 fileValues = try DotEnv.parse(text)

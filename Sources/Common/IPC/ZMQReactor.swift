@@ -44,6 +44,8 @@ public final class ZMQReactor: @unchecked Sendable {
     private let state = Mutex(State())
     private var drivers: [ReactorDriver] = []  // reactor thread only, after start
     private let finished = DispatchSemaphore(value: 0)
+    /// When the thread last went round its loop (it does at least once a second).
+    private let lastTurn = Atomic<UInt64>(0)
 
     private struct State {
         var started = false
@@ -95,6 +97,13 @@ public final class ZMQReactor: @unchecked Sendable {
         _ = Glibc.write(wakeWrite, &byte, 1)
     }
 
+    /// Whether the thread went round its loop within `limit` (what the
+    /// systemd watchdog checks): false before start and once it is stuck.
+    public func isResponsive(within limit: Duration = .seconds(5)) -> Bool {
+        let last = lastTurn.load(ordering: .relaxed)
+        return last != 0 && MonotonicClock.now() &- last <= UInt64(limit.nanoseconds)
+    }
+
     /// Stops the thread: pending calls fail, sockets close. Waits up to
     /// `timeout` seconds for the thread to finish.
     public func shutdown(timeout: Double = 5) {
@@ -118,6 +127,7 @@ public final class ZMQReactor: @unchecked Sendable {
             if stopping { break }
 
             let now = MonotonicClock.now()
+            lastTurn.store(now, ordering: .relaxed)
             nextDue = nil
             for driver in drivers {
                 if let due = driver.service(now: now) { nextDue = min(nextDue ?? due, due) }

@@ -42,11 +42,13 @@ public enum SystemdNotifier {
         return .microseconds(usec)
     }
 
-    /// Pings the watchdog at half its interval until cancelled.
-    public static func keepWatchdogFed() async {
+    /// Pings the watchdog at half its interval until cancelled, but only
+    /// while `alive` holds: a program whose work loop is stuck stops pinging
+    /// and systemd restarts it.
+    public static func keepWatchdogFed(while alive: @Sendable () -> Bool) async {
         guard let interval = watchdogInterval else { return }
         while !Task.isCancelled {
-            notify("WATCHDOG=1")
+            if alive() { notify("WATCHDOG=1") }
             try? await Task.sleep(for: interval / 2)
         }
     }

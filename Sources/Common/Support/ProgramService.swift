@@ -19,7 +19,7 @@ public struct ReactorService: Service {
     public func run() async throws {
         reactor.start()
         SystemdNotifier.notify("READY=1")
-        let watchdog = Task { await SystemdNotifier.keepWatchdogFed() }
+        let watchdog = Task { [reactor] in await SystemdNotifier.keepWatchdogFed { reactor.isResponsive() } }
         try? await gracefulShutdown()
         SystemdNotifier.notify("STOPPING=1")
         await onShutdown()

@@ -1,0 +1,149 @@
+import ArgumentParser
+import Common
+import Foundation
+import GRDB
+
+/// `udpchat-store backup PATH`: a consistent copy of the live database,
+/// taken with SQLite's online backup while the store keeps serving.
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the database to PATH while the store runs (SQLite's online backup; a consistent snapshot).",
+        discussion: "The copy is written beside PATH, checked with PRAGMA integrity_check, then renamed into place.")
+
+    @Argument(help: "File to write (refused if it exists, unless --force).")
+    var path: String
+    @Flag(help: "Replace PATH if it exists.")
+    var force = false
+
+    func run() throws {
+        do {
+            let common = try CommonSettings(try SettingsReader.load())
+            guard FileManager.default.fileExists(atPath: common.dbPath) else {
+                throw StoreFailure("no database at \(common.dbPath) (DB_PATH)")
+            }
+            try DatabaseFiles.becomeOwner(of: common.dbPath)
+            let counts = try DatabaseFiles.copy(from: common.dbPath, to: path, force: force)
+            print("backup: \(path) from \(common.dbPath)")
+            print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
+        } catch {
+            ProgramIO.printError("udpchat-store: backup failed: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `udpchat-store restore PATH`: puts a backup in place of the database.
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the database with a backup. Stop udpchat-store first.",
+        discussion: """
+            The backup is checked first; the current database is kept beside it as \
+            udpchat.db.before-restore-TIMESTAMP. The copy goes through SQLite, so the database's \
+            WAL files are handled (never copy a live database's file with cp).
+            """)
+
+    @Argument(help: "Backup file written by `udpchat-store backup`.")
+    var path: String
+
+    func run() throws {
+        do {
+            let common = try CommonSettings(try SettingsReader.load())
+            guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("no backup at \(path)") }
+            try DatabaseFiles.becomeOwner(of: common.dbPath)
+            try DatabaseFiles.check(path)
+            var kept: String?
+            if FileManager.default.fileExists(atPath: common.dbPath) {
+                let stamp = Int(Date().timeIntervalSince1970)
+                kept = "\(common.dbPath).before-restore-\(stamp)"
+                _ = try DatabaseFiles.copy(from: common.dbPath, to: kept!, force: false)
+            }
+            let counts = try DatabaseFiles.copy(from: path, to: common.dbPath, force: true, inPlace: true)
+            print("restored: \(common.dbPath) from \(path)")
+            print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
+            if let kept { print("previous database kept at \(kept)") }
+        } catch {
+            ProgramIO.printError("udpchat-store: restore failed: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+enum DatabaseFiles {
+    /// Run as root on a database another user owns (udpchat-store under
+    /// systemd), becomes that user first, so the files SQLite creates
+    /// beside the database (-wal, -shm) keep the owner the store needs.
+    static func becomeOwner(of path: String) throws {
+        guard geteuid() == 0, let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let uid = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value,
+            let gid = (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value, uid != 0
+        else { return }
+        guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
+            throw StoreFailure("cannot switch to the database's owner (uid \(uid)): errno \(errno)")
+        }
+    }
+
+    struct Counts {
+        var users = 0
+        var rooms = 0
+        var messages = 0
+    }
+
+    /// Copies database `source` to `target` with SQLite's backup API. Not
+    /// in place: through a temporary file and a rename. In place: into the
+    /// existing database (its WAL included) under SQLite's locks.
+    static func copy(from source: String, to target: String, force: Bool, inPlace: Bool = false) throws -> Counts {
+        if FileManager.default.fileExists(atPath: target) && !force {
+            throw StoreFailure("\(target) exists; use --force to replace it")
+        }
+        let folder = (target as NSString).deletingLastPathComponent
+        guard access(folder.isEmpty ? "." : folder, W_OK) == 0 else {
+            throw StoreFailure(
+                "cannot write in \(folder.isEmpty ? "." : folder) as uid \(geteuid()) (the database's owner): choose a directory it can write"
+            )
+        }
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        let from = try DatabaseQueue(path: source, configuration: readOnly)
+        if inPlace {
+            let to = try DatabaseQueue(path: target)
+            try from.backup(to: to)
+            try to.close()
+            try from.close()
+            return try check(target)
+        }
+        let temporary = target + ".partial"
+        try? FileManager.default.removeItem(atPath: temporary)
+        do {
+            let to = try DatabaseQueue(path: temporary)
+            try from.backup(to: to)
+            // A single self-contained file: no -wal or -shm beside it.
+            try to.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = DELETE") }
+            try to.close()
+            try from.close()
+            let counts = try check(temporary)
+            guard rename(temporary, target) == 0 else { throw StoreFailure("cannot rename \(temporary) to \(target): errno \(errno)") }
+            return counts
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    /// Runs `PRAGMA integrity_check` and counts what the database holds.
+    @discardableResult
+    static func check(_ path: String) throws -> Counts {
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: readOnly)
+        defer { try? queue.close() }
+        return try queue.read { db in
+            let result = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+            guard result == ["ok"] else { throw StoreFailure("\(path) fails its integrity check: \(result.prefix(5))") }
+            guard try db.tableExists("messages") else { throw StoreFailure("\(path) is not a udpchat database") }
+            return Counts(
+                users: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0,
+                rooms: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rooms") ?? 0,
+                messages: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages") ?? 0)
+        }
+    }
+}
