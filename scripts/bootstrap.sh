@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what udpchat needs to build and run, if it is missing:
 # Debian's libzmq3-dev, libsqlite3-dev and pkg-config. With --test, also
-# what the tests need: Python 3 with the `cryptography` package.
+# what the tests need: Python 3 with the `cryptography` package and PyYAML
+# (deploy/container/check.py), and systemd's tools (systemd-analyze verify,
+# systemd-sysusers for the install script).
 # Safe to run again; installs nothing that is already there.
 set -euo pipefail
 
@@ -19,8 +21,11 @@ missing=()
 for package in libzmq3-dev libsqlite3-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if [ "$want_tests" = 1 ] && ! command -v python3 >/dev/null 2>&1; then
-  missing+=(python3 python3-pip)
+if [ "$want_tests" = 1 ]; then
+  command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+  for package in python3-yaml systemd; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

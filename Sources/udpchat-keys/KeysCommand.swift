@@ -22,6 +22,14 @@ struct KeysOptions: ParsableArguments {
     var directory: String?
 
     func files(_ common: CommonSettings) -> KeyFiles { KeyFiles(directory: directory ?? common.keysDir) }
+
+    /// The key files, after becoming the key directory's owner when run as
+    /// root (so a new key stays readable by udpchat-keys).
+    func filesAsOwner(_ common: CommonSettings) throws -> KeyFiles {
+        let files = files(common)
+        try FileOwner.become(ownerOf: files.directory.path)
+        return files
+    }
 }
 
 func loadSettings() throws -> (SettingsReader, CommonSettings) {
@@ -62,7 +70,7 @@ struct Generate: ParsableCommand {
             case 4096: keySize = .bits4096
             default: throw KeysError("--bits must be 2048, 3072 or 4096, not \(size)")
             }
-            let files = options.files(common)
+            let files = try options.filesAsOwner(common)
             // Before the slow key generation, not only when writing.
             try files.refuseOverwrite(force: force)
             let key = try _RSA.Signing.PrivateKey(keySize: keySize)
@@ -88,7 +96,7 @@ struct Import: ParsableCommand {
     func run() throws {
         try reportingFailure {
             let (_, common) = try loadSettings()
-            let files = options.files(common)
+            let files = try options.filesAsOwner(common)
             guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw KeysError("cannot read \(path)") }
             let key: _RSA.Signing.PrivateKey
             do {
@@ -121,7 +129,7 @@ struct Rotate: ParsableCommand {
     func run() throws {
         try reportingFailure {
             let (_, common) = try loadSettings()
-            let files = options.files(common)
+            let files = try options.filesAsOwner(common)
             let old = try files.loadIdentity()
             let size = bits ?? old.keySizeInBits
             let keySize: _RSA.Signing.KeySize

@@ -21,7 +21,7 @@ struct Backup: ParsableCommand {
             guard FileManager.default.fileExists(atPath: common.dbPath) else {
                 throw StoreFailure("no database at \(common.dbPath) (DB_PATH)")
             }
-            try DatabaseFiles.becomeOwner(of: common.dbPath)
+            try FileOwner.become(ownerOf: common.dbPath)
             let counts = try DatabaseFiles.copy(from: common.dbPath, to: path, force: force)
             print("backup: \(path) from \(common.dbPath)")
             print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
@@ -49,7 +49,7 @@ struct Restore: ParsableCommand {
         do {
             let common = try CommonSettings(try SettingsReader.load())
             guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("no backup at \(path)") }
-            try DatabaseFiles.becomeOwner(of: common.dbPath)
+            try FileOwner.become(ownerOf: common.dbPath)
             try DatabaseFiles.check(path)
             var kept: String?
             if FileManager.default.fileExists(atPath: common.dbPath) {
@@ -69,19 +69,6 @@ struct Restore: ParsableCommand {
 }
 
 enum DatabaseFiles {
-    /// Run as root on a database another user owns (udpchat-store under
-    /// systemd), becomes that user first, so the files SQLite creates
-    /// beside the database (-wal, -shm) keep the owner the store needs.
-    static func becomeOwner(of path: String) throws {
-        guard geteuid() == 0, let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            let uid = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value,
-            let gid = (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value, uid != 0
-        else { return }
-        guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
-            throw StoreFailure("cannot switch to the database's owner (uid \(uid)): errno \(errno)")
-        }
-    }
-
     struct Counts {
         var users = 0
         var rooms = 0

@@ -20,6 +20,7 @@ struct Migrate: ParsableCommand {
     func run() throws {
         do {
             let common = try CommonSettings(try SettingsReader.load())
+            try FileOwner.become(ownerOf: common.dbPath)
             let result = try SQLiteBackend.migrate(path: common.dbPath)
             print("database: \(common.dbPath)")
             print("applied now: \(result.applied.isEmpty ? "none" : result.applied.joined(separator: ", "))")

@@ -16,6 +16,7 @@ struct UserCommand: ParsableCommand {
 /// be running: SQLite lets the command write between its transactions).
 func openDatabase() throws -> SQLiteBackend {
     let common = try CommonSettings(try SettingsReader.load())
+    try FileOwner.become(ownerOf: common.dbPath)
     return try SQLiteBackend(path: common.dbPath)
 }
 

@@ -54,6 +54,44 @@ struct ProgramTests {
         }
     }
 
+    @Test func rotateKeepsTheOldKeyAndOpenSessionsGoOnWhilePinnedClientsRefuse() async throws {
+        try await withSystem { system in
+            let knownHosts = system.root.appendingPathComponent("known_hosts").path
+            let base = ["--server", "127.0.0.1:\(system.port)", "--known-hosts", knownHosts]
+            #expect(try system.run("udpchat", ["hello"] + base).status == 0, "pins the first key")
+            let open = try await system.client()
+            _ = try await open.login(email: "alice@example.com")
+            let room = try await open.createRoom(name: "Keys")
+            let old = try #require(Self.fingerprint(try system.run("udpchat-keys", ["show"]).output))
+
+            let rotated = try system.run("udpchat-keys", ["rotate"])
+            #expect(rotated.status == 0, "\(rotated.output)")
+            let new = try #require(Self.fingerprint(rotated.output))
+            #expect(new != old && rotated.output.contains("retired:") && rotated.output.contains(old))
+            let retiredDir = system.root.appendingPathComponent("keys/retired")
+            let retired = try FileManager.default.contentsOfDirectory(atPath: retiredDir.path)
+            #expect(retired.count == 1 && retired[0].hasPrefix("server_private_key-"))
+            let attributes = try FileManager.default.attributesOfItem(atPath: retiredDir.appendingPathComponent(retired[0]).path)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600)
+
+            try await system.restartKeys(signal: SIGTERM)
+            #expect(system.keys.output.contains { $0.contains("fingerprint=\(new)") })
+            // The open session goes on: its key is sealed with the unchanged key-encryption key.
+            _ = try await open.sendMessage(roomId: room.roomId, content: "still here")
+            try await system.restartEdge(signal: SIGTERM)
+            _ = try await open.sendMessage(roomId: room.roomId, content: "after an edge restart too")
+            // A client that pinned the old key refuses the new one.
+            let refused = try system.run("udpchat", ["hello"] + base)
+            #expect(refused.status != 0 && refused.output.contains("was pinned for it on first use"), "\(refused.output)")
+
+            // Going back: import the retired key.
+            let back = try system.run(
+                "udpchat-keys", ["import", "--force", retiredDir.appendingPathComponent(retired[0]).path])
+            #expect(back.status == 0 && Self.fingerprint(back.output) == old, "\(back.output)")
+            await open.close()
+        }
+    }
+
     @Test func storeMigrateReportsTheSchema() async throws {
         try await withSystem { system in
             let result = try system.run("udpchat-store", ["migrate"])

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Checks the container files without a container engine.
+
+  deploy/container/check.py [--root REPOSITORY]
+
+- compose.yaml parses as YAML, its services, networks and volumes refer to
+  each other correctly, and the AI workers can be scaled (no fixed name, no
+  host port);
+- every ${VARIABLE} it uses and every setting it passes is documented
+  (`NAME=` in .env.sample, or `NAME` in backquotes in the README);
+- the Containerfile builds with the README's build command, installs the
+  Debian packages scripts/bootstrap.sh installs, and copies files that exist;
+- each health check probes the port its program serves by default.
+
+Prints one line per problem and exits 1 if there is any.
+"""
+import argparse
+import os
+import re
+import sys
+
+import yaml
+
+PROGRAM_PORTS = {"udpchat-keys": 9101, "udpchat-store": 9102, "udpchat-edge": 9103, "udpchat-ai": 9104}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    root = parser.parse_args().root
+    problems = []
+
+    def read(path):
+        with open(os.path.join(root, path), encoding="utf-8") as handle:
+            return handle.read()
+
+    sample = read(".env.sample")
+    readme = read("README.md")
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", sample, re.MULTILINE))
+    documented |= set(re.findall(r"`([A-Z][A-Z0-9_]*)`", readme))
+
+    # --- compose.yaml -----------------------------------------------------
+    text = read("deploy/container/compose.yaml")
+    try:
+        compose = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        print(f"compose.yaml does not parse: {error}")
+        return 1
+    if not isinstance(compose, dict):
+        print("compose.yaml: not a mapping")
+        return 1
+
+    allowed_top = {"name", "services", "networks", "volumes", "configs", "secrets"}
+    for key in compose:
+        if key not in allowed_top and not str(key).startswith("x-"):
+            problems.append(f"compose.yaml: unknown top-level key '{key}'")
+
+    for variable in sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))):
+        if variable not in documented:
+            problems.append(f"compose.yaml uses ${{{variable}}}, which neither .env.sample nor the README documents")
+
+    services = compose.get("services") or {}
+    networks = set((compose.get("networks") or {}).keys())
+    volumes = set((compose.get("volumes") or {}).keys())
+    for required in ("keys", "store", "edge", "ai"):
+        if required not in services:
+            problems.append(f"compose.yaml: no '{required}' service")
+
+    built = False
+    for name, service in services.items():
+        where = f"compose.yaml: service '{name}'"
+        if not isinstance(service, dict):
+            problems.append(f"{where} is not a mapping")
+            continue
+        if "image" not in service and "build" not in service:
+            problems.append(f"{where} has neither image nor build")
+        if "build" in service:
+            built = True
+            build = service["build"]
+            context = os.path.normpath(os.path.join(root, "deploy/container", build.get("context", ".")))
+            dockerfile = os.path.join(context, build.get("dockerfile", "Dockerfile"))
+            if not os.path.isfile(dockerfile):
+                problems.append(f"{where} builds from {dockerfile}, which does not exist")
+        command = service.get("command")
+        if not isinstance(command, list) or not command:
+            problems.append(f"{where} needs a command list naming the program")
+            continue
+        program = command[0]
+        if program not in PROGRAM_PORTS:
+            problems.append(f"{where} runs '{program}', not a udpchat program")
+        for network in service.get("networks") or []:
+            if network not in networks:
+                problems.append(f"{where} joins undeclared network '{network}'")
+        for mount in service.get("volumes") or []:
+            source = mount.split(":", 1)[0] if isinstance(mount, str) else mount.get("source")
+            if source and not source.startswith((".", "/")) and source not in volumes:
+                problems.append(f"{where} mounts undeclared volume '{source}'")
+        for dependency in service.get("depends_on") or {}:
+            if dependency not in services:
+                problems.append(f"{where} depends on unknown service '{dependency}'")
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):
+            environment = dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
+        for setting in environment:
+            if setting not in documented:
+                problems.append(f"{where} sets {setting}, which is not a documented setting")
+        health = service.get("healthcheck") or {}
+        test = health.get("test")
+        if not isinstance(test, list) or len(test) < 3 or test[:2] != ["CMD", "udpchat-healthcheck"]:
+            problems.append(f"{where} needs healthcheck test [CMD, udpchat-healthcheck, PORT]")
+        elif program in PROGRAM_PORTS and str(test[2]) != str(PROGRAM_PORTS[program]):
+            problems.append(f"{where} checks port {test[2]}, but {program} serves health on {PROGRAM_PORTS[program]}")
+        if program == "udpchat-ai":
+            if "container_name" in service:
+                problems.append(f"{where} has a container_name, so --scale cannot run more than one")
+            if service.get("ports"):
+                problems.append(f"{where} publishes host ports, so --scale would collide")
+        if program == "udpchat-edge" and not any(str(port).endswith("/udp") for port in service.get("ports") or []):
+            problems.append(f"{where} publishes no UDP port")
+    if not built:
+        problems.append("compose.yaml: no service builds the image")
+
+    # --- Containerfile ----------------------------------------------------
+    containerfile = read("deploy/container/Containerfile")
+    readme_builds = set(re.findall(r"^(swift build -c release[^\n#]*?)\s*$", readme, re.MULTILINE))
+    image_builds = set(m.strip() for m in re.findall(r"^RUN (swift build -c release[^\n\\]*)$", containerfile, re.MULTILINE))
+    install_builds = set(m.strip() for m in re.findall(r"^\s*(swift build -c release.*)$", read("deploy/install.sh"), re.MULTILINE))
+    if not readme_builds:
+        problems.append("README.md shows no release build command (a line 'swift build -c release ...')")
+    if not image_builds:
+        problems.append("Containerfile: no 'RUN swift build -c release ...' step")
+    elif image_builds != readme_builds:
+        problems.append(f"Containerfile builds with {sorted(image_builds)}, the README with {sorted(readme_builds)}")
+    if install_builds and install_builds != readme_builds:
+        problems.append(f"deploy/install.sh builds with {sorted(install_builds)}, the README with {sorted(readme_builds)}")
+
+    bootstrap = read("scripts/bootstrap.sh")
+    wanted = re.search(r"for package in ([^;]+);", bootstrap)
+    build_stage = containerfile.split("\nFROM ", 2)[1] if containerfile.count("\nFROM ") >= 2 else containerfile
+    if wanted:
+        for package in wanted.group(1).split():
+            if package not in build_stage:
+                problems.append(f"Containerfile's build stage does not install {package} (scripts/bootstrap.sh does)")
+    for source in re.findall(r"^COPY (?!--from)(\S+)", containerfile, re.MULTILINE):
+        if not os.path.exists(os.path.join(root, source)):
+            problems.append(f"Containerfile copies {source}, which does not exist")
+
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"ok: compose.yaml ({len(services)} services) and Containerfile")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
