@@ -229,7 +229,7 @@ struct ConversationTests {
 
     @Test func theEdgeServesIPv6() async throws {
         try await withSystem(settings: ["SERVER_IP": "::1"]) { system in
-            #expect(system.edge.output.contains { $0 == "udpchat-edge ready udp=[::1]:\(system.port)" })
+            #expect(system.edge.output.contains { $0.hasPrefix("udpchat-edge ready udp=[::1]:\(system.port) metrics=http://") })
             let client = try await system.client()
             #expect(try await client.hello() == "Welcome to UDPChat-AI.")
             #expect(try await client.login(email: "six@example.com").name == "six")
