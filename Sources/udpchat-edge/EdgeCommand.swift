@@ -88,11 +88,12 @@ struct EdgeCommand: AsyncParsableCommand {
             metadata: ["keys": "\(settings.common.keysEndpoint)", "store": "\(settings.common.storeEndpoint)"])
         ProgramIO.announceReady("udpchat-edge ready udp=\(bound) metrics=\(ops.url(host: endpoint.host))")
 
-        // On SIGTERM: read no more datagrams, answer the requests in flight,
-        // report liveness to the store, then close.
+        // On SIGTERM: take no new requests (only ACKs), answer the requests
+        // in flight, let acknowledging clients confirm the broadcasts sent to
+        // them, report liveness to the store, then close. At most 5 s.
         let service = ReactorService(reactor: reactor, ops: ops) {
-            try? await channel.setOption(.autoRead, value: false)
             await server.drain(limit: .seconds(5))
+            try? await channel.setOption(.autoRead, value: false)
             try? await channel.close()
         }
         try await ServiceGroup.program(services: [service], logger: logger).run()

@@ -39,6 +39,10 @@ final class EdgeServer: @unchecked Sendable {
     private var lastTouch: UInt64 = 0
     private var roomSequence: [String: UInt64] = [:]
     private var tickTask: RepeatedTask?
+    /// Shutting down: only ACKs are taken (so the copies in flight can still
+    /// be confirmed); anything else is dropped unanswered and untouched, and
+    /// the client sends it again to the next edge.
+    private var draining = false
     /// Unauthenticated work per source address: handshakes (each costs an
     /// RSA signature) and error replies and session lookups.
     private var handshakeLimiter: SourceLimiter<String>
@@ -78,8 +82,18 @@ final class EdgeServer: @unchecked Sendable {
     /// to be signed, then reports pending liveness to the store.
     func drain(limit: Duration = .seconds(5)) async {
         let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline, (try? await loop.submit({ [self] in hasWorkInFlight }).get()) == true {
+        _ = try? await loop.submit { [self] in draining = true }.get()
+        while ContinuousClock.now < deadline,
+            (try? await loop.submit({ [self] in hasWorkInFlight || awaitingAcknowledgement }).get()) == true
+        {
             try? await Task.sleep(for: .milliseconds(10))
+        }
+        let (busy, unconfirmed) =
+            (try? await loop.submit { [self] in (hasWorkInFlight, delivery.awaitedByAcknowledgers) }.get()) ?? (false, 0)
+        if busy || unconfirmed > 0 {
+            logger.warning("drain limit reached", metadata: ["unconfirmed copies": "\(unconfirmed)", "requests in flight": "\(busy)"])
+        } else {
+            logger.info("drained: every request answered, every copy to an acknowledging client confirmed")
         }
         let touches: IPCStoreRequest? = try? await loop.submit { [self] in
             tickTask?.cancel()
@@ -93,6 +107,9 @@ final class EdgeServer: @unchecked Sendable {
             group.cancelAll()
         }
     }
+
+    /// Broadcast copies that a client which acknowledges has not confirmed yet.
+    private var awaitingAcknowledgement: Bool { delivery.awaitedByAcknowledgers > 0 }
 
     /// Requests, handshakes or restores not finished yet.
     private var hasWorkInFlight: Bool {
@@ -131,6 +148,11 @@ final class EdgeServer: @unchecked Sendable {
             envelope = try Envelope.decodeRequest(bytes)
         } catch {
             sendError(error.replyText, answering: request)
+            return
+        }
+        if draining {
+            // Only a known session's packet can be an ACK; the rest goes to the next edge.
+            if case .secure(let secure) = envelope, table[secure.sessionId] != nil { open(secure, answering: request) }
             return
         }
         switch envelope {
@@ -319,8 +341,12 @@ final class EdgeServer: @unchecked Sendable {
         }
         guard let sealed = Hex.decode(secure.ciphertext), let plaintext = session.cipher.open(sealed, nonce: nonce) else {
             metrics.decryptFailures.increment()
-            sendError(ProtocolText.decryptionFailed, answering: request)
+            if !draining { sendError(ProtocolText.decryptionFailed, answering: request) }
             return
+        }
+        if draining {
+            // Left for the next edge: not marked seen, so it is not a replay there.
+            guard case .ack? = try? ClientPacket.decode(plaintext) else { return }
         }
         let verdict = table.update(session.id) { $0.replay.admit(nonce) }
         guard verdict == .accepted else {

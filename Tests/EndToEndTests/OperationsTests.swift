@@ -1,6 +1,7 @@
 import ChatClient
 import Common
 import Foundation
+import NIOCore
 import Testing
 
 #if canImport(Glibc)
@@ -249,6 +250,45 @@ struct OperationsTests {
             #expect(acknowledged.count > 50)
             #expect(lost.isEmpty, "acknowledged but not stored: \(lost)")
             for client in clients { await client.close() }
+        }
+    }
+
+    @Test func aStoppingEdgeWaitsForTheAcknowledgementOfWhatItSent() async throws {
+        try await withSystem { system in
+            // bob is 300 ms away each way, so his ACK comes 600 ms after a broadcast.
+            let proxy = try await LossyProxy(
+                upstream: try SocketAddress(ipAddress: "127.0.0.1", port: system.port), impairments: Impairments(delay: 300...300),
+                seed: 7)
+            defer { Task { await proxy.close() } }
+            let alice = try await system.client()
+            let bob = try await ChatClient(options: .init(host: "127.0.0.1", port: proxy.port, knownHosts: nil, timeout: .seconds(10)))
+            try await bob.connect()
+            _ = try await alice.login(email: "alice@example.com")
+            _ = try await bob.login(email: "bob@example.com")
+            let room = try await alice.createRoom(name: "Far")
+            _ = try await bob.joinRoom(id: room.roomId)
+            func arrives(_ text: String) async -> Bool {
+                await bob.nextEvent(timeout: .seconds(5)) {
+                    if case .message(let event) = $0.packet { return event.content == text }
+                    return false
+                } != nil
+            }
+            _ = try await alice.sendMessage(roomId: room.roomId, content: "first")
+            #expect(await arrives("first"))  // bob has acknowledged once: he is an acknowledging client
+            try await Task.sleep(for: .seconds(1))
+
+            _ = try await alice.sendMessage(roomId: room.roomId, content: "last words")
+            let started = ContinuousClock.now
+            kill(system.edge.pid, SIGTERM)
+            #expect(await arrives("last words"))
+            #expect(await system.edge.stop(timeout: .seconds(20)) == 0)
+            let took = ContinuousClock.now - started
+            print("edge drained in \(took) with an ACK 600 ms away")
+            #expect(
+                system.edge.log().contains("drained: every request answered, every copy to an acknowledging client confirmed"),
+                "\(system.edge.log())")
+            await alice.close()
+            await bob.close()
         }
     }
 

@@ -98,6 +98,12 @@ public struct DeliveryQueue<Payload: Sendable>: Sendable {
     /// Copies waiting for one session.
     public func pending(for session: String) -> Int { sessions[session]?.count ?? 0 }
 
+    /// Copies waiting for sessions that acknowledge and are reachable: those
+    /// a graceful shutdown waits for.
+    public var awaitedByAcknowledgers: Int {
+        sessions.values.reduce(0) { $0 + ($1.acknowledges && !$1.unreachable ? $1.count : 0) }
+    }
+
     /// Whether the session is marked unreachable.
     public func isUnreachable(_ session: String) -> Bool { sessions[session]?.unreachable ?? false }
 
