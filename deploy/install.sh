@@ -60,8 +60,11 @@ root() { printf '%s%s' "$destdir" "$1"; }
 
 # Programs and docs.
 install -d -m 0755 "$(root "$prefix/bin")" "$(root "$prefix/share/doc/udpchat")"
+# Stripped when strip is there: the debug information is most of their size.
+strip_flag=""
+command -v strip >/dev/null 2>&1 && strip_flag="-s"
 for program in "${programs[@]}"; do
-  install -m 0755 "$bin_dir/$program" "$(root "$prefix/bin/$program")"
+  install -m 0755 $strip_flag "$bin_dir/$program" "$(root "$prefix/bin/$program")"
 done
 install -m 0644 docs/operations.md README.md .env.sample "$(root "$prefix/share/doc/udpchat/")"
 

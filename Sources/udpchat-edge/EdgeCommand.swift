@@ -96,7 +96,7 @@ struct EdgeCommand: AsyncParsableCommand {
             try? await channel.setOption(.autoRead, value: false)
             try? await channel.close()
         }
-        try await ServiceGroup.program(services: [service], logger: logger).run()
+        try await ServiceGroup.program(services: [service], logger: logger, drainLimit: .seconds(15)).run()
         try? await group.shutdownGracefully()
     }
 

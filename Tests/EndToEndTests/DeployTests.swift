@@ -54,8 +54,8 @@ struct DeployTests {
         return result
     }
 
-    static func install(into root: URL) throws -> (status: Int32, output: String) {
-        try runToCompletion(
+    static func install(into root: URL) async throws -> (status: Int32, output: String) {
+        try await runDetached(
             URL(fileURLWithPath: "/bin/bash"),
             [
                 repository.appendingPathComponent("deploy/install.sh").path, "--destdir", root.path, "--bin-dir",
@@ -74,7 +74,7 @@ struct DeployTests {
     func installingIntoATemporaryRootPutsEveryPathTheUnitsNameInPlace() async throws {
         let root = try Self.temporaryRoot()
         defer { try? FileManager.default.removeItem(at: root) }
-        let first = try Self.install(into: root)
+        let first = try await Self.install(into: root)
         try #require(first.status == 0, "\(first.output)")
         #expect(first.output.contains("first install: generating the server keys"))
 
@@ -150,20 +150,20 @@ struct DeployTests {
         let envPath = path("/etc/udpchat/udpchat.env")
         try (try String(contentsOfFile: envPath, encoding: .utf8) + "SERVER_PORT=4242\n").write(
             toFile: envPath, atomically: false, encoding: .utf8)
-        let again = try Self.install(into: root)
+        let again = try await Self.install(into: root)
         #expect(again.status == 0, "\(again.output)")
         #expect(again.output.contains("keeping /etc/udpchat/udpchat.env") && again.output.contains("keeping the identity key"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: path("/var/lib/udpchat-keys/server_private_key.pem"))) == key)
         #expect(try String(contentsOfFile: envPath, encoding: .utf8).hasSuffix("SERVER_PORT=4242\n"))
         #expect(try Self.accounts(root.appendingPathComponent("etc/passwd"))["udpchat-keys"]?.id == keysUser, "same users")
 
-        try Self.verifyUnits(in: root)
+        try await Self.verifyUnits(in: root)
     }
 
     /// `systemd-analyze verify` on the installed units (with the host's own
     /// units copied in, for the targets they name). Any message fails: it
     /// exits 0 on unknown keys and bad values, and only says so.
-    static func verifyUnits(in root: URL) throws {
+    static func verifyUnits(in root: URL) async throws {
         let systemUnits = URL(fileURLWithPath: "/lib/systemd/system")
         try #require(
             FileManager.default.fileExists(atPath: "/usr/bin/systemd-analyze"),
@@ -174,7 +174,7 @@ struct DeployTests {
             try FileManager.default.copyItem(at: systemUnits, to: copy)
         }
         let names = units.map { $0 == "udpchat-ai@.service" ? "udpchat-ai@9104.service" : $0 }
-        let result = try runToCompletion(
+        let result = try await runDetached(
             URL(fileURLWithPath: "/usr/bin/systemd-analyze"), ["verify", "--root=\(root.path)", "--man=no"] + names,
             environment: ["PATH": "/usr/bin:/bin", "SYSTEMD_LOG_COLOR": "0"], directory: root)
         #expect(result.status == 0 && result.output.isEmpty, "systemd-analyze verify: \(result.output)")
@@ -184,21 +184,21 @@ struct DeployTests {
         let original = try String(contentsOf: edge, encoding: .utf8)
         try original.replacingOccurrences(of: "\nProtectHome=yes", with: "\nProtectHomes=yes").write(
             to: edge, atomically: false, encoding: .utf8)
-        let broken = try runToCompletion(
+        let broken = try await runDetached(
             URL(fileURLWithPath: "/usr/bin/systemd-analyze"), ["verify", "--root=\(root.path)", "--man=no", "udpchat-edge.service"],
             environment: ["PATH": "/usr/bin:/bin", "SYSTEMD_LOG_COLOR": "0"], directory: root)
         #expect(broken.output.contains("Unknown key") && broken.output.contains("ProtectHomes"), "\(broken.output)")
         try original.write(to: edge, atomically: false, encoding: .utf8)
     }
 
-    static func checkContainerFiles(root: URL) throws -> (status: Int32, output: String) {
-        try runToCompletion(
+    static func checkContainerFiles(root: URL) async throws -> (status: Int32, output: String) {
+        try await runDetached(
             URL(fileURLWithPath: "/usr/bin/env"),
             ["python3", repository.appendingPathComponent("deploy/container/check.py").path, "--root", root.path])
     }
 
-    @Test func theContainerFilesAreConsistentAndDocumented() throws {
-        let result = try Self.checkContainerFiles(root: Self.repository)
+    @Test func theContainerFilesAreConsistentAndDocumented() async throws {
+        let result = try await Self.checkContainerFiles(root: Self.repository)
         #expect(result.status == 0, "\(result.output)")
 
         // And the check fails when it should, on copies with one defect each.
@@ -239,7 +239,7 @@ struct DeployTests {
             let text = try String(contentsOf: target, encoding: .utf8)
             try #require(text.contains(defect.from), "the defect's text is in \(defect.file)")
             try text.replacingOccurrences(of: defect.from, with: defect.to).write(to: target, atomically: false, encoding: .utf8)
-            let result = try Self.checkContainerFiles(root: root)
+            let result = try await Self.checkContainerFiles(root: root)
             #expect(result.status == 1 && result.output.contains(defect.message), "\(defect.message): \(result.output)")
         }
     }

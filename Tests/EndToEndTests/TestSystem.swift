@@ -240,6 +240,19 @@ struct MockProvider: Sendable {
     }
 }
 
+/// ``runToCompletion(_:_:environment:directory:input:)`` on a thread of its
+/// own, so a long command does not hold one of the few threads every
+/// concurrently running test shares.
+func runDetached(
+    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil
+) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try runToCompletion(executable, arguments, environment: environment, directory: directory) })
+        }
+    }
+}
+
 /// Runs a command to its end; returns its exit status and its stdout and stderr together.
 func runToCompletion(
     _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil, input: String? = nil
