@@ -77,14 +77,15 @@ final class EdgeServer: @unchecked Sendable {
         }
     }
 
-    /// Graceful shutdown, once the channel reads no more: waits (at most
-    /// `limit`) for the requests in flight to be answered and the handshakes
-    /// to be signed, then reports pending liveness to the store.
+    /// Graceful shutdown: from now on only ACKs are taken. Waits (at most
+    /// `limit`) for the requests in flight to be answered, the handshakes to
+    /// be signed and the copies sent to acknowledging clients to be
+    /// confirmed, then reports pending liveness to the store.
     func drain(limit: Duration = .seconds(5)) async {
         let deadline = ContinuousClock.now + limit
         _ = try? await loop.submit { [self] in draining = true }.get()
         while ContinuousClock.now < deadline,
-            (try? await loop.submit({ [self] in hasWorkInFlight || awaitingAcknowledgement }).get()) == true
+            (try? await loop.submit({ [self] in hasWorkInFlight || delivery.awaitedByAcknowledgers > 0 }).get()) == true
         {
             try? await Task.sleep(for: .milliseconds(10))
         }
@@ -107,9 +108,6 @@ final class EdgeServer: @unchecked Sendable {
             group.cancelAll()
         }
     }
-
-    /// Broadcast copies that a client which acknowledges has not confirmed yet.
-    private var awaitingAcknowledgement: Bool { delivery.awaitedByAcknowledgers > 0 }
 
     /// Requests, handshakes or restores not finished yet.
     private var hasWorkInFlight: Bool {

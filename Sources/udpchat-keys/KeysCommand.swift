@@ -37,6 +37,16 @@ func loadSettings() throws -> (SettingsReader, CommonSettings) {
     return (settings, try CommonSettings(settings))
 }
 
+/// The RSA sizes the key commands make; `name` is the option or setting that asked.
+func rsaKeySize(_ bits: Int, named name: String) throws -> _RSA.Signing.KeySize {
+    switch bits {
+    case 2048: .bits2048
+    case 3072: .bits3072
+    case 4096: .bits4096
+    default: throw KeysError("\(name) must be 2048, 3072 or 4096, not \(bits)")
+    }
+}
+
 /// Runs `body`, turning a failure into one clear line on stderr and exit code 1.
 func reportingFailure(_ body: () throws -> Void) throws {
     do {
@@ -63,13 +73,7 @@ struct Generate: ParsableCommand {
         try reportingFailure {
             let (settings, common) = try loadSettings()
             let size = try bits ?? settings.int(.keyBits, default: 2048, range: 2048...4096)
-            let keySize: _RSA.Signing.KeySize
-            switch size {
-            case 2048: keySize = .bits2048
-            case 3072: keySize = .bits3072
-            case 4096: keySize = .bits4096
-            default: throw KeysError("--bits must be 2048, 3072 or 4096, not \(size)")
-            }
+            let keySize = try rsaKeySize(size, named: "--bits")
             let files = try options.filesAsOwner(common)
             // Before the slow key generation, not only when writing.
             try files.refuseOverwrite(force: force)
@@ -132,13 +136,7 @@ struct Rotate: ParsableCommand {
             let files = try options.filesAsOwner(common)
             let old = try files.loadIdentity()
             let size = bits ?? old.keySizeInBits
-            let keySize: _RSA.Signing.KeySize
-            switch size {
-            case 2048: keySize = .bits2048
-            case 3072: keySize = .bits3072
-            case 4096: keySize = .bits4096
-            default: throw KeysError("--bits must be 2048, 3072 or 4096, not \(size)")
-            }
+            let keySize = try rsaKeySize(size, named: "--bits")
             let key = try _RSA.Signing.PrivateKey(keySize: keySize)
             let retired = try files.retireIdentity()
             do {
@@ -197,10 +195,7 @@ struct Serve: AsyncParsableCommand {
             logger = Logger(label: "udpchat-keys")
             let files = options.files(common)
             if generateIfMissing && !files.identityExists {
-                let bits = try settings.int(.keyBits, default: 2048, range: 2048...4096)
-                guard let size = [2048: _RSA.Signing.KeySize.bits2048, 3072: .bits3072, 4096: .bits4096][bits] else {
-                    throw KeysError("KEY_BITS must be 2048, 3072 or 4096, not \(bits)")
-                }
+                let size = try rsaKeySize(settings.int(.keyBits, default: 2048, range: 2048...4096), named: "KEY_BITS")
                 try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
                 try files.ensureKeyEncryptionKey()
                 logger.notice("generated a new identity key in \(files.directory.path)")

@@ -16,7 +16,7 @@ struct Backup: ParsableCommand {
     var force = false
 
     func run() throws {
-        do {
+        try reportingFailure {
             let common = try CommonSettings(try SettingsReader.load())
             guard FileManager.default.fileExists(atPath: common.dbPath) else {
                 throw StoreFailure("no database at \(common.dbPath) (DB_PATH)")
@@ -25,9 +25,6 @@ struct Backup: ParsableCommand {
             let counts = try DatabaseFiles.copy(from: common.dbPath, to: path, force: force)
             print("backup: \(path) from \(common.dbPath)")
             print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
-        } catch {
-            ProgramIO.printError("udpchat-store: backup failed: \(error)")
-            throw ExitCode.failure
         }
     }
 }
@@ -46,7 +43,7 @@ struct Restore: ParsableCommand {
     var path: String
 
     func run() throws {
-        do {
+        try reportingFailure {
             let common = try CommonSettings(try SettingsReader.load())
             guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("no backup at \(path)") }
             try FileOwner.become(ownerOf: common.dbPath)
@@ -61,9 +58,6 @@ struct Restore: ParsableCommand {
             print("restored: \(common.dbPath) from \(path)")
             print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
             if let kept { print("previous database kept at \(kept)") }
-        } catch {
-            ProgramIO.printError("udpchat-store: restore failed: \(error)")
-            throw ExitCode.failure
         }
     }
 }
