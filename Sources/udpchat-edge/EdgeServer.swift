@@ -84,13 +84,13 @@ final class EdgeServer: @unchecked Sendable {
     func drain(limit: Duration = .seconds(5)) async {
         let deadline = ContinuousClock.now + limit
         _ = try? await loop.submit { [self] in draining = true }.get()
-        while ContinuousClock.now < deadline,
-            (try? await loop.submit({ [self] in hasWorkInFlight || delivery.awaitedByAcknowledgers > 0 }).get()) == true
-        {
+        var (busy, unconfirmed) = (false, 0)
+        repeat {
+            (busy, unconfirmed) =
+                (try? await loop.submit { [self] in (hasWorkInFlight, delivery.awaitedByAcknowledgers) }.get()) ?? (false, 0)
+            if !busy && unconfirmed == 0 { break }
             try? await Task.sleep(for: .milliseconds(10))
-        }
-        let (busy, unconfirmed) =
-            (try? await loop.submit { [self] in (hasWorkInFlight, delivery.awaitedByAcknowledgers) }.get()) ?? (false, 0)
+        } while ContinuousClock.now < deadline
         if busy || unconfirmed > 0 {
             logger.warning("drain limit reached", metadata: ["unconfirmed copies": "\(unconfirmed)", "requests in flight": "\(busy)"])
         } else {

@@ -120,12 +120,10 @@ final class JobBroker: Sendable {
             let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
             switch disposition {
             case .complete(let jobId, let text):
-                StoreMetrics.job("completed")
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.completeJob(tx, jobId: jobId, text: text, nowMs: nowMs)
                 }
             case .failed(let jobId, let reason):
-                StoreMetrics.job("failed")
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
                 }
@@ -156,7 +154,6 @@ final class JobBroker: Sendable {
                 StoreMetrics.job("leased")
                 logger.debug("AI job leased", metadata: ["job": "\(jobId)", "lease": "\(lease)"])
             case .fail(let jobId, let reason):
-                StoreMetrics.job("failed")
                 let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
@@ -177,10 +174,14 @@ final class JobBroker: Sendable {
             logger.error("ending AI job failed: \(error)", metadata: ["job": "\(jobId)"])
         }
         queue.ended(jobId)
+        // What was committed decides, not what was asked: a reply can still
+        // fail the job (empty, the room closed, the requester left).
+        let failed =
+            (try? result.get())?.events.contains { if case .sessionNotice? = $0.kind { return true } else { return false } } ?? true
+        let outcome = failed ? "failed" : "completed"
+        StoreMetrics.job(outcome)
         if let started = queuedAt.mutate({ $0.removeValue(forKey: jobId) }) {
-            let failed =
-                (try? result.get())?.events.contains { if case .sessionNotice? = $0.kind { return true } else { return false } } ?? true
-            StoreMetrics.jobFinished(failed ? "failed" : "completed", milliseconds: Int64((MonotonicClock.now() &- started) / 1_000_000))
+            StoreMetrics.jobFinished(outcome, milliseconds: Int64((MonotonicClock.now() &- started) / 1_000_000))
         }
     }
 

@@ -4,15 +4,18 @@ import Metrics
 /// The store's metrics beyond the RPC ones (the README lists them).
 enum StoreMetrics {
     /// A batch committed: its size, and the messages it stored.
+    private static let batchSize = Recorder(label: "udpchat_store_batch_size", aggregate: true)
+    private static let messagesStored = Counter(label: "udpchat_store_messages_stored_total")
+
     static func committed(_ outcomes: [Outcome]) {
-        Recorder(label: "udpchat_store_batch_size", aggregate: true).record(outcomes.count)
+        batchSize.record(outcomes.count)
         let messages = outcomes.reduce(0) { total, outcome in
             total
                 + outcome.events.filter {
                     if case .room(let room)? = $0.kind, case .message? = room.body { return true } else { return false }
                 }.count
         }
-        if messages > 0 { Counter(label: "udpchat_store_messages_stored_total").increment(by: messages) }
+        if messages > 0 { messagesStored.increment(by: messages) }
     }
 
     static func request(_ method: String, nanoseconds: UInt64) {

@@ -14,8 +14,8 @@ struct DeployTests {
     static let repository = OperationsTests.repository
     static let units = ["udpchat.target", "udpchat-keys.service", "udpchat-store.service", "udpchat-edge.service", "udpchat-ai@.service"]
 
-    /// A unit file's `Key=value` lines (the last one wins, as in systemd,
-    /// except for keys listed more than once, which are all kept).
+    /// A unit file's `Key=value` lines, every value of each key in order
+    /// (``last(_:)`` is the one systemd uses for single-valued keys).
     struct Unit {
         var values: [String: [String]] = [:]
 
