@@ -9,7 +9,7 @@ import Testing
 struct ConversationTests {
     @Test func handshakeRepliesWithTheFiveFieldsSignedWithASalt32PSS() async throws {
         try await withSystem { system in
-            let shown = try system.run("udpchat-keys", ["show"]).output
+            let shown = try await system.run("udpchat-keys", ["show"]).output
             let client = try await ChatClient(options: .init(host: "127.0.0.1", port: system.port, knownHosts: nil, recordDatagrams: true))
             let session = try await client.connect()  // verifies fingerprint, OAEP and PSS (salt 32)
             let reply = try #require(try JSONParser.parse(client.recordedDatagrams[0]).objectValue)
@@ -234,7 +234,7 @@ struct ConversationTests {
             #expect(try await client.hello() == "Welcome to UDPChat-AI.")
             #expect(try await client.login(email: "six@example.com").name == "six")
             await client.close()
-            let (status, output) = try InteropTests.runPython(["::1", String(system.port)])
+            let (status, output) = try await InteropTests.runPython(["::1", String(system.port)])
             #expect(status == 0, "\(output)")
         }
     }

@@ -29,8 +29,8 @@ struct OperationsTests {
     }
 
     /// The container image's health check script, run against a live port.
-    static func healthcheck(_ port: Int) throws -> Int32 {
-        try runToCompletion(
+    static func healthcheck(_ port: Int) async throws -> Int32 {
+        try await runDetached(
             URL(fileURLWithPath: "/bin/bash"), [repository.appendingPathComponent("deploy/container/healthcheck").path, String(port)]
         ).status
     }
@@ -52,7 +52,7 @@ struct OperationsTests {
                 let ready = try await OpsProbe.wait(port: port, path: "/readyz", status: 200)
                 #expect(!ready.body.contains("unreachable"), "\(name) /readyz: \(ready.body)")
                 #expect(try OpsProbe.get(port: port, path: "/nothing").status == 404)
-                #expect(try Self.healthcheck(port) == 0, "the image's health check passes for \(name)")
+                #expect(try await Self.healthcheck(port) == 0, "the image's health check passes for \(name)")
             }
             let before = try ports.mapValues { try Self.scrape($0).samples }
 
@@ -111,7 +111,7 @@ struct OperationsTests {
             let aiDown = try await OpsProbe.wait(port: ports["ai"]!, path: "/readyz", status: 503)
             #expect(aiDown.body.contains("udpchat-store unreachable"), "\(aiDown.body)")
             #expect(try OpsProbe.get(port: ports["edge"]!, path: "/healthz").status == 200, "alive while not ready")
-            #expect(try Self.healthcheck(ports["edge"]!) != 0)
+            #expect(try await Self.healthcheck(ports["edge"]!) != 0)
             // A request while the store is down is an RPC error in the metrics.
             await #expect(throws: (any Error).self) { _ = try await alice.sendMessage(roomId: room.roomId, content: "into the void") }
             let errors = OpsProbe.samples(try OpsProbe.get(port: ports["edge"]!, path: "/metrics").body)
@@ -244,7 +244,7 @@ struct OperationsTests {
                 #expect(exit.status == 0, "\(name) exits 0 on SIGTERM")
             }
             let acknowledged = traffic.acknowledged.value
-            let stored = Set(try system.storedMessages())
+            let stored = Set(try await system.storedMessages())
             let lost = acknowledged.filter { !stored.contains($0) }
             print("SIGTERM under traffic: \(acknowledged.count) acknowledged, \(lost.count) lost, \(traffic.errors.value.count) errors")
             #expect(acknowledged.count > 50)
@@ -300,22 +300,22 @@ struct OperationsTests {
             try await Task.sleep(for: .milliseconds(700))
             let acknowledgedBefore = traffic.acknowledged.value
             let backup = system.root.appendingPathComponent("backup.db")
-            let taken = try system.run("udpchat-store", ["backup", backup.path])
+            let taken = try await system.run("udpchat-store", ["backup", backup.path])
             #expect(taken.status == 0, "\(taken.output)")
             try await Task.sleep(for: .milliseconds(500))
             await traffic.finish()
-            let inBackup = Set(try system.storedMessages(database: backup))
-            let live = Set(try system.storedMessages())
+            let inBackup = Set(try await system.storedMessages(database: backup))
+            let live = Set(try await system.storedMessages())
             #expect(acknowledgedBefore.count > 10)
             #expect(acknowledgedBefore.allSatisfy(inBackup.contains), "acknowledged before the backup began")
             #expect(inBackup.isSubset(of: live) && live.count > inBackup.count, "\(inBackup.count) in the backup, \(live.count) live")
-            #expect(try system.run("udpchat-store", ["backup", backup.path]).status != 0, "an existing backup is not overwritten")
+            #expect(try await system.run("udpchat-store", ["backup", backup.path]).status != 0, "an existing backup is not overwritten")
 
             // Restore with the store stopped; the store then serves the backup's state.
             await system.store.stop()
-            let restored = try system.run("udpchat-store", ["restore", backup.path])
+            let restored = try await system.run("udpchat-store", ["restore", backup.path])
             #expect(restored.status == 0, "\(restored.output)")
-            #expect(Set(try system.storedMessages()) == inBackup)
+            #expect(Set(try await system.storedMessages()) == inBackup)
             try await system.restartStore(signal: SIGTERM)
             let history = try await clients[1].history(roomId: room.roomId).map(\.content)
             #expect(!history.isEmpty && Set(history).isSubset(of: inBackup))

@@ -16,22 +16,22 @@ struct ProgramTests {
             let knownHosts = system.root.appendingPathComponent("known_hosts").path
             let server = "127.0.0.1:\(system.port)"
             let base = ["--server", server, "--known-hosts", knownHosts]
-            let sent = try system.run(
+            let sent = try await system.run(
                 "udpchat", ["send"] + base + ["--email", "alice@example.com", "--room", "Ops", "--create", "deploy", "done"])
             #expect(sent.status == 0, "\(sent.output)")
             #expect(sent.output.contains("sent message 1 to Ops"))
-            let history = try system.run("udpchat", ["history"] + base + ["--email", "bob@example.com", "--room", "Ops", "--json"])
+            let history = try await system.run("udpchat", ["history"] + base + ["--email", "bob@example.com", "--room", "Ops", "--json"])
             #expect(history.status == 0, "\(history.output)")
             let item = try #require(try JSONParser.parse(history.output.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue)
             #expect(item["content"] == "deploy done" && item["name"] == "alice" && item["message_id"] == 1)
             let pinned = try String(contentsOfFile: knownHosts, encoding: .utf8)
-            let fingerprint = try #require(Self.fingerprint(try system.run("udpchat-keys", ["show"]).output))
+            let fingerprint = try #require(Self.fingerprint(try await system.run("udpchat-keys", ["show"]).output))
             #expect(pinned.contains("\(server) \(fingerprint)"))
 
             // A replaced server key is refused with a clear message.
-            #expect(try system.run("udpchat-keys", ["generate", "--force"]).status == 0)
+            #expect(try await system.run("udpchat-keys", ["generate", "--force"]).status == 0)
             try await system.restartKeys(signal: SIGTERM)
-            let refused = try system.run("udpchat", ["hello"] + base)
+            let refused = try await system.run("udpchat", ["hello"] + base)
             #expect(refused.status != 0)
             #expect(refused.output.contains("was pinned for it on first use"), "\(refused.output)")
         }
@@ -39,18 +39,18 @@ struct ProgramTests {
 
     @Test func keysRefuseToOverwriteAndImportKeepsTheFingerprint() async throws {
         try await withSystem { system in
-            let refused = try system.run("udpchat-keys", ["generate"])
+            let refused = try await system.run("udpchat-keys", ["generate"])
             #expect(refused.status == 1 && refused.output.contains("--force"))
-            let original = try system.run("udpchat-keys", ["show"]).output
+            let original = try await system.run("udpchat-keys", ["show"]).output
             let other = system.root.appendingPathComponent("other-keys").path
-            let imported = try system.run(
+            let imported = try await system.run(
                 "udpchat-keys", ["import", system.root.appendingPathComponent("keys/server_private_key.pem").path, "--dir", other])
             #expect(imported.status == 0, "\(imported.output)")
             let fingerprint = try #require(Self.fingerprint(original))
-            #expect(Self.fingerprint(try system.run("udpchat-keys", ["show", "--dir", other]).output) == fingerprint)
+            #expect(Self.fingerprint(try await system.run("udpchat-keys", ["show", "--dir", other]).output) == fingerprint)
             let attributes = try FileManager.default.attributesOfItem(atPath: other + "/server_private_key.pem")
             #expect((attributes[.posixPermissions] as? Int) == 0o600)
-            #expect(try system.run("udpchat-keys", ["generate", "--bits", "1000", "--dir", other + "2"]).status == 1)
+            #expect(try await system.run("udpchat-keys", ["generate", "--bits", "1000", "--dir", other + "2"]).status == 1)
         }
     }
 
@@ -58,13 +58,13 @@ struct ProgramTests {
         try await withSystem { system in
             let knownHosts = system.root.appendingPathComponent("known_hosts").path
             let base = ["--server", "127.0.0.1:\(system.port)", "--known-hosts", knownHosts]
-            #expect(try system.run("udpchat", ["hello"] + base).status == 0, "pins the first key")
+            #expect(try await system.run("udpchat", ["hello"] + base).status == 0, "pins the first key")
             let open = try await system.client()
             _ = try await open.login(email: "alice@example.com")
             let room = try await open.createRoom(name: "Keys")
-            let old = try #require(Self.fingerprint(try system.run("udpchat-keys", ["show"]).output))
+            let old = try #require(Self.fingerprint(try await system.run("udpchat-keys", ["show"]).output))
 
-            let rotated = try system.run("udpchat-keys", ["rotate"])
+            let rotated = try await system.run("udpchat-keys", ["rotate"])
             #expect(rotated.status == 0, "\(rotated.output)")
             let new = try #require(Self.fingerprint(rotated.output))
             #expect(new != old && rotated.output.contains("retired:") && rotated.output.contains(old))
@@ -81,11 +81,11 @@ struct ProgramTests {
             try await system.restartEdge(signal: SIGTERM)
             _ = try await open.sendMessage(roomId: room.roomId, content: "after an edge restart too")
             // A client that pinned the old key refuses the new one.
-            let refused = try system.run("udpchat", ["hello"] + base)
+            let refused = try await system.run("udpchat", ["hello"] + base)
             #expect(refused.status != 0 && refused.output.contains("was pinned for it on first use"), "\(refused.output)")
 
             // Going back: import the retired key.
-            let back = try system.run(
+            let back = try await system.run(
                 "udpchat-keys", ["import", "--force", retiredDir.appendingPathComponent(retired[0]).path])
             #expect(back.status == 0 && Self.fingerprint(back.output) == old, "\(back.output)")
             await open.close()
@@ -94,16 +94,16 @@ struct ProgramTests {
 
     @Test func storeMigrateReportsTheSchema() async throws {
         try await withSystem { system in
-            let result = try system.run("udpchat-store", ["migrate"])
+            let result = try await system.run("udpchat-store", ["migrate"])
             #expect(result.status == 0 && result.output.contains("0001_initial"), "\(result.output)")
         }
     }
 
     @Test func badSettingsStopAProgramWithAClearError() async throws {
         try await withSystem { system in
-            let result = try system.run("udpchat-edge", [], environment: ["SERVER_PORT": "70000"])
+            let result = try await system.run("udpchat-edge", [], environment: ["SERVER_PORT": "70000"])
             #expect(result.status != 0 && result.output.contains("SERVER_PORT=70000"), "\(result.output)")
-            let keysMissing = try system.run("udpchat-keys", ["show", "--dir", system.root.appendingPathComponent("none").path])
+            let keysMissing = try await system.run("udpchat-keys", ["show", "--dir", system.root.appendingPathComponent("none").path])
             #expect(keysMissing.status != 0 && keysMissing.output.contains("udpchat-keys generate"))
         }
     }
@@ -218,7 +218,7 @@ struct InteractiveChatTests {
 struct AccountProgramTests {
     /// The original server's SQLite database with alice (password "hunter22"),
     /// bob (no password) and a room with three messages.
-    static func legacyDatabase(at path: String) throws {
+    static func legacyDatabase(at path: String) async throws {
         let script = """
             import hashlib, sqlite3, sys
             db = sqlite3.connect(sys.argv[1])
@@ -241,7 +241,7 @@ struct AccountProgramTests {
                 db.execute("INSERT INTO messages (room_id, user_id, content, created_at) VALUES (1, ?, ?, 1700000050)", (user, text))
             db.commit()
             """
-        let result = try runToCompletion(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path])
+        let result = try await runDetached(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path])
         guard result.status == 0 else { throw HarnessError("cannot make the legacy database: \(result.output)") }
     }
 
@@ -252,9 +252,9 @@ struct AccountProgramTests {
             await #expect(throws: ChatClientError.passwordRequired(email: "dave@example.com")) {
                 try await client.login(email: "dave@example.com")
             }
-            let set = try system.run("udpchat-store", ["user", "set-password", "dave@example.com"], input: "correct horse battery\n")
+            let set = try await system.run("udpchat-store", ["user", "set-password", "dave@example.com"], input: "correct horse battery\n")
             #expect(set.status == 0 && set.output.contains("created dave@example.com"), "\(set.output)")
-            #expect(try system.run("udpchat-store", ["user", "set-password", "eve@example.com"], input: "short\n").status == 1)
+            #expect(try await system.run("udpchat-store", ["user", "set-password", "eve@example.com"], input: "short\n").status == 1)
             await #expect(throws: ChatClientError.unauthorised("Incorrect password")) {
                 try await client.login(email: "dave@example.com", password: "wrong guess")
             }
@@ -262,22 +262,22 @@ struct AccountProgramTests {
 
             // The original server's database comes across; alice's MD5 password works once and becomes scrypt.
             let legacy = system.root.appendingPathComponent("chat.db").path
-            try Self.legacyDatabase(at: legacy)
-            let imported = try system.run("udpchat-store", ["import-legacy", legacy])
+            try await Self.legacyDatabase(at: legacy)
+            let imported = try await system.run("udpchat-store", ["import-legacy", legacy])
             #expect(imported.output.contains("imported 2 users, 1 rooms, 2 memberships and 3 messages"), "\(imported.output)")
-            #expect(try system.run("udpchat-store", ["user", "list"]).output.contains("alice@example.com\talice"))
+            #expect(try await system.run("udpchat-store", ["user", "list"]).output.contains("alice@example.com\talice"))
             let alice = try await system.client()
             let user = try await alice.login(email: "alice@example.com", password: "hunter22")
             #expect(user.room?.name == "Old times")
             #expect(try await alice.history(roomId: nil).map(\.content) == ["one", "two", "three"])
-            let list = try system.run("udpchat-store", ["user", "list"]).output
+            let list = try await system.run("udpchat-store", ["user", "list"]).output
             #expect(
                 list.split(separator: "\n").contains { $0.hasPrefix("alice@example.com") && $0.hasSuffix("password: scrypt") }, "\(list)")
             #expect(list.split(separator: "\n").contains { $0.hasPrefix("bob@example.com") && $0.hasSuffix("password: none") })
 
-            let deleted = try system.run("udpchat-store", ["user", "delete", "bob@example.com"])
+            let deleted = try await system.run("udpchat-store", ["user", "delete", "bob@example.com"])
             #expect(deleted.output.contains("deleted bob@example.com and 1 of their messages"), "\(deleted.output)")
-            #expect(try system.run("udpchat-store", ["user", "delete", "bob@example.com"]).status == 1)
+            #expect(try await system.run("udpchat-store", ["user", "delete", "bob@example.com"]).status == 1)
             await client.close()
             await alice.close()
         }

@@ -47,15 +47,9 @@ final class TestSystem: Sendable {
         ]
         environment.merge(settings) { $1 }
         self.environment = environment
-        let generate = Process()
-        generate.executableURL = binaries.appendingPathComponent("udpchat-keys")
-        generate.arguments = ["generate"]
-        generate.environment = environment
-        generate.currentDirectoryURL = root
-        generate.standardOutput = FileHandle.nullDevice
-        try generate.run()
-        generate.waitUntilExit()
-        guard generate.terminationStatus == 0 else { throw HarnessError("udpchat-keys generate failed") }
+        let generated = try await runDetached(
+            binaries.appendingPathComponent("udpchat-keys"), ["generate"], environment: environment, directory: root)
+        guard generated.status == 0 else { throw HarnessError("udpchat-keys generate failed: \(generated.output)") }
         keysProcess = MutexBox(
             try ProgramProcess(
                 name: "keys", executable: binaries.appendingPathComponent("udpchat-keys"), environment: environment, directory: root))
@@ -136,24 +130,24 @@ final class TestSystem: Sendable {
     }
 
     /// Runs one of the programs to completion and returns its stdout.
-    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:], input: String? = nil) throws -> (
-        status: Int32, output: String
-    ) {
-        try runToCompletion(
+    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:], input: String? = nil) async throws
+        -> (status: Int32, output: String)
+    {
+        try await runDetached(
             binaries.appendingPathComponent(program), arguments, environment: environment.merging(extra) { $1 }, directory: root,
             input: input)
     }
 
     /// Every chat message in a database file (default: this system's),
     /// read with Python's sqlite3 while the store runs (WAL allows it).
-    func storedMessages(database: URL? = nil) throws -> [String] {
+    func storedMessages(database: URL? = nil) async throws -> [String] {
         let path = database?.path ?? environment["DB_PATH"] ?? root.appendingPathComponent("udpchat.db").path
         let script = """
             import sqlite3, sys, json
             db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
             print(json.dumps([row[0] for row in db.execute("SELECT content FROM messages ORDER BY id")]))
             """
-        let (status, output) = try runToCompletion(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path])
+        let (status, output) = try await runDetached(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path])
         guard status == 0, case .array(let items)? = try? JSONParser.parse(output) else {
             throw HarnessError("reading \(path) failed: \(output)")
         }
@@ -244,11 +238,12 @@ struct MockProvider: Sendable {
 /// own, so a long command does not hold one of the few threads every
 /// concurrently running test shares.
 func runDetached(
-    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil
+    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil, input: String? = nil
 ) async throws -> (status: Int32, output: String) {
     try await withCheckedThrowingContinuation { continuation in
         Thread.detachNewThread {
-            continuation.resume(with: Result { try runToCompletion(executable, arguments, environment: environment, directory: directory) })
+            continuation.resume(
+                with: Result { try runToCompletion(executable, arguments, environment: environment, directory: directory, input: input) })
         }
     }
 }
