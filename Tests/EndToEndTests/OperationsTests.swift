@@ -225,7 +225,7 @@ struct OperationsTests {
             traffic.start(clients, room: room.roomId, pause: .milliseconds(10))
             var exits: [String: (status: Int32, seconds: Double)] = [:]
             func stopAndRestart(_ name: String, bound: Duration, restart: () async throws -> Void) async throws {
-                try await Task.sleep(for: .milliseconds(500))
+                #expect(await traffic.waitForProgress(20), "traffic flows before \(name) stops")
                 let started = ContinuousClock.now
                 let process = name == "edge" ? system.edge : name == "store" ? system.store : system.keys
                 let status = await process.stop(signal: SIGTERM, timeout: bound)
@@ -237,7 +237,7 @@ struct OperationsTests {
             try await stopAndRestart("edge", bound: .seconds(20)) { try await system.startEdge(port: system.port) }
             try await stopAndRestart("store", bound: .seconds(30)) { try await system.restartStore(signal: SIGTERM) }
             try await stopAndRestart("keys", bound: .seconds(20)) { try await system.restartKeys(signal: SIGTERM) }
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await traffic.waitForProgress(20), "traffic flows after the restarts")
             await traffic.finish()
             for (name, exit) in exits.sorted(by: { $0.key < $1.key }) {
                 print("SIGTERM \(name): exit \(exit.status) after \(String(format: "%.2f", exit.seconds)) s")
@@ -247,7 +247,6 @@ struct OperationsTests {
             let stored = Set(try await system.storedMessages())
             let lost = acknowledged.filter { !stored.contains($0) }
             print("SIGTERM under traffic: \(acknowledged.count) acknowledged, \(lost.count) lost, \(traffic.errors.value.count) errors")
-            #expect(acknowledged.count > 50)
             #expect(lost.isEmpty, "acknowledged but not stored: \(lost)")
             for client in clients { await client.close() }
         }
@@ -297,16 +296,15 @@ struct OperationsTests {
             let (clients, room) = try await ProcessFaultTests.scene(system, clients: 2)
             let traffic = ProcessFaultTests.Traffic()
             traffic.start(clients, room: room.roomId, pause: .milliseconds(10))
-            try await Task.sleep(for: .milliseconds(700))
+            #expect(await traffic.waitForProgress(10), "traffic flows before the backup")
             let acknowledgedBefore = traffic.acknowledged.value
             let backup = system.root.appendingPathComponent("backup.db")
             let taken = try await system.run("udpchat-store", ["backup", backup.path])
             #expect(taken.status == 0, "\(taken.output)")
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await traffic.waitForProgress(10), "traffic flows after the backup")
             await traffic.finish()
             let inBackup = Set(try await system.storedMessages(database: backup))
             let live = Set(try await system.storedMessages())
-            #expect(acknowledgedBefore.count > 10)
             #expect(acknowledgedBefore.allSatisfy(inBackup.contains), "acknowledged before the backup began")
             #expect(inBackup.isSubset(of: live) && live.count > inBackup.count, "\(inBackup.count) in the backup, \(live.count) live")
             #expect(try await system.run("udpchat-store", ["backup", backup.path]).status != 0, "an existing backup is not overwritten")
