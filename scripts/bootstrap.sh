@@ -2,8 +2,9 @@
 # Installs what udpchat needs to build and run, if it is missing:
 # Debian's libzmq3-dev, libsqlite3-dev and pkg-config. With --test, also
 # what the tests need: Python 3 with the `cryptography` package and PyYAML
-# (deploy/container/check.py), and systemd's tools (systemd-analyze verify,
-# systemd-sysusers for the install script).
+# (deploy/container/check.py), systemd's tools (systemd-analyze verify,
+# systemd-sysusers for the install script) and Prometheus (promtool checks
+# each program's /metrics; a Prometheus server runs the dashboard's queries).
 # Safe to run again; installs nothing that is already there.
 set -euo pipefail
 
@@ -38,6 +39,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >/dev/null
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Prometheus alone, without the node exporter it recommends.
+if [ "$want_tests" = 1 ] && ! command -v promtool >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing prometheus"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if [ "$want_tests" = 1 ] && ! python3 -c 'import cryptography' 2>/dev/null; then

@@ -50,6 +50,7 @@ struct AICommand: AsyncParsableCommand {
         }
         ProgramIO.bootstrapLogging(level: settings.common.logLevel)
         Observability.bootstrap()
+        Worker.prepareMetrics()
         let logger = Logger(label: "udpchat-ai")
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
 

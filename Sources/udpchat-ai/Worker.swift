@@ -34,6 +34,14 @@ final class Worker: Sendable {
     /// after this (the store's lease has long moved the job on).
     static let resultRetention: Duration = .seconds(300)
 
+    /// The outcomes a job can have, as `udpchat_ai_jobs_total` labels them.
+    static let outcomes = ["reply", "failed", "handed_back"]
+
+    /// Makes the outcome series, so that they read 0 from the first scrape.
+    static func prepareMetrics() {
+        for outcome in outcomes { _ = Counter(label: "udpchat_ai_jobs_total", dimensions: [("outcome", outcome)]) }
+    }
+
     let options: Options
     let model: any ChatModel
     let logger: Logger

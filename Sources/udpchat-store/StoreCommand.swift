@@ -48,6 +48,7 @@ struct Serve: AsyncParsableCommand {
             let endpoint = try OpsEndpoint(settings, port: .storeMetricsPort, default: 9102)
             ProgramIO.bootstrapLogging(level: common.logLevel)
             Observability.bootstrap()
+            StoreMetrics.prepare()
             logger = Logger(label: "udpchat-store")
             let idle = try settings.int(.sessionIdle, default: 600, range: 60...31_536_000)
             var policy = AIPolicy()

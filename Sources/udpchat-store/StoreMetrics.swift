@@ -7,6 +7,17 @@ enum StoreMetrics {
     private static let batchSize = Recorder(label: "udpchat_store_batch_size", aggregate: true)
     private static let messagesStored = Counter(label: "udpchat_store_messages_stored_total")
 
+    static let jobStates = ["queued", "leased", "completed", "failed"]
+
+    /// Makes the series every store has, so that they read 0 from the first
+    /// scrape rather than appearing with their first event.
+    static func prepare() {
+        _ = batchSize
+        _ = messagesStored
+        for state in jobStates { _ = Counter(label: "udpchat_store_ai_jobs_total", dimensions: [("state", state)]) }
+        jobQueue(pending: 0, leased: 0, workers: 0)
+    }
+
     static func committed(_ outcomes: [Outcome]) {
         batchSize.record(outcomes.count)
         let messages = outcomes.reduce(0) { total, outcome in

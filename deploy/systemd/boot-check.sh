@@ -76,6 +76,8 @@ check "enabling udpchat.target enables udpchat-ai@9104" test -L "$root/etc/syste
 systemctl --root="$root" disable udpchat-ai@9104.service >/dev/null 2>&1
 systemctl --root="$root" enable udpchat-ai@19104.service >/dev/null 2>&1
 systemctl --root="$root" set-default multi-user.target >/dev/null 2>&1
+# The tests' Prometheus package enables its own service; it has no place here.
+systemctl --root="$root" mask prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
 
 say "booting systemd in a container"
 systemd-nspawn -D "$root" --boot --register=no --keep-unit -M udpchat-boot-check --console=passive \

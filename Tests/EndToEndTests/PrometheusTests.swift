@@ -1,0 +1,197 @@
+import ChatClient
+import Common
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The metrics as Prometheus itself reads them: `promtool check metrics`
+/// accepts every program's exposition, and a real Prometheus server scrapes
+/// all four programs and answers every query of the Grafana dashboard.
+/// (`scripts/bootstrap.sh --test` installs Debian's `prometheus`.)
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct PrometheusTests {
+    static let prometheus = URL(fileURLWithPath: "/usr/bin/prometheus")
+    static let promtool = URL(fileURLWithPath: "/usr/bin/promtool")
+
+    static func requireTools() throws {
+        for tool in [prometheus, promtool] {
+            try #require(
+                FileManager.default.isExecutableFile(atPath: tool.path),
+                "\(tool.path) is missing: scripts/bootstrap.sh --test installs Debian's prometheus")
+        }
+    }
+
+    /// A TCP port nothing listens on now (the kernel's choice for port 0).
+    static func freeTCPPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw HarnessError("bind: \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// The dashboard's queries, with Grafana's `$__rate_interval` made concrete.
+    static func dashboardQueries() throws -> [(panel: String, expr: String)] {
+        let data = try Data(contentsOf: OperationsTests.repository.appendingPathComponent("deploy/grafana-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        return panels.flatMap { panel in
+            ((panel["targets"] as? [[String: Any]]) ?? []).compactMap { target in
+                (target["expr"] as? String).map {
+                    (panel["title"] as? String ?? "?", $0.replacingOccurrences(of: "$__rate_interval", with: "1m"))
+                }
+            }
+        }
+    }
+
+    /// An instant query's result: each series' labels and value.
+    static func query(_ port: Int, _ expr: String) throws -> (status: String, error: String?, values: [Double]) {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        let encoded = try #require(expr.addingPercentEncoding(withAllowedCharacters: allowed))
+        let reply = try OpsProbe.get(port: port, path: "/api/v1/query?query=\(encoded)")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any], "not JSON: \(reply.body.prefix(300))")
+        let status = json["status"] as? String ?? "?"
+        let result = ((json["data"] as? [String: Any])?["result"] as? [[String: Any]]) ?? []
+        let values = result.compactMap { series -> Double? in
+            guard let pair = series["value"] as? [Any], pair.count == 2, let text = pair[1] as? String else { return nil }
+            return Double(text)
+        }
+        return (status, json["error"] as? String, values)
+    }
+
+    @Test func promtoolAcceptsEveryProgramsMetrics() async throws {
+        try Self.requireTools()
+        try await withSystem(settings: AIJobTests.fast) { system in
+            let provider = try await system.startProvider("ok", reply: "Sounds good to me")
+            let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            let ports = try Self.ports(system, worker: worker)
+            // Before any traffic and after it (series made on first use included).
+            for phase in ["idle", "after traffic"] {
+                if phase != "idle" { try await Self.traffic(system, round: 0) }
+                for (name, port) in ports.sorted(by: { $0.key < $1.key }) {
+                    let body = try OpsProbe.get(port: port, path: "/metrics").body
+                    #expect(body.contains("# HELP udpchat_"), "\(name)")
+                    let checked = try await runDetached(Self.promtool, ["check", "metrics"], input: body)
+                    #expect(checked.status == 0 && checked.output.isEmpty, "\(name), \(phase): promtool says \(checked.output)")
+                }
+            }
+        }
+    }
+
+    @Test func aPrometheusServerScrapesEveryProgramAndAnswersTheDashboardsQueries() async throws {
+        try Self.requireTools()
+        try await withSystem(settings: AIJobTests.fast) { system in
+            let provider = try await system.startProvider("ok", reply: "Sounds good to me")
+            let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            let ports = try Self.ports(system, worker: worker)
+            let port = try Self.freeTCPPort()
+            let targets = ports.sorted(by: { $0.key < $1.key }).map { name, port in
+                "      - targets: ['127.0.0.1:\(port)']\n        labels: {program: \(name)}"
+            }
+            let config = system.root.appendingPathComponent("prometheus.yml")
+            try """
+            global:
+              scrape_interval: 1s
+              evaluation_interval: 1s
+            scrape_configs:
+              - job_name: udpchat
+                static_configs:
+            \(targets.joined(separator: "\n"))
+
+            """.write(to: config, atomically: true, encoding: .utf8)
+            let server = try ProgramProcess(
+                name: "prometheus", executable: Self.prometheus,
+                arguments: [
+                    "--config.file=\(config.path)", "--storage.tsdb.path=\(system.root.appendingPathComponent("tsdb").path)",
+                    "--web.listen-address=127.0.0.1:\(port)",
+                ],
+                environment: system.environment, directory: system.root)
+            defer { Task { await server.stop() } }
+            _ = try await OpsProbe.wait(port: port, path: "/-/ready", status: 200, timeout: .seconds(30))
+
+            // Every program scraped, and up.
+            let deadline = ContinuousClock.now + .seconds(20)
+            var up: [Double] = []
+            while ContinuousClock.now < deadline {
+                up = try Self.query(port, "up").values
+                if up.count == 4 && up.allSatisfy({ $0 == 1 }) { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(up == [1, 1, 1, 1], "up: \(up); \(server.log())")
+
+            // Two rounds of traffic, scraped apart, so every rate has two samples.
+            try await Self.traffic(system, round: 0)
+            try await Task.sleep(for: .milliseconds(2500))
+            try await Self.traffic(system, round: 1)
+            let scraped = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < scraped {
+                if (try Self.query(port, "sum(udpchat_store_messages_stored_total)").values.first ?? 0) >= 24 { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+
+            // Every query of the dashboard is valid PromQL over what the programs
+            // serve; those over a metric the traffic moves have a positive value.
+            let moving: Set<String> = [
+                "udpchat_edge_datagrams_received_total", "udpchat_edge_datagrams_sent_total", "udpchat_edge_handshakes_total",
+                "udpchat_edge_sessions", "udpchat_edge_ack_round_trip_seconds_bucket", "udpchat_rpc_seconds_bucket",
+                "udpchat_store_messages_stored_total", "udpchat_store_batch_size_sum", "udpchat_store_batch_size_bucket",
+                "udpchat_store_request_seconds_bucket", "udpchat_store_ai_jobs_total", "udpchat_store_ai_workers",
+                "udpchat_store_ai_job_seconds_bucket", "udpchat_ai_jobs_total", "udpchat_keys_signatures_total",
+            ]
+            let queries = try Self.dashboardQueries()
+            var queried = Set<String>()
+            for (panel, expr) in queries {
+                let metric = try #require(expr.firstMatch(of: /udpchat_[a-z_]+/)).output
+                queried.insert(String(metric))
+                let answer = try Self.query(port, expr)
+                #expect(answer.status == "success", "\(panel): \(expr): \(answer.error ?? "?")")
+                if moving.contains(String(metric)) {
+                    #expect(answer.values.contains { $0.isFinite && $0 > 0 }, "\(panel): \(expr) = \(answer.values)")
+                }
+            }
+            #expect(queries.count >= 20)
+            #expect(moving.isSubset(of: queried), "the dashboard no longer shows \(moving.subtracting(queried).sorted())")
+        }
+    }
+
+    static func ports(_ system: TestSystem, worker: ProgramProcess) throws -> [String: Int] {
+        [
+            "keys": try OperationsTests.metricsPort(system.keys, ready: "udpchat-keys ready"),
+            "store": try OperationsTests.metricsPort(system.store, ready: "udpchat-store ready"),
+            "edge": try OperationsTests.metricsPort(system.edge, ready: "udpchat-edge ready"),
+            "ai": try OperationsTests.metricsPort(worker, ready: "udpchat-ai ready"),
+        ]
+    }
+
+    /// Two new people chat in a new room: twelve messages, one AI reply.
+    static func traffic(_ system: TestSystem, round: Int) async throws {
+        let alice = try await system.client()
+        let bob = try await system.client()
+        _ = try await alice.login(email: "alice\(round)@example.com")
+        _ = try await bob.login(email: "bob\(round)@example.com")
+        let room = try await alice.createRoom(name: "Round \(round)")
+        _ = try await bob.joinRoom(id: room.roomId)
+        for n in 0..<12 { _ = try await (n % 2 == 0 ? alice : bob).sendMessage(roomId: room.roomId, content: "message \(n)") }
+        try alice.askAI(roomId: room.roomId, draft: "")
+        let reply = await bob.nextEvent(timeout: .seconds(10)) {
+            if case .message(let event) = $0.packet { return event.content == "Sounds good to me" }
+            return false
+        }
+        #expect(reply != nil, "the AI reply arrives")
+        try await Task.sleep(for: .milliseconds(200))  // the ACKs reach the edge
+        await alice.close()
+        await bob.close()
+    }
+}
