@@ -29,26 +29,26 @@ if [ "$want_tests" = 1 ]; then
   done
 fi
 
-if [ "${#missing[@]}" -gt 0 ]; then
-  sudo=""
+# apt-get install ARGS... as root (through sudo when not root).
+apt_install() {
+  local sudo=""
   if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { say "need root (or sudo) to install: ${missing[*]}"; exit 1; }
+    command -v sudo >/dev/null 2>&1 || { say "need root (or sudo) to install: $*"; exit 1; }
     sudo="sudo"
   fi
-  say "installing ${missing[*]}"
+  local packages=()
+  for argument in "$@"; do [[ "$argument" == -* ]] || packages+=("$argument"); done
+  say "installing ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >/dev/null
-  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 
 # Prometheus alone, without the node exporter it recommends.
 if [ "$want_tests" = 1 ] && ! command -v promtool >/dev/null 2>&1; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  say "installing prometheus"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq >/dev/null
-  $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install --no-install-recommends prometheus
 fi
 
 if [ "$want_tests" = 1 ] && ! python3 -c 'import cryptography' 2>/dev/null; then

@@ -72,11 +72,7 @@ struct PrometheusTests {
     }
 
     @Test func promtoolAcceptsEveryProgramsMetrics() async throws {
-        try Self.requireTools()
-        try await withSystem(settings: AIJobTests.fast) { system in
-            let provider = try await system.startProvider("ok", reply: "Sounds good to me")
-            let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
-            let ports = try Self.ports(system, worker: worker)
+        try await Self.withWatchedSystem { system, ports in
             // Before any traffic and after it (series made on first use included).
             for phase in ["idle", "after traffic"] {
                 if phase != "idle" { try await Self.traffic(system, round: 0) }
@@ -91,11 +87,7 @@ struct PrometheusTests {
     }
 
     @Test func aPrometheusServerScrapesEveryProgramAndAnswersTheDashboardsQueries() async throws {
-        try Self.requireTools()
-        try await withSystem(settings: AIJobTests.fast) { system in
-            let provider = try await system.startProvider("ok", reply: "Sounds good to me")
-            let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
-            let ports = try Self.ports(system, worker: worker)
+        try await Self.withWatchedSystem { system, ports in
             let port = try Self.freeTCPPort()
             let targets = ports.sorted(by: { $0.key < $1.key }).map { name, port in
                 "      - targets: ['127.0.0.1:\(port)']\n        labels: {program: \(name)}"
@@ -131,15 +123,23 @@ struct PrometheusTests {
             }
             #expect(up == [1, 1, 1, 1], "up: \(up); \(server.log())")
 
-            // Two rounds of traffic, scraped apart, so every rate has two samples.
-            try await Self.traffic(system, round: 0)
-            try await Task.sleep(for: .milliseconds(2500))
-            try await Self.traffic(system, round: 1)
-            let scraped = ContinuousClock.now + .seconds(20)
-            while ContinuousClock.now < scraped {
-                if (try Self.query(port, "sum(udpchat_store_messages_stored_total)").values.first ?? 0) >= 24 { break }
-                try await Task.sleep(for: .milliseconds(250))
+            // Two rounds of traffic, each followed by a scrape of every program,
+            // so that every rate has two samples apart.
+            func scrapedByAll() async throws -> Bool {
+                let now = Date().timeIntervalSince1970
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(250))
+                    if let oldest = try Self.query(port, "min(timestamp(up))").values.first, oldest > now { return true }
+                }
+                return false
             }
+            for round in 0..<2 {
+                try await Self.traffic(system, round: round)
+                #expect(try await scrapedByAll(), "every program scraped after round \(round)")
+            }
+            // Each round stored 13 messages (12 typed, 1 AI reply).
+            #expect(try Self.query(port, "sum(udpchat_store_messages_stored_total)").values == [26])
 
             // Every query of the dashboard is valid PromQL over what the programs
             // serve; those over a metric the traffic moves have a positive value.
@@ -166,13 +166,22 @@ struct PrometheusTests {
         }
     }
 
-    static func ports(_ system: TestSystem, worker: ProgramProcess) throws -> [String: Int] {
-        [
-            "keys": try OperationsTests.metricsPort(system.keys, ready: "udpchat-keys ready"),
-            "store": try OperationsTests.metricsPort(system.store, ready: "udpchat-store ready"),
-            "edge": try OperationsTests.metricsPort(system.edge, ready: "udpchat-edge ready"),
-            "ai": try OperationsTests.metricsPort(worker, ready: "udpchat-ai ready"),
-        ]
+    /// The four programs and a worker whose model answers at once; `body`
+    /// gets each program's metrics port by name.
+    static func withWatchedSystem(_ body: (TestSystem, [String: Int]) async throws -> Void) async throws {
+        try requireTools()
+        try await withSystem(settings: AIJobTests.fast) { system in
+            let provider = try await system.startProvider("ok", reply: "Sounds good to me")
+            let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            try await body(
+                system,
+                [
+                    "keys": try OperationsTests.metricsPort(system.keys, ready: "udpchat-keys ready"),
+                    "store": try OperationsTests.metricsPort(system.store, ready: "udpchat-store ready"),
+                    "edge": try OperationsTests.metricsPort(system.edge, ready: "udpchat-edge ready"),
+                    "ai": try OperationsTests.metricsPort(worker, ready: "udpchat-ai ready"),
+                ])
+        }
     }
 
     /// Two new people chat in a new room: twelve messages, one AI reply.
