@@ -76,25 +76,30 @@ final class TestSystem: Sendable {
         return field.split(separator: ":").last.flatMap { Int($0) }
     }
 
-    /// Stops the store with `signal` and, unless `restart` is false, starts it again.
+    /// Stops the store with `signal`, waits `pause`, and starts it again.
     func restartStore(signal: Int32 = SIGKILL, after pause: Duration = .zero) async throws {
-        await store.stop(signal: signal)
-        try await Task.sleep(for: pause)
-        let store = try ProgramProcess(
-            name: "store", executable: binaries.appendingPathComponent("udpchat-store"), environment: environment, directory: root)
-        storeProcess.value = store
-        _ = try await store.waitForLine(startingWith: "udpchat-store ready")
+        try await restart(storeProcess, "store", signal: signal, after: pause)
     }
 
     /// Stops the key service with `signal`, waits `pause`, and starts it again.
     func restartKeys(signal: Int32 = SIGKILL, after pause: Duration = .zero) async throws {
-        await keys.stop(signal: signal)
-        try await Task.sleep(for: pause)
-        let keys = try ProgramProcess(
-            name: "keys", executable: binaries.appendingPathComponent("udpchat-keys"), environment: environment, directory: root)
-        keysProcess.value = keys
-        _ = try await keys.waitForLine(startingWith: "udpchat-keys ready")
+        try await restart(keysProcess, "keys", signal: signal, after: pause)
     }
+
+    /// Starts `udpchat-NAME` with this system's environment.
+    private func launch(_ name: String) throws -> ProgramProcess {
+        try ProgramProcess(
+            name: name, executable: binaries.appendingPathComponent("udpchat-\(name)"), environment: environment, directory: root)
+    }
+
+    private func restart(_ box: MutexBox<ProgramProcess>, _ name: String, signal: Int32, after pause: Duration) async throws {
+        await box.value.stop(signal: signal)
+        try await Task.sleep(for: pause)
+        let process = try launch(name)
+        box.value = process
+        _ = try await process.waitForLine(startingWith: "udpchat-\(name) ready")
+    }
+
     var port: Int { edgePort.value }
 
     /// Starts the edge on `port` (0: a free one), with `extra` settings, and
