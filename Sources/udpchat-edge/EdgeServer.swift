@@ -530,7 +530,7 @@ final class EdgeServer: @unchecked Sendable {
             // A late error (an AI job that failed): sent like a broadcast, so
             // it is retransmitted until acknowledged.
             broadcast(BroadcastTemplate(.error(message: notice.error)), to: notice.sessionID, now: now)
-        case nil:
+        case .mark?, nil:
             return
         }
     }

@@ -71,7 +71,7 @@ enum Translation {
     /// The packet that answers the client; nil when nothing is sent.
     static func reply(to response: IPCStoreResponse, sessionId: String) -> ServerPacket? {
         switch response.result {
-        case .done?, .loadedSession?, nil: return nil
+        case .done?, .loadedSession?, .loadedSessions?, .roomEvents?, nil: return nil
         case .welcome(let info)?: return .welcome(UserInfo(info))
         case .pleaseLogin(let please)?:
             return .pleaseLogin(message: ProtocolText.pleaseTypePassword, email: please.email)

@@ -27,6 +27,10 @@ struct KeyService: Sendable {
         self.logger = logger
     }
 
+    /// Implementation constant: keys unwrapped in one request (a page of
+    /// sessions a starting edge loads).
+    static let maximumBatch = 1000
+
     func handle(_ request: IPCKeysRequest) -> IPCKeysResponse {
         var response = IPCKeysResponse()
         switch request.op {
@@ -65,6 +69,19 @@ struct KeyService: Sendable {
                 logger.warning("a wrapped session key did not open", metadata: ["session": "\(unwrap.sessionID)"])
                 response.failure = failure("unwrap_failed", "the wrapped key was not made by this key-encryption key for that session")
             }
+        case .unwrapSessionKeys(let batch):
+            guard batch.keys.count <= Self.maximumBatch else {
+                response.failure = failure("invalid_request", "at most \(Self.maximumBatch) keys per request")
+                break
+            }
+            var keys = IPCUnwrappedSessionKeys()
+            keys.sessionKeys = batch.keys.map { unwrap in
+                let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
+                (key == nil ? refused : unwrapped).increment()
+                if key == nil { logger.warning("a wrapped session key did not open", metadata: ["session": "\(unwrap.sessionID)"]) }
+                return Data(key ?? [])
+            }
+            response.unwrappedKeys = keys
         case nil:
             response.failure = failure("invalid_request", "the request names no operation")
         }

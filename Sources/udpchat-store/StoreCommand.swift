@@ -42,6 +42,7 @@ struct Serve: AsyncParsableCommand {
         let broker: JobBroker
         let server: RPCServer
         let ops: OpsServer
+        let events: EventStream
         do {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
@@ -64,7 +65,7 @@ struct Serve: AsyncParsableCommand {
             let backend = try SQLiteBackend(path: common.dbPath)
             try common.createSocketDirectories(for: [common.storeBind, common.eventsBind, common.jobsBind])
             reactor = ZMQReactor(context: ZMQContext(), name: "store-zmq")
-            let events = EventStream(
+            events = EventStream(
                 publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)
             broker = try JobBroker(reactor: reactor, endpoint: common.jobsBind, timing: timing, logger: logger)
             service = StoreService(
@@ -97,6 +98,7 @@ struct Serve: AsyncParsableCommand {
         let services: [any Service] = [
             ReactorService(reactor: reactor, ops: ops) { await server.drain(limit: .seconds(5)) },
             SessionExpiry(service: service, logger: logger), BrokerService(broker: broker, service: service),
+            StreamMarks(events: events),
         ]
         try await ServiceGroup.program(services: services, logger: logger).run()
     }
@@ -113,6 +115,18 @@ struct SessionExpiry: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let deleted = await service.expireIdleSessions()
             if deleted > 0 { logger.info("expired \(deleted) idle sessions") }
+        }
+    }
+}
+
+/// Publishes the event stream's mark every half second until shutdown.
+struct StreamMarks: Service {
+    let events: EventStream
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            events.mark()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: EventStream.markInterval) }
         }
     }
 }

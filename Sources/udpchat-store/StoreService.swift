@@ -65,6 +65,10 @@ final class StoreService: Sendable {
             return await read(ops) { try Operations.loadSession($0, id: load.sessionID) }
         case .touchSessions(let touch):
             return await write(ops, setup: nil) { try Operations.touchSessions($0, touch) }
+        case .loadSessions(let load):
+            return await read(ops) { try Operations.loadSessions($0, load) }
+        case .readRoomEvents(let events):
+            return await read(ops) { try Operations.readRoomEvents($0, events) }
         case .ensure:
             return await write(ops, setup: setup) { _ in .respond { $0.done = IPCDone() } }
         case .login(let login):
@@ -114,16 +118,25 @@ final class StoreService: Sendable {
     /// How long ended AI jobs are kept (for an operator to look into one).
     static let endedJobRetentionMs: Int64 = 7 * 24 * 3600 * 1000
 
-    /// Deletes sessions idle longer than the setting, and AI jobs that ended
-    /// more than a week ago; returns how many sessions.
+    /// How long room events are kept in the log beyond the session idle
+    /// time: a cursor is never older than its session, and sessions that
+    /// idle longer are deleted, so a day covers every session with room to
+    /// spare (the messages themselves stay in history for good).
+    static let roomEventRetentionSeconds: Int64 = 24 * 3600
+
+    /// Deletes sessions idle longer than the setting, room events older than
+    /// the log keeps them, and AI jobs that ended more than a week ago;
+    /// returns how many sessions.
     func expireIdleSessions() async -> Int {
         let now = Date().timeIntervalSince1970
         let cutoff = Int64(now) - sessionIdle
+        let eventCutoff = Int64(now) - sessionIdle - Self.roomEventRetentionSeconds
         let jobCutoff = Int64(now * 1000) - Self.endedJobRetentionMs
         let result = await commit.submit(
             GroupCommit.Write(setup: nil) { tx in
                 var outcome = Outcome.respond { $0.done = IPCDone() }
                 outcome.affectedRows = try tx.deleteSessions(lastActiveBefore: cutoff)
+                _ = try tx.deleteRoomEvents(before: eventCutoff)
                 _ = try tx.deleteEndedJobs(before: jobCutoff)
                 return outcome
             })

@@ -24,6 +24,8 @@ extension IPCStoreRequest: RPCMethodNamed {
         case .listMembers: "list_members"
         case .requestAi: "request_ai"
         case .ping: "ping"
+        case .readRoomEvents: "read_room_events"
+        case .loadSessions: "load_sessions"
         case nil: "none"
         }
     }
@@ -35,6 +37,7 @@ extension IPCKeysRequest: RPCMethodNamed {
         case .getIdentity: "get_identity"
         case .signHandshake: "sign_handshake"
         case .unwrapSessionKey: "unwrap_session_key"
+        case .unwrapSessionKeys: "unwrap_session_keys"
         case nil: "none"
         }
     }

@@ -33,21 +33,26 @@ extension Operations {
         } else if requirePasswords {
             return hasPassword ? unauthorised : pleaseLogin
         }
-        try tx.setSessionUser(id: sessionId, user: user.rowId, now: now)
+        try setUser(tx, user)
         try tx.touchUser(rowId: user.rowId, now: now)
         let info = try userInfo(tx, user)
-        return .respond { $0.welcome = info }
+        let follows = try follows(tx)
+        return .respond { response in
+            response.welcome = info
+            response.follows = follows
+        }
     }
 
     /// LOGOUT (§5.4): this session only.
     func logout(_ tx: any StoreTransaction) throws -> Outcome {
         guard try caller(tx).user != nil else { return .error(ProtocolText.notLoggedIn) }
-        try tx.setSessionUser(id: sessionId, user: nil, now: now)
+        try setUser(tx, nil)
         return .respond { response in
             var status = IPCStatusReply()
             status.sessionID = sessionId
             status.loggedOut = true
             response.status = status
+            response.follows = IPCSessionFollows()
         }
     }
 
@@ -72,10 +77,14 @@ extension Operations {
             old.keyDigest.count == 32, constantTimeEqual(old.keyDigest, oldKeyDigest),
             let userRow = old.userRowId, let user = try tx.user(rowId: userRow)
         else { return failed }
-        try tx.setSessionUser(id: sessionId, user: user.rowId, now: now)
+        try setUser(tx, user)
         try tx.touchUser(rowId: user.rowId, now: now)
         let info = try userInfo(tx, user)
-        return .respond { $0.welcome = info }
+        let follows = try follows(tx)
+        return .respond { response in
+            response.welcome = info
+            response.follows = follows
+        }
     }
 
     private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -73,16 +73,40 @@ struct Operations {
         return info
     }
 
-    /// An event for a room's members; takes the room's next sequence number.
+    /// An event for a room's members; takes the room's next sequence number
+    /// and keeps the event in the room's log, in the same transaction, so
+    /// an edge that missed it can read it back.
     func roomEvent(_ tx: any StoreTransaction, _ room: RoomRow, _ fill: (inout IPCRoomEvent) -> Void) throws -> IPCEvent {
         var roomEvent = IPCRoomEvent()
         roomEvent.roomID = room.roomId
         roomEvent.seq = try tx.nextSequence(room: room.rowId)
-        roomEvent.recipientUserIds = try tx.memberUserIds(room: room.rowId)
         fill(&roomEvent)
+        // Recipients are who the members are now; the log does not keep
+        // them (a reader follows membership through the events themselves).
+        try tx.appendRoomEvent(room: room.rowId, seq: roomEvent.seq, body: try roomEvent.serializedBytes(), now: now)
+        roomEvent.recipientUserIds = try tx.memberUserIds(room: room.rowId)
         var event = IPCEvent()
         event.room = roomEvent
         return event
+    }
+
+    /// The rooms the session follows now, for a response that changed them.
+    func follows(_ tx: any StoreTransaction) throws -> IPCSessionFollows {
+        var follows = IPCSessionFollows()
+        follows.cursors = try tx.cursors(session: sessionId)
+        return follows
+    }
+
+    /// Makes `user` the session's user. A new user (or none) starts the
+    /// session's cursors afresh; the same user keeps them.
+    func setUser(_ tx: any StoreTransaction, _ user: UserRow?) throws {
+        let previous = try tx.session(id: sessionId)?.userRowId
+        try tx.setSessionUser(id: sessionId, user: user?.rowId, now: now)
+        if previous == user?.rowId, user != nil {
+            try tx.addMissingCursors(session: sessionId)
+        } else {
+            try tx.resetCursors(session: sessionId)
+        }
     }
 
     /// An event for a user's other sessions.

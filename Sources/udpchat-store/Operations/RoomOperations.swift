@@ -22,7 +22,12 @@ extension Operations {
         guard try !tx.roomNameTaken(name) else { return .error(ProtocolText.roomNameTaken) }
         let room = try tx.insertRoom(roomId: SecureRandom.identifier(), name: name, now: now)
         try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: true, now: now)
-        var outcome = Outcome.respond { $0.roomCreated = room.ref }
+        try tx.follow(room: room.rowId, user: user.rowId, after: 0)
+        let follows = try follows(tx)
+        var outcome = Outcome.respond { response in
+            response.roomCreated = room.ref
+            response.follows = follows
+        }
         outcome.events = [try roomListEvent(tx)]
         return outcome
     }
@@ -35,16 +40,17 @@ extension Operations {
         let joined = Outcome.respond { $0.joinedRoom = room.ref }
         if try tx.isMember(room: room.rowId, user: user.rowId) { return joined }
         try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: false, now: now)
+        let memberJoined = try roomEvent(tx, room) { event in
+            var joinedEvent = IPCMemberJoined()
+            // The original reports the user's global admin flag here (§5.9).
+            joinedEvent.member = IPCMemberItem(user: user, isAdmin: user.isAdmin, joinedAt: now)
+            event.memberJoined = joinedEvent
+        }
+        // Every session of the joiner follows the room from its MEMBER_JOINED on.
+        try tx.follow(room: room.rowId, user: user.rowId, after: memberJoined.room.seq - 1)
         var outcome = joined
-        outcome.events = [
-            userEvent(user) { $0.roomJoined = room.ref },
-            try roomEvent(tx, room) { event in
-                var joinedEvent = IPCMemberJoined()
-                // The original reports the user's global admin flag here (§5.9).
-                joinedEvent.member = IPCMemberItem(user: user, isAdmin: user.isAdmin, joinedAt: now)
-                event.memberJoined = joinedEvent
-            },
-        ]
+        outcome.response.follows = try follows(tx)
+        outcome.events = [userEvent(user) { $0.roomJoined = room.ref }, memberJoined]
         return outcome
     }
 
@@ -55,7 +61,12 @@ extension Operations {
         let room = try lookUpRoom(tx, roomId)
         guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.notAMember) }
         try tx.removeMember(room: room.rowId, user: user.rowId)
-        var outcome = Outcome.respond { $0.leftRoom = room.ref }
+        try tx.unfollow(room: room.rowId, user: user.rowId)
+        let follows = try follows(tx)
+        var outcome = Outcome.respond { response in
+            response.leftRoom = room.ref
+            response.follows = follows
+        }
         outcome.events.append(userEvent(user) { $0.roomLeft = room.ref })
         if try tx.memberUserIds(room: room.rowId).isEmpty {
             try tx.closeRoom(room.rowId, now: now)

@@ -15,27 +15,73 @@ extension Operations {
         }
     }
 
-    /// What a restarted edge needs to take a session over.
+    /// What a restarted edge needs to take a session over: its wrapped key,
+    /// user, replay mark, last address and delivery cursors.
     static func loadSession(_ tx: any StoreTransaction, id: String) throws -> Outcome {
         var loaded = IPCLoadedSession()
-        if let row = try tx.session(id: id) {
-            loaded.found = true
-            loaded.wrappedKey = .init(row.wrappedKey)
-            loaded.replayMark = row.replayMark
-            if let userRow = row.userRowId, let user = try tx.user(rowId: userRow) { loaded.userID = user.userId }
-        }
+        if let row = try tx.session(id: id) { loaded = try loadedSession(tx, row) }
         return .respond { response in
             response.sessionUserID = loaded.userID
             response.loadedSession = loaded
         }
     }
 
-    /// Liveness and replay marks of many sessions, batched by the edge so
-    /// that no datagram costs a write of its own.
-    static func touchSessions(_ tx: any StoreTransaction, _ touch: IPCTouchSessions) throws -> Outcome {
-        for activity in touch.sessions {
-            try tx.touchSession(id: activity.sessionID, lastActiveAt: activity.lastActiveAt, replayMark: activity.replayMark)
+    /// A page of the sessions active since a time (a starting edge resumes them).
+    static func loadSessions(_ tx: any StoreTransaction, _ load: IPCLoadSessions) throws -> Outcome {
+        let limit = Int(min(max(load.limit, 1), maximumSessionPage))
+        let rows = try tx.activeSessions(since: load.activeSince, after: load.afterSessionID, limit: limit + 1)
+        var page = IPCLoadedSessions()
+        page.sessions = try rows.prefix(limit).map { try loadedSession(tx, $0) }
+        page.more = rows.count > limit
+        return .respond { $0.loadedSessions = page }
+    }
+
+    /// Implementation constant: a page of sessions stays well under a megabyte.
+    static let maximumSessionPage: UInt32 = 1000
+
+    private static func loadedSession(_ tx: any StoreTransaction, _ row: SessionRow) throws -> IPCLoadedSession {
+        var loaded = IPCLoadedSession()
+        loaded.found = true
+        loaded.sessionID = row.sessionId
+        loaded.wrappedKey = .init(row.wrappedKey)
+        loaded.replayMark = row.replayMark
+        loaded.address = row.address
+        loaded.lastActiveAt = row.lastActiveAt
+        loaded.acknowledges = row.acknowledges
+        if let userRow = row.userRowId, let user = try tx.user(rowId: userRow) {
+            loaded.userID = user.userId
+            loaded.cursors = try tx.cursors(session: row.sessionId)
         }
+        return loaded
+    }
+
+    /// Liveness, replay marks, addresses and delivery cursors of many
+    /// sessions, batched by the edge so that no datagram or ACK costs a
+    /// write of its own.
+    static func touchSessions(_ tx: any StoreTransaction, _ touch: IPCTouchSessions) throws -> Outcome {
+        for activity in touch.sessions { try tx.recordActivity(activity) }
         return .respond { $0.done = IPCDone() }
+    }
+
+    /// Implementation constant: events returned per room and request.
+    static let maximumEventPage: UInt32 = 1000
+
+    /// Logged events of rooms after given positions.
+    static func readRoomEvents(_ tx: any StoreTransaction, _ read: IPCReadRoomEvents) throws -> Outcome {
+        let limit = Int(min(max(read.limit, 1), maximumEventPage))
+        var pages = IPCRoomEventPages()
+        for position in read.rooms.prefix(Int(maximumEventPage)) {
+            var page = IPCRoomEventPage()
+            page.roomID = position.roomID
+            if let range = try tx.roomEvents(roomId: position.roomID, after: position.seq, limit: limit) {
+                page.headSeq = range.head
+                page.closed = range.closed
+                page.events = try range.bodies.map { try IPCRoomEvent(serializedBytes: $0) }
+            } else {
+                page.closed = true
+            }
+            pages.pages.append(page)
+        }
+        return .respond { $0.roomEvents = pages }
     }
 }

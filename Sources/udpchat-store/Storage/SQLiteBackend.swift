@@ -73,12 +73,18 @@ struct SQLiteTransaction: StoreTransaction {
 
     // MARK: Sessions
 
-    func session(id: String) throws -> SessionRow? {
-        let sql = "SELECT session_id, user_id, wrapped_key, key_digest, replay_mark, last_active_at FROM sessions WHERE session_id = ?"
-        guard let row = try Row.fetchOne(statement(sql), arguments: [id]) else { return nil }
-        return SessionRow(
+    private static let sessionColumns =
+        "session_id, user_id, wrapped_key, key_digest, replay_mark, last_active_at, address, acknowledges"
+
+    private func sessionRow(_ row: Row) -> SessionRow {
+        SessionRow(
             sessionId: row[0], userRowId: row[1], wrappedKey: [UInt8](row[2] as Data), keyDigest: [UInt8](row[3] as Data),
-            replayMark: UInt64(bitPattern: row[4]), lastActiveAt: row[5])
+            replayMark: UInt64(bitPattern: row[4]), lastActiveAt: row[5], address: row[6], acknowledges: row[7])
+    }
+
+    func session(id: String) throws -> SessionRow? {
+        try Row.fetchOne(statement("SELECT \(Self.sessionColumns) FROM sessions WHERE session_id = ?"), arguments: [id])
+            .map(sessionRow)
     }
 
     func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws {
@@ -103,6 +109,112 @@ struct SQLiteTransaction: StoreTransaction {
 
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int {
         try statement("DELETE FROM sessions WHERE last_active_at < ?").execute(arguments: [cutoff])
+        return db.changesCount
+    }
+
+    func recordActivity(_ activity: IPCSessionActivity) throws {
+        try statement(
+            """
+            UPDATE sessions SET last_active_at = max(last_active_at, ?), replay_mark = max(replay_mark, ?),
+                address = CASE WHEN ? = '' THEN address ELSE ? END, acknowledges = max(acknowledges, ?)
+            WHERE session_id = ?
+            """
+        ).execute(arguments: [
+            activity.lastActiveAt, Int64(bitPattern: activity.replayMark), activity.address, activity.address,
+            activity.acknowledges, activity.sessionID,
+        ])
+        guard !activity.cursors.isEmpty else { return }
+        let upsert = try statement(
+            """
+            INSERT INTO session_cursors (session_id, room_id, seq)
+                SELECT s.id, r.id, ? FROM sessions s
+                JOIN rooms r ON r.room_id = ?
+                JOIN members m ON m.room_id = r.id AND m.user_id = s.user_id
+                WHERE s.session_id = ?
+            ON CONFLICT (session_id, room_id) DO UPDATE SET seq = max(seq, excluded.seq)
+            """)
+        for cursor in activity.cursors {
+            try upsert.execute(arguments: [Int64(bitPattern: cursor.seq), cursor.roomID, activity.sessionID])
+        }
+    }
+
+    func activeSessions(since: Int64, after: String, limit: Int) throws -> [SessionRow] {
+        try Row.fetchAll(
+            statement(
+                "SELECT \(Self.sessionColumns) FROM sessions WHERE last_active_at >= ? AND session_id > ? ORDER BY session_id LIMIT ?"),
+            arguments: [since, after, limit]
+        ).map(sessionRow)
+    }
+
+    // MARK: Delivery cursors
+
+    /// The open rooms of the session's user, from their current sequence numbers.
+    private static let followedRooms = """
+        SELECT s.id, r.id, r.seq FROM sessions s
+        JOIN members m ON m.user_id = s.user_id
+        JOIN rooms r ON r.id = m.room_id AND r.closed_at IS NULL
+        WHERE s.session_id = ?
+        """
+
+    func resetCursors(session: String) throws {
+        try statement("DELETE FROM session_cursors WHERE session_id = (SELECT id FROM sessions WHERE session_id = ?)")
+            .execute(arguments: [session])
+        try addMissingCursors(session: session)
+    }
+
+    func addMissingCursors(session: String) throws {
+        try statement("INSERT OR IGNORE INTO session_cursors (session_id, room_id, seq) \(Self.followedRooms)")
+            .execute(arguments: [session])
+    }
+
+    func follow(room: Int64, user: Int64, after seq: UInt64) throws {
+        try statement(
+            """
+            INSERT INTO session_cursors (session_id, room_id, seq) SELECT id, ?, ? FROM sessions WHERE user_id = ?
+            ON CONFLICT (session_id, room_id) DO UPDATE SET seq = excluded.seq
+            """
+        ).execute(arguments: [room, Int64(bitPattern: seq), user])
+    }
+
+    func unfollow(room: Int64, user: Int64) throws {
+        try statement("DELETE FROM session_cursors WHERE room_id = ? AND session_id IN (SELECT id FROM sessions WHERE user_id = ?)")
+            .execute(arguments: [room, user])
+    }
+
+    func cursors(session: String) throws -> [IPCRoomCursor] {
+        try Row.fetchAll(
+            statement(
+                """
+                SELECT r.room_id, c.seq FROM session_cursors c JOIN rooms r ON r.id = c.room_id
+                WHERE c.session_id = (SELECT id FROM sessions WHERE session_id = ?) AND r.closed_at IS NULL ORDER BY r.id
+                """), arguments: [session]
+        ).map { row in
+            var cursor = IPCRoomCursor()
+            cursor.roomID = row[0]
+            cursor.seq = UInt64(bitPattern: row[1])
+            return cursor
+        }
+    }
+
+    // MARK: Room event log
+
+    func appendRoomEvent(room: Int64, seq: UInt64, body: [UInt8], now: Int64) throws {
+        try statement("INSERT INTO room_events (room_id, seq, body, created_at) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [room, Int64(bitPattern: seq), Data(body), now])
+    }
+
+    func roomEvents(roomId: String, after seq: UInt64, limit: Int) throws -> RoomEventRange? {
+        guard let room = try Row.fetchOne(statement("SELECT id, seq, closed_at IS NOT NULL FROM rooms WHERE room_id = ?"), arguments: [roomId])
+        else { return nil }
+        let rowId: Int64 = room[0]
+        let bodies = try Data.fetchAll(
+            statement("SELECT body FROM room_events WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+            arguments: [rowId, Int64(bitPattern: seq), limit])
+        return RoomEventRange(head: UInt64(bitPattern: room[1]), closed: room[2], bodies: bodies.map { [UInt8]($0) })
+    }
+
+    func deleteRoomEvents(before cutoff: Int64) throws -> Int {
+        try statement("DELETE FROM room_events WHERE created_at < ?").execute(arguments: [cutoff])
         return db.changesCount
     }
 

@@ -82,6 +82,32 @@ enum Schema {
                     CREATE INDEX ai_jobs_queued ON ai_jobs(room_id, user_id, mode) WHERE state = 'queued';
                     """)
         }
+        migrator.registerMigration("0003_delivery") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE room_events (
+                        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                        seq INTEGER NOT NULL,
+                        body BLOB NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, seq)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX room_events_age ON room_events(created_at);
+                    CREATE TABLE session_cursors (
+                        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                        seq INTEGER NOT NULL,
+                        PRIMARY KEY (session_id, room_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX session_cursors_room ON session_cursors(room_id);
+                    ALTER TABLE sessions ADD COLUMN address TEXT NOT NULL DEFAULT '';
+                    ALTER TABLE sessions ADD COLUMN acknowledges INTEGER NOT NULL DEFAULT 0;
+                    INSERT INTO session_cursors (session_id, room_id, seq)
+                        SELECT s.id, r.id, r.seq FROM sessions s
+                        JOIN members m ON m.user_id = s.user_id
+                        JOIN rooms r ON r.id = m.room_id AND r.closed_at IS NULL;
+                    """)
+        }
         return migrator
     }
 }

@@ -26,6 +26,37 @@ protocol StoreTransaction {
     func touchSession(id: String, lastActiveAt: Int64, replayMark: UInt64) throws
     /// Deletes sessions last active before `cutoff`; returns how many.
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int
+    /// Records what an edge reported: liveness, replay mark, address,
+    /// whether it acknowledges, and cursors (each only moves forward, and
+    /// only for a room the session's user belongs to).
+    func recordActivity(_ activity: IPCSessionActivity) throws
+    /// Sessions active at or after `since` whose id sorts after `after`, by id.
+    func activeSessions(since: Int64, after: String, limit: Int) throws -> [SessionRow]
+
+    // Delivery cursors: per session, the rooms it follows and the last
+    // sequence number delivered in each (ARCHITECTURE.md, "Delivery from
+    // durable state")
+    /// The session follows exactly the open rooms of its user, each from
+    /// the room's current sequence number (a new login).
+    func resetCursors(session: String) throws
+    /// Adds, from the current sequence number, the rooms of the session's
+    /// user it does not follow yet; keeps the others.
+    func addMissingCursors(session: String) throws
+    /// Every session of `user` follows `room` after `seq`.
+    func follow(room: Int64, user: Int64, after seq: UInt64) throws
+    /// No session of `user` follows `room` any more.
+    func unfollow(room: Int64, user: Int64) throws
+    /// The rooms the session follows, by public id, with their cursors.
+    func cursors(session: String) throws -> [IPCRoomCursor]
+
+    // The room event log
+    /// Keeps a committed room event (its body without recipients).
+    func appendRoomEvent(room: Int64, seq: UInt64, body: [UInt8], now: Int64) throws
+    /// Up to `limit` events of a room after `seq`, oldest first, with the
+    /// room's newest sequence number; nil when there is no such room.
+    func roomEvents(roomId: String, after seq: UInt64, limit: Int) throws -> RoomEventRange?
+    /// Deletes logged events older than `cutoff`; returns how many.
+    func deleteRoomEvents(before cutoff: Int64) throws -> Int
 
     // Users
     func user(email: String) throws -> UserRow?
@@ -105,6 +136,17 @@ struct SessionRow: Sendable {
     var keyDigest: [UInt8]
     var replayMark: UInt64
     var lastActiveAt: Int64
+    var address: String = ""
+    var acknowledges = false
+}
+
+/// Logged events of one room.
+struct RoomEventRange: Sendable {
+    /// The room's newest sequence number.
+    var head: UInt64
+    var closed: Bool
+    /// Serialized ``IPCRoomEvent``s, oldest first.
+    var bodies: [[UInt8]]
 }
 
 struct UserRow: Sendable {

@@ -179,12 +179,21 @@ public nonisolated struct IPCKeysRequest: Sendable {
     set {op = .unwrapSessionKey(newValue)}
   }
 
+  public var unwrapSessionKeys: IPCUnwrapSessionKeys {
+    get {
+      if case .unwrapSessionKeys(let v)? = op {return v}
+      return IPCUnwrapSessionKeys()
+    }
+    set {op = .unwrapSessionKeys(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Op: Equatable, Sendable {
     case getIdentity(IPCGetIdentity)
     case signHandshake(IPCSignHandshake)
     case unwrapSessionKey(IPCUnwrapSessionKey)
+    case unwrapSessionKeys(IPCUnwrapSessionKeys)
 
   }
 
@@ -279,6 +288,32 @@ public nonisolated struct IPCUnwrappedSessionKey: Sendable {
   public init() {}
 }
 
+/// Many keys at once (a starting edge resuming its sessions).
+public nonisolated struct IPCUnwrapSessionKeys: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keys: [IPCUnwrapSessionKey] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct IPCUnwrappedSessionKeys: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// In the order asked; empty where the wrapped key did not open.
+  public var sessionKeys: [Data] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct IPCKeysResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -310,6 +345,14 @@ public nonisolated struct IPCKeysResponse: Sendable {
     set {result = .unwrapped(newValue)}
   }
 
+  public var unwrappedKeys: IPCUnwrappedSessionKeys {
+    get {
+      if case .unwrappedKeys(let v)? = result {return v}
+      return IPCUnwrappedSessionKeys()
+    }
+    set {result = .unwrappedKeys(newValue)}
+  }
+
   public var failure: IPCFailure {
     get {
       if case .failure(let v)? = result {return v}
@@ -324,6 +367,7 @@ public nonisolated struct IPCKeysResponse: Sendable {
     case identity(IPCIdentity)
     case signedHandshake(IPCSignedHandshake)
     case unwrapped(IPCUnwrappedSessionKey)
+    case unwrappedKeys(IPCUnwrappedSessionKeys)
     case failure(IPCFailure)
 
   }
@@ -514,6 +558,22 @@ public nonisolated struct IPCStoreRequest: Sendable {
     set {op = .ping(newValue)}
   }
 
+  public var readRoomEvents: IPCReadRoomEvents {
+    get {
+      if case .readRoomEvents(let v)? = op {return v}
+      return IPCReadRoomEvents()
+    }
+    set {op = .readRoomEvents(newValue)}
+  }
+
+  public var loadSessions: IPCLoadSessions {
+    get {
+      if case .loadSessions(let v)? = op {return v}
+      return IPCLoadSessions()
+    }
+    set {op = .loadSessions(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Op: Equatable, Sendable {
@@ -533,6 +593,8 @@ public nonisolated struct IPCStoreRequest: Sendable {
     case listMembers(IPCListMembers)
     case requestAi(IPCRequestAI)
     case ping(IPCPing)
+    case readRoomEvents(IPCReadRoomEvents)
+    case loadSessions(IPCLoadSessions)
 
   }
 
@@ -586,6 +648,71 @@ public nonisolated struct IPCSessionActivity: Sendable {
   public var lastActiveAt: Int64 = 0
 
   public var replayMark: UInt64 = 0
+
+  /// Where the session's last authenticated packet came from ("ip:port",
+  /// "[ipv6]:port"), so a restarted edge can deliver to it.
+  public var address: String = String()
+
+  /// The session has acknowledged a broadcast: its rooms' events reach it
+  /// one at a time, in commit order.
+  public var acknowledges: Bool = false
+
+  /// Delivery cursors that moved: the last sequence number of each room the
+  /// client acknowledged. A cursor only moves forward, and only for a room
+  /// the session's user belongs to.
+  public var cursors: [IPCRoomCursor] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Where a session's delivery stands in one room.
+public nonisolated struct IPCRoomCursor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var roomID: String = String()
+
+  /// Every event of the room up to this sequence number was delivered.
+  public var seq: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Events of rooms from given positions (a restarted or resubscribed edge,
+/// a gap in the event stream, a session behind the edge's tail).
+public nonisolated struct IPCReadRoomEvents: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rooms: [IPCRoomCursor] = []
+
+  /// Most events returned per room.
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The sessions a starting edge resumes: those active since a time, by
+/// session id, a page at a time.
+public nonisolated struct IPCLoadSessions: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var activeSince: Int64 = 0
+
+  /// Sessions whose id sorts after this one (empty: from the first).
+  public var afterSessionID: String = String()
+
+  public var limit: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -794,6 +921,18 @@ public nonisolated struct IPCStoreResponse: Sendable {
   /// edge can route broadcasts.
   public var sessionUserID: String = String()
 
+  /// Set when the request changed the rooms the session follows (LOGIN,
+  /// MERGE_SESSION, LOGOUT, JOIN_ROOM, LEAVE_ROOM): all of them now, each
+  /// with the cursor delivery starts after.
+  public var follows: IPCSessionFollows {
+    get {_follows ?? IPCSessionFollows()}
+    set {_follows = newValue}
+  }
+  /// Returns true if `follows` has been explicitly set.
+  public var hasFollows: Bool {self._follows != nil}
+  /// Clears the value of `follows`. Subsequent reads from it will return its default value.
+  public mutating func clearFollows() {self._follows = nil}
+
   public var result: IPCStoreResponse.OneOf_Result? = nil
 
   public var done: IPCDone {
@@ -908,6 +1047,22 @@ public nonisolated struct IPCStoreResponse: Sendable {
     set {result = .messageSent(newValue)}
   }
 
+  public var roomEvents: IPCRoomEventPages {
+    get {
+      if case .roomEvents(let v)? = result {return v}
+      return IPCRoomEventPages()
+    }
+    set {result = .roomEvents(newValue)}
+  }
+
+  public var loadedSessions: IPCLoadedSessions {
+    get {
+      if case .loadedSessions(let v)? = result {return v}
+      return IPCLoadedSessions()
+    }
+    set {result = .loadedSessions(newValue)}
+  }
+
   /// A protocol error with the exact text clients are shown.
   public var error: IPCProtocolError {
     get {
@@ -934,12 +1089,16 @@ public nonisolated struct IPCStoreResponse: Sendable {
     case history(IPCHistory)
     case members(IPCMembers)
     case messageSent(IPCMessageSent)
+    case roomEvents(IPCRoomEventPages)
+    case loadedSessions(IPCLoadedSessions)
     /// A protocol error with the exact text clients are shown.
     case error(IPCProtocolError)
 
   }
 
   public init() {}
+
+  fileprivate var _follows: IPCSessionFollows? = nil
 }
 
 public nonisolated struct IPCDone: Sendable {
@@ -964,6 +1123,80 @@ public nonisolated struct IPCLoadedSession: Sendable {
   public var userID: String = String()
 
   public var replayMark: UInt64 = 0
+
+  public var sessionID: String = String()
+
+  /// As last reported in SessionActivity.
+  public var address: String = String()
+
+  public var lastActiveAt: Int64 = 0
+
+  public var acknowledges: Bool = false
+
+  /// The rooms the session follows, with their cursors.
+  public var cursors: [IPCRoomCursor] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct IPCLoadedSessions: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sessions: [IPCLoadedSession] = []
+
+  /// More sessions follow the last one returned.
+  public var more: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct IPCSessionFollows: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cursors: [IPCRoomCursor] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A room's events after a position, oldest first.
+public nonisolated struct IPCRoomEventPage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var roomID: String = String()
+
+  /// The room's newest sequence number when this was read.
+  public var headSeq: UInt64 = 0
+
+  /// Events (recipient_user_ids left empty), consecutive from the position
+  /// asked for; the first may come later when older events were pruned.
+  public var events: [IPCRoomEvent] = []
+
+  /// The room is closed or does not exist: it has no more events.
+  public var closed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct IPCRoomEventPages: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pages: [IPCRoomEventPage] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1141,6 +1374,14 @@ public nonisolated struct IPCEvent: Sendable {
     set {kind = .sessionNotice(newValue)}
   }
 
+  public var mark: IPCStreamMark {
+    get {
+      if case .mark(let v)? = kind {return v}
+      return IPCStreamMark()
+    }
+    set {kind = .mark(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -1148,8 +1389,27 @@ public nonisolated struct IPCEvent: Sendable {
     case user(IPCUserEvent)
     case roomList(IPCRoomListChanged)
     case sessionNotice(IPCSessionNotice)
+    case mark(IPCStreamMark)
 
   }
+
+  public init() {}
+}
+
+/// Published every half second: the store's run (a new one after each
+/// start) and the id of the last event published before this one. A
+/// subscriber that missed an event, or sees a new run, reads what it missed
+/// from the store.
+public nonisolated struct IPCStreamMark: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var run: String = String()
+
+  public var lastEventID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1835,7 +2095,7 @@ nonisolated extension IPCMessageEvent: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KeysRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_identity\0\u{3}sign_handshake\0\u{3}unwrap_session_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_identity\0\u{3}sign_handshake\0\u{3}unwrap_session_key\0\u{3}unwrap_session_keys\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1882,6 +2142,19 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
           self.op = .unwrapSessionKey(v)
         }
       }()
+      case 4: try {
+        var v: IPCUnwrapSessionKeys?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .unwrapSessionKeys(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .unwrapSessionKeys(v)
+        }
+      }()
       default: break
       }
     }
@@ -1904,6 +2177,10 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
     case .unwrapSessionKey?: try {
       guard case .unwrapSessionKey(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .unwrapSessionKeys?: try {
+      guard case .unwrapSessionKeys(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
     case nil: break
     }
@@ -2116,9 +2393,69 @@ nonisolated extension IPCUnwrappedSessionKey: SwiftProtobuf.Message, SwiftProtob
   }
 }
 
+nonisolated extension IPCUnwrapSessionKeys: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnwrapSessionKeys"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.keys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCUnwrapSessionKeys, rhs: IPCUnwrapSessionKeys) -> Bool {
+    if lhs.keys != rhs.keys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCUnwrappedSessionKeys: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnwrappedSessionKeys"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedBytesField(value: &self.sessionKeys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sessionKeys.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.sessionKeys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCUnwrappedSessionKeys, rhs: IPCUnwrappedSessionKeys) -> Bool {
+    if lhs.sessionKeys != rhs.sessionKeys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KeysResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identity\0\u{3}signed_handshake\0\u{1}unwrapped\0\u{2}\u{c}failure\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identity\0\u{3}signed_handshake\0\u{1}unwrapped\0\u{3}unwrapped_keys\0\u{2}\u{b}failure\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2165,6 +2502,19 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
           self.result = .unwrapped(v)
         }
       }()
+      case 4: try {
+        var v: IPCUnwrappedSessionKeys?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .unwrappedKeys(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .unwrappedKeys(v)
+        }
+      }()
       case 15: try {
         var v: IPCFailure?
         var hadOneofValue = false
@@ -2200,6 +2550,10 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
     case .unwrapped?: try {
       guard case .unwrapped(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .unwrappedKeys?: try {
+      guard case .unwrappedKeys(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
     case .failure?: try {
       guard case .failure(let v)? = self.result else { preconditionFailure() }
@@ -2299,7 +2653,7 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StoreRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{2}\u{9}ensure\0\u{3}load_session\0\u{3}touch_sessions\0\u{2}\u{8}login\0\u{1}logout\0\u{1}status\0\u{3}merge_session\0\u{3}list_rooms\0\u{3}create_room\0\u{3}join_room\0\u{3}leave_room\0\u{3}post_message\0\u{3}list_messages\0\u{3}list_members\0\u{3}request_ai\0\u{1}ping\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{2}\u{9}ensure\0\u{3}load_session\0\u{3}touch_sessions\0\u{2}\u{8}login\0\u{1}logout\0\u{1}status\0\u{3}merge_session\0\u{3}list_rooms\0\u{3}create_room\0\u{3}join_room\0\u{3}leave_room\0\u{3}post_message\0\u{3}list_messages\0\u{3}list_members\0\u{3}request_ai\0\u{1}ping\0\u{3}read_room_events\0\u{3}load_sessions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2516,6 +2870,32 @@ nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._Mes
           self.op = .ping(v)
         }
       }()
+      case 33: try {
+        var v: IPCReadRoomEvents?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .readRoomEvents(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .readRoomEvents(v)
+        }
+      }()
+      case 34: try {
+        var v: IPCLoadSessions?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .loadSessions(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .loadSessions(v)
+        }
+      }()
       default: break
       }
     }
@@ -2593,6 +2973,14 @@ nonisolated extension IPCStoreRequest: SwiftProtobuf.Message, SwiftProtobuf._Mes
     case .ping?: try {
       guard case .ping(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+    }()
+    case .readRoomEvents?: try {
+      guard case .readRoomEvents(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+    }()
+    case .loadSessions?: try {
+      guard case .loadSessions(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
     }()
     case nil: break
     }
@@ -2677,7 +3065,7 @@ nonisolated extension IPCLoadSession: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionActivity"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}last_active_at\0\u{3}replay_mark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}last_active_at\0\u{3}replay_mark\0\u{1}address\0\u{1}acknowledges\0\u{1}cursors\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2688,6 +3076,9 @@ nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._
       case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.lastActiveAt) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.replayMark) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.acknowledges) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.cursors) }()
       default: break
       }
     }
@@ -2703,6 +3094,15 @@ nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._
     if self.replayMark != 0 {
       try visitor.visitSingularUInt64Field(value: self.replayMark, fieldNumber: 3)
     }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 4)
+    }
+    if self.acknowledges != false {
+      try visitor.visitSingularBoolField(value: self.acknowledges, fieldNumber: 5)
+    }
+    if !self.cursors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.cursors, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2710,6 +3110,119 @@ nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.sessionID != rhs.sessionID {return false}
     if lhs.lastActiveAt != rhs.lastActiveAt {return false}
     if lhs.replayMark != rhs.replayMark {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.acknowledges != rhs.acknowledges {return false}
+    if lhs.cursors != rhs.cursors {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCRoomCursor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RoomCursor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}room_id\0\u{1}seq\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.roomID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.seq) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.roomID.isEmpty {
+      try visitor.visitSingularStringField(value: self.roomID, fieldNumber: 1)
+    }
+    if self.seq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.seq, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCRoomCursor, rhs: IPCRoomCursor) -> Bool {
+    if lhs.roomID != rhs.roomID {return false}
+    if lhs.seq != rhs.seq {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCReadRoomEvents: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReadRoomEvents"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rooms\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.rooms) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.rooms.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rooms, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCReadRoomEvents, rhs: IPCReadRoomEvents) -> Bool {
+    if lhs.rooms != rhs.rooms {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCLoadSessions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LoadSessions"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}active_since\0\u{3}after_session_id\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.activeSince) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.afterSessionID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.activeSince != 0 {
+      try visitor.visitSingularInt64Field(value: self.activeSince, fieldNumber: 1)
+    }
+    if !self.afterSessionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.afterSessionID, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCLoadSessions, rhs: IPCLoadSessions) -> Bool {
+    if lhs.activeSince != rhs.activeSince {return false}
+    if lhs.afterSessionID != rhs.afterSessionID {return false}
+    if lhs.limit != rhs.limit {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3111,7 +3624,7 @@ nonisolated extension IPCRequestAI: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StoreResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_user_id\0\u{2}\u{9}done\0\u{3}loaded_session\0\u{1}welcome\0\u{3}please_login\0\u{1}unauthorised\0\u{1}status\0\u{3}merge_failed\0\u{3}room_list\0\u{3}room_created\0\u{3}joined_room\0\u{3}left_room\0\u{1}history\0\u{1}members\0\u{3}message_sent\0\u{2}\u{7}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_user_id\0\u{1}follows\0\u{2}\u{8}done\0\u{3}loaded_session\0\u{1}welcome\0\u{3}please_login\0\u{1}unauthorised\0\u{1}status\0\u{3}merge_failed\0\u{3}room_list\0\u{3}room_created\0\u{3}joined_room\0\u{3}left_room\0\u{1}history\0\u{1}members\0\u{3}message_sent\0\u{3}room_events\0\u{3}loaded_sessions\0\u{2}\u{5}error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3120,6 +3633,7 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.sessionUserID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._follows) }()
       case 10: try {
         var v: IPCDone?
         var hadOneofValue = false
@@ -3302,6 +3816,32 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
           self.result = .messageSent(v)
         }
       }()
+      case 24: try {
+        var v: IPCRoomEventPages?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .roomEvents(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .roomEvents(v)
+        }
+      }()
+      case 25: try {
+        var v: IPCLoadedSessions?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .loadedSessions(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .loadedSessions(v)
+        }
+      }()
       case 30: try {
         var v: IPCProtocolError?
         var hadOneofValue = false
@@ -3328,6 +3868,9 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.sessionUserID.isEmpty {
       try visitor.visitSingularStringField(value: self.sessionUserID, fieldNumber: 1)
     }
+    try { if let v = self._follows {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     switch self.result {
     case .done?: try {
       guard case .done(let v)? = self.result else { preconditionFailure() }
@@ -3385,6 +3928,14 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
       guard case .messageSent(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
     }()
+    case .roomEvents?: try {
+      guard case .roomEvents(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .loadedSessions?: try {
+      guard case .loadedSessions(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
     case .error?: try {
       guard case .error(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
@@ -3396,6 +3947,7 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
 
   public static func ==(lhs: IPCStoreResponse, rhs: IPCStoreResponse) -> Bool {
     if lhs.sessionUserID != rhs.sessionUserID {return false}
+    if lhs._follows != rhs._follows {return false}
     if lhs.result != rhs.result {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -3423,7 +3975,7 @@ nonisolated extension IPCDone: SwiftProtobuf.Message, SwiftProtobuf._MessageImpl
 
 nonisolated extension IPCLoadedSession: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadedSession"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}found\0\u{3}wrapped_key\0\u{3}user_id\0\u{3}replay_mark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}found\0\u{3}wrapped_key\0\u{3}user_id\0\u{3}replay_mark\0\u{3}session_id\0\u{1}address\0\u{3}last_active_at\0\u{1}acknowledges\0\u{1}cursors\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3435,6 +3987,11 @@ nonisolated extension IPCLoadedSession: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 2: try { try decoder.decodeSingularBytesField(value: &self.wrappedKey) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.userID) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.replayMark) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.lastActiveAt) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.acknowledges) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.cursors) }()
       default: break
       }
     }
@@ -3453,6 +4010,21 @@ nonisolated extension IPCLoadedSession: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.replayMark != 0 {
       try visitor.visitSingularUInt64Field(value: self.replayMark, fieldNumber: 4)
     }
+    if !self.sessionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sessionID, fieldNumber: 5)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 6)
+    }
+    if self.lastActiveAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastActiveAt, fieldNumber: 7)
+    }
+    if self.acknowledges != false {
+      try visitor.visitSingularBoolField(value: self.acknowledges, fieldNumber: 8)
+    }
+    if !self.cursors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.cursors, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3461,6 +4033,151 @@ nonisolated extension IPCLoadedSession: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.wrappedKey != rhs.wrappedKey {return false}
     if lhs.userID != rhs.userID {return false}
     if lhs.replayMark != rhs.replayMark {return false}
+    if lhs.sessionID != rhs.sessionID {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.lastActiveAt != rhs.lastActiveAt {return false}
+    if lhs.acknowledges != rhs.acknowledges {return false}
+    if lhs.cursors != rhs.cursors {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCLoadedSessions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LoadedSessions"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sessions\0\u{1}more\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.more) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sessions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.sessions, fieldNumber: 1)
+    }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCLoadedSessions, rhs: IPCLoadedSessions) -> Bool {
+    if lhs.sessions != rhs.sessions {return false}
+    if lhs.more != rhs.more {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCSessionFollows: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SessionFollows"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cursors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.cursors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cursors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.cursors, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCSessionFollows, rhs: IPCSessionFollows) -> Bool {
+    if lhs.cursors != rhs.cursors {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCRoomEventPage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RoomEventPage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}room_id\0\u{3}head_seq\0\u{1}events\0\u{1}closed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.roomID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.headSeq) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.closed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.roomID.isEmpty {
+      try visitor.visitSingularStringField(value: self.roomID, fieldNumber: 1)
+    }
+    if self.headSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.headSeq, fieldNumber: 2)
+    }
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 3)
+    }
+    if self.closed != false {
+      try visitor.visitSingularBoolField(value: self.closed, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCRoomEventPage, rhs: IPCRoomEventPage) -> Bool {
+    if lhs.roomID != rhs.roomID {return false}
+    if lhs.headSeq != rhs.headSeq {return false}
+    if lhs.events != rhs.events {return false}
+    if lhs.closed != rhs.closed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCRoomEventPages: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RoomEventPages"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pages\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.pages) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.pages.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.pages, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCRoomEventPages, rhs: IPCRoomEventPages) -> Bool {
+    if lhs.pages != rhs.pages {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3755,7 +4472,7 @@ nonisolated extension IPCProtocolError: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{2}\u{9}room\0\u{1}user\0\u{3}room_list\0\u{3}session_notice\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{2}\u{9}room\0\u{1}user\0\u{3}room_list\0\u{3}session_notice\0\u{1}mark\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3816,6 +4533,19 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
           self.kind = .sessionNotice(v)
         }
       }()
+      case 14: try {
+        var v: IPCStreamMark?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .mark(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .mark(v)
+        }
+      }()
       default: break
       }
     }
@@ -3846,6 +4576,10 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
       guard case .sessionNotice(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
     }()
+    case .mark?: try {
+      guard case .mark(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3854,6 +4588,41 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
   public static func ==(lhs: IPCEvent, rhs: IPCEvent) -> Bool {
     if lhs.eventID != rhs.eventID {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCStreamMark: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StreamMark"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{3}last_event_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.run) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastEventID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.run.isEmpty {
+      try visitor.visitSingularStringField(value: self.run, fieldNumber: 1)
+    }
+    if self.lastEventID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastEventID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCStreamMark, rhs: IPCStreamMark) -> Bool {
+    if lhs.run != rhs.run {return false}
+    if lhs.lastEventID != rhs.lastEventID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
