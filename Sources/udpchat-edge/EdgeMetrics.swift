@@ -1,7 +1,7 @@
 import Metrics
 
 /// The edge's instruments, made once (the README lists them).
-struct EdgeMetrics {
+struct EdgeMetrics: Sendable {
     let datagramsIn = Counter(label: "udpchat_edge_datagrams_received_total")
     let datagramsOut = Counter(label: "udpchat_edge_datagrams_sent_total")
     let handshakesOK = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "ok")])
@@ -16,4 +16,7 @@ struct EdgeMetrics {
     let ackRoundTrip = Timer(label: "udpchat_edge_ack_round_trip_seconds")
     let unacknowledged = Gauge(label: "udpchat_edge_unacknowledged_copies")
     let sessions = Gauge(label: "udpchat_edge_sessions")
+    let backlogSkipped = Counter(label: "udpchat_edge_backlog_skipped_total")
+    let eventsRead = Counter(label: "udpchat_edge_events_read_total")
+    let resynchronisations = Counter(label: "udpchat_edge_resynchronisations_total")
 }

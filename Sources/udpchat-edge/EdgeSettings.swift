@@ -17,6 +17,7 @@ struct EdgeSettings: Sendable {
     var errorsPerSource: Double
     var exemptSources: Set<String>
     var loginsPerSourcePerMinute: Double
+    var messagesPerUser: Double
 
     init(_ settings: SettingsReader) throws {
         common = try CommonSettings(settings)
@@ -37,16 +38,19 @@ struct EdgeSettings: Sendable {
         handshakesPerSource = Double(try settings.int(.handshakesPerSource, default: 5, range: 1...100_000))
         errorsPerSource = Double(try settings.int(.errorsPerSource, default: 20, range: 1...100_000))
         loginsPerSourcePerMinute = Double(try settings.int(.loginsPerSource, default: 30, range: 1...100_000))
+        messagesPerUser = Double(try settings.int(.messagesPerUser, default: 20, range: 1...1_000_000))
         exemptSources = Set(settings.string(.rateLimitExempt, default: "").split(separator: ",").map { TextRules.trimmed(String($0)) })
             .subtracting([""])
     }
 }
 
 extension EdgeSettings {
-    /// How broadcast copies are retransmitted.
-    var deliveryTiming: DeliveryQueue<[UInt8]>.Timing {
-        retryMode == "fixed"
-            ? .fixed(interval: retryInterval.nanoseconds, transmissions: retryTransmissions)
-            : .adaptive(budget: retryBudget.nanoseconds)
+    /// How broadcast copies are delivered and retransmitted.
+    var deliveryPolicy: DeliveryEngine.Policy {
+        DeliveryEngine.Policy(
+            timing: retryMode == "fixed"
+                ? .fixed(interval: retryInterval.nanoseconds, transmissions: retryTransmissions)
+                : .adaptive(budget: retryBudget.nanoseconds),
+            broadcastIdle: broadcastIdle.nanoseconds)
     }
 }

@@ -82,6 +82,9 @@ extension Setting {
         "SESSION_IDLE_SECONDS", default: "600", "A session silent this long expires (edge memory and store row).")
     public static let broadcastIdle = Setting(
         "BROADCAST_IDLE_SECONDS", default: "90", "A session silent this long receives no broadcasts until it speaks again (at least 60).")
+    public static let messagesPerUser = Setting(
+        "MESSAGES_PER_USER", default: "20",
+        "Chat messages per second one user may send (twice that at once); more get an error, so a sender never outruns delivery.")
     public static let maxPendingHandshakes = Setting(
         "MAX_PENDING_HANDSHAKES", default: "4096", "Handshakes kept in memory that have not yet sent an authenticated packet.")
 
@@ -148,7 +151,7 @@ extension Setting {
         envFile, dataDir, runDir, keysDir, dbPath, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
-        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
+        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
         rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,

@@ -26,6 +26,15 @@ public enum Hex {
         }
     }
 
+    /// Appends the lowercase hex of `bytes` to `out`.
+    public static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + 2 * bytes.count)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+    }
+
     /// Decodes lowercase hex. Returns nil for an odd length, an uppercase
     /// letter or any other character: the wire format is lowercase only, and
     /// accepting other spellings of the same bytes is how the original

@@ -16,7 +16,10 @@ public enum MetricCatalog {
         "udpchat_edge_retransmissions_total": "Broadcast copies sent again for want of an ACK.",
         "udpchat_edge_sessions_unreachable_total": "Sessions given up on after their copies went unacknowledged.",
         "udpchat_edge_ack_round_trip_seconds": "First transmission of a broadcast copy to its ACK, retransmissions included.",
-        "udpchat_edge_unacknowledged_copies": "Broadcast copies waiting for an ACK now.",
+        "udpchat_edge_unacknowledged_copies": "Broadcast copies on their way now, waiting for an ACK.",
+        "udpchat_edge_backlog_skipped_total": "Room events skipped by sessions that fell further behind than the backlog bound.",
+        "udpchat_edge_events_read_total": "Room events read back from the store (restarts, missed events, sessions behind).",
+        "udpchat_edge_resynchronisations_total": "Times the edge read sessions and rooms from the store after missing events or starting.",
         "udpchat_edge_sessions": "Sessions the edge holds in memory.",
         // calls between programs, as the caller saw them
         "udpchat_rpc_seconds": "Calls to another program by peer and method, answered or not.",

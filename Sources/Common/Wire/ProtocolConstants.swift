@@ -59,6 +59,10 @@ public enum ProtocolText {
     public static let pleaseTypePassword = "Please type your password to continue"
     public static let incorrectPassword = "Incorrect password"
 
+    // Texts of this server's own limits (the original had none).
+    /// Over `MESSAGES_PER_USER` (the edge's flow control).
+    public static let tooManyMessages = "You are sending messages too fast; wait a moment and send it again."
+
     /// Attacker-chosen text echoed in an error is cut to this many characters,
     /// so an error reply stays small whatever the request carried.
     public static let echoLimit = 64

@@ -18,6 +18,8 @@ struct RecentReplies {
 
     private(set) var entries: [Entry] = []
 
+    var isEmpty: Bool { entries.isEmpty }
+
     /// Notes an accepted request.
     mutating func accepted(_ nonce: [UInt8]) {
         entries.append(Entry(nonce: nonce))

@@ -1,21 +1,25 @@
 import Common
 import NIOCore
 
-/// One session as the edge holds it in memory.
+/// One session as the edge holds it in memory: what it needs to open and
+/// seal packets and to carry out requests. Where its broadcasts stand is
+/// kept apart, in the ``DeliveryEngine``, under the same index.
 struct EdgeSession {
     let id: String
     let cipher: SessionCipher
     /// The key sealed by udpchat-keys, sent with the first store request so
-    /// the store can create the row (it never sees the key itself).
-    let wrappedKey: [UInt8]
+    /// the store can create the row (it never sees the key itself); emptied
+    /// once the row exists.
+    var wrappedKey: [UInt8]
     /// SHA-256 of the key: the store checks MERGE_SESSION against it.
-    let keyDigest: [UInt8]
+    var keyDigest: [UInt8]
     /// Whether the store has the session's row.
     var persisted: Bool
     var state: State
     /// Where its last authenticated packet came from (until one arrives,
     /// where the handshake or the restoring packet came from, which nothing
-    /// is sent to but their direct replies).
+    /// is sent to but their direct replies; or, for a session loaded at
+    /// start, the address it last used).
     var address: SocketAddress
     /// Monotonic time of the last authenticated packet (or the handshake).
     var lastSeen: UInt64
@@ -26,12 +30,29 @@ struct EdgeSession {
     var replies = RecentReplies()
     /// The logged-in user's public id, as the store last reported it.
     var userId: String?
-    /// Activity not yet reported to the store.
+    /// Activity (liveness, address) not yet reported to the store.
     var dirty = false
     /// Store requests wait here and go one at a time, so a client that sends
     /// JOIN_ROOM then MESSAGE without waiting sees them applied in order.
     var queue: [StoreWork] = []
     var busy = false
+
+    init(
+        id: String, cipher: SessionCipher, wrappedKey: [UInt8], keyDigest: [UInt8], persisted: Bool, state: State,
+        address: SocketAddress, lastSeen: UInt64, lastSeenWall: Int64, replay: ReplayWindow, userId: String?
+    ) {
+        self.id = id
+        self.cipher = cipher
+        self.wrappedKey = persisted ? [] : wrappedKey
+        self.keyDigest = persisted ? [] : keyDigest
+        self.persisted = persisted
+        self.state = state
+        self.address = address
+        self.lastSeen = lastSeen
+        self.lastSeenWall = lastSeenWall
+        self.replay = replay
+        self.userId = userId
+    }
 }
 
 extension EdgeSession {
@@ -40,16 +61,17 @@ extension EdgeSession {
         /// It has no row and receives no broadcasts, so spoofed handshakes
         /// leave nothing behind and cannot aim traffic at anyone.
         case handshake
-        /// Loaded from the store after a restart; waiting for its first
-        /// packet to verify before its address can be trusted.
+        /// Loaded from the store without an address it can be reached at;
+        /// waiting for its first packet to verify.
         case restored
-        /// A packet passed its tag on this edge.
+        /// A packet passed its tag (on this edge, or on the one before it,
+        /// whose address for it was loaded from the store).
         case active
     }
 }
 
 /// A store request on behalf of a session, and where its answer goes.
-struct StoreWork {
+struct StoreWork: Sendable {
     var op: IPCStoreRequest.OneOf_Op
     /// nil when nothing is sent back (creating the row only).
     var replyTo: SocketAddress?
@@ -59,7 +81,7 @@ struct StoreWork {
 
 /// A datagram as far as replies to it go: where it came from and how big it
 /// was (the budget of an unauthenticated reply).
-struct Request {
+struct Request: Sendable {
     var address: SocketAddress
     var size: Int
 }

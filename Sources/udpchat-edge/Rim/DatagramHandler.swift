@@ -20,6 +20,11 @@ final class DatagramHandler: ChannelInboundHandler {
         server.received(bytes, from: envelope.remoteAddress)
     }
 
+    /// The end of a batch of reads: what the batch wrote goes out at once.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        server.readComplete()
+    }
+
     /// A UDP socket has no connection to lose: log and keep serving.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.warning("UDP socket error: \(error)")

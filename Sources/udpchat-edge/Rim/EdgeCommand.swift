@@ -93,7 +93,7 @@ struct EdgeCommand: AsyncParsableCommand {
         // them, report liveness to the store, then close. At most 5 s.
         let service = ReactorService(reactor: reactor, ops: ops) {
             await server.drain(limit: .seconds(5))
-            try? await channel.setOption(.autoRead, value: false)
+            try? await channel.setOption(.autoRead, value: false).get()
             try? await channel.close()
         }
         try await ServiceGroup.program(services: [service], logger: logger, drainLimit: .seconds(15)).run()

@@ -1,0 +1,104 @@
+import Common
+
+/// Where one session's delivery stands: a cursor per room it follows and
+/// the few copies on their way to it, never a queue of copies. Memory per
+/// session stays the same however far behind it falls; what it has not
+/// received yet is in the room logs (and, further back, in the store).
+struct SessionDelivery {
+    /// Mixed into the ids of its copies of room events (``MessageIdentifier``).
+    let salt: UInt64
+    /// The logged-in user (events of rooms follow the user's membership).
+    var userId: String?
+    /// The session has acknowledged a copy: its rooms' events go to it one
+    /// at a time, each after the previous one's ACK, so a client that shows
+    /// messages in arrival order shows them in commit order (PROTOCOL.md
+    /// §6.4 has no order; ARCHITECTURE.md "Order and exactly-once display").
+    var acknowledges: Bool
+    /// Proved itself on this edge (a packet passed its tag, or it was
+    /// loaded from the store with the address it last used).
+    var active: Bool
+    /// Its copies ran out of retry budget: nothing is sent until it speaks.
+    var unreachable = false
+    /// Monotonic time of its last authenticated packet.
+    var lastHeard: UInt64
+    var estimator = RTTEstimator()
+    var follows: [RoomFollow] = []
+    /// Copies outside the rooms' sequences (room lists, notices), each sent
+    /// until acknowledged; a room list replaces an older one.
+    var control: [ControlCopy] = []
+    /// `acknowledges` is what the store last heard.
+    var acknowledgesReported = false
+    /// The room list it was last sent (a version), so a session that comes
+    /// back from silence gets the newest one it missed.
+    var roomListVersion: UInt64 = 0
+
+    init(salt: UInt64, userId: String?, acknowledges: Bool, active: Bool, lastHeard: UInt64) {
+        self.salt = salt
+        self.userId = userId
+        self.acknowledges = acknowledges
+        self.acknowledgesReported = acknowledges
+        self.active = active
+        self.lastHeard = lastHeard
+    }
+
+    func followIndex(_ room: Int32) -> Int? { follows.firstIndex { $0.room == room } }
+
+    /// Copies on their way, in all.
+    var inFlight: Int { follows.reduce(control.count) { $0 + $1.inFlight.count } }
+}
+
+/// A session's place in one room's events.
+struct RoomFollow {
+    let room: Int32
+    /// Every event up to here was acknowledged, given up on, or not the
+    /// session's (the cursor the store keeps).
+    var delivered: UInt64
+    /// Every event up to here was sent or skipped.
+    var sent: UInt64
+    /// The session's user is a member at `sent`: the user's own MEMBER_LEFT
+    /// clears it (later events are not theirs) and MEMBER_JOINED sets it.
+    var member = true
+    /// Copies sent and not yet acknowledged, oldest first (one at a time for
+    /// a session that acknowledges).
+    var inFlight: [InFlightCopy] = []
+    /// The cursor as last reported to the store.
+    var reported: UInt64
+
+    init(room: Int32, after seq: UInt64) {
+        self.room = room
+        delivered = seq
+        sent = seq
+        reported = seq
+    }
+
+    /// Moves `delivered` up to just before the oldest copy still on its way.
+    mutating func settle() {
+        delivered = inFlight.first.map { $0.seq - 1 } ?? sent
+    }
+}
+
+/// A copy on its way: when it was first and last sent, and when it is due again.
+struct InFlightCopy {
+    let seq: UInt64
+    var firstSent: UInt64
+    var lastSent: UInt64
+    var transmissions: Int
+    var due: UInt64
+}
+
+/// A copy of a broadcast outside the rooms' sequences.
+struct ControlCopy {
+    enum Kind: Equatable {
+        case roomList
+        /// ROOM_JOINED, ROOM_LEFT or a late ERROR.
+        case notice
+    }
+
+    var msgId: MessageIdentifier
+    var template: CopyTemplate
+    var kind: Kind
+    var firstSent: UInt64
+    var lastSent: UInt64
+    var transmissions: Int
+    var due: UInt64
+}

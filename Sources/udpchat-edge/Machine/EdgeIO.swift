@@ -1,0 +1,70 @@
+import Common
+import Foundation
+import NIOCore
+
+/// The time as the edge's machine sees it, passed in with every event so a
+/// test can run the machine on virtual time.
+struct EdgeTime {
+    /// Monotonic nanoseconds: every timeout and rate.
+    var monotonic: UInt64
+    /// Wall-clock seconds since 1970: what the store records.
+    var wall: Int64
+
+    static func now() -> EdgeTime {
+        EdgeTime(monotonic: MonotonicClock.now(), wall: Int64(Date().timeIntervalSince1970))
+    }
+}
+
+/// A datagram to send.
+struct OutboundDatagram {
+    var bytes: [UInt8]
+    var address: SocketAddress
+}
+
+/// What the machine asks the rim to do after an event: datagrams to send
+/// and calls to make. Each call's answer comes back to the machine with
+/// the call's context (``KeysCall``, ``StoreCall``).
+struct EdgeOutput {
+    var datagrams: [OutboundDatagram] = []
+    var keysCalls: [(request: IPCKeysRequest, call: KeysCall)] = []
+    var storeCalls: [(request: IPCStoreRequest, call: StoreCall)] = []
+
+    var isEmpty: Bool { datagrams.isEmpty && keysCalls.isEmpty && storeCalls.isEmpty }
+
+    mutating func removeAll() {
+        datagrams.removeAll(keepingCapacity: true)
+        keysCalls.removeAll(keepingCapacity: true)
+        storeCalls.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Why the machine called udpchat-keys.
+enum KeysCall: Sendable {
+    /// A handshake's signature.
+    case sign(sessionId: String, cipher: SessionCipher, encryptedKey: [UInt8], request: Request)
+    /// The key of one session being restored for a datagram that named it.
+    case unwrap(sessionId: String, loaded: IPCLoadedSession)
+    /// The keys of a page of sessions loaded at start or on resynchronisation.
+    case unwrapPage([IPCLoadedSession], resync: Bool, more: Bool)
+}
+
+/// Why the machine called udpchat-store.
+enum StoreCall: Sendable {
+    /// A datagram named a session not in memory.
+    case restore(sessionId: String)
+    /// A client's request.
+    case request(session: SessionTable.Index, sessionId: String, work: StoreWork, carriedKey: Bool)
+    /// Liveness, addresses and cursors.
+    case report([SessionReport])
+    /// A page of recently active sessions, after `after`.
+    case loadPage(after: String, resync: Bool)
+    /// A room's events after a position.
+    case read(roomId: String, after: UInt64)
+}
+
+/// What one session's report to the store held, so a failed report can be sent again.
+struct SessionReport: Sendable {
+    var session: SessionTable.Index
+    var sessionId: String
+    var cursors: [(String, UInt64)]
+}

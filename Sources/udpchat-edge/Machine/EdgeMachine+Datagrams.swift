@@ -1,0 +1,267 @@
+import Common
+import Crypto
+import Foundation
+import NIOCore
+
+extension EdgeMachine {
+    /// One datagram from `address`.
+    mutating func receive(_ bytes: [UInt8], from address: SocketAddress, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        metrics.datagramsIn.increment()
+        let request = Request(address: address, size: bytes.count)
+        guard bytes.count <= settings.bufferSize else {
+            sendError(ProtocolText.packetFailurePrefix + "datagram larger than \(settings.bufferSize) bytes", answering: request, now, &out)
+            return
+        }
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.decodeRequest(bytes)
+        } catch {
+            sendError(error.replyText, answering: request, now, &out)
+            return
+        }
+        if draining {
+            // Only a known session's packet can be an ACK; the rest goes to the next edge.
+            if case .secure(let secure) = envelope, let index = table.index(of: secure.sessionId) {
+                open(secure, session: index, answering: request, now, &out)
+            }
+            return
+        }
+        switch envelope {
+        case .sessionInitRequest(let clientKey): handshake(clientKey: clientKey, answering: request, now, &out)
+        case .secure(let secure): secureMessage(secure, answering: request, now, &out)
+        case .sessionInitReply, .serverError: sendError(ProtocolText.invalidMessageFormat, answering: request, now, &out)
+        }
+    }
+
+    // MARK: - Handshake (PROTOCOL.md §2)
+
+    private mutating func handshake(clientKey: String, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        let address = request.address
+        // Cheap checks before any RSA work: the source's budget, then the global cap.
+        guard isExempt(address) || handshakeLimiter.allow(Self.source(address), now: now.monotonic) else {
+            metrics.handshakesDropped.increment()
+            logger.debug("handshake over its source's budget dropped", metadata: ["source": "\(Self.source(address))"])
+            return
+        }
+        guard handshakesInFlight < Self.maxHandshakesInFlight else {
+            sendError(ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again", answering: request, now, &out)
+            return
+        }
+        let sessionId = SecureRandom.identifier()
+        let cipher = SessionCipher.random()
+        let encryptedKey: [UInt8]
+        do {
+            encryptedKey = try HandshakeCrypto.encrypt(
+                sessionKey: cipher.keyBytes, to: try HandshakeCrypto.clientKey(fromBase64: clientKey))
+        } catch {
+            sendError(ProtocolText.packetFailurePrefix + error.description, answering: request, now, &out)
+            return
+        }
+        handshakesInFlight += 1
+        var sign = IPCSignHandshake()
+        sign.sessionID = sessionId
+        sign.sessionKey = Data(cipher.keyBytes)
+        var signing = IPCKeysRequest()
+        signing.signHandshake = sign
+        out.keysCalls.append(
+            (signing, .sign(sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, request: request)))
+    }
+
+    /// udpchat-keys answered a handshake's signature.
+    mutating func handshakeSigned(
+        _ result: Result<IPCKeysResponse, RPCError>, sessionId: String, cipher: SessionCipher, encryptedKey: [UInt8],
+        answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput
+    ) {
+        handshakesInFlight -= 1
+        let signed: IPCSignedHandshake
+        switch result {
+        case .success(let response):
+            guard case .signedHandshake(let value)? = response.result else {
+                metrics.handshakesFailed.increment()
+                logger.error("udpchat-keys refused a handshake: \(response.failure.message)")
+                sendError(ProtocolText.packetFailurePrefix + "the key service refused the handshake", answering: request, now, &out)
+                return
+            }
+            signed = value
+        case .failure(let error):
+            metrics.handshakesFailed.increment()
+            logger.warning("handshake failed: udpchat-keys \(error)")
+            sendError(ProtocolText.packetFailurePrefix + "the key service is unavailable; try again", answering: request, now, &out)
+            return
+        }
+        metrics.handshakesOK.increment()
+        let (index, forgotten) = table.addPending(
+            EdgeSession(
+                id: sessionId, cipher: cipher, wrappedKey: [UInt8](signed.wrappedKey),
+                keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: false, state: .handshake,
+                address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: ReplayWindow(), userId: nil))
+        for index in forgotten { delivery.removeSession(index) }
+        // It receives nothing until a packet of its own verifies.
+        delivery.addSession(index, salt: MessageIdentifier.salt(sessionId: sessionId), userId: nil, acknowledges: false, active: false, follows: [], now: now.monotonic)
+        let reply = SessionInitReply(
+            sessionId: sessionId, encryptedKey: Hex.encode(encryptedKey), serverPublicKey: Hex.encode([UInt8](signed.publicKeyDer)),
+            signature: Hex.encode([UInt8](signed.signature)), fingerprint: signed.fingerprint)
+        write(Envelope.sessionInitReply(reply).encoded(), to: request.address, &out)
+    }
+
+    // MARK: - Secure messages (PROTOCOL.md §3)
+
+    private mutating func secureMessage(_ secure: SecureEnvelope, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        if let index = table.index(of: secure.sessionId) {
+            open(secure, session: index, answering: request, now, &out)
+            return
+        }
+        // Not in memory: the session may be in the store (the edge restarted
+        // and it was not active lately, or another edge made it). Datagrams
+        // wait while it is restored.
+        if restoring[secure.sessionId] != nil {
+            if restoring[secure.sessionId]!.count < Self.maxHeldPerSession { restoring[secure.sessionId]!.append((secure, request)) }
+            return
+        }
+        guard Self.isIdentifier(secure.sessionId) else {
+            sendError(ProtocolText.sessionNotFound(ProtocolText.echo(secure.sessionId)), answering: request, now, &out)
+            return
+        }
+        // A lookup in the store is unauthenticated work: it counts against the source's budget.
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: now.monotonic) else {
+            return
+        }
+        guard restoring.count < Self.maxRestoring else {
+            sendError(ProtocolText.packetFailurePrefix + "too many sessions being restored; try again", answering: request, now, &out)
+            return
+        }
+        restoring[secure.sessionId] = [(secure, request)]
+        var load = IPCLoadSession()
+        load.sessionID = secure.sessionId
+        var storeRequest = IPCStoreRequest()
+        storeRequest.loadSession = load
+        out.storeCalls.append((storeRequest, .restore(sessionId: secure.sessionId)))
+    }
+
+    /// Datagrams held for a session that is now restored (or could not be).
+    mutating func releaseHeld(_ id: String, restored index: SessionTable.Index?, failure: String, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        let held = restoring.removeValue(forKey: id) ?? []
+        for (secure, request) in held {
+            if let index {
+                open(secure, session: index, answering: request, now, &out)
+            } else {
+                sendError(failure, answering: request, now, &out)
+            }
+        }
+    }
+
+    /// PROTOCOL.md §3.4, reordered so that nothing about the session changes
+    /// before the AES-GCM tag verifies (§12 item 4): decode, reject reflected
+    /// server nonces, open, check replay, and only then take the address and
+    /// liveness.
+    mutating func open(
+        _ secure: SecureEnvelope, session index: SessionTable.Index, answering request: Request, _ now: EdgeTime,
+        _ out: inout EdgeOutput
+    ) {
+        let address = request.address
+        guard let cipher = table[index]?.cipher else { return }
+        guard let nonce = Hex.decode(secure.nonce), nonce.count == WireSpec.nonceBytes else {
+            sendError(ProtocolText.decryptionFailed, answering: request, now, &out)
+            return
+        }
+        if Nonce.isServerNonce(nonce) {
+            // One of our own packets sent back (§12 item 5): no reply at all.
+            metrics.reflectionsDropped.increment()
+            logger.debug("reflected server packet dropped", metadata: ["session": "\(secure.sessionId)"])
+            return
+        }
+        guard let sealed = Hex.decode(secure.ciphertext), let plaintext = cipher.open(sealed, nonce: nonce) else {
+            metrics.decryptFailures.increment()
+            if !draining { sendError(ProtocolText.decryptionFailed, answering: request, now, &out) }
+            return
+        }
+        let packet: ClientPacket
+        let decodeError: String?
+        do {
+            packet = try ClientPacket.decode(plaintext)
+            decodeError = nil
+        } catch {
+            guard !draining else { return }
+            packet = .hello
+            decodeError = error.errorText ?? ""
+        }
+        if draining {
+            // Left for the next edge: not marked seen, so it is not a replay there.
+            guard case .ack = packet else { return }
+        }
+        let verdict = table.update(index) { $0.replay.admit(nonce) }
+        guard verdict == .accepted else {
+            // The same datagram again from the session's own address: the
+            // network duplicated it, or a client whose reply was lost retries.
+            // It gets the same reply if there was one, else nothing, and the
+            // request is not carried out twice. Anything else is a replay.
+            guard verdict == .duplicate, address == table[index]!.address else {
+                metrics.replaysRejected.increment()
+                sendError(ProtocolText.nonceReused, answering: request, now, &out)
+                return
+            }
+            if case .reply(let datagram)? = table.update(index, { $0.replies.repeatFor(nonce) }) {
+                write(datagram, to: address, &out)
+            }
+            return
+        }
+        table.update(index) { session in
+            session.address = address
+            session.lastSeen = now.monotonic
+            session.lastSeenWall = now.wall
+            session.dirty = true
+            session.state = .active
+        }
+        var actions: [DeliveryEngine.Output] = []
+        delivery.heard(index, now: now.monotonic, &actions)
+        perform(actions, now, &out)
+        if let decodeError {
+            if decodeError.isEmpty {
+                logger.debug("inner packet carrying msg_id dropped", metadata: ["session": "\(secure.sessionId)"])
+            } else {
+                reply(.error(message: decodeError), session: index, answering: nonce, to: address, &out)
+            }
+            return
+        }
+        // Requests (not ACKs, which are many and have no reply) are remembered
+        // for a client that sends one again.
+        if case .ack = packet {} else { table.update(index) { $0.replies.accepted(nonce) } }
+        dispatch(packet, session: index, nonce: nonce, from: address, now, &out)
+    }
+
+    // MARK: - Inner packets (PROTOCOL.md §5)
+
+    private mutating func dispatch(
+        _ packet: ClientPacket, session index: SessionTable.Index, nonce: [UInt8], from address: SocketAddress, _ now: EdgeTime,
+        _ out: inout EdgeOutput
+    ) {
+        switch packet {
+        case .ack(let msgId):
+            if let msgId, let id = MessageIdentifier(hex: msgId) {
+                var actions: [DeliveryEngine.Output] = []
+                delivery.acknowledge(index, id, now: now.monotonic, &actions)
+                perform(actions, now, &out)
+            }
+            ensurePersisted(index, &out)
+        case .hello:
+            reply(.hello(message: ProtocolText.helloMessage), session: index, answering: nonce, to: address, &out)
+            ensurePersisted(index, &out)
+        case .login where !isExempt(address) && !loginLimiter.allow(Self.source(address), now: now.monotonic):
+            reply(
+                .error(message: "Too many login attempts from your address; try again in a minute."), session: index,
+                answering: nonce, to: address, &out)
+        case .message where !messageAllowed(index, now):
+            reply(.error(message: ProtocolText.tooManyMessages), session: index, answering: nonce, to: address, &out)
+        default:
+            guard let op = Translation.storeOperation(for: packet) else { return }
+            enqueue(StoreWork(op: op, replyTo: address, nonce: nonce), session: index, &out)
+        }
+    }
+
+    /// The per-user message rate (`MESSAGES_PER_USER`): a sender never
+    /// outruns what the rooms can deliver by more than its burst.
+    private mutating func messageAllowed(_ index: SessionTable.Index, _ now: EdgeTime) -> Bool {
+        guard let user = table[index]?.userId else { return true }  // the store answers "Authentication required."
+        return messageLimiter.allow(user, now: now.monotonic)
+    }
+}

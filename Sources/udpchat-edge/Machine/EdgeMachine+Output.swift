@@ -1,0 +1,75 @@
+import Common
+import Foundation
+import NIOCore
+
+extension EdgeMachine {
+    /// Whether inner JSON of `count` bytes fits in one datagram once sealed:
+    /// the envelope's fixed fields plus the ciphertext and tag as hex.
+    static func fitsInDatagram(_ count: Int) -> Bool {
+        secureEnvelopeOverhead + 2 * (count + WireSpec.tagBytes) <= WireSpec.maxDatagram
+    }
+
+    private static let secureEnvelopeOverhead = Envelope.secure(
+        SecureEnvelope(
+            sessionId: String(repeating: "0", count: 2 * WireSpec.idBytes), nonce: String(repeating: "0", count: 2 * WireSpec.nonceBytes),
+            ciphertext: "")
+    ).encoded().count
+
+    /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
+    /// (PROTOCOL.md §3.5), or nil when it would be too large for UDP. The
+    /// same bytes as `Envelope.secure(...).encoded()`, written directly.
+    static func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher) -> [UInt8]? {
+        guard fitsInDatagram(json.count) else { return nil }
+        let nonce = Nonce.server()
+        let sealed = cipher.seal(json, nonce: nonce)
+        var datagram: [UInt8] = []
+        datagram.reserveCapacity(secureEnvelopeOverhead + 2 * sealed.count)
+        datagram.append(contentsOf: #"{"type":"SECURE_MSG","session_id":""#.utf8)
+        datagram.append(contentsOf: sessionId.utf8)
+        datagram.append(contentsOf: #"","nonce":""#.utf8)
+        Hex.append(nonce, to: &datagram)
+        datagram.append(contentsOf: #"","ciphertext":""#.utf8)
+        Hex.append(sealed, to: &datagram)
+        datagram.append(contentsOf: #""}"#.utf8)
+        return datagram
+    }
+
+    /// A plaintext `SERVER_ERROR` for a datagram that proved nothing about
+    /// its sender. Its source address may be forged, so the reply is kept
+    /// within the source's budget of error replies and within three times the
+    /// size of the datagram it answers (a reply that cannot be shortened to
+    /// fit is not sent): the server never amplifies a spoofed packet.
+    mutating func sendError(_ message: String, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: now.monotonic),
+            let datagram = Self.errorDatagram(message, budget: Self.amplificationFactor * request.size)
+        else {
+            metrics.errorRepliesSuppressed.increment()
+            return
+        }
+        write(datagram, to: request.address, &out)
+    }
+
+    /// A `SERVER_ERROR` of at most `budget` bytes: the message itself, or the
+    /// protocol's text with its detail cut short; nil when not even that fits.
+    static func errorDatagram(_ message: String, budget: Int) -> [UInt8]? {
+        let datagram = Envelope.serverError(message: message).encoded()
+        if datagram.count <= budget { return datagram }
+        guard message.hasPrefix(ProtocolText.packetFailurePrefix) else { return nil }
+        var detail = message.dropFirst(ProtocolText.packetFailurePrefix.count)
+        while !detail.isEmpty {
+            detail = detail.dropLast(max(1, (datagram.count - budget) / 2))
+            let shorter = Envelope.serverError(message: ProtocolText.packetFailurePrefix + detail + "…").encoded()
+            if shorter.count <= budget { return shorter }
+        }
+        let bare = Envelope.serverError(message: ProtocolText.packetFailurePrefix.trimmingCharacters(in: .whitespaces)).encoded()
+        return bare.count <= budget ? bare : nil
+    }
+
+    /// Replies to unauthenticated datagrams are at most this many times their size.
+    static let amplificationFactor = 3
+
+    func write(_ datagram: [UInt8], to address: SocketAddress, _ out: inout EdgeOutput) {
+        metrics.datagramsOut.increment()
+        out.datagrams.append(OutboundDatagram(bytes: datagram, address: address))
+    }
+}

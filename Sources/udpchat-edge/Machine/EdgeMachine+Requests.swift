@@ -1,0 +1,103 @@
+import Common
+import Foundation
+import NIOCore
+
+extension EdgeMachine {
+    /// Makes sure the store has the session's row, for first packets that
+    /// need nothing else from the store.
+    mutating func ensurePersisted(_ index: SessionTable.Index, _ out: inout EdgeOutput) {
+        guard let session = table[index], !session.persisted, !session.busy, session.queue.isEmpty else { return }
+        enqueue(StoreWork(op: .ensure(IPCEnsure()), replyTo: nil), session: index, &out)
+    }
+
+    mutating func enqueue(_ work: StoreWork, session index: SessionTable.Index, _ out: inout EdgeOutput) {
+        guard let queued = table[index]?.queue.count else { return }
+        guard queued < Self.maxQueuedPerSession else {
+            if let replyTo = work.replyTo {
+                reply(.error(message: ProtocolText.packetFailurePrefix + "too many requests in progress"), session: index, to: replyTo, &out)
+            }
+            return
+        }
+        table.update(index) { $0.queue.append(work) }
+        pump(index, &out)
+    }
+
+    /// Sends the session's next store request if none is in flight.
+    private mutating func pump(_ index: SessionTable.Index, _ out: inout EdgeOutput) {
+        guard let session = table[index], !session.busy, !session.queue.isEmpty else { return }
+        let work = table.update(index) { session -> StoreWork in
+            session.busy = true
+            return session.queue.removeFirst()
+        }!
+        var request = IPCStoreRequest()
+        request.session.sessionID = session.id
+        let carriesKey = !session.persisted
+        if carriesKey {
+            request.session.wrappedKey = Data(session.wrappedKey)
+            request.session.keyDigest = Data(session.keyDigest)
+        }
+        if carriesKey || Translation.isWrite(work.op) { request.session.replayMark = session.replay.highest }
+        request.op = work.op
+        out.storeCalls.append((request, .request(session: index, sessionId: session.id, work: work, carriedKey: carriesKey)))
+    }
+
+    /// udpchat-store answered a client's request.
+    mutating func requestAnswered(
+        session index: SessionTable.Index, sessionId: String, work: StoreWork, carriedKey: Bool,
+        _ result: Result<IPCStoreResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput
+    ) {
+        // The session may have expired meanwhile, and its index gone to another.
+        guard table[index]?.id == sessionId else { return }
+        table.update(index) { session in
+            session.busy = false
+            if case .success = result, carriedKey {
+                session.persisted = true
+                session.wrappedKey = []
+                session.keyDigest = []
+            }
+        }
+        if case .success(let response) = result {
+            let userId = response.sessionUserID.isEmpty ? nil : response.sessionUserID
+            table.update(index) { $0.userId = userId }
+            delivery.setUser(index, userId)
+            if response.hasFollows {
+                var actions: [DeliveryEngine.Output] = []
+                delivery.replaceFollows(index, with: response.follows.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions)
+                perform(actions, now, &out)
+            }
+        }
+        if let replyTo = work.replyTo {
+            switch result {
+            case .success(let response):
+                if let packet = Translation.reply(to: response, sessionId: sessionId) {
+                    reply(packet, session: index, answering: work.nonce, to: replyTo, &out)
+                }
+            case .failure(let error):
+                logger.warning("store request failed: \(error)", metadata: ["session": "\(sessionId)"])
+                let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"
+                reply(.error(message: ProtocolText.packetFailurePrefix + reason), session: index, answering: work.nonce, to: replyTo, &out)
+            }
+        }
+        pump(index, &out)
+    }
+
+    /// A direct response, remembered by its request's nonce for a client that
+    /// asks again. One that does not fit in a datagram becomes an ERROR.
+    mutating func reply(
+        _ packet: ServerPacket, session index: SessionTable.Index, answering nonce: [UInt8]? = nil, to address: SocketAddress,
+        _ out: inout EdgeOutput
+    ) {
+        guard let id = table[index]?.id, let cipher = table[index]?.cipher else { return }
+        // Lists that grew past one datagram are cut to what fits.
+        let packet = packet.trimmed { Self.fitsInDatagram($0.count) } ?? packet
+        var datagram = Self.seal(packet.json().serialized(), sessionId: id, cipher: cipher)
+        if datagram == nil {
+            logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(id)"])
+            let error = ServerPacket.error(message: ProtocolText.packetFailurePrefix + "the reply does not fit in one datagram")
+            datagram = Self.seal(error.json().serialized(), sessionId: id, cipher: cipher)
+        }
+        guard let datagram else { return }
+        write(datagram, to: address, &out)
+        if let nonce { table.update(index) { $0.replies.replied(nonce, with: datagram) } }
+    }
+}

@@ -1,0 +1,264 @@
+import Common
+import Crypto
+import Foundation
+import NIOCore
+
+extension EdgeMachine {
+    // MARK: - Answers
+
+    /// udpchat-keys answered.
+    mutating func keysAnswered(_ call: KeysCall, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        switch call {
+        case .sign(let sessionId, let cipher, let encryptedKey, let request):
+            handshakeSigned(result, sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, answering: request, now, &out)
+        case .unwrap(let sessionId, let loaded):
+            sessionUnwrapped(sessionId, loaded, result, now, &out)
+        case .unwrapPage(let page, let resync, let more):
+            pageUnwrapped(page, resync: resync, more: more, result, now, &out)
+        }
+    }
+
+    /// udpchat-store answered.
+    mutating func storeAnswered(
+        _ call: StoreCall, _ result: Result<IPCStoreResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput
+    ) {
+        switch call {
+        case .restore(let sessionId):
+            sessionLoaded(sessionId, result, now, &out)
+        case .request(let index, let sessionId, let work, let carriedKey):
+            requestAnswered(session: index, sessionId: sessionId, work: work, carriedKey: carriedKey, result, now, &out)
+        case .report(let reports):
+            reportsInFlight -= 1
+            guard case .failure(let error) = result else { return }
+            logger.warning("reporting sessions failed: udpchat-store \(error); they are reported again")
+            for report in reports where table[report.session]?.id == report.sessionId {
+                table.update(report.session) { $0.dirty = true }
+                delivery.reportFailed(report.session, cursors: report.cursors)
+            }
+        case .loadPage(_, let resync):
+            pageLoaded(resync: resync, result, now, &out)
+        case .read(let roomId, let after):
+            roomEventsRead(roomId: roomId, after: after, result, now, &out)
+        }
+    }
+
+    // MARK: - A session a datagram named (the edge restarted, or another edge made it)
+
+    private mutating func sessionLoaded(_ id: String, _ result: Result<IPCStoreResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        switch result {
+        case .success(let response):
+            guard case .loadedSession(let loaded)? = response.result, loaded.found else {
+                releaseHeld(id, restored: nil, failure: ProtocolText.sessionNotFound(id), now, &out)
+                return
+            }
+            var unwrap = IPCUnwrapSessionKey()
+            unwrap.sessionID = id
+            unwrap.wrappedKey = loaded.wrappedKey
+            var request = IPCKeysRequest()
+            request.unwrapSessionKey = unwrap
+            out.keysCalls.append((request, .unwrap(sessionId: id, loaded: loaded)))
+        case .failure(let error):
+            logger.warning("restoring a session failed: udpchat-store \(error)", metadata: ["session": "\(id)"])
+            releaseHeld(id, restored: nil, failure: ProtocolText.packetFailurePrefix + "the store is unavailable; try again", now, &out)
+        }
+    }
+
+    private mutating func sessionUnwrapped(
+        _ id: String, _ loaded: IPCLoadedSession, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime,
+        _ out: inout EdgeOutput
+    ) {
+        guard case .success(let response) = result, case .unwrapped(let unwrapped)? = response.result,
+            let cipher = SessionCipher(keyBytes: [UInt8](unwrapped.sessionKey)), let first = restoring[id]?.first
+        else {
+            logger.warning("restoring a session failed: its key did not unwrap", metadata: ["session": "\(id)"])
+            releaseHeld(
+                id, restored: nil, failure: ProtocolText.packetFailurePrefix + "the session could not be restored; try again", now, &out)
+            return
+        }
+        // Until one of its packets verifies, its address is only where a datagram claiming it came from.
+        let index = table.index(of: id) ?? addLoaded(id, loaded, cipher: cipher, address: first.1.address, active: false, now)
+        releaseHeld(id, restored: index, failure: "", now, &out)
+    }
+
+    /// Adds a session loaded from the store, with the rooms it follows.
+    private mutating func addLoaded(
+        _ id: String, _ loaded: IPCLoadedSession, cipher: SessionCipher, address: SocketAddress, active: Bool, _ now: EdgeTime
+    ) -> SessionTable.Index {
+        // Its last packet was this long ago, as far as the store knows.
+        let silence = UInt64(max(0, now.wall - loaded.lastActiveAt)) * 1_000_000_000
+        let lastSeen = active ? now.monotonic &- min(silence, now.monotonic) : now.monotonic
+        let index = table.addRestored(
+            EdgeSession(
+                id: id, cipher: cipher, wrappedKey: [], keyDigest: [],
+                persisted: true, state: active ? .active : .restored, address: address, lastSeen: lastSeen,
+                lastSeenWall: active ? loaded.lastActiveAt : now.wall, replay: ReplayWindow(floor: loaded.replayMark),
+                userId: loaded.userID.isEmpty ? nil : loaded.userID))
+        delivery.addSession(
+            index, salt: MessageIdentifier.salt(sessionId: id), userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
+            follows: loaded.cursors.map { ($0.roomID, $0.seq) }, now: lastSeen)
+        logger.debug("session restored", metadata: ["session": "\(id)"])
+        return index
+    }
+
+    // MARK: - Sessions active lately (at start, and after missed events)
+
+    /// Implementation constant: a failed load of sessions is tried again after this.
+    static let resyncRetry: UInt64 = 1_000_000_000
+
+    /// Loads every session active within `BROADCAST_IDLE_SECONDS` (those
+    /// that receive broadcasts) and asks the store what came after the
+    /// newest event known of each followed room. Sessions already in memory
+    /// only gain rooms they did not follow.
+    mutating func resynchronise(_ now: EdgeTime, _ out: inout EdgeOutput) {
+        guard !loadingSessions else {
+            resyncWanted = true
+            return
+        }
+        resyncWanted = false
+        loadingSessions = true
+        metrics.resynchronisations.increment()
+        loadSessions(after: "", resync: true, now, &out)
+        readFollowedRooms(now, &out)
+    }
+
+    func loadSessions(after: String, resync: Bool, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        var load = IPCLoadSessions()
+        load.activeSince = now.wall - Int64(settings.broadcastIdle.components.seconds)
+        load.afterSessionID = after
+        load.limit = Self.loadPage
+        var request = IPCStoreRequest()
+        request.loadSessions = load
+        out.storeCalls.append((request, .loadPage(after: after, resync: resync)))
+    }
+
+    private mutating func pageLoaded(resync: Bool, _ result: Result<IPCStoreResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        guard case .success(let response) = result, case .loadedSessions(let page)? = response.result else {
+            if case .failure(let error) = result { logger.warning("loading sessions failed: udpchat-store \(error); trying again") }
+            loadingFailed(now)
+            return
+        }
+        guard !page.sessions.isEmpty else {
+            loadingDone(now, &out)
+            return
+        }
+        var unwrap = IPCUnwrapSessionKeys()
+        unwrap.keys = page.sessions.map { session in
+            var key = IPCUnwrapSessionKey()
+            key.sessionID = session.sessionID
+            key.wrappedKey = session.wrappedKey
+            return key
+        }
+        var request = IPCKeysRequest()
+        request.unwrapSessionKeys = unwrap
+        out.keysCalls.append((request, .unwrapPage(page.sessions, resync: resync, more: page.more)))
+    }
+
+    private mutating func pageUnwrapped(
+        _ page: [IPCLoadedSession], resync: Bool, more: Bool, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime,
+        _ out: inout EdgeOutput
+    ) {
+        guard case .success(let response) = result, case .unwrappedKeys(let keys)? = response.result,
+            keys.sessionKeys.count == page.count
+        else {
+            if case .failure(let error) = result { logger.warning("unwrapping loaded sessions failed: udpchat-keys \(error); trying again") }
+            loadingFailed(now)
+            return
+        }
+        var actions: [DeliveryEngine.Output] = []
+        var added = 0
+        for (loaded, key) in zip(page, keys.sessionKeys) {
+            if let index = table.index(of: loaded.sessionID) {
+                delivery.addMissingFollows(index, loaded.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions)
+                continue
+            }
+            guard let cipher = SessionCipher(keyBytes: [UInt8](key)), let address = AddressText.parse(loaded.address) else { continue }
+            _ = addLoaded(loaded.sessionID, loaded, cipher: cipher, address: address, active: true, now)
+            added += 1
+        }
+        if added > 0 { logger.info("resumed \(added) sessions active lately") }
+        perform(actions, now, &out)
+        if more, let last = page.last {
+            loadSessions(after: last.sessionID, resync: resync, now, &out)
+        } else {
+            loadingDone(now, &out)
+        }
+    }
+
+    private mutating func loadingDone(_ now: EdgeTime, _ out: inout EdgeOutput) {
+        loadingSessions = false
+        // The rooms the new sessions follow: what came after their cursors.
+        readFollowedRooms(now, &out)
+        if resyncWanted { resynchronise(now, &out) }
+    }
+
+    private mutating func loadingFailed(_ now: EdgeTime) {
+        loadingSessions = false
+        resyncWanted = true
+        resyncRetryAt = now.monotonic &+ Self.resyncRetry
+    }
+
+    private mutating func readFollowedRooms(_ now: EdgeTime, _ out: inout EdgeOutput) {
+        var actions: [DeliveryEngine.Output] = []
+        delivery.readFollowedRooms(&actions)
+        perform(actions, now, &out)
+    }
+
+    // MARK: - Reports to the store
+
+    /// Liveness, replay marks, addresses, whether each session acknowledges,
+    /// and the cursors that moved, in batches (no datagram and no ACK costs
+    /// a write of its own).
+    mutating func report(_ now: EdgeTime, _ out: inout EdgeOutput) {
+        var activities: [IPCSessionActivity] = []
+        var reports: [SessionReport] = []
+        for index in table.indices {
+            guard let session = table[index], session.persisted else { continue }
+            let delivered = delivery.takeReport(index)
+            guard session.dirty || delivered != nil else { continue }
+            var activity = IPCSessionActivity()
+            activity.sessionID = session.id
+            activity.lastActiveAt = session.lastSeenWall
+            activity.replayMark = session.replay.highest
+            if session.state == .active { activity.address = AddressText.format(session.address) }
+            if let delivered {
+                activity.acknowledges = delivered.acknowledges
+                activity.cursors = delivered.cursors.map { roomId, seq in
+                    var cursor = IPCRoomCursor()
+                    cursor.roomID = roomId
+                    cursor.seq = seq
+                    return cursor
+                }
+            }
+            table.update(index) { $0.dirty = false }
+            activities.append(activity)
+            reports.append(SessionReport(session: index, sessionId: session.id, cursors: delivered?.cursors ?? []))
+            if activities.count == Self.reportBatch { sendReport(&activities, &reports, &out) }
+        }
+        if !activities.isEmpty { sendReport(&activities, &reports, &out) }
+    }
+
+    private mutating func sendReport(_ activities: inout [IPCSessionActivity], _ reports: inout [SessionReport], _ out: inout EdgeOutput) {
+        var request = IPCStoreRequest()
+        request.touchSessions.sessions = activities
+        out.storeCalls.append((request, .report(reports)))
+        reportsInFlight += 1
+        activities.removeAll()
+        reports.removeAll()
+    }
+}
+
+/// Addresses as the store keeps them: `ip:port`, `[ipv6]:port`.
+enum AddressText {
+    static func format(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    static func parse(_ text: String) -> SocketAddress? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
+        else { return nil }
+        var host = text[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        return try? SocketAddress(ipAddress: String(host), port: port)
+    }
+}

@@ -1,0 +1,198 @@
+import Common
+import Foundation
+import Logging
+import NIOCore
+
+/// The rim around the edge's ``EdgeMachine``: it feeds the machine the
+/// datagrams the UDP channel reads, the events the store publishes, the
+/// answers of udpchat-keys and udpchat-store, and the passing of time; and
+/// it carries out what the machine returns. Everything here runs on one
+/// event loop: the machine is touched nowhere else.
+///
+/// Datagrams written while a batch of reads is handled are flushed once at
+/// the end of the batch (one `sendmmsg`), the rest at the end of each event.
+final class EdgeServer: @unchecked Sendable {
+    /// How often housekeeping runs when no retransmission is due sooner.
+    static let tickInterval: TimeAmount = .milliseconds(100)
+
+    let settings: EdgeSettings
+    let loop: any EventLoop
+    let keys: KeysClient
+    let store: StoreClient
+    let logger: Logger
+    private var channel: (any Channel)?
+    private var machine: EdgeMachine
+    private var output = EdgeOutput()
+    private var housekeeping: RepeatedTask?
+    private var timer: Scheduled<Void>?
+    private var timerDue: UInt64 = .max
+    /// Inside a batch of reads: datagrams are written, and flushed at its end.
+    private var reading = false
+
+    init(settings: EdgeSettings, loop: any EventLoop, keys: KeysClient, store: StoreClient, logger: Logger) {
+        self.settings = settings
+        self.loop = loop
+        self.keys = keys
+        self.store = store
+        self.logger = logger
+        machine = EdgeMachine(settings: settings, logger: logger)
+    }
+
+    /// Starts serving on `channel`: loads the sessions active lately and
+    /// starts the housekeeping tick.
+    func start(channel: any Channel) {
+        loop.execute { [self] in
+            self.channel = channel
+            machine.start(.now(), &output)
+            carryOut()
+            housekeeping = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { [self] _ in
+                tick()
+            }
+        }
+    }
+
+    // MARK: - Events in
+
+    /// One datagram (from the channel handler, on the loop).
+    func received(_ bytes: [UInt8], from address: SocketAddress) {
+        reading = true
+        machine.receive(bytes, from: address, .now(), &output)
+        carryOut()
+    }
+
+    /// The channel handler read its last datagram for now.
+    func readComplete() {
+        reading = false
+        channel?.flush()
+    }
+
+    /// An event published by the store; called on the ZeroMQ thread.
+    func eventArrived(_ body: [UInt8]) {
+        loop.execute { [self] in
+            do {
+                machine.published(try IPCEvent(serializedBytes: body), .now(), &output)
+            } catch {
+                logger.warning("undecodable event dropped: \(error)")
+            }
+            carryOut()
+        }
+    }
+
+    private func tick() {
+        machine.tick(.now(), &output)
+        carryOut()
+    }
+
+    // MARK: - Carrying out
+
+    private func carryOut() {
+        if let channel, !output.datagrams.isEmpty {
+            for datagram in output.datagrams {
+                let envelope = AddressedEnvelope(remoteAddress: datagram.address, data: channel.allocator.buffer(bytes: datagram.bytes))
+                channel.write(envelope, promise: nil)
+            }
+            if !reading { channel.flush() }
+        }
+        for (request, call) in output.keysCalls {
+            keys.call(request) { [self] result in
+                loop.execute { [self] in
+                    machine.keysAnswered(call, result, .now(), &output)
+                    carryOut()
+                }
+            }
+        }
+        for (request, call) in output.storeCalls {
+            store.call(request) { [self] result in
+                loop.execute { [self] in
+                    machine.storeAnswered(call, result, .now(), &output)
+                    carryOut()
+                }
+            }
+        }
+        output.removeAll()
+        armTimer()
+    }
+
+    /// Schedules a tick for the machine's next retransmission when it is
+    /// sooner than the one already scheduled (the housekeeping tick covers
+    /// the rest).
+    private func armTimer() {
+        guard let due = machine.nextDeadline() else { return }
+        let now = MonotonicClock.now()
+        if timer != nil && timerDue <= due { return }
+        guard due > now else {
+            // Already due: at the end of this turn of the loop, not recursively.
+            if timerDue != 0 {
+                timer?.cancel()
+                timerDue = 0
+                timer = loop.scheduleTask(in: .zero) { [self] in fire() }
+            }
+            return
+        }
+        timer?.cancel()
+        timerDue = due
+        timer = loop.scheduleTask(in: .nanoseconds(Int64(due - now))) { [self] in fire() }
+    }
+
+    private func fire() {
+        timer = nil
+        timerDue = .max
+        tick()
+    }
+
+    // MARK: - Shutdown and readiness
+
+    /// Graceful shutdown: from now on only ACKs are taken. Waits (at most
+    /// `limit`) for the requests in flight to be answered, the handshakes to
+    /// be signed and the copies sent to acknowledging clients to be
+    /// confirmed, then reports every session's liveness, address and
+    /// cursors to the store, so the next edge resumes where this one stopped.
+    func drain(limit: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + limit
+        _ = try? await loop.submit { [self] in machine.startDraining() }.get()
+        var (busy, unconfirmed) = (false, 0)
+        repeat {
+            (busy, unconfirmed) = (try? await loop.submit { [self] in machine.drainStatus }.get()) ?? (false, 0)
+            if !busy && unconfirmed == 0 { break }
+            try? await Task.sleep(for: .milliseconds(10))
+        } while ContinuousClock.now < deadline
+        if busy || unconfirmed > 0 {
+            logger.warning("drain limit reached", metadata: ["unconfirmed copies": "\(unconfirmed)", "requests in flight": "\(busy)"])
+        } else {
+            logger.info("drained: every request answered, every copy to an acknowledging client confirmed")
+        }
+        let reports: [IPCStoreRequest] =
+            (try? await loop.submit { [self] in
+                housekeeping?.cancel()
+                timer?.cancel()
+                var final = EdgeOutput()
+                machine.finalReport(.now(), &final)
+                return final.storeCalls.map(\.request)
+            }.get()) ?? []
+        let remaining = max(.milliseconds(500), ContinuousClock.now.duration(to: deadline) + .seconds(2))
+        _ = try? await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for request in reports { _ = try await self.store.call(request) }
+            }
+            group.addTask { try await Task.sleep(for: remaining) }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Whether udpchat-keys and udpchat-store answer now (for `/readyz`).
+    func peersRespond(within timeout: Duration) async -> (keys: Bool, store: Bool) {
+        var identity = IPCKeysRequest()
+        identity.getIdentity = IPCGetIdentity()
+        var ping = IPCStoreRequest()
+        ping.ping = IPCPing()
+        let quickKeys = KeysClient(rpc: keys.rpc, timeout: timeout)
+        let quickStore = StoreClient(rpc: store.rpc, timeout: timeout)
+        async let keysAnswer = try? quickKeys.call(identity)
+        async let storeAnswer = try? quickStore.call(ping)
+        let (keysResult, storeResult) = await (keysAnswer, storeAnswer)
+        let storeOK: Bool
+        if case .done? = storeResult?.result { storeOK = true } else { storeOK = false }
+        return (keysResult?.identity.publicKeyDer.isEmpty == false, storeOK)
+    }
+}

@@ -1,0 +1,341 @@
+import Common
+import Foundation
+import Testing
+
+@testable import udpchat_edge
+
+/// The delivery engine on virtual time: cursors, room logs, ordering,
+/// retransmission, recovery from the store and the bounds.
+@Suite struct DeliveryEngineTests {
+    static let ms: UInt64 = 1_000_000
+    static let room = "r0000000000000000000000000000001"
+
+    /// An engine with a clock, and what it asked for.
+    struct Harness {
+        var engine: DeliveryEngine
+        var now: UInt64 = 1_000 * ms
+        var out: [DeliveryEngine.Output] = []
+
+        init(timing: DeliveryEngine.Timing = .adaptive(budget: 60_000 * ms), backlog: UInt64 = 2000) {
+            var policy = DeliveryEngine.Policy(timing: timing, broadcastIdle: 90_000 * ms)
+            policy.maximumBacklog = backlog
+            engine = DeliveryEngine(policy: policy)
+        }
+
+        mutating func advance(_ duration: UInt64) {
+            now += duration
+            engine.due(now: now, &out)
+        }
+
+        /// Takes what the engine asked for so far.
+        mutating func take() -> [DeliveryEngine.Output] {
+            defer { out.removeAll() }
+            return out
+        }
+
+        /// The sequence numbers sent to `session`, in order, from what was taken.
+        static func sent(_ outputs: [DeliveryEngine.Output], to session: Int32) -> [UInt64] {
+            outputs.compactMap {
+                guard case .send(session, let msgId, let template, _) = $0 else { return nil }
+                _ = template
+                return msgId.low ^ MessageIdentifier.salt(sessionId: Harness.id(session))
+            }
+        }
+
+        static func id(_ session: Int32) -> String { String(format: "%032x", Int(session) + 1) }
+
+        mutating func addSession(
+            _ s: Int32, user: String? = "alice", acknowledges: Bool = true, follows: [(String, UInt64)] = [(room, 0)]
+        ) {
+            engine.addSession(
+                s, salt: MessageIdentifier.salt(sessionId: Self.id(s)), userId: user, acknowledges: acknowledges, active: true,
+                follows: follows, now: now)
+        }
+
+        mutating func event(_ seq: UInt64, subject: RoomLog.Subject = .none, recipients: [String] = ["alice"], room: String = room) {
+            engine.roomEvent(Self.entry(seq, subject: subject), roomId: room, recipients: recipients, now: now, &out)
+        }
+
+        static func entry(_ seq: UInt64, subject: RoomLog.Subject = .none) -> RoomLog.Entry {
+            RoomLog.Entry(
+                seq: seq, subject: subject,
+                template: CopyTemplate(
+                    .message(MessageEvent(roomId: room, messageId: Int64(seq), userId: "u", name: "n", content: "m\(seq)", timestamp: 0))))
+        }
+
+        mutating func ack(_ s: Int32, _ seq: UInt64, room: String = room) {
+            let salt = MessageIdentifier.salt(sessionId: Self.id(s))
+            engine.acknowledge(s, .roomEvent(roomKey: MessageIdentifier.roomKey(room), seq: seq, salt: salt), now: now, &out)
+        }
+    }
+
+    @Test func anAcknowledgingSessionGetsOneEventAtATimeInCommitOrder() {
+        var h = Harness()
+        h.addSession(0)
+        for seq in UInt64(1)...5 { h.event(seq) }
+        #expect(Harness.sent(h.take(), to: 0) == [1])
+        for seq in UInt64(1)...5 {
+            h.now += 2 * Self.ms
+            h.ack(0, seq)
+            let next = Harness.sent(h.take(), to: 0)
+            #expect(next == (seq < 5 ? [seq + 1] : []), "after the ACK of \(seq)")
+        }
+        #expect(h.engine.inFlight == 0)
+    }
+
+    @Test func aSessionThatNeverAcknowledgedIsNotHeldBackButWindowed() {
+        var h = Harness()
+        h.addSession(0, acknowledges: false)
+        for seq in UInt64(1)...40 { h.event(seq) }
+        let first = Harness.sent(h.take(), to: 0)
+        #expect(first == Array(UInt64(1)...32))
+        // Its first ACK makes it an acknowledging session: one at a time from then on.
+        h.ack(0, 1)
+        #expect(Harness.sent(h.take(), to: 0).isEmpty)
+        for seq in UInt64(2)...32 { h.ack(0, seq) }
+        #expect(Harness.sent(h.take(), to: 0) == [33])
+    }
+
+    @Test func retransmissionFollowsTheMeasuredRoundTripAndBacksOff() throws {
+        var h = Harness()
+        h.addSession(0)
+        // Before any sample the timeout is RFC 6298's initial 1 s.
+        h.event(1)
+        _ = h.take()
+        h.advance(999 * Self.ms)
+        #expect(Harness.sent(h.take(), to: 0).isEmpty)
+        h.advance(1 * Self.ms)
+        #expect(Harness.sent(h.take(), to: 0) == [1])
+        // A copy sent twice gives no sample (Karn): still no estimate after its ACK.
+        h.ack(0, 1)
+        _ = h.take()
+        #expect(h.engine.sessions[0]!.estimator.smoothed == nil)
+        // Samples of 2 ms: the timeout becomes 2 ms + max(4 x variation, 1 ms).
+        for seq in UInt64(2)...21 {
+            h.event(seq)
+            h.now += 2 * Self.ms
+            h.ack(0, seq)
+            _ = h.take()
+        }
+        let rto = h.engine.sessions[0]!.estimator.rto
+        #expect(rto >= 3 * Self.ms && rto < 5 * Self.ms, "rto \(rto)")
+        h.event(22)
+        #expect(Harness.sent(h.take(), to: 0) == [22])
+        h.advance(rto)
+        #expect(Harness.sent(h.take(), to: 0) == [22])
+        // The next timeout is twice as long.
+        h.advance(2 * rto - Self.ms)
+        #expect(Harness.sent(h.take(), to: 0).isEmpty)
+        h.advance(Self.ms)
+        #expect(Harness.sent(h.take(), to: 0) == [22])
+    }
+
+    @Test func anUnreachableSessionLosesNothingAndResumesFromItsCursor() {
+        var h = Harness(timing: .adaptive(budget: 5_000 * Self.ms))
+        h.addSession(0)
+        h.event(1)
+        h.ack(0, 1)
+        for seq in UInt64(2)...6 { h.event(seq) }
+        _ = h.take()
+        // Copy 2 goes unanswered past the budget.
+        for _ in 0..<10 { h.advance(1_000 * Self.ms) }
+        let outputs = h.take()
+        #expect(outputs.contains(.unreachable(session: 0)))
+        #expect(h.engine.inFlight == 0)
+        // More events while it is unreachable: nothing is sent.
+        for seq in UInt64(7)...9 { h.event(seq) }
+        #expect(Harness.sent(h.take(), to: 0).isEmpty)
+        // It speaks: delivery resumes with event 2, then the rest in order.
+        h.engine.heard(0, now: h.now, &h.out)
+        var received: [UInt64] = Harness.sent(h.take(), to: 0)
+        while let last = received.last, last < 9 {
+            h.ack(0, last)
+            received += Harness.sent(h.take(), to: 0)
+        }
+        #expect(received == Array(UInt64(2)...9))
+    }
+
+    @Test func aSessionLoadedWithACursorReadsWhatItMissedFromTheStore() {
+        var h = Harness()
+        h.addSession(0, follows: [(Self.room, 40)])
+        var outputs: [DeliveryEngine.Output] = []
+        h.engine.readFollowedRooms(&outputs)
+        #expect(outputs == [.read(room: Self.room, after: 40)])
+        // A second request for the same place is not sent while the first is under way.
+        outputs.removeAll()
+        h.engine.readFollowedRooms(&outputs)
+        #expect(outputs.isEmpty)
+        h.engine.eventsRead(
+            roomId: Self.room, after: 40, head: 43, closed: false, entries: (UInt64(41)...43).map { Harness.entry($0) }, now: h.now, &h.out)
+        #expect(Harness.sent(h.take(), to: 0) == [41])
+        h.ack(0, 41)
+        h.ack(0, 42)
+        #expect(Harness.sent(h.take(), to: 0) == [42, 43])
+    }
+
+    @Test func aGapInTheStreamIsReadFromTheStoreAndDeliveredInOrder() {
+        var h = Harness()
+        h.addSession(0)
+        h.event(1)
+        h.ack(0, 1)
+        _ = h.take()
+        // Events 2 and 3 never arrived (the store restarted, or the subscriber reconnected).
+        h.event(4)
+        h.event(5)
+        #expect(h.take() == [.read(room: Self.room, after: 1)])
+        h.engine.eventsRead(
+            roomId: Self.room, after: 1, head: 5, closed: false, entries: (UInt64(2)...5).map { Harness.entry($0) }, now: h.now, &h.out)
+        var received = Harness.sent(h.take(), to: 0)
+        while let last = received.last, last < 5 {
+            h.ack(0, last)
+            received += Harness.sent(h.take(), to: 0)
+        }
+        #expect(received == [2, 3, 4, 5])
+    }
+
+    @Test func aFailedReadIsTriedAgain() {
+        var h = Harness()
+        h.addSession(0, follows: [(Self.room, 10)])
+        h.event(12)
+        #expect(h.take() == [.read(room: Self.room, after: 10)])
+        h.engine.readFailed(roomId: Self.room, after: 10, now: h.now)
+        h.advance(DeliveryEngine.readRetry)
+        #expect(h.take() == [.read(room: Self.room, after: 10)])
+    }
+
+    @Test func eventsPrunedFromTheStoresLogAreSkippedNotAskedForForever() {
+        var h = Harness()
+        h.addSession(0, follows: [(Self.room, 10)])
+        h.event(30)
+        _ = h.take()
+        // The store's log starts at 25 now.
+        h.engine.eventsRead(
+            roomId: Self.room, after: 10, head: 30, closed: false, entries: (UInt64(25)...29).map { Harness.entry($0) }, now: h.now, &h.out)
+        #expect(Harness.sent(h.take(), to: 0) == [25])
+    }
+
+    @Test func theBacklogIsBounded() {
+        var h = Harness(backlog: 100)
+        h.addSession(0, follows: [(Self.room, 0)])
+        h.engine.eventsRead(
+            roomId: Self.room, after: 0, head: 1000, closed: false, entries: (UInt64(1)...256).map { Harness.entry($0) }, now: h.now,
+            &h.out)
+        let outputs = h.take()
+        #expect(outputs.contains(.skipped(session: 0, room: Self.room, count: 900)))
+        #expect(outputs.contains(.read(room: Self.room, after: 900)))
+    }
+
+    @Test func memoryPerSessionStaysTheSameWhateverItsBacklog() {
+        var h = Harness()
+        h.addSession(0)  // acknowledges, but its ACKs never come
+        h.addSession(1, user: "bob", follows: [(Self.room, 0)])
+        for seq in UInt64(1)...5000 {
+            h.event(seq, recipients: ["alice", "bob"])
+            h.ack(1, seq)  // bob keeps up
+            _ = h.take()
+        }
+        #expect(h.engine.sessions[0]!.inFlight == 1)
+        #expect(h.engine.sessions[0]!.follows.count == 1 && h.engine.sessions[0]!.follows[0].delivered == 0)
+        #expect(h.engine.sessions[1]!.follows[0].delivered == 5000)
+        // The room keeps only its recent events; the slow session reads the rest from the store later.
+        #expect(h.engine.rooms.values.first!.recentCount == RoomLog.recentCapacity)
+    }
+
+    @Test func aSessionFollowsMembershipThroughTheEventsThemselves() {
+        var h = Harness()
+        h.addSession(0)
+        let events: [(UInt64, RoomLog.Subject)] = [
+            (1, .none), (2, .left(userId: "alice")), (3, .none), (4, .joined(userId: "alice")), (5, .none),
+        ]
+        h.engine.eventsRead(
+            roomId: Self.room, after: 0, head: 5, closed: false, entries: events.map { Harness.entry($0.0, subject: $0.1) },
+            now: h.now, &h.out)
+        var received = Harness.sent(h.take(), to: 0)
+        while let last = received.last, last < 5 {
+            h.ack(0, last)
+            received += Harness.sent(h.take(), to: 0)
+        }
+        // Its own MEMBER_LEFT and what happened while it was out are not its; its MEMBER_JOINED is.
+        #expect(received == [1, 4, 5])
+    }
+
+    @Test func membersWithoutACursorFollowFromTheFirstLiveEventTheyAreARecipientOf() {
+        var h = Harness()
+        h.addSession(0, user: "bob", follows: [])
+        h.event(7, subject: .joined(userId: "bob"), recipients: ["alice", "bob"])
+        #expect(Harness.sent(h.take(), to: 0) == [7])
+        h.event(8, recipients: ["alice"])  // not for bob, but bob's session now follows the room
+        h.ack(0, 7)
+        #expect(Harness.sent(h.take(), to: 0) == [8])
+    }
+
+    @Test func onlyTheNewestRoomListIsOnItsWay() {
+        var h = Harness()
+        h.addSession(0)
+        for n in 0..<5 {
+            h.engine.roomList(CopyTemplate(.roomList([RoomSummary(roomId: "r\(n)", name: "room \(n)", lastActiveAt: 0)])), now: h.now, &h.out)
+        }
+        #expect(h.engine.sessions[0]!.control.count == 1)
+        let copies = h.take().compactMap { output -> CopyTemplate? in
+            guard case .send(0, _, let template, _) = output else { return nil }
+            return template
+        }
+        #expect(copies.count == 5)
+        let copy = h.engine.sessions[0]!.control[0]
+        #expect(copy.template == copies.last)
+        h.engine.acknowledge(0, copy.msgId, now: h.now, &h.out)
+        #expect(h.engine.sessions[0]!.control.isEmpty)
+    }
+
+    @Test func fixedTimingSendsTheOriginalsFiveTransmissionsThenMovesOn() {
+        var h = Harness(timing: .fixed(interval: 2_000 * Self.ms, transmissions: 5))
+        h.addSession(0)
+        h.event(1)
+        h.event(2)
+        var sent = Harness.sent(h.take(), to: 0)
+        for _ in 0..<5 {
+            h.advance(2_000 * Self.ms)
+            sent += Harness.sent(h.take(), to: 0)
+        }
+        #expect(sent == [1, 1, 1, 1, 1, 2])
+    }
+
+    @Test func movedCursorsAreReportedOnceAndAgainAfterAFailedReport() {
+        var h = Harness()
+        h.addSession(0)
+        for seq in UInt64(1)...3 {
+            h.event(seq)
+            h.ack(0, seq)
+        }
+        let report = h.engine.takeReport(0)
+        #expect(report?.cursors.map(\.0) == [Self.room] && report?.cursors.map(\.1) == [3] && report?.acknowledges == true)
+        #expect(h.engine.takeReport(0) == nil)
+        h.engine.reportFailed(0, cursors: report!.cursors)
+        #expect(h.engine.takeReport(0)?.cursors.map(\.1) == [3])
+    }
+
+    @Test func drainingSendsNothingNewButStillTakesAcknowledgements() {
+        var h = Harness()
+        h.addSession(0)
+        h.event(1)
+        _ = h.take()
+        h.engine.startDraining()
+        h.event(2)
+        #expect(h.engine.awaitedByAcknowledgers == 1)
+        h.ack(0, 1)
+        #expect(Harness.sent(h.take(), to: 0).isEmpty)
+        #expect(h.engine.awaitedByAcknowledgers == 0)
+    }
+
+    @Test func messageIdentifiersDifferPerSessionAndNameTheirEvent() {
+        let key = MessageIdentifier.roomKey(Self.room)
+        let a = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: MessageIdentifier.salt(sessionId: Harness.id(0)))
+        let b = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: MessageIdentifier.salt(sessionId: Harness.id(1)))
+        #expect(a != b && a.hex.count == 32 && b.hex.count == 32)
+        #expect(MessageIdentifier(hex: a.hex) == a)
+        let decoded = a.roomEvent(salt: MessageIdentifier.salt(sessionId: Harness.id(0)))
+        #expect(decoded.roomKey == key && decoded.seq == 9)
+        #expect(MessageIdentifier(hex: "ABCDEF" + String(repeating: "0", count: 26)) == nil)
+        #expect(MessageIdentifier(hex: "00") == nil)
+    }
+}
