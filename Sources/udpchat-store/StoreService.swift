@@ -56,7 +56,7 @@ final class StoreService: Sendable {
         // A session's first authenticated packet creates its row, and any
         // packet may carry its replay mark: such a request must write.
         var setup: (@Sendable (any StoreTransaction) throws -> Void)? = nil
-        if !context.wrappedKey.isEmpty || context.replayMark > 0 {
+        if !context.wrappedKey.isEmpty || context.replayMark > 0 || !context.address.isEmpty {
             setup = { @Sendable tx in try ops.ensureSession(tx, context) }
         }
 

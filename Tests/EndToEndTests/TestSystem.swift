@@ -159,6 +159,21 @@ final class TestSystem: Sendable {
         return items.compactMap(\.stringValue)
     }
 
+    /// The first column of the first row `sql` selects from this system's
+    /// database (read-only, while the store runs), as text; nil when no row.
+    func queryDatabase(_ sql: String, _ arguments: [String] = []) async throws -> String? {
+        let path = environment["DB_PATH"] ?? root.appendingPathComponent("udpchat.db").path
+        let script = """
+            import sqlite3, sys, json
+            db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+            row = db.execute(sys.argv[2], sys.argv[3:]).fetchone()
+            print(json.dumps(None if row is None else str(row[0])))
+            """
+        let (status, output) = try await runDetached(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, path, sql] + arguments)
+        guard status == 0, let value = try? JSONParser.parse(output) else { throw HarnessError("querying \(path) failed: \(output)") }
+        return value.stringValue
+    }
+
     /// Starts an AI worker with extra `settings` and waits until it is ready.
     @discardableResult
     func startWorker(_ settings: [String: String], arguments: [String] = [], name: String = "ai") async throws -> ProgramProcess {

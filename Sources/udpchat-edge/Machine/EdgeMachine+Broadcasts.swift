@@ -89,7 +89,11 @@ extension EdgeMachine {
     private mutating func noteEventId(_ id: UInt64, _ now: EdgeTime, _ out: inout EdgeOutput) {
         defer { lastEventId = id }
         guard streamRun != nil, lastEventId != 0, id != lastEventId + 1 else { return }
-        logger.info("events missed (\(lastEventId) then \(id)): reading what was missed from the store")
+        if id < lastEventId {
+            logger.info("the store's events start again at \(id): it restarted; reading what was missed")
+        } else {
+            logger.info("events \(lastEventId + 1) to \(id - 1) missed: reading them from the store")
+        }
         resynchronise(now, &out)
     }
 

@@ -36,7 +36,10 @@ extension EdgeMachine {
             request.session.wrappedKey = Data(session.wrappedKey)
             request.session.keyDigest = Data(session.keyDigest)
         }
-        if carriesKey || Translation.isWrite(work.op) { request.session.replayMark = session.replay.highest }
+        if carriesKey || Translation.isWrite(work.op) {
+            request.session.replayMark = session.replay.highest
+            if session.state == .active { request.session.address = AddressText.format(session.address) }
+        }
         request.op = work.op
         out.storeCalls.append((request, .request(session: index, sessionId: session.id, work: work, carriedKey: carriesKey)))
     }

@@ -10,8 +10,13 @@ extension Operations {
                 id: sessionId, wrappedKey: [UInt8](context.wrappedKey), keyDigest: [UInt8](context.keyDigest),
                 replayMark: context.replayMark, now: now)
         }
-        if context.replayMark > 0 {
-            try tx.touchSession(id: sessionId, lastActiveAt: now, replayMark: context.replayMark)
+        if context.replayMark > 0 || !context.address.isEmpty {
+            var activity = IPCSessionActivity()
+            activity.sessionID = sessionId
+            activity.lastActiveAt = now
+            activity.replayMark = context.replayMark
+            activity.address = context.address
+            try tx.recordActivity(activity)
         }
     }
 

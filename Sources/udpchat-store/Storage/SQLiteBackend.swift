@@ -101,12 +101,6 @@ struct SQLiteTransaction: StoreTransaction {
             .execute(arguments: [user, now, id])
     }
 
-    func touchSession(id: String, lastActiveAt: Int64, replayMark: UInt64) throws {
-        try statement(
-            "UPDATE sessions SET last_active_at = max(last_active_at, ?), replay_mark = max(replay_mark, ?) WHERE session_id = ?"
-        ).execute(arguments: [lastActiveAt, Int64(bitPattern: replayMark), id])
-    }
-
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int {
         try statement("DELETE FROM sessions WHERE last_active_at < ?").execute(arguments: [cutoff])
         return db.changesCount

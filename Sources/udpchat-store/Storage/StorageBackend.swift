@@ -22,8 +22,6 @@ protocol StoreTransaction {
     /// Inserts the row unless one with that id exists.
     func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws
     func setSessionUser(id: String, user: Int64?, now: Int64) throws
-    /// Moves liveness and the replay mark forward (never back).
-    func touchSession(id: String, lastActiveAt: Int64, replayMark: UInt64) throws
     /// Deletes sessions last active before `cutoff`; returns how many.
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int
     /// Records what an edge reported: liveness, replay mark, address,

@@ -409,6 +409,11 @@ public nonisolated struct IPCSessionContext: Sendable {
   /// the session so a restarted edge keeps rejecting old packets.
   public var replayMark: UInt64 = 0
 
+  /// Where the session's packets come from ("ip:port"), saved with the
+  /// replay mark, so a restarted edge can deliver to a session that only
+  /// listens.
+  public var address: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2608,7 +2613,7 @@ nonisolated extension IPCFailure: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionContext"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}wrapped_key\0\u{3}key_digest\0\u{3}replay_mark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}wrapped_key\0\u{3}key_digest\0\u{3}replay_mark\0\u{1}address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2620,6 +2625,7 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
       case 2: try { try decoder.decodeSingularBytesField(value: &self.wrappedKey) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.keyDigest) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.replayMark) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.address) }()
       default: break
       }
     }
@@ -2638,6 +2644,9 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.replayMark != 0 {
       try visitor.visitSingularUInt64Field(value: self.replayMark, fieldNumber: 4)
     }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2646,6 +2655,7 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.wrappedKey != rhs.wrappedKey {return false}
     if lhs.keyDigest != rhs.keyDigest {return false}
     if lhs.replayMark != rhs.replayMark {return false}
+    if lhs.address != rhs.address {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

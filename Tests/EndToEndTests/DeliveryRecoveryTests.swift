@@ -1,0 +1,187 @@
+import ChatClient
+import Common
+import Foundation
+import Testing
+
+/// Delivery derived from durable state: programs killed and restarted
+/// under a steady stream of messages, and a member that only listens (it
+/// sends nothing but ACKs, as a web client between its STATUS calls). Every
+/// message the sender saw confirmed with MESSAGE_SENT reaches that member
+/// once, in commit order.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct DeliveryRecoveryTests {
+    /// A sender posting one message every `pause`, waiting for each MESSAGE_SENT.
+    final class Sender: Sendable {
+        let confirmed = MutexBox<[Int64]>([])
+        let failures = MutexBox(0)
+        private let stop = MutexBox(false)
+        private let task = MutexBox<Task<Void, Never>?>(nil)
+
+        func start(_ client: ChatClient, room: String, pause: Duration = .milliseconds(40)) {
+            task.value = Task {
+                var n = 0
+                while !self.stop.value {
+                    n += 1
+                    do {
+                        let sent = try await client.sendMessage(roomId: room, content: "message \(n)")
+                        self.confirmed.mutate { $0.append(sent.messageId) }
+                    } catch {
+                        self.failures.mutate { $0 += 1 }
+                    }
+                    try? await Task.sleep(for: pause)
+                }
+            }
+        }
+
+        /// Waits until `more` messages beyond those confirmed so far are confirmed.
+        func waitForProgress(_ more: Int = 25, within limit: Duration = .seconds(20)) async -> Bool {
+            let target = confirmed.value.count + more
+            let deadline = ContinuousClock.now + limit
+            while confirmed.value.count < target {
+                if ContinuousClock.now >= deadline { return false }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return true
+        }
+
+        func finish() async {
+            stop.value = true
+            await task.value?.value
+        }
+    }
+
+    /// The messages `listener` is shown (its client drops repeated copies
+    /// by `msg_id`, as a client may), until every id in `expected` was
+    /// shown or `limit` passed.
+    static func shown(by listener: ChatClient, expecting expected: [Int64], within limit: Duration = .seconds(60)) async -> [Int64] {
+        var shown: [Int64] = []
+        var missing = Set(expected)
+        let deadline = ContinuousClock.now + limit
+        while !missing.isEmpty && ContinuousClock.now < deadline {
+            guard
+                let received = await listener.nextEvent(
+                    timeout: .seconds(2), where: { if case .message = $0.packet { return true } else { return false } }),
+                case .message(let event) = received.packet
+            else { continue }
+            shown.append(event.messageId)
+            missing.remove(event.messageId)
+        }
+        // Anything else already here (copies of messages not confirmed to the sender).
+        while let received = await listener.nextEvent(
+            timeout: .milliseconds(300), where: { if case .message = $0.packet { return true } else { return false } }),
+            case .message(let event) = received.packet
+        {
+            shown.append(event.messageId)
+        }
+        return shown
+    }
+
+    /// MESSAGE copies that reached `client` on the wire, per message id
+    /// (for the report: the client showed each once whatever this says).
+    static func wireCopies(_ client: ChatClient) -> [Int64: Int] {
+        var copies: [Int64: Int] = [:]
+        for datagram in client.recordedDatagrams {
+            if let received = client.open(datagram), case .message(let event) = received.packet { copies[event.messageId, default: 0] += 1 }
+        }
+        return copies
+    }
+
+    static func scene(_ system: TestSystem) async throws -> (sender: ChatClient, listener: ChatClient, room: RoomRef) {
+        func client(record: Bool) async throws -> ChatClient {
+            let client = try await ChatClient(
+                options: .init(
+                    host: "127.0.0.1", port: system.port, knownHosts: nil, timeout: .seconds(8), retryInterval: .milliseconds(300),
+                    recordDatagrams: record))
+            try await client.connect()
+            return client
+        }
+        let sender = try await client(record: false)
+        let listener = try await client(record: true)
+        _ = try await sender.login(email: "sender@example.com")
+        _ = try await listener.login(email: "listener@example.com")
+        let room = try await sender.createRoom(name: "Steady")
+        _ = try await listener.joinRoom(id: room.roomId)
+        return (sender, listener, room)
+    }
+
+    /// Checks what the listener was shown against what the sender had confirmed.
+    static func check(_ shown: [Int64], confirmed: [Int64], _ listener: ChatClient, _ label: String) {
+        let missing = Set(confirmed).subtracting(shown)
+        #expect(missing.isEmpty, "\(label): \(missing.count) of \(confirmed.count) confirmed messages never shown: \(missing.sorted().prefix(20))")
+        #expect(Set(shown).count == shown.count, "\(label): a message was shown twice")
+        #expect(shown == shown.sorted(), "\(label): shown out of commit order")
+        let copies = wireCopies(listener)
+        let repeated = copies.values.filter { $0 > 1 }.count
+        print(
+            "\(label): \(confirmed.count) confirmed, \(shown.count) shown (\(shown.count - confirmed.count) committed without"
+                + " MESSAGE_SENT reaching the sender); \(repeated) messages arrived more than once on the wire")
+    }
+
+    @Test func killingTheEdgeTwiceThenTheStoreTwiceLosesNoConfirmedMessage() async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
+            let (sender, listener, room) = try await Self.scene(system)
+            let traffic = Sender()
+            traffic.start(sender, room: room.roomId)
+            #expect(await traffic.waitForProgress(), "messages flow at first")
+            for round in 1...2 {
+                try await system.restartEdge(signal: SIGKILL)
+                #expect(await traffic.waitForProgress(), "messages flow after edge restart \(round)")
+            }
+            for round in 1...2 {
+                try await system.restartStore(signal: SIGKILL)
+                #expect(await traffic.waitForProgress(), "messages flow after store restart \(round)")
+            }
+            await traffic.finish()
+            let confirmed = traffic.confirmed.value
+            let shown = await Self.shown(by: listener, expecting: confirmed)
+            Self.check(shown, confirmed: confirmed, listener, "SIGKILL edge x2, store x2")
+            await sender.close()
+            await listener.close()
+        }
+    }
+
+    @Test func aGracefulEdgeRestartLosesNoConfirmedMessage() async throws {
+        try await withSystem { system in
+            let (sender, listener, room) = try await Self.scene(system)
+            let traffic = Sender()
+            traffic.start(sender, room: room.roomId)
+            #expect(await traffic.waitForProgress(), "messages flow at first")
+            try await system.restartEdge(signal: SIGTERM)
+            #expect(await traffic.waitForProgress(), "messages flow after the restart")
+            await traffic.finish()
+            let confirmed = traffic.confirmed.value
+            let shown = await Self.shown(by: listener, expecting: confirmed)
+            Self.check(shown, confirmed: confirmed, listener, "SIGTERM edge")
+            await sender.close()
+            await listener.close()
+        }
+    }
+
+    /// A member that said nothing since before the restart gets the next
+    /// message: the new edge resumed its session from the store.
+    @Test func aSilentMemberGetsTheFirstMessageAfterAnEdgeRestart() async throws {
+        try await withSystem { system in
+            let (sender, listener, room) = try await Self.scene(system)
+            let before = try await sender.sendMessage(roomId: room.roomId, content: "before")
+            #expect(await Self.shown(by: listener, expecting: [before.messageId]) == [before.messageId])
+            // Once the edge has reported the listener's cursor past it (event 2:
+            // the listener's MEMBER_JOINED was 1), the edge dies.
+            let session = try #require(listener.session?.sessionId)
+            let deadline = ContinuousClock.now + .seconds(10)
+            var cursor = 0
+            while cursor < 2 && ContinuousClock.now < deadline {
+                cursor = Int(
+                    try await system.queryDatabase(
+                        "SELECT c.seq FROM session_cursors c JOIN sessions s ON s.id = c.session_id WHERE s.session_id = ?", [session])
+                        ?? "0") ?? 0
+            }
+            #expect(cursor == 2, "the edge reported the listener's cursor")
+            try await system.restartEdge(signal: SIGKILL)
+            let after = try await sender.sendMessage(roomId: room.roomId, content: "after")
+            let shown = await Self.shown(by: listener, expecting: [after.messageId], within: .seconds(20))
+            #expect(shown.contains(after.messageId), "the silent member never got the message sent after the restart")
+            await sender.close()
+            await listener.close()
+        }
+    }
+}
