@@ -148,15 +148,19 @@ struct DeliveryEngine {
     }
 
     /// Adds the rooms among `follows` the session does not follow yet (a
-    /// resynchronisation after the store came back).
-    mutating func addMissingFollows(_ s: Int32, _ follows: [(String, UInt64)], now: UInt64, _ out: inout [Output]) {
-        guard sessions[s] != nil else { return }
+    /// resynchronisation after the store came back); returns whether any was.
+    @discardableResult
+    mutating func addMissingFollows(_ s: Int32, _ follows: [(String, UInt64)], now: UInt64, _ out: inout [Output]) -> Bool {
+        guard sessions[s] != nil else { return false }
+        var added = false
         for (roomId, seq) in follows {
             let room = room(for: roomId)
             guard sessions[s]!.followIndex(room) == nil else { continue }
             addFollow(s, room: room, after: seq)
             pump(s, room: room, now: now, &out)
+            added = true
         }
+        return added
     }
 
     /// The session stops following a room (it left it).

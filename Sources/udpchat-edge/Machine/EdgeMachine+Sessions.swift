@@ -168,14 +168,19 @@ extension EdgeMachine {
         var added = 0
         for (loaded, key) in zip(page, keys.sessionKeys) {
             if let index = table.index(of: loaded.sessionID) {
-                delivery.addMissingFollows(index, loaded.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions)
+                if delivery.addMissingFollows(index, loaded.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions) {
+                    loadAddedFollows = true
+                }
                 continue
             }
             guard let cipher = SessionCipher(keyBytes: [UInt8](key)), let address = AddressText.parse(loaded.address) else { continue }
             _ = addLoaded(loaded.sessionID, loaded, cipher: cipher, address: address, active: true, now)
             added += 1
         }
-        if added > 0 { logger.info("resumed \(added) sessions active lately") }
+        if added > 0 {
+            loadAddedFollows = true
+            logger.info("resumed \(added) sessions active lately")
+        }
         perform(actions, now, &out)
         if more, let last = page.last {
             loadSessions(after: last.sessionID, resync: resync, now, &out)
@@ -186,8 +191,9 @@ extension EdgeMachine {
 
     private mutating func loadingDone(_ now: EdgeTime, _ out: inout EdgeOutput) {
         loadingSessions = false
-        // The rooms the new sessions follow: what came after their cursors.
-        readFollowedRooms(now, &out)
+        // The rooms the sessions just loaded follow: what came after their cursors.
+        if loadAddedFollows { readFollowedRooms(now, &out) }
+        loadAddedFollows = false
         if resyncWanted { resynchronise(now, &out) }
     }
 

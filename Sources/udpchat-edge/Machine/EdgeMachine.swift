@@ -64,6 +64,8 @@ struct EdgeMachine {
     var loadingSessions = false
     var resyncWanted = false
     var resyncRetryAt: UInt64 = 0
+    /// The load under way added sessions or rooms to follow.
+    var loadAddedFollows = false
 
     /// Unauthenticated work per source address: handshakes (each costs an
     /// RSA signature) and error replies and session lookups.

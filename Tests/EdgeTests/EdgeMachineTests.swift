@@ -1,0 +1,277 @@
+import Common
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+@testable import udpchat_edge
+
+/// The edge's machine without sockets or sleeps: the test plays the
+/// client, udpchat-keys and udpchat-store, and moves the clock.
+@Suite struct EdgeMachineTests {
+    static let room = "a0000000000000000000000000000001"
+    static let clientAddress = try! SocketAddress(ipAddress: "127.0.0.1", port: 40_000)
+
+    /// A client of the machine: a session id and key, sealing and opening like the web client.
+    struct Client {
+        let sessionId = SecureRandom.identifier()
+        let cipher = SessionCipher.random()
+        var clock: UInt64 = 1_700_000_000_000_000_000
+
+        mutating func datagram(_ packet: ClientPacket) -> [UInt8] {
+            clock += 1000
+            let nonce = Nonce.client(nanoseconds: clock)
+            return Envelope.secure(
+                SecureEnvelope(
+                    sessionId: sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(cipher.seal(packet.json.serialized(), nonce: nonce)))
+            ).encoded()
+        }
+
+        func open(_ datagram: [UInt8]) -> ServerPacket.Received? {
+            guard case .secure(let secure)? = try? Envelope.decodeResponse(datagram), secure.sessionId == sessionId,
+                let nonce = Hex.decode(secure.nonce), let sealed = Hex.decode(secure.ciphertext),
+                let plain = cipher.open(sealed, nonce: nonce)
+            else { return nil }
+            return try? ServerPacket.decode(plain)
+        }
+    }
+
+    /// A machine on virtual time and what it asked for.
+    struct Harness {
+        var machine: EdgeMachine
+        var time = EdgeTime(monotonic: 5_000_000_000, wall: 1_800_000_000)
+        var out = EdgeOutput()
+
+        init(_ settings: [String: String] = [:]) throws {
+            let reader = try SettingsReader.load(environment: ["UDPCHAT_ENV_FILE": "/dev/null"].merging(settings) { $1 })
+            machine = EdgeMachine(settings: try EdgeSettings(reader), logger: Logger(label: "test"))
+        }
+
+        mutating func advance(milliseconds: UInt64) {
+            time.monotonic += milliseconds * 1_000_000
+            time.wall += Int64(milliseconds / 1000)
+            machine.tick(time, &out)
+        }
+
+        mutating func receive(_ datagram: [UInt8], from address: SocketAddress = EdgeMachineTests.clientAddress) {
+            machine.receive(datagram, from: address, time, &out)
+        }
+
+        /// The store calls made so far, taken.
+        mutating func takeStoreCalls() -> [(request: IPCStoreRequest, call: StoreCall)] {
+            defer { out.storeCalls.removeAll() }
+            return out.storeCalls
+        }
+
+        mutating func takeKeysCalls() -> [(request: IPCKeysRequest, call: KeysCall)] {
+            defer { out.keysCalls.removeAll() }
+            return out.keysCalls
+        }
+
+        mutating func takeDatagrams() -> [OutboundDatagram] {
+            defer { out.datagrams.removeAll() }
+            return out.datagrams
+        }
+
+        mutating func publish(id: UInt64 = 0, _ kind: (inout IPCEvent) -> Void) {
+            var event = IPCEvent()
+            event.eventID = id
+            kind(&event)
+            machine.published(event, time, &out)
+        }
+
+        mutating func mark(_ run: String, _ last: UInt64) {
+            publish {
+                var mark = IPCStreamMark()
+                mark.run = run
+                mark.lastEventID = last
+                $0.mark = mark
+            }
+        }
+
+        mutating func answerStore(_ call: StoreCall, _ fill: (inout IPCStoreResponse) -> Void) {
+            var response = IPCStoreResponse()
+            fill(&response)
+            machine.storeAnswered(call, .success(response), time, &out)
+        }
+
+        /// Starts the machine and answers its load with `sessions` (each with
+        /// its key), and the reads of their rooms with `events` (head: the last).
+        mutating func start(with sessions: [(IPCLoadedSession, SessionCipher)], events: [IPCRoomEvent]) throws {
+            machine.start(time, &out)
+            let load = try #require(takeStoreCalls().first { if case .loadPage = $0.call { true } else { false } })
+            answerStore(load.call) { response in
+                response.loadedSessions.sessions = sessions.map(\.0)
+                response.loadedSessions.more = false
+            }
+            let unwrap = try #require(takeKeysCalls().first)
+            var keys = IPCKeysResponse()
+            keys.unwrappedKeys.sessionKeys = sessions.map { Data($0.1.keyBytes) }
+            machine.keysAnswered(unwrap.call, .success(keys), time, &out)
+            answerReads(events)
+        }
+
+        /// Answers every read of room events with `events` after the position asked.
+        mutating func answerReads(_ events: [IPCRoomEvent]) {
+            for call in takeStoreCalls() {
+                guard case .read(let roomId, let after) = call.call else { continue }
+                answerStore(call.call) { response in
+                    var page = IPCRoomEventPage()
+                    page.roomID = roomId
+                    page.headSeq = events.map(\.seq).max() ?? 0
+                    page.events = events.filter { $0.seq > after }
+                    response.roomEvents.pages = [page]
+                }
+            }
+        }
+    }
+
+    static func loaded(_ client: Client, user: String = "u1", cursor: UInt64, acknowledges: Bool = true, address: String = "127.0.0.1:40000")
+        -> IPCLoadedSession
+    {
+        var loaded = IPCLoadedSession()
+        loaded.found = true
+        loaded.sessionID = client.sessionId
+        loaded.wrappedKey = Data([1, 2, 3])
+        loaded.userID = user
+        loaded.address = address
+        loaded.lastActiveAt = 1_800_000_000 - 5
+        loaded.acknowledges = acknowledges
+        var position = IPCRoomCursor()
+        position.roomID = room
+        position.seq = cursor
+        loaded.cursors = [position]
+        return loaded
+    }
+
+    static func message(_ seq: UInt64, id: Int64? = nil) -> IPCRoomEvent {
+        var event = IPCRoomEvent()
+        event.roomID = room
+        event.seq = seq
+        var message = IPCMessageEvent()
+        message.roomID = room
+        message.messageID = id ?? Int64(seq) * 10
+        message.userID = "u2"
+        message.name = "bob"
+        message.content = "message \(seq)"
+        message.timestamp = 1
+        event.message = message
+        return event
+    }
+
+    /// Message ids in the datagrams, opened with the client's key.
+    static func messages(_ datagrams: [OutboundDatagram], for client: Client) -> [(id: Int64, msgId: String)] {
+        datagrams.compactMap { datagram in
+            guard let received = client.open(datagram.bytes), case .message(let event) = received.packet, let msgId = received.msgId
+            else { return nil }
+            return (event.messageId, msgId)
+        }
+    }
+
+    @Test func aStartingEdgeResumesASessionThatOnlyListensFromItsCursor() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 3), client.cipher)], events: (1...5).map { Self.message($0) })
+        // The session said nothing to this edge: the copy of event 4 goes to the address the store had.
+        let first = h.takeDatagrams()
+        #expect(first.allSatisfy { $0.address == Self.clientAddress })
+        let copies = Self.messages(first, for: client)
+        #expect(copies.map(\.id) == [40])
+        // Its ACK releases event 5, and the cursor reaches the store in the next report.
+        h.receive(client.datagram(.ack(msgId: copies[0].msgId)))
+        let second = Self.messages(h.takeDatagrams(), for: client)
+        #expect(second.map(\.id) == [50])
+        h.receive(client.datagram(.ack(msgId: second[0].msgId)))
+        h.advance(milliseconds: 1000)
+        let report = try #require(h.takeStoreCalls().first { if case .report = $0.call { true } else { false } })
+        let activity = try #require(report.request.touchSessions.sessions.first)
+        #expect(activity.sessionID == client.sessionId && activity.acknowledges && activity.address == "127.0.0.1:40000")
+        #expect(activity.cursors.map(\.roomID) == [Self.room] && activity.cursors.map(\.seq) == [5])
+    }
+
+    @Test func aResentCopyAfterARestartCarriesTheSameMessageId() throws {
+        var client = Client()
+        var before = try Harness()
+        try before.start(with: [(Self.loaded(client, cursor: 3), client.cipher)], events: (1...4).map { Self.message($0) })
+        let first = Self.messages(before.takeDatagrams(), for: client)
+        // Another edge (or this one after a restart) resumes from the same cursor.
+        var after = try Harness()
+        try after.start(with: [(Self.loaded(client, cursor: 3), client.cipher)], events: (1...4).map { Self.message($0) })
+        let again = Self.messages(after.takeDatagrams(), for: client)
+        #expect(first.count == 1 && again.count == 1 && first[0].msgId == again[0].msgId)
+        _ = client.datagram(.hello)
+    }
+
+    @Test func missedEventsAndANewStoreRunAreReadFromTheStore() throws {
+        var h = try Harness()
+        let client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 1), client.cipher)], events: [Self.message(1)])
+        h.mark("run-a", 7)
+        #expect(h.out.storeCalls.contains { if case .loadPage = $0.call { true } else { false } }, "a first mark: read what came before")
+        h.answerStore(.loadPage(after: "", resync: true)) { $0.loadedSessions = IPCLoadedSessions() }
+        h.answerReads([Self.message(1)])
+        h.publish(id: 8) { $0.room = Self.message(2) }
+        #expect(h.takeStoreCalls().isEmpty, "the next event in order: nothing to read")
+        h.publish(id: 10) { $0.room = Self.message(4) }  // event 9 (room event 3) was lost
+        let calls = h.takeStoreCalls()
+        #expect(calls.contains { if case .loadPage = $0.call { true } else { false } })
+        #expect(calls.contains { if case .read(Self.room, _) = $0.call { true } else { false } })
+        h.answerStore(.loadPage(after: "", resync: true)) { $0.loadedSessions = IPCLoadedSessions() }
+        h.mark("run-b", 0)  // the store restarted
+        #expect(h.takeStoreCalls().contains { if case .loadPage = $0.call { true } else { false } })
+    }
+
+    @Test func aSenderOverItsMessageRateGetsAnErrorAndTheStoreNothing() throws {
+        var h = try Harness(["MESSAGES_PER_USER": "5"])
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        for n in 0..<14 { h.receive(client.datagram(.message(roomId: Self.room, content: "m\(n)"))) }
+        // Twice the rate at once: 10 go on (one to the store now, the rest queued behind it), 4 are refused.
+        let errors = h.takeDatagrams().compactMap { client.open($0.bytes) }.filter { $0.packet == .error(message: ProtocolText.tooManyMessages) }
+        #expect(errors.count == 4)
+        var posted = 0
+        while let call = h.takeStoreCalls().first(where: { if case .request = $0.call { true } else { false } }) {
+            posted += 1
+            h.answerStore(call.call) { $0.done = IPCDone() }
+        }
+        #expect(posted == 10)
+        // A second later five more are welcome.
+        h.advance(milliseconds: 1000)
+        for n in 0..<5 { h.receive(client.datagram(.message(roomId: Self.room, content: "later \(n)"))) }
+        #expect(h.takeDatagrams().compactMap { client.open($0.bytes) }.isEmpty)
+    }
+
+    @Test func aDatagramForASessionNotInMemoryWaitsWhileItIsRestored() throws {
+        var h = try Harness()
+        var client = Client()
+        h.receive(client.datagram(.hello))
+        let restore = try #require(h.takeStoreCalls().first)
+        guard case .restore(let id) = restore.call else {
+            Issue.record("expected a restore, got \(restore.call)")
+            return
+        }
+        #expect(id == client.sessionId && h.takeDatagrams().isEmpty)
+        h.answerStore(restore.call) { $0.loadedSession = Self.loaded(client, cursor: 0) }
+        let unwrap = try #require(h.takeKeysCalls().first)
+        var keys = IPCKeysResponse()
+        keys.unwrapped.sessionKey = Data(client.cipher.keyBytes)
+        h.machine.keysAnswered(unwrap.call, .success(keys), h.time, &h.out)
+        let replies = h.takeDatagrams().compactMap { client.open($0.bytes) }
+        #expect(replies.map(\.packet) == [.hello(message: ProtocolText.helloMessage)])
+    }
+
+    @Test func whileDrainingOnlyAcknowledgementsAreTaken() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [Self.message(1)])
+        let copy = try #require(Self.messages(h.takeDatagrams(), for: client).first)
+        h.machine.startDraining()
+        #expect(h.machine.drainStatus.unconfirmed == 1)
+        h.receive(client.datagram(.hello))
+        h.receive(client.datagram(.message(roomId: Self.room, content: "too late")))
+        #expect(h.takeDatagrams().isEmpty && h.takeStoreCalls().isEmpty)
+        h.receive(client.datagram(.ack(msgId: copy.msgId)))
+        #expect(h.machine.drainStatus.unconfirmed == 0)
+    }
+}
