@@ -102,6 +102,10 @@ let package = Package(
                 "Common",
                 "ChatClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .testTarget(name: "CommonTests", dependencies: ["Common"]),

@@ -13,7 +13,7 @@ struct ClientCommand: AsyncParsableCommand {
             (UDPCHAT_KNOWN_HOSTS overrides the path); a changed key is refused. A password, for accounts \
             that have one, is read from UDPCHAT_PASSWORD.
             """,
-        subcommands: [Chat.self, Send.self, History.self, Rooms.self, Hello.self])
+        subcommands: [Chat.self, Send.self, History.self, Rooms.self, Hello.self, Bench.self])
 }
 
 /// How to reach the server and who to be.

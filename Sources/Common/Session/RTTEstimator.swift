@@ -15,7 +15,12 @@
 /// Samples come only from copies sent once (Karn's rule: an ACK of a copy
 /// sent twice cannot say which send it answers). After a timeout the
 /// timeout doubles (RFC 6298 §5.5) and stays doubled for later copies
-/// until a sample arrives (§5.7 and Karn's algorithm).
+/// until an acknowledgement arrives, as RFC 9002 §6.2.1 resets its probe
+/// timeout backoff on any ACK. (Waiting for a sample instead, as Karn's
+/// algorithm does for TCP, starves on a lossy path: with a third of
+/// datagrams lost each way half the copies need a retransmission and give
+/// no sample, and the backoff climbed to its 2 s ceiling within a few dozen
+/// messages in our simulation, holding each room back for seconds.)
 public struct RTTEstimator: Sendable, Equatable {
     /// RFC 6298 §2.1: 1 s until the first measurement.
     public static let initialRTO: UInt64 = 1_000_000_000
@@ -35,6 +40,17 @@ public struct RTTEstimator: Sendable, Equatable {
 
     public init() {}
 
+    /// Takes what another estimator measured (the same source address
+    /// lately) while this one has no round trip of its own, keeping its own
+    /// backoff: RFC 9002 §6.2.2 lets a connection start from an earlier
+    /// one's RTT, as Linux caches RTTs per destination for new TCP
+    /// connections, rather than from the initial 1 s.
+    public mutating func adopt(_ other: RTTEstimator) {
+        guard smoothed == nil else { return }
+        smoothed = other.smoothed
+        variance = other.variance
+    }
+
     /// The timeout for a copy sent now.
     public var rto: UInt64 {
         let base: UInt64
@@ -51,6 +67,9 @@ public struct RTTEstimator: Sendable, Equatable {
     public mutating func timedOut() {
         if rto < Self.maximumRTO { backoff += 1 }
     }
+
+    /// An acknowledgement arrived: the path works, the backoff ends.
+    public mutating func acknowledged() { backoff = 0 }
 
     /// Takes one round-trip sample (nanoseconds) and ends any backoff.
     public mutating func sample(_ rtt: UInt64) {

@@ -7,6 +7,8 @@ import Common
 struct SessionDelivery {
     /// Mixed into the ids of its copies of room events (``MessageIdentifier``).
     let salt: UInt64
+    /// Its source address (the IP), whose round trips new sessions from it start with.
+    var source: String?
     /// The logged-in user (events of rooms follow the user's membership).
     var userId: String?
     /// The session has acknowledged a copy: its rooms' events go to it one

@@ -97,7 +97,8 @@ extension EdgeMachine {
                 address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: ReplayWindow(), userId: nil))
         for index in forgotten { delivery.removeSession(index) }
         // It receives nothing until a packet of its own verifies.
-        delivery.addSession(index, salt: MessageIdentifier.salt(sessionId: sessionId), userId: nil, acknowledges: false, active: false, follows: [], now: now.monotonic)
+        delivery.addSession(
+            index, salt: MessageIdentifier.salt(sessionId: sessionId), source: Self.source(request.address), userId: nil, acknowledges: false, active: false, follows: [], now: now.monotonic)
         let reply = SessionInitReply(
             sessionId: sessionId, encryptedKey: Hex.encode(encryptedKey), serverPublicKey: Hex.encode([UInt8](signed.publicKeyDer)),
             signature: Hex.encode([UInt8](signed.signature)), fingerprint: signed.fingerprint)

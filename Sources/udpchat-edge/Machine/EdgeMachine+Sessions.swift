@@ -94,7 +94,7 @@ extension EdgeMachine {
                 lastSeenWall: active ? loaded.lastActiveAt : now.wall, replay: ReplayWindow(floor: loaded.replayMark),
                 userId: loaded.userID.isEmpty ? nil : loaded.userID))
         delivery.addSession(
-            index, salt: MessageIdentifier.salt(sessionId: id), userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
+            index, salt: MessageIdentifier.salt(sessionId: id), source: Self.source(address), userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
             follows: loaded.cursors.map { ($0.roomID, $0.seq) }, now: lastSeen)
         logger.debug("session restored", metadata: ["session": "\(id)"])
         return index

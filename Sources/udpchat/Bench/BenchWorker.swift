@@ -1,0 +1,333 @@
+import Common
+import CryptoExtras
+import DequeModule
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// The simulated clients of one event loop: their UDP sockets and
+/// sessions. Every method runs on `loop`; the bench runs one worker per
+/// core so that the clients use them all.
+final class BenchWorker: @unchecked Sendable {
+    let loop: any EventLoop
+    let server: SocketAddress
+    let requestTimeout: TimeAmount
+    private var sockets: [any Channel] = []
+    private var sessions: [String: BenchSession] = [:]
+    private var byIndex: [Int: BenchSession] = [:]
+    /// Clients of each socket waiting for a SESSION_INIT reply. Every client
+    /// shares one RSA key, so any reply on a socket serves its oldest waiter.
+    private var handshakes: [Deque<(BenchSession, (Result<Void, BenchError>) -> Void)>] = []
+    private let key: _RSA.Encryption.PrivateKey
+    private let keyRequest: [UInt8]
+    /// Traffic: closed loop (the next message when MESSAGE_SENT arrives) or a fixed interval per client.
+    private var traffic: Traffic?
+    private var runStart: UInt64 = .max
+    private var writesPending = false
+    /// Clients per socket, and how many were placed so far.
+    private let perSocket: Int
+    private var placed = 0
+
+    /// Implementation constants: datagrams read at once, and the largest the
+    /// bench expects (a SESSION_INIT reply with a 4096-bit key, a long message).
+    static let readBatch = 16
+    static let largestDatagram = 16_384
+    /// How long a closed-loop client waits after its message was refused.
+    static let refusalPause: TimeAmount = .milliseconds(50)
+
+    struct Traffic {
+        var size: Int
+        var interval: TimeAmount?
+        var timers: [RepeatedTask] = []
+    }
+
+    init(loop: any EventLoop, server: SocketAddress, key: _RSA.Encryption.PrivateKey, requestTimeout: TimeAmount, perSocket: Int) {
+        self.loop = loop
+        self.perSocket = max(1, perSocket)
+        self.server = server
+        self.key = key
+        self.requestTimeout = requestTimeout
+        keyRequest = Envelope.sessionInitRequest(clientKey: key.publicKey.derRepresentation.base64EncodedString()).encoded()
+    }
+
+    // MARK: - Sockets
+
+    /// Opens `count` UDP sockets on this worker's loop.
+    func open(sockets count: Int, bindHost: String) async throws {
+        for _ in 0..<count {
+            let box = WorkerBox(self)
+            let channel = try await DatagramBootstrap(group: loop)
+                .channelOption(.socketOption(.so_rcvbuf), value: 8 << 20)
+                // recvmmsg: the buffer is shared by the datagrams of one read, so it holds
+                // `readBatch` of the largest a bench expects.
+                .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.largestDatagram))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(BenchHandler(box: box)) }
+                }
+                .bind(host: bindHost, port: 0)
+                .get()
+            try await loop.submit { [self] in
+                let index = sockets.count
+                sockets.append(channel)
+                handshakes.append([])
+                box.socket = index
+            }.get()
+        }
+    }
+
+    func close() async {
+        let channels = (try? await loop.submit { [self] in sockets }.get()) ?? []
+        for channel in channels { try? await channel.close() }
+    }
+
+    private func write(_ bytes: [UInt8], on socket: Int) {
+        let channel = sockets[socket]
+        channel.write(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        if !writesPending {
+            writesPending = true
+            // Datagrams written in one turn of the loop go out in one flush.
+            loop.execute { [self] in
+                writesPending = false
+                for channel in sockets { channel.flush() }
+            }
+        }
+    }
+
+    // MARK: - Sessions
+
+    /// A new session for client `index`, on the next socket with room for it.
+    func handshake(_ index: Int) async throws -> Void {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            loop.execute { [self] in
+                let socket = (placed / perSocket) % sockets.count
+                placed += 1
+                let session = BenchSession(index: index, socket: socket)
+                // Whichever comes first, the reply or the timeout, takes the entry and ends the wait.
+                session.handshakeTimer = loop.scheduleTask(in: requestTimeout) { [self] in
+                    guard let waiting = handshakes[socket].firstIndex(where: { $0.0 === session }) else { return }
+                    let (_, done) = handshakes[socket].remove(at: waiting)
+                    done(.failure(BenchError("no SESSION_INIT reply within \(requestTimeout.nanoseconds / 1_000_000) ms")))
+                }
+                handshakes[socket].append((session, { result in continuation.resume(with: result.mapError { $0 as any Error }) }))
+                write(keyRequest, on: socket)
+            }
+        }
+    }
+
+    /// Sends `packet` for client `index` and waits for a response of one of `types`.
+    func request(_ index: Int, _ packet: ClientPacket, expecting types: Set<String>) async throws -> ServerPacket {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerPacket, any Error>) in
+            loop.execute { [self] in
+                guard let session = byIndex[index] else {
+                    continuation.resume(throwing: BenchError("client \(index) has no session"))
+                    return
+                }
+                send(session, packet, expecting: types) { result in continuation.resume(with: result.mapError { $0 as any Error }) }
+            }
+        }
+    }
+
+    private func send(
+        _ session: BenchSession, _ packet: ClientPacket, expecting types: Set<String>,
+        done: @escaping (Result<ServerPacket, BenchError>) -> Void
+    ) {
+        let timer = loop.scheduleTask(in: requestTimeout) { [self] in
+            guard let pending = session.pending else { return }
+            session.pending = nil
+            pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(requestTimeout.nanoseconds / 1_000_000) ms")))
+            _ = self
+        }
+        session.pending = (types, done, timer)
+        write(session.seal(packet, wallNanoseconds: Self.wallNanoseconds()), on: session.socket)
+    }
+
+    /// Sets a client's room and user after its setup.
+    func setRoom(_ index: Int, roomId: String, userId: String, members: Int) async throws {
+        try await loop.submit { [self] in
+            guard let session = byIndex[index] else { return }
+            session.roomId = roomId
+            session.userId = userId
+            session.roomMembers = members
+        }.get()
+    }
+
+    // MARK: - Traffic
+
+    /// Every client of this worker starts sending: each its next message as
+    /// soon as the last one's MESSAGE_SENT arrives, or one every `interval`.
+    func startTraffic(size: Int, interval: TimeAmount?, at start: UInt64) async throws {
+        try await loop.submit { [self] in
+            runStart = start
+            traffic = Traffic(size: size, interval: interval)
+            let clients = sessions.values.filter { !$0.roomId.isEmpty }.sorted { $0.index < $1.index }
+            if let interval {
+                for (offset, session) in clients.enumerated() {
+                    // Spread the clients' sends over the interval.
+                    let delay = TimeAmount.nanoseconds(interval.nanoseconds * Int64(offset) / Int64(max(1, clients.count)))
+                    let timer = loop.scheduleRepeatedTask(initialDelay: delay, delay: interval) { [self] _ in
+                        sendMessage(session)
+                    }
+                    traffic!.timers.append(timer)
+                }
+            } else {
+                for session in clients { sendMessage(session) }
+            }
+        }.get()
+    }
+
+    func stopTraffic() async throws {
+        try await loop.submit { [self] in
+            for timer in traffic?.timers ?? [] { timer.cancel() }
+            for session in sessions.values { session.stopped = true }
+            traffic = nil
+        }.get()
+    }
+
+    private func sendMessage(_ session: BenchSession) {
+        guard let traffic, !session.stopped, !(traffic.interval == nil && session.sending) else { return }
+        session.sequence += 1
+        session.sent += 1
+        session.sending = true
+        let text = BenchText.make(sentAt: MonotonicClock.now(), client: session.index, sequence: session.sequence, size: traffic.size)
+        send(session, .message(roomId: session.roomId, content: text), expecting: ["MESSAGE_SENT"]) { [self] result in
+            session.sending = false
+            var backOff = false
+            switch result {
+            case .success(.messageSent(let messageId, _, _, _)): session.confirmed.append(messageId)
+            case .success(.error(let message)):
+                session.refused += 1
+                session.lastRefusal = message
+                backOff = true
+            case .success, .failure: session.refused += 1
+            }
+            guard self.traffic?.interval == nil else { return }
+            // A refused sender (over its rate) waits a moment, as a person would.
+            if backOff {
+                loop.scheduleTask(in: Self.refusalPause) { [self] in sendMessage(session) }
+            } else {
+                sendMessage(session)
+            }
+        }
+    }
+
+    /// What the clients of this worker saw.
+    func results() async throws -> [ClientResult] {
+        try await loop.submit { [self] in
+            sessions.values.map { session in
+                ClientResult(
+                    index: session.index, roomId: session.roomId, members: session.roomMembers, sent: session.sent,
+                    confirmed: session.confirmed, refused: session.refused, lastRefusal: session.lastRefusal,
+                    received: session.received, deliveries: session.deliveries, duplicates: session.duplicates,
+                    latencies: session.latencies, lastDelivery: session.lastDelivery)
+            }
+        }.get()
+    }
+
+    /// Deliveries of run messages received so far, in all.
+    func receivedCount() async throws -> Int {
+        try await loop.submit { [self] in sessions.values.reduce(0) { $0 + $1.received.count } }.get()
+    }
+
+    // MARK: - Receiving
+
+    fileprivate func received(_ bytes: [UInt8], socket: Int) {
+        guard let envelope = try? Envelope.decodeResponse(bytes) else { return }
+        switch envelope {
+        case .sessionInitReply(let reply):
+            guard let (session, done) = handshakes[socket].popFirst() else { return }
+            session.handshakeTimer?.cancel()
+            guard let encrypted = Hex.decode(reply.encryptedKey),
+                let keyBytes = try? key.decrypt(encrypted, padding: .PKCS1_OAEP_SHA256), let cipher = SessionCipher(keyBytes: [UInt8](keyBytes))
+            else {
+                done(.failure(BenchError("the SESSION_INIT reply's key does not decrypt")))
+                return
+            }
+            session.id = reply.sessionId
+            session.cipher = cipher
+            sessions[reply.sessionId] = session
+            byIndex[session.index] = session
+            done(.success(()))
+        case .serverError(let message):
+            // Not tied to a session: the first waiting request of this socket takes it.
+            if let session = sessions.values.first(where: { $0.socket == socket && $0.pending != nil }), let pending = session.pending {
+                session.pending = nil
+                pending.timer?.cancel()
+                pending.done(.failure(BenchError("SERVER_ERROR \(message)")))
+            } else if let (_, done) = handshakes[socket].popFirst() {
+                done(.failure(BenchError("SERVER_ERROR \(message)")))
+            }
+        case .secure(let secure):
+            guard let session = sessions[secure.sessionId], let cipher = session.cipher, let nonce = Hex.decode(secure.nonce),
+                let sealed = Hex.decode(secure.ciphertext), let plain = cipher.open(sealed, nonce: nonce),
+                let packet = try? ServerPacket.decode(plain)
+            else { return }
+            if let msgId = packet.msgId {
+                // Like the web client: every copy with a msg_id is acknowledged at once.
+                write(session.seal(.ack(msgId: msgId), wallNanoseconds: Self.wallNanoseconds()), on: session.socket)
+                session.acks += 1
+                if case .message(let event) = packet.packet { delivered(event, to: session) }
+                return
+            }
+            if let pending = session.pending, pending.types.contains(packet.packet.typeName) || packet.packet.typeName == "ERROR" {
+                session.pending = nil
+                pending.timer?.cancel()
+                pending.done(.success(packet.packet))
+            }
+        case .sessionInitRequest:
+            return
+        }
+    }
+
+    private func delivered(_ event: MessageEvent, to session: BenchSession) {
+        guard let sentAt = BenchText.sentAt(event.content), sentAt >= runStart else { return }
+        let now = MonotonicClock.now()
+        guard session.received.insert(event.messageId).inserted else {
+            session.duplicates += 1
+            return
+        }
+        session.deliveries += 1
+        session.lastDelivery = now
+        session.latencies.append(UInt32(min(UInt64(UInt32.max), (now &- sentAt) / 1000)))
+    }
+
+    static func wallNanoseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1_000_000_000) }
+}
+
+/// What one client saw, gathered after a run.
+struct ClientResult: Sendable {
+    var index: Int
+    var roomId: String
+    var members: Int
+    var sent: Int
+    var confirmed: [Int64]
+    var refused: Int
+    var lastRefusal: String
+    var received: Set<Int64>
+    var deliveries: Int
+    var duplicates: Int
+    var latencies: [UInt32]
+    var lastDelivery: UInt64
+}
+
+/// Lets a channel handler reach its worker and know its socket's number.
+private final class WorkerBox: @unchecked Sendable {
+    unowned let worker: BenchWorker
+    var socket = 0
+    init(_ worker: BenchWorker) { self.worker = worker }
+}
+
+private final class BenchHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let box: WorkerBox
+
+    init(box: WorkerBox) { self.box = box }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = Self.unwrapInboundIn(data)
+        let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
+        box.worker.received(bytes, socket: box.socket)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+}

@@ -1,0 +1,46 @@
+import Common
+import Foundation
+import Testing
+
+/// `udpchat bench` against the real programs, briefly: CI's check that the
+/// load generator works and that under its load nothing is lost. The
+/// figures it prints are not asserted (a benchmark is not a timed test).
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct BenchSmokeTests {
+    /// The JSON line a bench run prints last.
+    static func report(_ output: String) throws -> JSONObject {
+        let line = try #require(output.split(separator: "\n").last { $0.hasPrefix("{") }, "no JSON line in:\n\(output)")
+        return try #require(try JSONParser.parse(Array(line.utf8)).objectValue)
+    }
+
+    @Test func aShortFanOutRunLosesNothing() async throws {
+        try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1", "MESSAGES_PER_USER": "1000"]) { system in
+            let (status, output) = try await system.run(
+                "udpchat",
+                ["bench", "fanout", "--server", "127.0.0.1:\(system.port)", "--clients", "6", "--rooms", "2", "--duration", "2", "--drain", "20",
+                 "--label", "smoke"])
+            print(output)
+            #expect(status == 0, "\(output)")
+            let report = try Self.report(output)
+            let confirmed = report["confirmed"]?.intValue ?? 0
+            #expect(confirmed > 10, "messages were confirmed")
+            #expect(report["lost"]?.intValue == 0, "nothing lost")
+            // Three members per room: each confirmed message is delivered three times.
+            #expect(report["deliveries"]?.intValue == 3 * confirmed)
+            #expect(report["label"]?.stringValue == "smoke")
+            let servers = report["servers"]?.arrayValue?.compactMap { $0.objectValue?["name"]?.stringValue } ?? []
+            #expect(servers.contains("udpchat-edge") && servers.contains("udpchat-store"), "the servers' usage is reported: \(servers)")
+        }
+    }
+
+    @Test func aShortHandshakeRunCompletesHandshakes() async throws {
+        try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1"]) { system in
+            let (status, output) = try await system.run(
+                "udpchat", ["bench", "handshakes", "--server", "127.0.0.1:\(system.port)", "--concurrency", "4", "--duration", "1"])
+            print(output)
+            #expect(status == 0, "\(output)")
+            let report = try Self.report(output)
+            #expect((report["handshakes"]?.intValue ?? 0) > 0 && report["failed"]?.intValue == 0)
+        }
+    }
+}
