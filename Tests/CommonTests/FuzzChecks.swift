@@ -37,6 +37,17 @@ enum FuzzChecks {
                 return "JSON does not round-trip: \(value)"
             }
         }
+        // The hot paths answer only what the full decoders would answer the same way.
+        if let fields = bytes.withUnsafeBytes({ HotPaths.secureEnvelope($0) }) {
+            let text = { (range: Range<Int>) in String(decoding: bytes[range], as: UTF8.self) }
+            let expected = Envelope.secure(
+                SecureEnvelope(sessionId: text(fields.sessionId), nonce: text(fields.nonce), ciphertext: text(fields.ciphertext)))
+            guard (try? Envelope.decodeRequest(bytes)) == expected else { return "the SECURE_MSG fast path disagrees: \(expected)" }
+        }
+        if let range = bytes.withUnsafeBytes({ HotPaths.acknowledgement($0) }) {
+            let expected = ClientPacket.ack(msgId: String(decoding: bytes[range], as: UTF8.self))
+            guard (try? ClientPacket.decode(bytes)) == expected else { return "the ACK fast path disagrees: \(expected)" }
+        }
         _ = Hex.decode(String(decoding: bytes, as: UTF8.self))
         return nil
     }

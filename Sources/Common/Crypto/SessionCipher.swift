@@ -1,5 +1,11 @@
 import Crypto
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// AES-256-GCM under one session's key, as PROTOCOL.md §3.1 fixes it:
 /// 12-byte IV, the 16-byte tag appended to the ciphertext, no associated
 /// data, the same key in both directions.
@@ -48,18 +54,17 @@ public struct SessionCipher: Sendable {
 /// Bytes from the system CSPRNG (getrandom on Linux).
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
         var out = [UInt8](repeating: 0, count: count)
-        var i = 0
-        while i < count {
-            var word = generator.next()
-            for _ in 0..<min(8, count - i) {
-                out[i] = UInt8(truncatingIfNeeded: word)
-                word >>= 8
-                i += 1
-            }
-        }
+        out.withUnsafeMutableBytes { fill($0) }
         return out
+    }
+
+    /// Fills `buffer` from the system CSPRNG in one call: arc4random_buf
+    /// (glibc 2.36 and later, and the BSDs, draw it from getrandom(2)),
+    /// where SystemRandomNumberGenerator makes one system call per 8 bytes.
+    public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        arc4random_buf(base, buffer.count)
     }
 
     /// 128 random bits as 32 lowercase hex characters: the form of every

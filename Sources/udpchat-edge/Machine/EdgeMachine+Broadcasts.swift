@@ -125,7 +125,7 @@ extension EdgeMachine {
                 guard let session = table[index] else { continue }
                 if retransmission { metrics.retransmissions.increment() }
                 let inner = template.copy(msgId: msgId)
-                guard let datagram = Self.seal(inner, sessionId: session.id, cipher: session.cipher) else { continue }
+                guard let datagram = Self.seal(inner, sessionId: session.id, cipher: session.cipher, nonces: &nonces) else { continue }
                 write(datagram, to: session.address, &out)
             case .read(let roomId, let after):
                 var read = IPCReadRoomEvents()

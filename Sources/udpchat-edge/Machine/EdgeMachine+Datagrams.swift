@@ -12,6 +12,11 @@ extension EdgeMachine {
             sendError(ProtocolText.packetFailurePrefix + "datagram larger than \(settings.bufferSize) bytes", answering: request, now, &out)
             return
         }
+        // Most datagrams are plain SECURE_MSG envelopes: read without the full parser.
+        if let secure = SecureDatagram(fastFrom: bytes) {
+            secureDatagram(secure, answering: request, now, &out)
+            return
+        }
         let envelope: Envelope
         do {
             envelope = try Envelope.decodeRequest(bytes)
@@ -19,18 +24,20 @@ extension EdgeMachine {
             sendError(error.replyText, answering: request, now, &out)
             return
         }
-        if draining {
-            // Only a known session's packet can be an ACK; the rest goes to the next edge.
-            if case .secure(let secure) = envelope, let index = table.index(of: secure.sessionId) {
-                open(secure, session: index, answering: request, now, &out)
-            }
-            return
-        }
         switch envelope {
+        case .secure(let secure): secureDatagram(SecureDatagram(secure), answering: request, now, &out)
+        case _ where draining: return  // only a known session's packet can be an ACK; the rest goes to the next edge
         case .sessionInitRequest(let clientKey): handshake(clientKey: clientKey, answering: request, now, &out)
-        case .secure(let secure): secureMessage(secure, answering: request, now, &out)
         case .sessionInitReply, .serverError: sendError(ProtocolText.invalidMessageFormat, answering: request, now, &out)
         }
+    }
+
+    private mutating func secureDatagram(_ secure: SecureDatagram, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        if draining {
+            if let index = table.index(of: secure.sessionId) { open(secure, session: index, answering: request, now, &out) }
+            return
+        }
+        secureMessage(secure, answering: request, now, &out)
     }
 
     // MARK: - Handshake (PROTOCOL.md §2)
@@ -107,7 +114,7 @@ extension EdgeMachine {
 
     // MARK: - Secure messages (PROTOCOL.md §3)
 
-    private mutating func secureMessage(_ secure: SecureEnvelope, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
+    private mutating func secureMessage(_ secure: SecureDatagram, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
         if let index = table.index(of: secure.sessionId) {
             open(secure, session: index, answering: request, now, &out)
             return
@@ -156,12 +163,12 @@ extension EdgeMachine {
     /// server nonces, open, check replay, and only then take the address and
     /// liveness.
     mutating func open(
-        _ secure: SecureEnvelope, session index: SessionTable.Index, answering request: Request, _ now: EdgeTime,
+        _ secure: SecureDatagram, session index: SessionTable.Index, answering request: Request, _ now: EdgeTime,
         _ out: inout EdgeOutput
     ) {
         let address = request.address
         guard let cipher = table[index]?.cipher else { return }
-        guard let nonce = Hex.decode(secure.nonce), nonce.count == WireSpec.nonceBytes else {
+        guard let nonce = secure.nonce, nonce.count == WireSpec.nonceBytes else {
             sendError(ProtocolText.decryptionFailed, answering: request, now, &out)
             return
         }
@@ -171,20 +178,25 @@ extension EdgeMachine {
             logger.debug("reflected server packet dropped", metadata: ["session": "\(secure.sessionId)"])
             return
         }
-        guard let sealed = Hex.decode(secure.ciphertext), let plaintext = cipher.open(sealed, nonce: nonce) else {
+        guard let sealed = secure.sealed, let plaintext = cipher.open(sealed, nonce: nonce) else {
             metrics.decryptFailures.increment()
             if !draining { sendError(ProtocolText.decryptionFailed, answering: request, now, &out) }
             return
         }
         let packet: ClientPacket
-        let decodeError: String?
-        do {
-            packet = try ClientPacket.decode(plaintext)
-            decodeError = nil
-        } catch {
-            guard !draining else { return }
-            packet = .hello
-            decodeError = error.errorText ?? ""
+        var decodeError: String?
+        if let msgId = plaintext.withUnsafeBytes({ raw in
+            HotPaths.acknowledgement(raw).map { String(decoding: UnsafeRawBufferPointer(rebasing: raw[$0]), as: UTF8.self) }
+        }) {
+            packet = .ack(msgId: msgId)  // the commonest packet, read without the full parser
+        } else {
+            do {
+                packet = try ClientPacket.decode(plaintext)
+            } catch {
+                guard !draining else { return }
+                packet = .hello
+                decodeError = error.errorText ?? ""
+            }
         }
         if draining {
             // Left for the next edge: not marked seen, so it is not a replay there.

@@ -18,9 +18,9 @@ extension EdgeMachine {
     /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
     /// (PROTOCOL.md §3.5), or nil when it would be too large for UDP. The
     /// same bytes as `Envelope.secure(...).encoded()`, written directly.
-    static func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher) -> [UInt8]? {
+    static func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, nonces: inout Nonce.ServerPool) -> [UInt8]? {
         guard fitsInDatagram(json.count) else { return nil }
-        let nonce = Nonce.server()
+        let nonce = nonces.take()
         let sealed = cipher.seal(json, nonce: nonce)
         var datagram: [UInt8] = []
         datagram.reserveCapacity(secureEnvelopeOverhead + 2 * sealed.count)

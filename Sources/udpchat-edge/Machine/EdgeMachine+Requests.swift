@@ -93,11 +93,11 @@ extension EdgeMachine {
         guard let id = table[index]?.id, let cipher = table[index]?.cipher else { return }
         // Lists that grew past one datagram are cut to what fits.
         let packet = packet.trimmed { Self.fitsInDatagram($0.count) } ?? packet
-        var datagram = Self.seal(packet.json().serialized(), sessionId: id, cipher: cipher)
+        var datagram = Self.seal(packet.json().serialized(), sessionId: id, cipher: cipher, nonces: &nonces)
         if datagram == nil {
             logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(id)"])
             let error = ServerPacket.error(message: ProtocolText.packetFailurePrefix + "the reply does not fit in one datagram")
-            datagram = Self.seal(error.json().serialized(), sessionId: id, cipher: cipher)
+            datagram = Self.seal(error.json().serialized(), sessionId: id, cipher: cipher, nonces: &nonces)
         }
         guard let datagram else { return }
         write(datagram, to: address, &out)

@@ -46,7 +46,7 @@ struct EdgeMachine {
     var table: SessionTable
     var delivery: DeliveryEngine
     /// Datagrams held while their session is restored from the store.
-    var restoring: [String: [(SecureEnvelope, Request)]] = [:]
+    var restoring: [String: [(SecureDatagram, Request)]] = [:]
     var handshakesInFlight = 0
     var lastSweep: UInt64 = 0
     var lastReport: UInt64 = 0
@@ -75,6 +75,8 @@ struct EdgeMachine {
     var loginLimiter: SourceLimiter<String>
     /// MESSAGE requests per user (the flow control a sender meets).
     var messageLimiter: SourceLimiter<String>
+    /// Nonces for everything the edge seals.
+    var nonces = Nonce.ServerPool()
 
     init(settings: EdgeSettings, logger: Logger, metrics: EdgeMetrics = EdgeMetrics()) {
         self.settings = settings

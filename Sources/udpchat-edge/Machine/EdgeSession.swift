@@ -79,6 +79,42 @@ struct StoreWork: Sendable {
     var nonce: [UInt8]? = nil
 }
 
+/// A `SECURE_MSG` as the edge works with it: the session it names, and its
+/// nonce and sealed payload decoded from hex (nil where the hex is not valid,
+/// which the open step answers).
+struct SecureDatagram: Sendable {
+    var sessionId: String
+    var nonce: [UInt8]?
+    var sealed: [UInt8]?
+
+    init(sessionId: String, nonce: [UInt8]?, sealed: [UInt8]?) {
+        self.sessionId = sessionId
+        self.nonce = nonce
+        self.sealed = sealed
+    }
+
+    init(_ envelope: SecureEnvelope) {
+        self.init(sessionId: envelope.sessionId, nonce: Hex.decode(envelope.nonce), sealed: Hex.decode(envelope.ciphertext))
+    }
+
+    /// The fields of a plain `SECURE_MSG` envelope read straight from the
+    /// datagram (``HotPaths``); nil when it needs the full parser.
+    init?(fastFrom bytes: [UInt8]) {
+        guard
+            let decoded = bytes.withUnsafeBytes({ raw -> SecureDatagram? in
+                guard let fields = HotPaths.secureEnvelope(raw) else { return nil }
+                func hex(_ range: Range<Int>) -> [UInt8]? {
+                    UnsafeRawBufferPointer(rebasing: raw[range]).withMemoryRebound(to: UInt8.self) { Hex.decode(utf8: $0) }
+                }
+                return SecureDatagram(
+                    sessionId: String(decoding: UnsafeRawBufferPointer(rebasing: raw[fields.sessionId]), as: UTF8.self),
+                    nonce: hex(fields.nonce), sealed: hex(fields.ciphertext))
+            })
+        else { return nil }
+        self = decoded
+    }
+}
+
 /// A datagram as far as replies to it go: where it came from and how big it
 /// was (the budget of an unauthenticated reply).
 struct Request: Sendable {
