@@ -13,7 +13,8 @@ import Synchronization
 /// Responses carry no request id, so a request waits for the first packet of
 /// a type it expects (or an error), oldest request first. Broadcasts (the
 /// packets with a `msg_id`) are acknowledged, stripped of duplicate copies
-/// and kept, in arrival order, for ``nextEvent(timeout:where:)``.
+/// (a MESSAGE by its `message_id`, as the web client does; others by
+/// `msg_id`) and kept, in arrival order, for ``nextEvent(timeout:where:)``.
 public final class ChatClient: Sendable {
     public struct Options: Sendable {
         public var host: String
@@ -357,10 +358,14 @@ public final class ChatClient: Sendable {
                     if options.recordDatagrams { state.withLock { $0.acksSent.append(ack) } }
                     try? sendRaw(ack)
                 }
+                // A MESSAGE is shown once by its message_id, as the web client does (each
+                // transmission of a copy may carry its own msg_id); other broadcasts by msg_id.
+                let key: String
+                if case .message(let event) = received.packet { key = "message \(event.messageId)" } else { key = msgId }
                 let fresh = state.withLock { state -> Bool in
-                    guard !state.seenMsgIdSet.contains(msgId) else { return false }
-                    state.seenMsgIdSet.insert(msgId)
-                    state.seenMsgIds.append(msgId)
+                    guard !state.seenMsgIdSet.contains(key) else { return false }
+                    state.seenMsgIdSet.insert(key)
+                    state.seenMsgIds.append(key)
                     if state.seenMsgIds.count > 4096 { state.seenMsgIdSet.remove(state.seenMsgIds.removeFirst()) }
                     return true
                 }

@@ -38,7 +38,16 @@ import Testing
             outputs.compactMap {
                 guard case .send(session, let msgId, let template, _) = $0 else { return nil }
                 _ = template
-                return msgId.low ^ MessageIdentifier.salt(sessionId: Harness.id(session))
+                return msgId.roomEvent(salt: MessageIdentifier.salt(sessionId: Harness.id(session))).seq
+            }
+        }
+
+        /// The copies sent to `session`: each event's sequence number and transmission.
+        static func copies(_ outputs: [DeliveryEngine.Output], to session: Int32) -> [(seq: UInt64, transmission: Int)] {
+            outputs.compactMap {
+                guard case .send(session, let msgId, _, _) = $0 else { return nil }
+                let decoded = msgId.roomEvent(salt: MessageIdentifier.salt(sessionId: Harness.id(session)))
+                return (decoded.seq, decoded.transmission)
             }
         }
 
@@ -63,9 +72,11 @@ import Testing
                     .message(MessageEvent(roomId: room, messageId: Int64(seq), userId: "u", name: "n", content: "m\(seq)", timestamp: 0))))
         }
 
-        mutating func ack(_ s: Int32, _ seq: UInt64, room: String = room) {
+        /// The session's ACK of transmission `transmission` of event `seq`.
+        mutating func ack(_ s: Int32, _ seq: UInt64, transmission: Int = 1, room: String = room) {
             let salt = MessageIdentifier.salt(sessionId: Self.id(s))
-            engine.acknowledge(s, .roomEvent(roomKey: MessageIdentifier.roomKey(room), seq: seq, salt: salt), now: now, &out)
+            engine.acknowledge(
+                s, .roomEvent(roomKey: MessageIdentifier.roomKey(room), seq: seq, salt: salt, transmission: transmission), now: now, &out)
         }
     }
 
@@ -106,10 +117,12 @@ import Testing
         #expect(Harness.sent(h.take(), to: 0).isEmpty)
         h.advance(1 * Self.ms)
         #expect(Harness.sent(h.take(), to: 0) == [1])
-        // A copy sent twice gives no sample (Karn): still no estimate after its ACK.
-        h.ack(0, 1)
+        // Each transmission has its own msg_id, so the ACK of the second is a sample
+        // of the second's round trip (no Karn ambiguity).
+        h.now += 3 * Self.ms
+        h.ack(0, 1, transmission: 2)
         _ = h.take()
-        #expect(h.engine.sessions[0]!.estimator.smoothed == nil)
+        #expect(h.engine.sessions[0]!.estimator.smoothed == 3 * Self.ms)
         // Samples of 2 ms: the timeout becomes 2 ms + max(4 x variation, 1 ms).
         for seq in UInt64(2)...21 {
             h.event(seq)
@@ -361,14 +374,20 @@ import Testing
         #expect(h.engine.awaitedByAcknowledgers == 0)
     }
 
-    @Test func messageIdentifiersDifferPerSessionAndNameTheirEvent() {
+    @Test func messageIdentifiersDifferPerSessionAndTransmissionAndNameTheirEvent() {
         let key = MessageIdentifier.roomKey(Self.room)
-        let a = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: MessageIdentifier.salt(sessionId: Harness.id(0)))
-        let b = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: MessageIdentifier.salt(sessionId: Harness.id(1)))
-        #expect(a != b && a.hex.count == 32 && b.hex.count == 32)
+        let salt = MessageIdentifier.salt(sessionId: Harness.id(0))
+        let a = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: salt, transmission: 1)
+        let b = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: MessageIdentifier.salt(sessionId: Harness.id(1)), transmission: 1)
+        let again = MessageIdentifier.roomEvent(roomKey: key, seq: 9, salt: salt, transmission: 2)
+        #expect(a != b && a != again && a.hex.count == 32 && b.hex.count == 32)
         #expect(MessageIdentifier(hex: a.hex) == a)
-        let decoded = a.roomEvent(salt: MessageIdentifier.salt(sessionId: Harness.id(0)))
-        #expect(decoded.roomKey == key && decoded.seq == 9)
+        let decoded = again.roomEvent(salt: salt)
+        #expect(decoded.roomKey == key && decoded.seq == 9 && decoded.transmission == 2)
+        // Other broadcasts: a random id, with the transmission mixed in the same way.
+        let control = MessageIdentifier.random()
+        #expect(control.transmission(1) == control && control.transmission(3).transmission(of: control) == 3)
+        #expect(MessageIdentifier.random().transmission(of: control) == nil)
         #expect(MessageIdentifier(hex: "ABCDEF" + String(repeating: "0", count: 26)) == nil)
         #expect(MessageIdentifier(hex: "00") == nil)
     }
@@ -383,7 +402,7 @@ import Testing
         let total: UInt64 = 200
         var nextEvent: UInt64 = 1
         var received: [UInt64] = []
-        var inFlight: [(at: UInt64, kind: String, seq: UInt64)] = []  // datagrams on the path
+        var inFlight: [(at: UInt64, kind: String, seq: UInt64, transmission: Int)] = []  // datagrams on the path
         let oneWay: UInt64 = 1 * DeliveryEngineTests.ms
         var lastEventAt: UInt64 = 0
         var worst: UInt64 = 0
@@ -394,8 +413,8 @@ import Testing
                 nextEvent += 1
                 lastEventAt = h.now
             }
-            for seq in DeliveryEngineTests.Harness.sent(h.take(), to: 0) where random.survives() {
-                inFlight.append((h.now + oneWay, "copy", seq))
+            for (seq, transmission) in DeliveryEngineTests.Harness.copies(h.take(), to: 0) where random.survives() {
+                inFlight.append((h.now + oneWay, "copy", seq, transmission))
             }
             // What reaches its end now: copies reach the client, which acknowledges each; ACKs reach the engine.
             let arriving = inFlight.filter { $0.at <= h.now }
@@ -407,11 +426,11 @@ import Testing
                         // Event n entered the room at 1 s + (n - 1) x 500 ms.
                         worst = max(worst, h.now - (1_000 + (datagram.seq - 1) * 500) * DeliveryEngineTests.ms)
                     }
-                    if random.survives() { inFlight.append((h.now + oneWay, "ack", datagram.seq)) }
+                    if random.survives() { inFlight.append((h.now + oneWay, "ack", datagram.seq, datagram.transmission)) }
                 } else {
                     // An ACK is the session's own packet: the edge hears from it first.
                     h.engine.heard(0, now: h.now, &h.out)
-                    h.ack(0, datagram.seq)
+                    h.ack(0, datagram.seq, transmission: datagram.transmission)
                 }
             }
             h.advance(DeliveryEngineTests.ms)
@@ -446,15 +465,15 @@ extension LossyPathSimulationTests {
         let total: UInt64 = 600
         var nextEvent: UInt64 = 1
         var received: [UInt64] = []
-        var onPath: [(at: UInt64, ack: Bool, seq: UInt64)] = []
+        var onPath: [(at: UInt64, ack: Bool, seq: UInt64, transmission: Int)] = []
         var worst: UInt64 = 0
         var latencies: [UInt64] = []
-        func send(_ ack: Bool, _ seq: UInt64, _ now: UInt64) {
+        func send(_ ack: Bool, _ seq: UInt64, _ transmission: Int, _ now: UInt64) {
             guard path.survives() else { return }
             for _ in 0..<(path.chance(5) ? 2 : 1) {
                 var delay = path.between(0, 2) * ms
                 if path.chance(10) { delay += path.between(5, 40) * ms }
-                onPath.append((now + delay + ms / 2, ack, seq))
+                onPath.append((now + delay + ms / 2, ack, seq, transmission))
             }
         }
         while received.count < Int(total) && h.now < 600_000 * ms {
@@ -462,13 +481,13 @@ extension LossyPathSimulationTests {
                 h.event(nextEvent)
                 nextEvent += 1
             }
-            for seq in DeliveryEngineTests.Harness.sent(h.take(), to: 0) { send(false, seq, h.now) }
+            for (seq, transmission) in DeliveryEngineTests.Harness.copies(h.take(), to: 0) { send(false, seq, transmission, h.now) }
             let arriving = onPath.filter { $0.at <= h.now }
             onPath.removeAll { $0.at <= h.now }
             for datagram in arriving {
                 if datagram.ack {
                     h.engine.heard(0, now: h.now, &h.out)
-                    h.ack(0, datagram.seq)
+                    h.ack(0, datagram.seq, transmission: datagram.transmission)
                 } else {
                     if received.last.map({ datagram.seq > $0 }) ?? true {
                         received.append(datagram.seq)
@@ -476,7 +495,7 @@ extension LossyPathSimulationTests {
                         worst = max(worst, latency)
                         latencies.append(latency)
                     }
-                    send(true, datagram.seq, h.now)
+                    send(true, datagram.seq, datagram.transmission, h.now)
                 }
             }
             h.advance(ms / 2)

@@ -189,7 +189,7 @@ import Testing
         #expect(activity.cursors.map(\.roomID) == [Self.room] && activity.cursors.map(\.seq) == [5])
     }
 
-    @Test func aResentCopyAfterARestartCarriesTheSameMessageId() throws {
+    @Test func theFirstCopyAfterARestartCarriesTheSameMessageId() throws {
         var client = Client()
         var before = try Harness()
         try before.start(with: [(Self.loaded(client, cursor: 3), client.cipher)], events: (1...4).map { Self.message($0) })

@@ -14,27 +14,16 @@ public enum Nonce {
         return nonce
     }
 
-    /// Server nonces drawn from a pool refilled from the CSPRNG a few
-    /// kilobytes at a time: each is as random as ``server()``'s, at a
-    /// fraction of the system calls (the edge seals one per datagram). Not
-    /// thread-safe: one pool per thread.
+    /// Server nonces drawn from a ``SecureRandom/Pool``: each as random as
+    /// ``server()``'s, at a fraction of the system calls (the edge seals one
+    /// per datagram). Not thread-safe: one per thread.
     public struct ServerPool: Sendable {
-        private var pool: [UInt8] = []
-        private var next = 0
-        /// Implementation constant: 340 nonces per refill.
-        static let poolBytes = 340 * WireSpec.nonceBytes
+        private var random = SecureRandom.Pool()
 
         public init() {}
 
         public mutating func take() -> [UInt8] {
-            if next + WireSpec.nonceBytes > pool.count {
-                pool = SecureRandom.bytes(Self.poolBytes)
-                next = 0
-            }
-            var nonce = Array(pool[next..<(next + WireSpec.nonceBytes)])
-            // The pool's bytes are used once, then overwritten: none is ever handed out twice.
-            for i in next..<(next + WireSpec.nonceBytes) { pool[i] = 0 }
-            next += WireSpec.nonceBytes
+            var nonce = random.take(WireSpec.nonceBytes)
             nonce[0] |= 0x80
             return nonce
         }
@@ -42,11 +31,10 @@ public enum Nonce {
 
     /// A client nonce for `nanoseconds` since 1970 with 32 random bits, the
     /// way the existing clients make them.
-    public static func client(nanoseconds: UInt64) -> [UInt8] {
+    public static func client(nanoseconds: UInt64, random: [UInt8] = SecureRandom.bytes(4)) -> [UInt8] {
         var nonce = [UInt8](repeating: 0, count: WireSpec.nonceBytes)
         let time = nanoseconds & ~(UInt64(1) << 63)
         for i in 0..<8 { nonce[i] = UInt8(truncatingIfNeeded: time >> (56 - 8 * UInt64(i))) }
-        let random = SecureRandom.bytes(4)
         nonce[8..<12] = random[0..<4]
         return nonce
     }

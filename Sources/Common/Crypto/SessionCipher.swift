@@ -67,6 +67,32 @@ public enum SecureRandom {
         arc4random_buf(base, buffer.count)
     }
 
+    /// Bytes from the CSPRNG drawn a few kilobytes at a time: each as random
+    /// as ``bytes(_:)``'s, at a fraction of the calls; every byte is handed
+    /// out once. Not thread-safe: one pool per thread.
+    public struct Pool: Sendable {
+        private var pool: [UInt8] = []
+        private var next = 0
+        /// Implementation constant: bytes drawn at once.
+        static let size = 4096
+
+        public init() {}
+
+        /// The next `count` (at most 4096) bytes.
+        public mutating func take(_ count: Int) -> [UInt8] {
+            precondition(count <= Self.size)
+            if next + count > pool.count {
+                pool = SecureRandom.bytes(Self.size)
+                next = 0
+            }
+            defer {
+                for i in next..<(next + count) { pool[i] = 0 }
+                next += count
+            }
+            return Array(pool[next..<(next + count)])
+        }
+    }
+
     /// 128 random bits as 32 lowercase hex characters: the form of every
     /// public identifier on the wire (PROTOCOL.md §1.3).
     public static func identifier() -> String { Hex.encode(bytes(WireSpec.idBytes)) }

@@ -28,10 +28,17 @@ public enum Hex {
 
     /// Appends the lowercase hex of `bytes` to `out`.
     public static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + 2 * bytes.count)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: 2 * bytes.count))
+        out.withUnsafeMutableBufferPointer { buffer in
+            bytes.withUnsafeBufferPointer { source in
+                var i = start
+                for byte in source {
+                    buffer[i] = digits[Int(byte >> 4)]
+                    buffer[i + 1] = digits[Int(byte & 0x0f)]
+                    i += 2
+                }
+            }
         }
     }
 
@@ -47,15 +54,29 @@ public enum Hex {
     /// Decodes lowercase hex from UTF-8 code units; see ``decode(_:)``.
     public static func decode(utf8: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard utf8.count % 2 == 0 else { return nil }
-        var out = [UInt8](repeating: 0, count: utf8.count / 2)
-        var i = 0
-        while i < utf8.count {
-            guard let high = value(utf8[i]), let low = value(utf8[i + 1]) else { return nil }
-            out[i / 2] = high << 4 | low
-            i += 2
+        var valid = true
+        let out = [UInt8](unsafeUninitializedCapacity: utf8.count / 2) { buffer, count in
+            values.withUnsafeBufferPointer { table in
+                var i = 0
+                while i < utf8.count {
+                    let high = table[Int(utf8[i])]
+                    let low = table[Int(utf8[i + 1])]
+                    // 0xFF marks a byte that is not a lowercase hex digit.
+                    if (high | low) & 0xF0 != 0 {
+                        valid = false
+                        break
+                    }
+                    buffer[i / 2] = high << 4 | low
+                    i += 2
+                }
+            }
+            count = valid ? utf8.count / 2 : 0
         }
-        return out
+        return valid ? out : nil
     }
+
+    /// The value of each byte as a lowercase hex digit; 0xFF for any other byte.
+    private static let values: [UInt8] = (0..<256).map { byte in value(UInt8(byte)) ?? 0xFF }
 
     @inline(__always)
     private static func value(_ c: UInt8) -> UInt8? {

@@ -284,18 +284,19 @@ struct DeliveryEngine {
             sessions[s]!.acknowledges = true
             sessions[s]!.acknowledgesReported = false
         }
-        if let index = sessions[s]!.control.firstIndex(where: { $0.msgId == msgId }) {
+        if let index = sessions[s]!.control.firstIndex(where: { msgId.transmission(of: $0.msgId) != nil }) {
             let copy = sessions[s]!.control.remove(at: index)
-            measure(s, first: copy.firstSent, last: copy.lastSent, transmissions: copy.transmissions, now: now, &out)
+            let transmission = msgId.transmission(of: copy.msgId)!
+            measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
             return
         }
-        let (roomKey, seq) = msgId.roomEvent(salt: sessions[s]!.salt)
+        let (roomKey, seq, transmission) = msgId.roomEvent(salt: sessions[s]!.salt)
         guard let room = roomByKey[roomKey], let f = sessions[s]!.followIndex(room),
             let index = sessions[s]!.follows[f].inFlight.firstIndex(where: { $0.seq == seq })
         else { return }
         let copy = sessions[s]!.follows[f].inFlight.remove(at: index)
         sessions[s]!.follows[f].settle()
-        measure(s, first: copy.firstSent, last: copy.lastSent, transmissions: copy.transmissions, now: now, &out)
+        measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
         pump(s, room: room, now: now, &out)
     }
 
@@ -455,14 +456,14 @@ struct DeliveryEngine {
             }
             if deliver {
                 let due = now &+ firstTimeout(s)
-                sessions[s]!.follows[f].inFlight.append(
-                    InFlightCopy(seq: next, firstSent: now, lastSent: now, transmissions: 1, due: due))
+                var copy = InFlightCopy(seq: next, firstSent: now, lastSent: now, transmissions: 1, due: due)
+                copy.sent.record(1, at: now)
+                sessions[s]!.follows[f].inFlight.append(copy)
                 deadlines.insert(Deadline(due: due, session: s, room: room, seq: next))
                 out.append(
                     .send(
-                        session: s, msgId: .roomEvent(roomKey: rooms[room]!.key, seq: next, salt: sessions[s]!.salt),
-                        template: entry.template,
-                        retransmission: false))
+                        session: s, msgId: .roomEvent(roomKey: rooms[room]!.key, seq: next, salt: sessions[s]!.salt, transmission: 1),
+                        template: entry.template, retransmission: false))
             }
             sessions[s]!.follows[f].settle()
         }
@@ -473,8 +474,9 @@ struct DeliveryEngine {
     ) {
         let msgId = MessageIdentifier.random()
         let due = now &+ firstTimeout(s)
-        let copy = ControlCopy(
+        var copy = ControlCopy(
             msgId: msgId, template: template, kind: kind, firstSent: now, lastSent: now, transmissions: 1, due: due)
+        copy.sent.record(1, at: now)
         if kind == .roomList, let index = sessions[s]!.control.firstIndex(where: { $0.kind == .roomList }) {
             sessions[s]!.control[index] = copy
         } else {
@@ -509,12 +511,12 @@ struct DeliveryEngine {
         sessions[s]!.estimator.adopt(known)
     }
 
-    private mutating func measure(
-        _ s: Int32, first: UInt64, last: UInt64, transmissions: Int, now: UInt64, _ out: inout [Output]
-    ) {
+    /// An ACK of the transmission sent at `sentAt` (nil when it is no longer
+    /// known): the backoff ends, and its round trip is a sample.
+    private mutating func measure(_ s: Int32, sentAt: UInt64?, first: UInt64, now: UInt64, _ out: inout [Output]) {
         sessions[s]!.estimator.acknowledged()
-        if transmissions == 1 && now >= last {
-            sessions[s]!.estimator.sample(now - last)
+        if let sentAt, now >= sentAt {
+            sessions[s]!.estimator.sample(now - sentAt)
             if let source = sessions[s]!.source {
                 if paths[source] == nil && paths.count >= Self.pathCapacity { paths.remove(at: paths.startIndex) }
                 paths[source] = sessions[s]!.estimator
@@ -564,7 +566,9 @@ struct DeliveryEngine {
         let copy = sessions[s]!.follows[f].inFlight[index]
         switch verdict(s, firstSent: copy.firstSent, transmissions: copy.transmissions, now: now) {
         case .retransmit(let due):
-            sessions[s]!.follows[f].inFlight[index].transmissions += 1
+            let transmission = copy.transmissions + 1
+            sessions[s]!.follows[f].inFlight[index].transmissions = transmission
+            sessions[s]!.follows[f].inFlight[index].sent.record(transmission, at: now)
             sessions[s]!.follows[f].inFlight[index].lastSent = now
             sessions[s]!.follows[f].inFlight[index].due = due
             deadlines.insert(Deadline(due: due, session: s, room: deadline.room, seq: copy.seq))
@@ -577,7 +581,7 @@ struct DeliveryEngine {
                 pump(s, room: deadline.room, now: now, &out)
                 return
             }
-            let msgId = MessageIdentifier.roomEvent(roomKey: key, seq: copy.seq, salt: sessions[s]!.salt)
+            let msgId = MessageIdentifier.roomEvent(roomKey: key, seq: copy.seq, salt: sessions[s]!.salt, transmission: transmission)
             for _ in 0..<datagrams(afterTransmissions: copy.transmissions) {
                 out.append(.send(session: s, msgId: msgId, template: entry.template, retransmission: true))
             }
@@ -596,12 +600,14 @@ struct DeliveryEngine {
         let copy = sessions[s]!.control[index]
         switch verdict(s, firstSent: copy.firstSent, transmissions: copy.transmissions, now: now) {
         case .retransmit(let due):
-            sessions[s]!.control[index].transmissions += 1
+            let transmission = copy.transmissions + 1
+            sessions[s]!.control[index].transmissions = transmission
+            sessions[s]!.control[index].sent.record(transmission, at: now)
             sessions[s]!.control[index].lastSent = now
             sessions[s]!.control[index].due = due
             deadlines.insert(Deadline(due: due, session: s, room: -1, seq: copy.msgId.low))
             for _ in 0..<datagrams(afterTransmissions: copy.transmissions) {
-                out.append(.send(session: s, msgId: copy.msgId, template: copy.template, retransmission: true))
+                out.append(.send(session: s, msgId: copy.msgId.transmission(transmission), template: copy.template, retransmission: true))
             }
         case .giveUp:
             sessions[s]!.control.remove(at: index)

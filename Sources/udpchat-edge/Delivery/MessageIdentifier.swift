@@ -4,24 +4,48 @@ import Crypto
 /// A copy's `msg_id`: 16 bytes, sent as 32 lowercase hex characters
 /// (PROTOCOL.md §6.2; clients treat it as opaque and echo it in their ACK).
 ///
-/// A room event's copy carries the room's key and the event's sequence
-/// number, each mixed with the session's own salt: the same event has the
-/// same id for a session on every transmission and on every edge, before
-/// and after a restart (a client that drops repeated ids drops a copy sent
-/// again after a restart too), every session's copy has an id of its own
-/// (PROTOCOL.md §12 item 15), and the ACK names the event without a table
-/// of ids. Other broadcasts (room lists, notices) carry random ids.
+/// Each transmission of a copy has its own: the room's key, the event's
+/// sequence number and the transmission's number (1 to 255), mixed with the
+/// session's salt. So an ACK names the very transmission it answers, and
+/// every ACK is a round-trip sample, as QUIC's packet numbers make every
+/// acknowledgement one (RFC 9002 §5.1), where TCP can sample only segments
+/// sent once (Karn's rule) and starves on a lossy or overloaded path. Every
+/// session's copy has an id of its own (PROTOCOL.md §12 item 15), the ACK
+/// names its event without a table of ids, and the ids are the same on every
+/// edge, before and after a restart. Clients lose nothing by it: the web
+/// client shows a MESSAGE once by its `message_id` whatever the `msg_id`,
+/// and the original server's copies, all alike, were shown again by clients
+/// that did not do so. Other broadcasts (room lists, notices) carry a random
+/// id, with the transmission's number mixed in the same way.
 struct MessageIdentifier: Hashable {
     var high: UInt64
     var low: UInt64
 
-    /// The copy of room event `seq` of the room with `roomKey` for the session with `salt`.
-    static func roomEvent(roomKey: UInt64, seq: UInt64, salt: UInt64) -> MessageIdentifier {
-        MessageIdentifier(high: roomKey ^ salt, low: seq ^ salt)
+    /// Sequence numbers use the low 56 bits; the top 8 carry the transmission.
+    static let sequenceMask: UInt64 = (1 << 56) - 1
+
+    /// Transmission `transmission` of the copy of room event `seq` of the
+    /// room with `roomKey` for the session with `salt`.
+    static func roomEvent(roomKey: UInt64, seq: UInt64, salt: UInt64, transmission: Int) -> MessageIdentifier {
+        MessageIdentifier(high: roomKey ^ salt, low: ((seq & sequenceMask) | UInt64(UInt8(clamping: transmission)) << 56) ^ salt)
     }
 
-    /// The room key and sequence number of a room event's copy, given the session's salt.
-    func roomEvent(salt: UInt64) -> (roomKey: UInt64, seq: UInt64) { (high ^ salt, low ^ salt) }
+    /// The room key, sequence number and transmission of a room event's copy, given the session's salt.
+    func roomEvent(salt: UInt64) -> (roomKey: UInt64, seq: UInt64, transmission: Int) {
+        let low = self.low ^ salt
+        return (high ^ salt, low & Self.sequenceMask, Int(low >> 56))
+    }
+
+    /// Transmission `transmission` of a copy whose first has this id.
+    func transmission(_ transmission: Int) -> MessageIdentifier {
+        MessageIdentifier(high: high, low: low ^ UInt64(UInt8(clamping: transmission - 1)) << 56)
+    }
+
+    /// Which transmission of the copy whose first has id `first` this is; nil for another copy's.
+    func transmission(of first: MessageIdentifier) -> Int? {
+        guard high == first.high, (low ^ first.low) & Self.sequenceMask == 0 else { return nil }
+        return Int((low ^ first.low) >> 56) + 1
+    }
 
     /// A session's salt: 8 bytes of the SHA-256 of its id (the same on every edge).
     static func salt(sessionId: String) -> UInt64 {

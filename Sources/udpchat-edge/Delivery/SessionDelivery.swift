@@ -86,6 +86,33 @@ struct InFlightCopy {
     var lastSent: UInt64
     var transmissions: Int
     var due: UInt64
+    /// When its latest transmissions went out, for the round trip of the one an ACK names.
+    var sent = SendTimes()
+}
+
+/// The times of a copy's latest four transmissions, by number.
+struct SendTimes {
+    private var times: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    mutating func record(_ transmission: Int, at time: UInt64) {
+        switch transmission & 3 {
+        case 0: times.0 = time
+        case 1: times.1 = time
+        case 2: times.2 = time
+        default: times.3 = time
+        }
+    }
+
+    /// When transmission `transmission` went out, if it is one of the latest four of `latest`.
+    func time(of transmission: Int, latest: Int) -> UInt64? {
+        guard transmission >= 1, transmission <= latest, transmission > latest - 4 else { return nil }
+        switch transmission & 3 {
+        case 0: return times.0
+        case 1: return times.1
+        case 2: return times.2
+        default: return times.3
+        }
+    }
 }
 
 /// A copy of a broadcast outside the rooms' sequences.
@@ -103,4 +130,5 @@ struct ControlCopy {
     var lastSent: UInt64
     var transmissions: Int
     var due: UInt64
+    var sent = SendTimes()
 }

@@ -46,9 +46,9 @@ final class BenchSession: @unchecked Sendable {
     }
 
     /// The datagram carrying `packet`.
-    func seal(_ packet: ClientPacket, wallNanoseconds: UInt64) -> [UInt8] {
+    func seal(_ packet: ClientPacket, wallNanoseconds: UInt64, random: inout SecureRandom.Pool) -> [UInt8] {
         nonceClock = max(wallNanoseconds, nonceClock + 1)
-        let nonce = Nonce.client(nanoseconds: nonceClock)
+        let nonce = Nonce.client(nanoseconds: nonceClock, random: random.take(4))
         let ciphertext = cipher!.seal(packet.json.serialized(), nonce: nonce)
         var datagram: [UInt8] = []
         datagram.reserveCapacity(96 + 2 * ciphertext.count)
@@ -76,6 +76,12 @@ enum BenchText {
         var text = "t=\(sentAt) c=\(client) n=\(sequence) "
         if text.utf8.count < size { text += String(repeating: "x", count: size - text.utf8.count) }
         return text
+    }
+
+    /// Whether `text` is message `sequence` of client `client`.
+    static func isOwn(_ text: String, client: Int, sequence: Int) -> Bool {
+        let fields = text.split(separator: " ", maxSplits: 3)
+        return fields.count >= 3 && fields[1] == "c=\(client)" && fields[2] == "n=\(sequence)"
     }
 
     /// The send time in a bench message, or nil for any other text.

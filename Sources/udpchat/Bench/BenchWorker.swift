@@ -23,6 +23,7 @@ final class BenchWorker: @unchecked Sendable {
     /// Traffic: closed loop (the next message when MESSAGE_SENT arrives) or a fixed interval per client.
     private var traffic: Traffic?
     private var runStart: UInt64 = .max
+    private var random = SecureRandom.Pool()
     private var writesPending = false
     /// Clients per socket, and how many were placed so far.
     private let perSocket: Int
@@ -139,7 +140,7 @@ final class BenchWorker: @unchecked Sendable {
             _ = self
         }
         session.pending = (types, done, timer)
-        write(session.seal(packet, wallNanoseconds: Self.wallNanoseconds()), on: session.socket)
+        write(session.seal(packet, wallNanoseconds: Self.wallNanoseconds(), random: &random), on: session.socket)
     }
 
     /// Sets a client's room and user after its setup.
@@ -232,7 +233,13 @@ final class BenchWorker: @unchecked Sendable {
     // MARK: - Receiving
 
     fileprivate func received(_ bytes: [UInt8], socket: Int) {
-        guard let envelope = try? Envelope.decodeResponse(bytes) else { return }
+        // Most datagrams are plain SECURE_MSG envelopes: read without the full parser.
+        let fast = bytes.withUnsafeBytes { raw -> SecureEnvelope? in
+            guard let fields = HotPaths.secureEnvelope(raw) else { return nil }
+            let text = { (range: Range<Int>) in String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self) }
+            return SecureEnvelope(sessionId: text(fields.sessionId), nonce: text(fields.nonce), ciphertext: text(fields.ciphertext))
+        }
+        guard let envelope = fast.map(Envelope.secure) ?? (try? Envelope.decodeResponse(bytes)) else { return }
         switch envelope {
         case .sessionInitReply(let reply):
             guard let (session, done) = handshakes[socket].popFirst() else { return }
@@ -264,7 +271,7 @@ final class BenchWorker: @unchecked Sendable {
             else { return }
             if let msgId = packet.msgId {
                 // Like the web client: every copy with a msg_id is acknowledged at once.
-                write(session.seal(.ack(msgId: msgId), wallNanoseconds: Self.wallNanoseconds()), on: session.socket)
+                write(session.seal(.ack(msgId: msgId), wallNanoseconds: Self.wallNanoseconds(), random: &random), on: session.socket)
                 session.acks += 1
                 if case .message(let event) = packet.packet { delivered(event, to: session) }
                 return
@@ -282,6 +289,15 @@ final class BenchWorker: @unchecked Sendable {
     private func delivered(_ event: MessageEvent, to session: BenchSession) {
         guard let sentAt = BenchText.sentAt(event.content), sentAt >= runStart else { return }
         let now = MonotonicClock.now()
+        // The sender's own copy confirms its message to a server that sends no
+        // MESSAGE_SENT (the original's first revision), whichever comes first.
+        if session.sending, let pending = session.pending, pending.types.contains("MESSAGE_SENT"),
+            BenchText.isOwn(event.content, client: session.index, sequence: session.sequence)
+        {
+            session.pending = nil
+            pending.timer?.cancel()
+            pending.done(.success(.messageSent(messageId: event.messageId, roomId: event.roomId, content: event.content, timestamp: event.timestamp)))
+        }
         guard session.received.insert(event.messageId).inserted else {
             session.duplicates += 1
             return
