@@ -262,15 +262,24 @@ struct DeliveryEngine {
         }
     }
 
-    /// A new room list for every active session. Only the newest matters,
-    /// so it replaces an older one still on its way.
+    /// A new room list for every active session. Only the newest matters:
+    /// a session with a room list on its way gets the newest when that one
+    /// is acknowledged or due again, so each has at most one on its way
+    /// however fast the list changes (CREATE_ROOM in a loop costs one copy
+    /// per session per round trip, not one per change).
     mutating func roomList(_ template: CopyTemplate, now: UInt64, _ out: inout [Output]) {
         latestRoomList = template
         roomListVersion += 1
         for s in Array(sessions.keys) where canSend(s, now: now) {
-            sessions[s]!.roomListVersion = roomListVersion
-            sendControl(s, template, kind: .roomList, now: now, &out)
+            guard !sessions[s]!.control.contains(where: { $0.kind == .roomList }) else { continue }
+            sendNewestRoomList(s, now: now, &out)
         }
+    }
+
+    private mutating func sendNewestRoomList(_ s: Int32, now: UInt64, _ out: inout [Output]) {
+        guard let latest = latestRoomList else { return }
+        sessions[s]!.roomListVersion = roomListVersion
+        sendControl(s, latest, kind: .roomList, now: now, &out)
     }
 
     /// A broadcast for some sessions outside the rooms (ROOM_JOINED,
@@ -296,6 +305,10 @@ struct DeliveryEngine {
             let copy = sessions[s]!.control.remove(at: index)
             let transmission = msgId.transmission(of: copy.msgId)!
             measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
+            // A newer room list came meanwhile: now it goes.
+            if copy.kind == .roomList, sessions[s]!.roomListVersion < roomListVersion, canSend(s, now: now) {
+                sendNewestRoomList(s, now: now, &out)
+            }
             return
         }
         let (roomKey, seq, transmission) = msgId.roomEvent(salt: sessions[s]!.salt)
@@ -397,9 +410,10 @@ struct DeliveryEngine {
         guard sessions[s] != nil else { return }
         for room in sessions[s]!.follows.map(\.room) { pump(s, room: room, now: now, &out) }
         // The newest room list, if one went out while it was silent.
-        if let latest = latestRoomList, canSend(s, now: now), sessions[s]!.roomListVersion < roomListVersion {
-            sessions[s]!.roomListVersion = roomListVersion
-            sendControl(s, latest, kind: .roomList, now: now, &out)
+        if canSend(s, now: now), sessions[s]!.roomListVersion < roomListVersion,
+            !sessions[s]!.control.contains(where: { $0.kind == .roomList })
+        {
+            sendNewestRoomList(s, now: now, &out)
         }
     }
 
@@ -606,7 +620,14 @@ struct DeliveryEngine {
     private mutating func controlTimedOut(_ deadline: Deadline, now: UInt64, _ out: inout [Output]) {
         let s = deadline.session
         let index = sessions[s]!.control.firstIndex { $0.msgId.low == deadline.seq }!
-        let copy = sessions[s]!.control[index]
+        var copy = sessions[s]!.control[index]
+        // A room list outdated on its way: the newest goes in its place, with an id of its own.
+        if copy.kind == .roomList, sessions[s]!.roomListVersion < roomListVersion, let latest = latestRoomList {
+            sessions[s]!.roomListVersion = roomListVersion
+            copy.template = latest
+            copy.msgId = MessageIdentifier.random()
+            sessions[s]!.control[index] = copy
+        }
         switch verdict(s, firstSent: copy.firstSent, transmissions: copy.transmissions, now: now) {
         case .retransmit(let due):
             let transmission = copy.transmissions + 1

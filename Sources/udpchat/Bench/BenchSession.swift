@@ -15,7 +15,9 @@ final class BenchSession: @unchecked Sendable {
     var handshakeTimer: Scheduled<Void>?
 
     /// The request waiting for its answer: a response of one of `types`, an ERROR or a SERVER_ERROR.
-    var pending: (types: Set<String>, done: (Result<ServerPacket, BenchError>) -> Void, timer: Scheduled<Void>?)?
+    var pending: (types: Set<String>, done: (Result<ServerPacket, BenchError>) -> Void, timer: Scheduled<Void>?, retry: RepeatedTask?)?
+    /// Requests sent so far (the number of the one pending).
+    var requests = 0
 
     var roomId = ""
     var userId = ""

@@ -33,6 +33,8 @@ final class BenchWorker: @unchecked Sendable {
     /// bench expects (a SESSION_INIT reply with a 4096-bit key, a long message).
     static let readBatch = 16
     static let largestDatagram = 16_384
+    /// How long a request waits for its answer before it is sent again.
+    static let retryInterval: TimeAmount = .seconds(1)
     /// How long a closed-loop client waits after its message was refused.
     static let refusalPause: TimeAmount = .milliseconds(50)
 
@@ -133,14 +135,27 @@ final class BenchWorker: @unchecked Sendable {
         _ session: BenchSession, _ packet: ClientPacket, expecting types: Set<String>,
         done: @escaping (Result<ServerPacket, BenchError>) -> Void
     ) {
-        let timer = loop.scheduleTask(in: requestTimeout) { [self] in
-            guard let pending = session.pending else { return }
-            session.pending = nil
-            pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(requestTimeout.nanoseconds / 1_000_000) ms")))
-            _ = self
+        session.requests += 1
+        let request = session.requests
+        let datagram = session.seal(packet, wallNanoseconds: Self.wallNanoseconds(), random: &random)
+        // Like `udpchat` and the web client's connector: a request not answered
+        // within a second is sent again as the very same datagram (the server
+        // answers a repeat with the same reply), until the timeout.
+        let retry = loop.scheduleRepeatedTask(initialDelay: Self.retryInterval, delay: Self.retryInterval) { [self] task in
+            guard session.requests == request, session.pending != nil else {
+                task.cancel()
+                return
+            }
+            write(datagram, on: session.socket)
         }
-        session.pending = (types, done, timer)
-        write(session.seal(packet, wallNanoseconds: Self.wallNanoseconds(), random: &random), on: session.socket)
+        let timer = loop.scheduleTask(in: requestTimeout) {
+            guard session.requests == request, let pending = session.pending else { return }
+            session.pending = nil
+            retry.cancel()
+            pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(self.requestTimeout.nanoseconds / 1_000_000) ms")))
+        }
+        session.pending = (types, done, timer, retry)
+        write(datagram, on: session.socket)
     }
 
     /// Sets a client's room and user after its setup.
@@ -260,6 +275,7 @@ final class BenchWorker: @unchecked Sendable {
             if let session = sessions.values.first(where: { $0.socket == socket && $0.pending != nil }), let pending = session.pending {
                 session.pending = nil
                 pending.timer?.cancel()
+                pending.retry?.cancel()
                 pending.done(.failure(BenchError("SERVER_ERROR \(message)")))
             } else if let (_, done) = handshakes[socket].popFirst() {
                 done(.failure(BenchError("SERVER_ERROR \(message)")))
@@ -279,6 +295,7 @@ final class BenchWorker: @unchecked Sendable {
             if let pending = session.pending, pending.types.contains(packet.packet.typeName) || packet.packet.typeName == "ERROR" {
                 session.pending = nil
                 pending.timer?.cancel()
+                pending.retry?.cancel()
                 pending.done(.success(packet.packet))
             }
         case .sessionInitRequest:
@@ -296,6 +313,7 @@ final class BenchWorker: @unchecked Sendable {
         {
             session.pending = nil
             pending.timer?.cancel()
+            pending.retry?.cancel()
             pending.done(.success(.messageSent(messageId: event.messageId, roomId: event.roomId, content: event.content, timestamp: event.timestamp)))
         }
         guard session.received.insert(event.messageId).inserted else {
