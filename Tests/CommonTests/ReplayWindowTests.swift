@@ -106,6 +106,27 @@ import Testing
         }
         #expect(accepted.count > 1_000)
     }
+
+    @Test func compactingAnIdleWindowForgetsItsNoncesButAcceptsNoReplay() {
+        var window = ReplayWindow(span: 1_000, capacity: 64)
+        let sent = (1...20).map { Self.nonce(UInt64($0) * 10, 7) }
+        for nonce in sent { #expect(window.admit(nonce) == .accepted) }
+        #expect(window.count == 20)
+        window.compact()
+        #expect(window.count == 0 && window.floor == window.highest)
+        for nonce in sent { #expect(window.admit(nonce) == .tooOld) }
+        #expect(window.admit(Self.nonce(201, 1)) == .accepted)
+        #expect(window.admit(Self.nonce(201, 1)) == .duplicate)
+    }
+
+    @Test func reorderedNoncesAreFoundWhereverTheyWereAccepted() {
+        var window = ReplayWindow(span: 10_000, capacity: 512)
+        // Accepted out of order, then each one again: every repeat is caught.
+        let times: [UInt64] = [50, 10, 40, 20, 30, 60, 15, 55]
+        for time in times { #expect(window.admit(Self.nonce(time, 1)) == .accepted, "\(time)") }
+        for time in times { #expect(window.admit(Self.nonce(time, 1)) == .duplicate, "\(time) again") }
+        #expect(window.admit(Self.nonce(15, 2)) == .accepted, "same time, other random bytes")
+    }
 }
 
 /// A small deterministic generator for property tests.

@@ -1,4 +1,4 @@
-import HeapModule
+import DequeModule
 
 /// Rejects a session's replayed datagrams with memory that does not grow
 /// with the number of messages (ARCHITECTURE.md, "Replay with the v1 nonce").
@@ -48,8 +48,11 @@ public struct ReplayWindow: Sendable {
         }
     }
 
-    private var seen: Set<Entry> = []
-    private var byAge = Heap<Entry>()
+    /// The nonces accepted above the floor, in order. Clients send them in
+    /// order, so a new one almost always goes at the end; a reordered one is
+    /// found and placed by binary search. (A set plus a heap cost three
+    /// times the memory, which is most of an idle session's.)
+    private var seen = Deque<Entry>()
 
     /// Implementation constants: a minute absorbs any reordering a datagram
     /// path produces and ordinary client clock adjustments; 512 nonces cover
@@ -74,27 +77,46 @@ public struct ReplayWindow: Sendable {
     public mutating func admit(_ nonce: [UInt8]) -> Verdict {
         let entry = Self.entry(nonce)
         if entry.timestamp <= floor { return .tooOld }
-        if seen.contains(entry) { return .duplicate }
-        seen.insert(entry)
-        byAge.insert(entry)
+        var position = seen.count
+        if let last = seen.last, !(last < entry) {
+            position = firstIndex(notBelow: entry)
+            if position < seen.count && seen[position] == entry { return .duplicate }
+        }
+        seen.insert(entry, at: position)
         if entry.timestamp > highest {
             highest = entry.timestamp
             if highest > span { raiseFloor(to: highest - span - 1) }
         }
         while seen.count > capacity {
-            let oldest = byAge.min!
-            raiseFloor(to: oldest.timestamp)
+            raiseFloor(to: seen.first!.timestamp)
         }
         return .accepted
+    }
+
+    /// For a session silent longer than the span: forgets the remembered
+    /// nonces and raises the floor to the highest timestamp. Every nonce it
+    /// remembered is then refused as too old, so no replay gets through; what
+    /// is lost is only a packet that took more than the span to arrive.
+    public mutating func compact() {
+        raiseFloor(to: highest)
+        seen = Deque()
     }
 
     private mutating func raiseFloor(to value: UInt64) {
         guard value > floor else { return }
         floor = value
-        while let oldest = byAge.min, oldest.timestamp <= floor {
-            byAge.removeMin()
-            seen.remove(oldest)
+        while let oldest = seen.first, oldest.timestamp <= floor { seen.removeFirst() }
+    }
+
+    /// The position of the first remembered nonce not below `entry`.
+    private func firstIndex(notBelow entry: Entry) -> Int {
+        var low = 0
+        var high = seen.count
+        while low < high {
+            let middle = (low + high) / 2
+            if seen[middle] < entry { low = middle + 1 } else { high = middle }
         }
+        return low
     }
 
     private static func entry(_ nonce: [UInt8]) -> Entry {

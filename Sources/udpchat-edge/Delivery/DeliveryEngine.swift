@@ -104,7 +104,8 @@ struct DeliveryEngine {
     private var followers: [Int32: Set<Int32>] = [:]
     private var nextRoom: Int32 = 0
     private(set) var sessions: [Int32: SessionDelivery] = [:]
-    private var byUser: [String: Set<Int32>] = [:]
+    /// A user's sessions here (few: an array costs less than a set).
+    private var byUser: [String: [Int32]] = [:]
     private var deadlines = Heap<Deadline>()
     private var readRetries: [(room: Int32, at: UInt64)] = []
     /// Reads of the store under way per room: the first sequence number each asked for.
@@ -143,7 +144,7 @@ struct DeliveryEngine {
         sessions[s] = SessionDelivery(salt: salt, userId: userId, acknowledges: acknowledges, active: active, lastHeard: now)
         sessions[s]!.source = source
         sessions[s]!.roomListVersion = roomListVersion
-        if let userId { byUser[userId, default: []].insert(s) }
+        if let userId { addToUser(userId, s) }
         for (roomId, seq) in follows { addFollow(s, room: room(for: roomId), after: seq) }
     }
 
@@ -159,7 +160,7 @@ struct DeliveryEngine {
         guard sessions[s] != nil, sessions[s]!.userId != userId else { return }
         if let old = sessions[s]!.userId { removeFromUser(old, s) }
         sessions[s]!.userId = userId
-        if let userId { byUser[userId, default: []].insert(s) }
+        if let userId { addToUser(userId, s) }
     }
 
     /// The session's own packet arrived: it is active and reachable, and
@@ -289,7 +290,7 @@ struct DeliveryEngine {
     }
 
     /// Sessions of a user on this edge.
-    func sessions(ofUser user: String) -> Set<Int32> { byUser[user] ?? [] }
+    func sessions(ofUser user: String) -> [Int32] { byUser[user] ?? [] }
 
     // MARK: - Acknowledgements and timers
 
@@ -303,6 +304,7 @@ struct DeliveryEngine {
         }
         if let index = sessions[s]!.control.firstIndex(where: { msgId.transmission(of: $0.msgId) != nil }) {
             let copy = sessions[s]!.control.remove(at: index)
+            sessions[s]!.releaseEmptyStorage()
             let transmission = msgId.transmission(of: copy.msgId)!
             measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
             // A newer room list came meanwhile: now it goes.
@@ -319,6 +321,7 @@ struct DeliveryEngine {
         sessions[s]!.follows[f].settle()
         measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
         pump(s, room: room, now: now, &out)
+        sessions[s]?.releaseEmptyStorage()
     }
 
     /// When the next retransmission or retry is due, if any.
@@ -687,7 +690,11 @@ struct DeliveryEngine {
     }
 
     private mutating func removeFromUser(_ user: String, _ s: Int32) {
-        byUser[user]?.remove(s)
+        byUser[user]?.removeAll { $0 == s }
         if byUser[user]?.isEmpty == true { byUser[user] = nil }
+    }
+
+    private mutating func addToUser(_ user: String, _ s: Int32) {
+        if byUser[user]?.contains(s) != true { byUser[user, default: []].append(s) }
     }
 }

@@ -45,6 +45,15 @@ struct SessionDelivery {
 
     func followIndex(_ room: Int32) -> Int? { follows.firstIndex { $0.room == room } }
 
+    /// Lets go of the storage of lists that emptied (an idle session keeps
+    /// none: `remove(at:)` keeps an array's capacity).
+    mutating func releaseEmptyStorage() {
+        if control.isEmpty && control.capacity > 0 { control = [] }
+        for f in follows.indices where follows[f].inFlight.isEmpty && follows[f].inFlight.capacity > 0 {
+            follows[f].inFlight = []
+        }
+    }
+
     /// Copies on their way, in all.
     var inFlight: Int { follows.reduce(control.count) { $0 + $1.inFlight.count } }
 }

@@ -148,17 +148,32 @@ struct EdgeMachine {
     /// replies kept for sessions silent a while, and forgets rooms nobody
     /// follows.
     private mutating func sweep(_ now: EdgeTime) {
+        var freed = 0
         let cutoff = now.monotonic &- settings.sessionIdle.nanoseconds
         for index in table.idle(since: cutoff) where table[index]?.busy == false {
             table.remove(index)
             delivery.removeSession(index)
+            freed += 1
         }
         let quiet = now.monotonic &- Self.repliesKept
         for index in table.idle(since: quiet) where !(table[index]!.replies.isEmpty) {
             table.update(index) { $0.replies = RecentReplies() }
+            freed += 1
+        }
+        // Silent longer than the replay window's span: its remembered nonces can go.
+        let silent = now.monotonic &- ReplayWindow.defaultSpan
+        for index in table.idle(since: silent) where table[index]!.replay.count > 0 {
+            table.update(index) { $0.replay.compact() }
+            freed += 1
         }
         delivery.pruneRooms()
+        // What those sessions held goes back to the system, not only to the allocator.
+        if freed >= Self.trimAfter { MemoryTrim.releaseFreeMemory() }
     }
+
+    /// Implementation constant: sessions whose memory was freed in one sweep
+    /// before the allocator is asked to give its free pages back.
+    static let trimAfter = 100
 
     // MARK: - Helpers
 

@@ -293,6 +293,8 @@ struct Idle: AsyncParsableCommand {
     var rooms = 50
     @Option(help: "Sessions sharing one UDP socket.")
     var sessionsPerSocket = 64
+    @Option(help: "Seconds the sessions stay silent before the memory is read (past the edge's one-minute replay window).")
+    var settle = 75.0
 
     func run() async throws {
         let processes = try options.processes()
@@ -302,10 +304,13 @@ struct Idle: AsyncParsableCommand {
         let start = MonotonicClock.now()
         _ = try await setUp(bench, rooms: rooms, run: run)
         let setup = Double(MonotonicClock.now() - start) / 1e9
-        // Let the servers settle (broadcasts of the setup acknowledged, reports written).
-        try await Task.sleep(for: .seconds(3))
+        // Silence: the setup's broadcasts acknowledged, reports written, and
+        // what a server keeps only for recently active sessions let go.
+        try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
         let after = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
-        var rows: [(String, String)] = [("sessions", "\(sessions) in \(rooms) rooms, set up in \(format(setup)) s")]
+        var rows: [(String, String)] = [
+            ("sessions", "\(sessions) in \(rooms) rooms, set up in \(format(setup)) s, then silent for \(format(settle)) s")
+        ]
         var servers: [JSONValue] = []
         for usage in after {
             guard let start = before.first(where: { $0.pid == usage.pid }) else { continue }
@@ -318,7 +323,7 @@ struct Idle: AsyncParsableCommand {
         }
         let json: JSONObject = [
             "bench": "idle", "label": .string(options.label), "server": .string(options.server), "sessions": .int(Int64(sessions)),
-            "rooms": .int(Int64(rooms)), "setup_seconds": .double(setup), "servers": .array(servers),
+            "rooms": .int(Int64(rooms)), "setup_seconds": .double(setup), "silent_seconds": .double(settle), "servers": .array(servers),
         ]
         printReport(title: "idle sessions", rows: rows, json: json)
         await bench.close()

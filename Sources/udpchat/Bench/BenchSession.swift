@@ -13,6 +13,7 @@ final class BenchSession: @unchecked Sendable {
     private var nonceClock: UInt64 = 0
 
     var handshakeTimer: Scheduled<Void>?
+    var handshakeRetry: RepeatedTask?
 
     /// The request waiting for its answer: a response of one of `types`, an ERROR or a SERVER_ERROR.
     var pending: (types: Set<String>, done: (Result<ServerPacket, BenchError>) -> Void, timer: Scheduled<Void>?, retry: RepeatedTask?)?

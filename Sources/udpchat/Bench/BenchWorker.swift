@@ -114,6 +114,16 @@ final class BenchWorker: @unchecked Sendable {
                 }
                 handshakes[socket].append((session, { result in continuation.resume(with: result.mapError { $0 as any Error }) }))
                 write(keyRequest, on: socket)
+                // A lost handshake is asked for again, as `udpchat` does (each request makes a
+                // session on the server; the first reply is the one adopted).
+                let retry = loop.scheduleRepeatedTask(initialDelay: Self.retryInterval, delay: Self.retryInterval) { [self] task in
+                    guard handshakes[socket].contains(where: { $0.0 === session }) else {
+                        task.cancel()
+                        return
+                    }
+                    write(keyRequest, on: socket)
+                }
+                session.handshakeRetry = retry
             }
         }
     }
@@ -259,6 +269,7 @@ final class BenchWorker: @unchecked Sendable {
         case .sessionInitReply(let reply):
             guard let (session, done) = handshakes[socket].popFirst() else { return }
             session.handshakeTimer?.cancel()
+            session.handshakeRetry?.cancel()
             guard let encrypted = Hex.decode(reply.encryptedKey),
                 let keyBytes = try? key.decrypt(encrypted, padding: .PKCS1_OAEP_SHA256), let cipher = SessionCipher(keyBytes: [UInt8](keyBytes))
             else {

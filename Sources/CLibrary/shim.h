@@ -1,0 +1,4 @@
+// C library calls the Glibc module does not export.
+#if defined(__linux__)
+#include <malloc.h>
+#endif
