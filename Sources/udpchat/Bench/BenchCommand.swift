@@ -38,6 +38,8 @@ struct BenchOptions: ParsableArguments {
     var timeout = 10.0
     @Option(help: "RSA size of the clients' key (one key is shared by every client).")
     var keyBits = 2048
+    @Option(help: "Seconds before an unanswered request is sent again as the same datagram (0: never, as the web client).")
+    var retryInterval = 1.0
 
     func address() throws -> SocketAddress {
         guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
@@ -79,9 +81,11 @@ final class BenchClients: Sendable {
         default: throw ValidationError("--key-bits must be 1024 or 2048")
         }
         let timeout = TimeAmount.milliseconds(Int64(options.timeout * 1000))
+        let retry = options.retryInterval > 0 ? TimeAmount.milliseconds(Int64(options.retryInterval * 1000)) : nil
         var workers: [BenchWorker] = []
         for _ in 0..<workerCount {
-            workers.append(BenchWorker(loop: group.next(), server: server, key: key, requestTimeout: timeout, perSocket: perSocket))
+            workers.append(BenchWorker(
+                    loop: group.next(), server: server, key: key, requestTimeout: timeout, retryInterval: retry, perSocket: perSocket))
         }
         let sockets = (count + perSocket - 1) / perSocket
         let bindHost = server.protocol == .inet6 ? "::1" : "127.0.0.1"
@@ -179,8 +183,10 @@ struct Fanout: AsyncParsableCommand {
     var clients = 50
     @Option(help: "Rooms; client i joins room i mod rooms.")
     var rooms = 5
-    @Option(help: "Seconds of sending.")
+    @Option(help: "Seconds of sending that are measured.")
     var duration = 10.0
+    @Option(help: "Seconds of sending before the measured part (not counted: the rate limit's burst, caches filling).")
+    var warmup = 0.0
     @Option(help: "Messages per second in all (default: closed loop).")
     var rate: Double?
     @Option(help: "Bytes of text per message.")
@@ -200,9 +206,9 @@ struct Fanout: AsyncParsableCommand {
         let members = try await setUp(bench, rooms: rooms, run: run)
         let before = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         let interval = rate.map { TimeAmount.nanoseconds(Int64(Double(clients) / $0 * 1e9)) }
-        let start = MonotonicClock.now()
-        for worker in bench.workers { try await worker.startTraffic(size: size, interval: interval, at: start) }
-        try await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
+        let start = MonotonicClock.now() + UInt64(warmup * 1e9)
+        for worker in bench.workers { try await worker.startTraffic(size: size, interval: interval, measureFrom: start) }
+        try await Task.sleep(for: .milliseconds(Int64((warmup + duration) * 1000)))
         for worker in bench.workers { try await worker.stopTraffic() }
         let stopped = MonotonicClock.now()
         // Deliveries still on their way: wait while they keep coming.
@@ -225,7 +231,7 @@ struct Fanout: AsyncParsableCommand {
         for worker in bench.workers { results += try await worker.results() }
         let report = FanoutReport(
             results: results, members: members, start: start, stopped: stopped, before: before, after: after)
-        report.print(options: options, clients: clients, rooms: rooms, duration: duration, rate: rate, size: size)
+        report.print(options: options, clients: clients, rooms: rooms, duration: duration, warmup: warmup, rate: rate, size: size)
         await bench.close()
     }
 }
@@ -341,10 +347,12 @@ struct FanoutReport {
     var before: [ProcessUsage]
     var after: [ProcessUsage]
 
-    func print(options: BenchOptions, clients: Int, rooms: Int, duration: Double, rate: Double?, size: Int) {
+    func print(options: BenchOptions, clients: Int, rooms: Int, duration: Double, warmup: Double, rate: Double?, size: Int) {
         let sent = results.reduce(0) { $0 + $1.sent }
         let confirmed = results.reduce(0) { $0 + $1.confirmed.count }
         let refused = results.reduce(0) { $0 + $1.refused }
+        // Unanswered: timed out, or still waiting when the run ended.
+        let unanswered = sent - confirmed - refused
         let refusal = results.first { !$0.lastRefusal.isEmpty }?.lastRefusal ?? ""
         // Every message known to exist (confirmed to its sender, or seen by
         // anyone) should reach every member of its room.
@@ -377,7 +385,11 @@ struct FanoutReport {
                 "clients, rooms", "\(clients) in \(rooms) rooms (\(members.values.sorted().map(String.init).joined(separator: "/")) members), \(size)-byte messages, "
                     + (rate.map { "\(format($0)) messages/s" } ?? "closed loop")
             ),
-            ("messages", "\(sent) sent, \(confirmed) confirmed, \(refused) refused\(refusal.isEmpty ? "" : " (\(refusal))") in \(format(runSeconds)) s"),
+            (
+                "messages",
+                "\(sent) sent, \(confirmed) confirmed, \(refused) refused\(refusal.isEmpty ? "" : " (\(refusal))"), \(unanswered) unanswered"
+                    + " in \(format(runSeconds)) s" + (warmup > 0 ? " (after \(format(warmup)) s of warm-up)" : "")
+            ),
             ("messages/s", format(Double(confirmed) / runSeconds)),
             ("deliveries", "\(deliveries) in \(format(span)) s (\(format(drainSeconds)) s after the last send)"),
             ("deliveries/s", format(Double(deliveries) / span)),
@@ -389,7 +401,8 @@ struct FanoutReport {
             "bench": "fanout", "label": .string(options.label), "server": .string(options.server), "clients": .int(Int64(clients)),
             "rooms": .int(Int64(rooms)), "size": .int(Int64(size)), "rate": rate.map { JSONValue.double($0) } ?? .null,
             "seconds": .double(runSeconds), "sent": .int(Int64(sent)), "confirmed": .int(Int64(confirmed)),
-            "refused": .int(Int64(refused)), "messages_per_second": .double(Double(confirmed) / runSeconds),
+            "refused": .int(Int64(refused)), "unanswered": .int(Int64(unanswered)), "warmup_seconds": .double(warmup),
+            "messages_per_second": .double(Double(confirmed) / runSeconds),
             "deliveries": .int(Int64(deliveries)), "deliveries_per_second": .double(Double(deliveries) / span),
             "drain_seconds": .double(drainSeconds),
             "fanout_ms": [

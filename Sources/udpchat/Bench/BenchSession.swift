@@ -31,7 +31,10 @@ final class BenchSession: @unchecked Sendable {
     var sequence = 0
     var sent = 0
     var confirmed: [Int64] = []
+    /// Answered with an ERROR (the rate limit): not committed.
     var refused = 0
+    /// No answer within the timeout (or a SERVER_ERROR): the fate is unknown.
+    var unanswered = 0
     var lastRefusal = ""
 
     // What arrived.

@@ -33,8 +33,6 @@ final class BenchWorker: @unchecked Sendable {
     /// bench expects (a SESSION_INIT reply with a 4096-bit key, a long message).
     static let readBatch = 16
     static let largestDatagram = 16_384
-    /// How long a request waits for its answer before it is sent again.
-    static let retryInterval: TimeAmount = .seconds(1)
     /// How long a closed-loop client waits after its message was refused.
     static let refusalPause: TimeAmount = .milliseconds(50)
 
@@ -44,7 +42,14 @@ final class BenchWorker: @unchecked Sendable {
         var timers: [RepeatedTask] = []
     }
 
-    init(loop: any EventLoop, server: SocketAddress, key: _RSA.Encryption.PrivateKey, requestTimeout: TimeAmount, perSocket: Int) {
+    /// How long a request waits before it is sent again (nil: never).
+    let retryInterval: TimeAmount?
+
+    init(
+        loop: any EventLoop, server: SocketAddress, key: _RSA.Encryption.PrivateKey, requestTimeout: TimeAmount, retryInterval: TimeAmount?,
+        perSocket: Int
+    ) {
+        self.retryInterval = retryInterval
         self.loop = loop
         self.perSocket = max(1, perSocket)
         self.server = server
@@ -116,14 +121,15 @@ final class BenchWorker: @unchecked Sendable {
                 write(keyRequest, on: socket)
                 // A lost handshake is asked for again, as `udpchat` does (each request makes a
                 // session on the server; the first reply is the one adopted).
-                let retry = loop.scheduleRepeatedTask(initialDelay: Self.retryInterval, delay: Self.retryInterval) { [self] task in
-                    guard handshakes[socket].contains(where: { $0.0 === session }) else {
-                        task.cancel()
-                        return
+                if let interval = retryInterval {
+                    session.handshakeRetry = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] task in
+                        guard handshakes[socket].contains(where: { $0.0 === session }) else {
+                            task.cancel()
+                            return
+                        }
+                        write(keyRequest, on: socket)
                     }
-                    write(keyRequest, on: socket)
                 }
-                session.handshakeRetry = retry
             }
         }
     }
@@ -151,17 +157,19 @@ final class BenchWorker: @unchecked Sendable {
         // Like `udpchat` and the web client's connector: a request not answered
         // within a second is sent again as the very same datagram (the server
         // answers a repeat with the same reply), until the timeout.
-        let retry = loop.scheduleRepeatedTask(initialDelay: Self.retryInterval, delay: Self.retryInterval) { [self] task in
-            guard session.requests == request, session.pending != nil else {
-                task.cancel()
-                return
+        let retry = retryInterval.map { interval in
+            loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] task in
+                guard session.requests == request, session.pending != nil else {
+                    task.cancel()
+                    return
+                }
+                write(datagram, on: session.socket)
             }
-            write(datagram, on: session.socket)
         }
         let timer = loop.scheduleTask(in: requestTimeout) {
             guard session.requests == request, let pending = session.pending else { return }
             session.pending = nil
-            retry.cancel()
+            retry?.cancel()
             pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(self.requestTimeout.nanoseconds / 1_000_000) ms")))
         }
         session.pending = (types, done, timer, retry)
@@ -182,7 +190,8 @@ final class BenchWorker: @unchecked Sendable {
 
     /// Every client of this worker starts sending: each its next message as
     /// soon as the last one's MESSAGE_SENT arrives, or one every `interval`.
-    func startTraffic(size: Int, interval: TimeAmount?, at start: UInt64) async throws {
+    /// Messages sent before `measureFrom` (a warm-up) are sent but not counted.
+    func startTraffic(size: Int, interval: TimeAmount?, measureFrom start: UInt64) async throws {
         try await loop.submit { [self] in
             runStart = start
             traffic = Traffic(size: size, interval: interval)
@@ -213,19 +222,23 @@ final class BenchWorker: @unchecked Sendable {
     private func sendMessage(_ session: BenchSession) {
         guard let traffic, !session.stopped, !(traffic.interval == nil && session.sending) else { return }
         session.sequence += 1
-        session.sent += 1
+        let sentAt = MonotonicClock.now()
+        let counted = sentAt >= runStart
+        if counted { session.sent += 1 }
         session.sending = true
-        let text = BenchText.make(sentAt: MonotonicClock.now(), client: session.index, sequence: session.sequence, size: traffic.size)
+        let text = BenchText.make(sentAt: sentAt, client: session.index, sequence: session.sequence, size: traffic.size)
         send(session, .message(roomId: session.roomId, content: text), expecting: ["MESSAGE_SENT"]) { [self] result in
             session.sending = false
             var backOff = false
             switch result {
-            case .success(.messageSent(let messageId, _, _, _)): session.confirmed.append(messageId)
+            case .success(.messageSent(let messageId, _, _, _)): if counted { session.confirmed.append(messageId) }
             case .success(.error(let message)):
-                session.refused += 1
-                session.lastRefusal = message
+                if counted {
+                    session.refused += 1
+                    session.lastRefusal = message
+                }
                 backOff = true
-            case .success, .failure: session.refused += 1
+            case .success, .failure: if counted { session.unanswered += 1 }
             }
             guard self.traffic?.interval == nil else { return }
             // A refused sender (over its rate) waits a moment, as a person would.
@@ -243,7 +256,8 @@ final class BenchWorker: @unchecked Sendable {
             sessions.values.map { session in
                 ClientResult(
                     index: session.index, roomId: session.roomId, members: session.roomMembers, sent: session.sent,
-                    confirmed: session.confirmed, refused: session.refused, lastRefusal: session.lastRefusal,
+                    confirmed: session.confirmed, refused: session.refused, unanswered: session.unanswered,
+                    lastRefusal: session.lastRefusal,
                     received: session.received, deliveries: session.deliveries, duplicates: session.duplicates,
                     latencies: session.latencies, lastDelivery: session.lastDelivery)
             }
@@ -347,6 +361,7 @@ struct ClientResult: Sendable {
     var sent: Int
     var confirmed: [Int64]
     var refused: Int
+    var unanswered: Int
     var lastRefusal: String
     var received: Set<Int64>
     var deliveries: Int

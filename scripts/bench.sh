@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Runs `udpchat bench` against udpchat (release build) and, with --original,
+# against the original Python server in the same run, and prints each run's
+# table and JSON line. docs/performance.md has what it measured.
+#
+#   scripts/bench.sh [--original] [--quick] [--bin-dir DIR] [--out FILE]
+#
+#   --original   also start the original server (scripts/original-server.sh;
+#                its source: ORIGINAL_SOURCE, see that script) and run the same
+#                fan-out runs against it, once with its database on disk and
+#                once in /dev/shm
+#   --quick      shorter runs (a few seconds each), to check the script
+#   --bin-dir    use the programs in DIR instead of building .build/release
+#   --out FILE   also append every JSON line to FILE
+#
+# Our programs run from a temporary directory with the settings a bench on
+# one machine needs: RATE_LIMIT_EXEMPT=127.0.0.1 (every client comes from
+# one address). The per-user message rate is left at its default for the
+# closed-loop run (what a user meets) and raised for the saturation runs
+# (those measure the delivery path, not the limit). Everything started is
+# stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+original=0
+quick=0
+bin_dir=""
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --original) original=1; shift ;;
+    --quick) quick=1; shift ;;
+    --bin-dir) bin_dir="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    *) echo "unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
+  esac
+done
+
+if [ -z "$bin_dir" ]; then
+  ./scripts/bootstrap.sh
+  swift build -c release >&2
+  bin_dir=.build/release
+fi
+bench="$bin_dir/udpchat"
+seconds=10; drain=30; settle=75; sessions=10000
+if [ "$quick" = 1 ]; then seconds=3; drain=10; settle=5; sessions=500; fi
+
+work=$(mktemp -d /tmp/udpchat-bench-XXXXXX)
+pids=()
+stop_all() {
+  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+
+say() { printf '\n=== %s\n' "$*"; }
+record() {
+  # Prints a bench's output and keeps its JSON line.
+  local output="$1"
+  printf '%s\n' "$output"
+  if [ -n "$out" ]; then printf '%s\n' "$output" | grep '^{' >> "$out"; fi
+}
+
+# Starts keys, store and edge on UDP $1 with extra settings in "$@"; waits for their ready lines.
+start_udpchat() {
+  local port="$1"; shift
+  stop_all
+  rm -rf "$work/data"
+  export DATA_DIR="$work/data" SERVER_PORT="$port" KEYS_METRICS_PORT=0 STORE_METRICS_PORT=0 EDGE_METRICS_PORT=0 \
+    RATE_LIMIT_EXEMPT=127.0.0.1 LOG_LEVEL=warning UDPCHAT_ENV_FILE=/dev/null
+  for setting in "$@"; do export "${setting?}"; done
+  "$bin_dir/udpchat-keys" generate >/dev/null
+  "$bin_dir/udpchat-keys" >"$work/keys.log" 2>&1 & pids+=($!)
+  "$bin_dir/udpchat-store" >"$work/store.log" 2>&1 & pids+=($!)
+  wait_for_line "$work/keys.log" "udpchat-keys ready"
+  wait_for_line "$work/store.log" "udpchat-store ready"
+  "$bin_dir/udpchat-edge" >"$work/edge.log" 2>&1 & pids+=($!)
+  wait_for_line "$work/edge.log" "udpchat-edge ready"
+  for setting in "$@"; do unset "${setting%%=*}"; done
+}
+
+wait_for_line() {
+  for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "no '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+
+fanout() { "$bench" bench fanout --duration "$seconds" --drain "$drain" "$@"; }
+# Closed-loop runs measure after two seconds: the per-user limit's burst at the start is not the steady state.
+closed() { fanout --warmup 2 "$@"; }
+
+# --- udpchat -----------------------------------------------------------------
+say "udpchat: 50 clients in 5 rooms, closed loop, default settings (MESSAGES_PER_USER=20)"
+start_udpchat 19991
+record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label udpchat)"
+
+say "udpchat: 50 clients in 5 rooms, closed loop, no per-user limit"
+start_udpchat 19991 MESSAGES_PER_USER=1000000
+record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label udpchat-unlimited)"
+
+say "udpchat: saturation, 100 clients in one room, fixed rates"
+for rate in 175 250 300 350 400 450; do
+  record "$(fanout --server 127.0.0.1:19991 --clients 100 --rooms 1 --rate "$rate" --label udpchat)"
+done
+
+say "udpchat: saturation, 50 clients in 5 rooms, fixed rates"
+for rate in 1000 2000 2500; do
+  record "$(fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label udpchat)"
+done
+
+say "udpchat: handshakes"
+record "$("$bench" bench handshakes --server 127.0.0.1:19991 --duration "$seconds" --label udpchat)"
+
+say "udpchat: $sessions idle sessions in 50 rooms"
+start_udpchat 19991
+record "$("$bench" bench idle --server 127.0.0.1:19991 --sessions "$sessions" --rooms 50 --settle "$settle" --label udpchat)"
+stop_all
+
+# --- the original ---------------------------------------------------------------
+if [ "$original" = 1 ]; then
+  for where in disk shm; do
+    args=(--port 19992 --fresh-db)
+    [ "$where" = shm ] && args+=(--db-dir /dev/shm/udpchat-original-bench)
+    ./scripts/original-server.sh "${args[@]}" >"$work/original.log" 2>&1 & pids+=($!)
+    wait_for_line "$work/original.log" "original-server ready"
+    pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' "$work/original.log" | head -1)
+    say "original ($where): 50 clients in 5 rooms, closed loop"
+    # No retries: the original refuses a repeated datagram ("This nonce was already used").
+    record "$(closed --server 127.0.0.1:19992 --clients 50 --rooms 5 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --retry-interval 0)"
+    say "original ($where): 100 clients in one room at 30 messages/s"
+    record "$(fanout --server 127.0.0.1:19992 --clients 100 --rooms 1 --rate 30 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --retry-interval 0)"
+    stop_all
+  done
+  rm -rf /dev/shm/udpchat-original-bench
+fi
