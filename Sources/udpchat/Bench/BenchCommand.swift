@@ -195,6 +195,8 @@ struct Fanout: AsyncParsableCommand {
     var drain = 30.0
     @Option(help: "Clients sharing one UDP socket.")
     var clientsPerSocket = 1
+    @Option(help: "Seconds a sender waits for its message's confirmation before it sends the next (default: --timeout).")
+    var messageTimeout: Double?
 
     func run() async throws {
         guard clients >= 1, rooms >= 1, rooms <= clients, duration > 0, size >= 32 else {
@@ -207,7 +209,8 @@ struct Fanout: AsyncParsableCommand {
         let before = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         let interval = rate.map { TimeAmount.nanoseconds(Int64(Double(clients) / $0 * 1e9)) }
         let start = MonotonicClock.now() + UInt64(warmup * 1e9)
-        for worker in bench.workers { try await worker.startTraffic(size: size, interval: interval, measureFrom: start) }
+        for worker in bench.workers { try await worker.startTraffic(
+                size: size, interval: interval, messageTimeout: messageTimeout.map { .milliseconds(Int64($0 * 1000)) }, measureFrom: start) }
         try await Task.sleep(for: .milliseconds(Int64((warmup + duration) * 1000)))
         for worker in bench.workers { try await worker.stopTraffic() }
         let stopped = MonotonicClock.now()

@@ -39,6 +39,7 @@ final class BenchWorker: @unchecked Sendable {
     struct Traffic {
         var size: Int
         var interval: TimeAmount?
+        var messageTimeout: TimeAmount?
         var timers: [RepeatedTask] = []
     }
 
@@ -148,9 +149,10 @@ final class BenchWorker: @unchecked Sendable {
     }
 
     private func send(
-        _ session: BenchSession, _ packet: ClientPacket, expecting types: Set<String>,
+        _ session: BenchSession, _ packet: ClientPacket, expecting types: Set<String>, timeout: TimeAmount? = nil,
         done: @escaping (Result<ServerPacket, BenchError>) -> Void
     ) {
+        let requestTimeout = timeout ?? self.requestTimeout
         session.requests += 1
         let request = session.requests
         let datagram = session.seal(packet, wallNanoseconds: Self.wallNanoseconds(), random: &random)
@@ -170,7 +172,7 @@ final class BenchWorker: @unchecked Sendable {
             guard session.requests == request, let pending = session.pending else { return }
             session.pending = nil
             retry?.cancel()
-            pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(self.requestTimeout.nanoseconds / 1_000_000) ms")))
+            pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(requestTimeout.nanoseconds / 1_000_000) ms")))
         }
         session.pending = (types, done, timer, retry)
         write(datagram, on: session.socket)
@@ -191,10 +193,10 @@ final class BenchWorker: @unchecked Sendable {
     /// Every client of this worker starts sending: each its next message as
     /// soon as the last one's MESSAGE_SENT arrives, or one every `interval`.
     /// Messages sent before `measureFrom` (a warm-up) are sent but not counted.
-    func startTraffic(size: Int, interval: TimeAmount?, measureFrom start: UInt64) async throws {
+    func startTraffic(size: Int, interval: TimeAmount?, messageTimeout: TimeAmount?, measureFrom start: UInt64) async throws {
         try await loop.submit { [self] in
             runStart = start
-            traffic = Traffic(size: size, interval: interval)
+            traffic = Traffic(size: size, interval: interval, messageTimeout: messageTimeout)
             let clients = sessions.values.filter { !$0.roomId.isEmpty }.sorted { $0.index < $1.index }
             if let interval {
                 for (offset, session) in clients.enumerated() {
@@ -227,7 +229,8 @@ final class BenchWorker: @unchecked Sendable {
         if counted { session.sent += 1 }
         session.sending = true
         let text = BenchText.make(sentAt: sentAt, client: session.index, sequence: session.sequence, size: traffic.size)
-        send(session, .message(roomId: session.roomId, content: text), expecting: ["MESSAGE_SENT"]) { [self] result in
+        send(session, .message(roomId: session.roomId, content: text), expecting: ["MESSAGE_SENT"], timeout: traffic.messageTimeout) {
+            [self] result in
             session.sending = false
             var backOff = false
             switch result {
@@ -329,10 +332,10 @@ final class BenchWorker: @unchecked Sendable {
     }
 
     private func delivered(_ event: MessageEvent, to session: BenchSession) {
-        guard let sentAt = BenchText.sentAt(event.content), sentAt >= runStart else { return }
-        let now = MonotonicClock.now()
+        guard let sentAt = BenchText.sentAt(event.content) else { return }
         // The sender's own copy confirms its message to a server that sends no
-        // MESSAGE_SENT (the original's first revision), whichever comes first.
+        // MESSAGE_SENT (the original's first revision), whichever comes first;
+        // warm-up messages included, or the closed loop would stall.
         if session.sending, let pending = session.pending, pending.types.contains("MESSAGE_SENT"),
             BenchText.isOwn(event.content, client: session.index, sequence: session.sequence)
         {
@@ -341,6 +344,8 @@ final class BenchWorker: @unchecked Sendable {
             pending.retry?.cancel()
             pending.done(.success(.messageSent(messageId: event.messageId, roomId: event.roomId, content: event.content, timestamp: event.timestamp)))
         }
+        guard sentAt >= runStart else { return }
+        let now = MonotonicClock.now()
         guard session.received.insert(event.messageId).inserted else {
             session.duplicates += 1
             return
