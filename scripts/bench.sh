@@ -3,8 +3,13 @@
 # against the original Python server in the same run, and prints each run's
 # table and JSON line. docs/performance.md has what it measured.
 #
-#   scripts/bench.sh [--original] [--quick] [--bin-dir DIR] [--out FILE]
+#   scripts/bench.sh [--original|--only-original] [--quick] [--bin-dir DIR]
+#                    [--bench BIN] [--label NAME] [--out FILE]
 #
+#   --bin-dir DIR  the server programs to measure (default: a release build here)
+#   --bench BIN    the udpchat binary that runs the bench (default: DIR/udpchat);
+#                  with --bin-dir, measures an older build with today's bench
+#   --label NAME   the label of the udpchat runs (default: udpchat)
 #   --only-original  run only the original's part
 #   --original   also start the original server (scripts/original-server.sh;
 #                its source: ORIGINAL_SOURCE, see that script) and run the same
@@ -27,6 +32,8 @@ original=0
 only_original=0
 quick=0
 bin_dir=""
+bench=""
+label=udpchat
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +41,8 @@ while [ $# -gt 0 ]; do
     --only-original) original=1; only_original=1; shift ;;
     --quick) quick=1; shift ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
+    --bench) bench="$2"; shift 2 ;;
+    --label) label="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     *) echo "unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
   esac
@@ -44,7 +53,7 @@ if [ -z "$bin_dir" ]; then
   swift build -c release >&2
   bin_dir=.build/release
 fi
-bench="$bin_dir/udpchat"
+[ -n "$bench" ] || bench="$bin_dir/udpchat"
 seconds=10; drain=30; settle=75; sessions=10000
 if [ "$quick" = 1 ]; then seconds=3; drain=10; settle=5; sessions=500; fi
 
@@ -96,28 +105,28 @@ closed() { fanout --warmup 2 "$@"; }
 if [ "$only_original" = 0 ]; then
 say "udpchat: 50 clients in 5 rooms, closed loop, default settings (MESSAGES_PER_USER=20)"
 start_udpchat 19991
-record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label udpchat)"
+record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label")"
 
 say "udpchat: 50 clients in 5 rooms, closed loop, no per-user limit"
 start_udpchat 19991 MESSAGES_PER_USER=1000000
-record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label udpchat-unlimited)"
+record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label-unlimited")"
 
 say "udpchat: saturation, 100 clients in one room, fixed rates"
 for rate in 175 250 300 350 400 450; do
-  record "$(fanout --server 127.0.0.1:19991 --clients 100 --rooms 1 --rate "$rate" --label udpchat)"
+  record "$(fanout --server 127.0.0.1:19991 --clients 100 --rooms 1 --rate "$rate" --label "$label")"
 done
 
 say "udpchat: saturation, 50 clients in 5 rooms, fixed rates"
 for rate in 1000 2000 2500; do
-  record "$(fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label udpchat)"
+  record "$(fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label "$label")"
 done
 
 say "udpchat: handshakes"
-record "$("$bench" bench handshakes --server 127.0.0.1:19991 --duration "$seconds" --label udpchat)"
+record "$("$bench" bench handshakes --server 127.0.0.1:19991 --duration "$seconds" --label "$label")"
 
 say "udpchat: $sessions idle sessions in 50 rooms"
 start_udpchat 19991
-record "$("$bench" bench idle --server 127.0.0.1:19991 --sessions "$sessions" --rooms 50 --settle "$settle" --label udpchat)"
+record "$("$bench" bench idle --server 127.0.0.1:19991 --sessions "$sessions" --rooms 50 --settle "$settle" --label "$label")"
 stop_all
 fi
 

@@ -320,6 +320,13 @@ final class BenchWorker: @unchecked Sendable {
                 if case .message(let event) = packet.packet { delivered(event, to: session) }
                 return
             }
+            // A MESSAGE_SENT for an earlier message (its own copy came first
+            // and confirmed it) must not confirm the one now waiting.
+            if case .messageSent(_, _, let content, _) = packet.packet,
+                !BenchText.isOwn(content, client: session.index, sequence: session.sequence)
+            {
+                return
+            }
             if let pending = session.pending, pending.types.contains(packet.packet.typeName) || packet.packet.typeName == "ERROR" {
                 session.pending = nil
                 pending.timer?.cancel()
