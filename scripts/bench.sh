@@ -68,10 +68,15 @@ trap 'stop_all; rm -rf "$work"' EXIT
 
 say() { printf '\n=== %s\n' "$*"; }
 record() {
-  # Prints a bench's output and keeps its JSON line.
-  local output="$1"
-  printf '%s\n' "$output"
-  if [ -n "$out" ]; then printf '%s\n' "$output" | grep '^{' >> "$out"; fi
+  # Runs a bench, prints its output and keeps its JSON line; a run that fails
+  # (a server that stopped answering) is reported and the next one goes on.
+  local output
+  if output=$("$@" 2>&1); then
+    printf '%s\n' "$output"
+    if [ -n "$out" ]; then printf '%s\n' "$output" | grep '^{' >> "$out"; fi
+  else
+    printf '%s\n(this run failed)\n' "$output"
+  fi
 }
 
 # Starts keys, store and edge on UDP $1 with extra settings in "$@"; waits for their ready lines.
@@ -105,28 +110,30 @@ closed() { fanout --warmup 2 "$@"; }
 if [ "$only_original" = 0 ]; then
 say "udpchat: 50 clients in 5 rooms, closed loop, default settings (MESSAGES_PER_USER=20)"
 start_udpchat 19991
-record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label")"
+record closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label"
 
 say "udpchat: 50 clients in 5 rooms, closed loop, no per-user limit"
 start_udpchat 19991 MESSAGES_PER_USER=1000000
-record "$(closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label-unlimited")"
+record closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label-unlimited"
 
 say "udpchat: saturation, 100 clients in one room, fixed rates"
 for rate in 175 250 300 350 400 450; do
-  record "$(fanout --server 127.0.0.1:19991 --clients 100 --rooms 1 --rate "$rate" --label "$label")"
+  record fanout --server 127.0.0.1:19991 --clients 100 --rooms 1 --rate "$rate" --label "$label"
 done
 
 say "udpchat: saturation, 50 clients in 5 rooms, fixed rates"
+start_udpchat 19991
 for rate in 1000 2000 2500; do
-  record "$(fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label "$label")"
+  record fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label "$label"
 done
 
 say "udpchat: handshakes"
-record "$("$bench" bench handshakes --server 127.0.0.1:19991 --duration "$seconds" --label "$label")"
+start_udpchat 19991
+record "$bench" bench handshakes --server 127.0.0.1:19991 --duration "$seconds" --label "$label"
 
 say "udpchat: $sessions idle sessions in 50 rooms"
 start_udpchat 19991
-record "$("$bench" bench idle --server 127.0.0.1:19991 --sessions "$sessions" --rooms 50 --settle "$settle" --label "$label")"
+record "$bench" bench idle --server 127.0.0.1:19991 --sessions "$sessions" --rooms 50 --settle "$settle" --label "$label"
 stop_all
 fi
 
@@ -142,9 +149,9 @@ if [ "$original" = 1 ]; then
     # No retries: the original refuses a repeated datagram ("This nonce was already used").
     # It sends no MESSAGE_SENT; a sender's own copy confirms, and when that never
     # comes (it sometimes does not) the sender moves on after 3 s.
-    record "$(closed --server 127.0.0.1:19992 --clients 50 --rooms 5 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --message-timeout 3 --retry-interval 0)"
+    record closed --server 127.0.0.1:19992 --clients 50 --rooms 5 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --message-timeout 3 --retry-interval 0
     say "original ($where): 100 clients in one room at 30 messages/s"
-    record "$(fanout --server 127.0.0.1:19992 --clients 100 --rooms 1 --rate 30 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --message-timeout 3 --retry-interval 0)"
+    record fanout --server 127.0.0.1:19992 --clients 100 --rooms 1 --rate 30 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --message-timeout 3 --retry-interval 0
     stop_all
   done
   rm -rf /dev/shm/udpchat-original-bench

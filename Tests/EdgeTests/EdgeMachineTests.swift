@@ -221,6 +221,53 @@ import Testing
         #expect(h.takeStoreCalls().contains { if case .loadPage = $0.call { true } else { false } })
     }
 
+    @Test func aForgedDatagramDuringTheLoadDoesNotKeepASessionFromItsBroadcasts() throws {
+        var h = try Harness()
+        let client = Client()
+        h.machine.start(h.time, &h.out)
+        let load = try #require(h.takeStoreCalls().first { if case .loadPage = $0.call { true } else { false } })
+        // Before the load is answered, a datagram naming the session (ids travel
+        // in clear) comes from elsewhere, sealed with a key that is not its.
+        let forged = Envelope.secure(
+            SecureEnvelope(
+                sessionId: client.sessionId, nonce: Hex.encode(Nonce.client(nanoseconds: client.clock + 500)),
+                ciphertext: Hex.encode([UInt8](repeating: 7, count: 48)))
+        ).encoded()
+        h.receive(forged, from: try SocketAddress(ipAddress: "127.0.0.9", port: 5555))
+        let restore = try #require(h.takeStoreCalls().first { if case .restore = $0.call { true } else { false } })
+        h.answerStore(restore.call) { $0.loadedSession = Self.loaded(client, cursor: 3) }
+        var key = IPCKeysResponse()
+        key.unwrapped.sessionKey = Data(client.cipher.keyBytes)
+        h.machine.keysAnswered(try #require(h.takeKeysCalls().first).call, .success(key), h.time, &h.out)
+        #expect(Self.messages(h.takeDatagrams(), for: client).isEmpty)
+        // The load then brings the session with the address its client used.
+        h.answerStore(load.call) { response in
+            response.loadedSessions.sessions = [Self.loaded(client, cursor: 3)]
+            response.loadedSessions.more = false
+        }
+        var keys = IPCKeysResponse()
+        keys.unwrappedKeys.sessionKeys = [Data(client.cipher.keyBytes)]
+        h.machine.keysAnswered(try #require(h.takeKeysCalls().first).call, .success(keys), h.time, &h.out)
+        h.answerReads((1...4).map { Self.message($0) })
+        let datagrams = h.takeDatagrams()
+        #expect(datagrams.allSatisfy { $0.address == Self.clientAddress })
+        #expect(Self.messages(datagrams, for: client).map(\.id) == [40])
+    }
+
+    @Test func anErrorWithoutAUserLeavesTheSessionsUserAsItWas() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, user: "u1", cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        h.receive(client.datagram(.login(email: "someone@example.com", password: "wrong")))
+        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        // A login refused by its throttle, before any transaction: no user in the answer.
+        h.answerStore(call.call) { $0.error.message = "Too many failed logins for this account; try again in 60 s." }
+        let index = try #require(h.machine.table.index(of: client.sessionId))
+        #expect(h.machine.table[index]?.userId == "u1")
+        #expect(h.machine.delivery.sessions[index]?.userId == "u1")
+    }
+
     @Test func aSenderOverItsMessageRateGetsAnErrorAndTheStoreNothing() throws {
         var h = try Harness(["MESSAGES_PER_USER": "5"])
         var client = Client()
@@ -236,10 +283,16 @@ import Testing
             h.answerStore(call.call) { $0.done = IPCDone() }
         }
         #expect(posted == 10)
-        // A second later five more are welcome.
+        // A second later five more are welcome: no error, and all five reach the store.
         h.advance(milliseconds: 1000)
         for n in 0..<5 { h.receive(client.datagram(.message(roomId: Self.room, content: "later \(n)"))) }
         #expect(h.takeDatagrams().compactMap { client.open($0.bytes) }.isEmpty)
+        posted = 0
+        while let call = h.takeStoreCalls().first(where: { if case .request = $0.call { true } else { false } }) {
+            posted += 1
+            h.answerStore(call.call) { $0.done = IPCDone() }
+        }
+        #expect(posted == 5)
     }
 
     @Test func aDatagramForASessionNotInMemoryWaitsWhileItIsRestored() throws {

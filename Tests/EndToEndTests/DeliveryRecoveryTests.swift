@@ -10,16 +10,19 @@ import Testing
 /// once, in commit order.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct DeliveryRecoveryTests {
-    /// A sender posting one message every `pause`, waiting for each MESSAGE_SENT.
+    /// A sender posting a message every `interval` (25 a second), each
+    /// after the previous one's MESSAGE_SENT or failure (while a program is
+    /// down it falls behind that pace, then catches up).
     final class Sender: Sendable {
         let confirmed = MutexBox<[Int64]>([])
         let failures = MutexBox(0)
         private let stop = MutexBox(false)
         private let task = MutexBox<Task<Void, Never>?>(nil)
 
-        func start(_ client: ChatClient, room: String, pause: Duration = .milliseconds(40)) {
+        func start(_ client: ChatClient, room: String, interval: Duration = .milliseconds(40)) {
             task.value = Task {
                 var n = 0
+                var next = ContinuousClock.now
                 while !self.stop.value {
                     n += 1
                     do {
@@ -28,7 +31,8 @@ struct DeliveryRecoveryTests {
                     } catch {
                         self.failures.mutate { $0 += 1 }
                     }
-                    try? await Task.sleep(for: pause)
+                    next = max(next + interval, ContinuousClock.now - interval * 25)
+                    try? await Task.sleep(until: next)
                 }
             }
         }
@@ -50,11 +54,11 @@ struct DeliveryRecoveryTests {
         }
     }
 
-    /// The messages `listener` is shown (its client drops repeated copies
-    /// by `msg_id`, as a client may), until every id in `expected` was
-    /// shown or `limit` passed.
-    static func shown(by listener: ChatClient, expecting expected: [Int64], within limit: Duration = .seconds(60)) async -> [Int64] {
-        var shown: [Int64] = []
+    /// The messages `listener` is shown (its client shows a message once by
+    /// its `message_id`, as the web client does), until every id in
+    /// `expected` was shown or `limit` passed.
+    static func shown(by listener: ChatClient, expecting expected: [Int64], within limit: Duration = .seconds(60)) async -> [MessageEvent] {
+        var shown: [MessageEvent] = []
         var missing = Set(expected)
         let deadline = ContinuousClock.now + limit
         while !missing.isEmpty && ContinuousClock.now < deadline {
@@ -63,7 +67,7 @@ struct DeliveryRecoveryTests {
                     timeout: .seconds(2), where: { if case .message = $0.packet { return true } else { return false } }),
                 case .message(let event) = received.packet
             else { continue }
-            shown.append(event.messageId)
+            shown.append(event)
             missing.remove(event.messageId)
         }
         // Anything else already here (copies of messages not confirmed to the sender).
@@ -71,7 +75,7 @@ struct DeliveryRecoveryTests {
             timeout: .milliseconds(300), where: { if case .message = $0.packet { return true } else { return false } }),
             case .message(let event) = received.packet
         {
-            shown.append(event.messageId)
+            shown.append(event)
         }
         return shown
     }
@@ -84,6 +88,25 @@ struct DeliveryRecoveryTests {
             if let received = client.open(datagram), case .message(let event) = received.packet { copies[event.messageId, default: 0] += 1 }
         }
         return copies
+    }
+
+    /// Runs `body` with the clients and traffic, and stops them whatever happens.
+    static func run(
+        _ system: TestSystem, _ body: (ChatClient, ChatClient, RoomRef, Sender) async throws -> Void
+    ) async throws {
+        let (sender, listener, room) = try await scene(system)
+        let traffic = Sender()
+        do {
+            try await body(sender, listener, room, traffic)
+        } catch {
+            await traffic.finish()
+            await sender.close()
+            await listener.close()
+            throw error
+        }
+        await traffic.finish()
+        await sender.close()
+        await listener.close()
     }
 
     static func scene(_ system: TestSystem) async throws -> (sender: ChatClient, listener: ChatClient, room: RoomRef) {
@@ -104,56 +127,68 @@ struct DeliveryRecoveryTests {
         return (sender, listener, room)
     }
 
-    /// Checks what the listener was shown against what the sender had confirmed.
-    static func check(_ shown: [Int64], confirmed: [Int64], _ listener: ChatClient, _ label: String) {
+    /// Checks what a member was shown against what the sender had confirmed:
+    /// every confirmed message, each once (no text twice: a request sent
+    /// again through a restart is not stored twice), in commit order.
+    static func check(_ events: [MessageEvent], confirmed: [Int64], failures: Int, _ member: ChatClient, _ label: String) {
+        let shown = events.map(\.messageId)
+        #expect(confirmed.count >= 100, "\(label): only \(confirmed.count) messages were confirmed")
         let missing = Set(confirmed).subtracting(shown)
         #expect(missing.isEmpty, "\(label): \(missing.count) of \(confirmed.count) confirmed messages never shown: \(missing.sorted().prefix(20))")
         #expect(Set(shown).count == shown.count, "\(label): a message was shown twice")
+        let texts = events.map(\.content)
+        #expect(Set(texts).count == texts.count, "\(label): a message was stored twice")
         #expect(shown == shown.sorted(), "\(label): shown out of commit order")
-        let copies = wireCopies(listener)
+        let copies = wireCopies(member)
         let repeated = copies.values.filter { $0 > 1 }.count
         print(
-            "\(label): \(confirmed.count) confirmed, \(shown.count) shown (\(shown.count - confirmed.count) committed without"
-                + " MESSAGE_SENT reaching the sender); \(repeated) messages arrived more than once on the wire")
+            "\(label): \(confirmed.count) confirmed (\(failures) sends failed while a program was down), \(shown.count) shown"
+                + " (\(shown.count - confirmed.count) committed without MESSAGE_SENT reaching the sender);"
+                + " \(repeated) messages arrived more than once on the wire")
     }
 
     @Test func killingTheEdgeTwiceThenTheStoreTwiceLosesNoConfirmedMessage() async throws {
         try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
-            let (sender, listener, room) = try await Self.scene(system)
-            let traffic = Sender()
-            traffic.start(sender, room: room.roomId)
-            #expect(await traffic.waitForProgress(), "messages flow at first")
-            for round in 1...2 {
-                try await system.restartEdge(signal: SIGKILL)
-                #expect(await traffic.waitForProgress(), "messages flow after edge restart \(round)")
+            try await Self.run(system) { sender, listener, room, traffic in
+                traffic.start(sender, room: room.roomId)
+                #expect(await traffic.waitForProgress(), "messages flow at first")
+                for round in 1...2 {
+                    try await system.restartEdge(signal: SIGKILL)
+                    #expect(await traffic.waitForProgress(), "messages flow after edge restart \(round)")
+                }
+                for round in 1...2 {
+                    try await system.restartStore(signal: SIGKILL)
+                    #expect(await traffic.waitForProgress(), "messages flow after store restart \(round)")
+                }
+                await traffic.finish()
+                let confirmed = traffic.confirmed.value
+                // Both members: the one that only listens, and the sender (its own copies).
+                Self.check(
+                    await Self.shown(by: listener, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, listener,
+                    "SIGKILL edge x2, store x2, listener")
+                Self.check(
+                    await Self.shown(by: sender, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, sender,
+                    "SIGKILL edge x2, store x2, sender")
             }
-            for round in 1...2 {
-                try await system.restartStore(signal: SIGKILL)
-                #expect(await traffic.waitForProgress(), "messages flow after store restart \(round)")
-            }
-            await traffic.finish()
-            let confirmed = traffic.confirmed.value
-            let shown = await Self.shown(by: listener, expecting: confirmed)
-            Self.check(shown, confirmed: confirmed, listener, "SIGKILL edge x2, store x2")
-            await sender.close()
-            await listener.close()
         }
     }
 
     @Test func aGracefulEdgeRestartLosesNoConfirmedMessage() async throws {
         try await withSystem { system in
-            let (sender, listener, room) = try await Self.scene(system)
-            let traffic = Sender()
-            traffic.start(sender, room: room.roomId)
-            #expect(await traffic.waitForProgress(), "messages flow at first")
-            try await system.restartEdge(signal: SIGTERM)
-            #expect(await traffic.waitForProgress(), "messages flow after the restart")
-            await traffic.finish()
-            let confirmed = traffic.confirmed.value
-            let shown = await Self.shown(by: listener, expecting: confirmed)
-            Self.check(shown, confirmed: confirmed, listener, "SIGTERM edge")
-            await sender.close()
-            await listener.close()
+            try await Self.run(system) { sender, listener, room, traffic in
+                traffic.start(sender, room: room.roomId)
+                #expect(await traffic.waitForProgress(50), "messages flow at first")
+                try await system.restartEdge(signal: SIGTERM)
+                #expect(await traffic.waitForProgress(50), "messages flow after the restart")
+                await traffic.finish()
+                let confirmed = traffic.confirmed.value
+                Self.check(
+                    await Self.shown(by: listener, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, listener,
+                    "SIGTERM edge, listener")
+                Self.check(
+                    await Self.shown(by: sender, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, sender,
+                    "SIGTERM edge, sender")
+            }
         }
     }
 
@@ -163,7 +198,7 @@ struct DeliveryRecoveryTests {
         try await withSystem { system in
             let (sender, listener, room) = try await Self.scene(system)
             let before = try await sender.sendMessage(roomId: room.roomId, content: "before")
-            #expect(await Self.shown(by: listener, expecting: [before.messageId]) == [before.messageId])
+            #expect(await Self.shown(by: listener, expecting: [before.messageId]).map(\.messageId) == [before.messageId])
             // Once the edge has reported the listener's cursor past it (event 2:
             // the listener's MEMBER_JOINED was 1), the edge dies.
             let session = try #require(listener.session?.sessionId)
@@ -174,12 +209,13 @@ struct DeliveryRecoveryTests {
                     try await system.queryDatabase(
                         "SELECT c.seq FROM session_cursors c JOIN sessions s ON s.id = c.session_id WHERE s.session_id = ?", [session])
                         ?? "0") ?? 0
+                if cursor < 2 { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(cursor == 2, "the edge reported the listener's cursor")
             try await system.restartEdge(signal: SIGKILL)
             let after = try await sender.sendMessage(roomId: room.roomId, content: "after")
             let shown = await Self.shown(by: listener, expecting: [after.messageId], within: .seconds(20))
-            #expect(shown.contains(after.messageId), "the silent member never got the message sent after the restart")
+            #expect(shown.map(\.messageId).contains(after.messageId), "the silent member never got the message sent after the restart")
             await sender.close()
             await listener.close()
         }

@@ -81,6 +81,11 @@ final class LossyProxy: @unchecked Sendable {
         (try? await loop.submit { self.toServer.contains(datagram) }.get()) ?? false
     }
 
+    /// The counts so far, read on the proxy's loop.
+    func currentCounts() async -> (forwarded: Int, dropped: Int, duplicated: Int, corrupted: Int) {
+        (try? await loop.submit { self.counts }.get()) ?? (0, 0, 0, 0)
+    }
+
     func close() async {
         try? await group.shutdownGracefully()
     }

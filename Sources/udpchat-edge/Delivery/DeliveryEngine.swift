@@ -467,7 +467,8 @@ struct DeliveryEngine {
                 return
             }
             sessions[s]!.follows[f].sent = next
-            var deliver = sessions[s]!.follows[f].member
+            let memberBefore = sessions[s]!.follows[f].member
+            var deliver = memberBefore
             switch entry.subject {
             case .joined(let user) where user == userId:
                 sessions[s]!.follows[f].member = true
@@ -481,7 +482,7 @@ struct DeliveryEngine {
             }
             if deliver {
                 let due = now &+ firstTimeout(s)
-                var copy = InFlightCopy(seq: next, firstSent: now, lastSent: now, transmissions: 1, due: due)
+                var copy = InFlightCopy(seq: next, firstSent: now, lastSent: now, transmissions: 1, due: due, memberBefore: memberBefore)
                 copy.sent.record(1, at: now)
                 sessions[s]!.follows[f].inFlight.append(copy)
                 deadlines.insert(Deadline(due: due, session: s, room: room, seq: next))
@@ -599,10 +600,7 @@ struct DeliveryEngine {
             deadlines.insert(Deadline(due: due, session: s, room: deadline.room, seq: copy.seq))
             guard case .entry(let entry)? = rooms[deadline.room]?.lookup(copy.seq), let key = rooms[deadline.room]?.key else {
                 // Evicted from memory meanwhile (a huge burst): read it back, send it then.
-                sessions[s]!.follows[f].inFlight.remove(at: index)
-                sessions[s]!.follows[f].sent = copy.seq - 1
-                sessions[s]!.follows[f].inFlight.removeAll { $0.seq > copy.seq }
-                sessions[s]!.follows[f].settle()
+                sessions[s]!.follows[f].rewind(to: copy.seq)
                 pump(s, room: deadline.room, now: now, &out)
                 return
             }
@@ -652,13 +650,15 @@ struct DeliveryEngine {
 
     /// Stops sending to the session. Its cursors stay where they are, so
     /// when it speaks again it receives everything from there on; its
-    /// notices are dropped.
+    /// notices are dropped. Copies sent again then carry new ids: a late
+    /// ACK of an earlier transmission would otherwise pass for theirs and
+    /// give a round trip of almost nothing.
     private mutating func markUnreachable(_ s: Int32, _ out: inout [Output]) {
         sessions[s]!.unreachable = true
+        sessions[s]!.salt = MessageIdentifier.nextSalt(sessions[s]!.salt)
         sessions[s]!.control.removeAll()
         for f in sessions[s]!.follows.indices {
-            sessions[s]!.follows[f].inFlight.removeAll()
-            sessions[s]!.follows[f].sent = sessions[s]!.follows[f].delivered
+            sessions[s]!.follows[f].rewind(to: sessions[s]!.follows[f].delivered + 1)
         }
         out.append(.unreachable(session: s))
     }

@@ -54,6 +54,9 @@ struct MessageIdentifier: Hashable {
         return salt
     }
 
+    /// The salt that follows `salt` (a bijection: a session's salts do not repeat soon).
+    static func nextSalt(_ salt: UInt64) -> UInt64 { salt &* 0x9E37_79B9_7F4A_7C15 &+ 1 }
+
     /// A random id, for broadcasts outside the rooms' sequences.
     static func random() -> MessageIdentifier {
         var generator = SystemRandomNumberGenerator()

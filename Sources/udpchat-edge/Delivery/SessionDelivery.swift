@@ -5,8 +5,10 @@ import Common
 /// session stays the same however far behind it falls; what it has not
 /// received yet is in the room logs (and, further back, in the store).
 struct SessionDelivery {
-    /// Mixed into the ids of its copies of room events (``MessageIdentifier``).
-    let salt: UInt64
+    /// Mixed into the ids of its copies of room events (``MessageIdentifier``);
+    /// changed when the session is given up as unreachable, so an ACK of a
+    /// copy sent before then cannot pass for one of the copies sent after.
+    var salt: UInt64
     /// Its source address (the IP), whose round trips new sessions from it start with.
     var source: String?
     /// The logged-in user (events of rooms follow the user's membership).
@@ -86,6 +88,16 @@ struct RoomFollow {
     mutating func settle() {
         delivered = inFlight.first.map { $0.seq - 1 } ?? sent
     }
+
+    /// Forgets the copies on their way from `seq` on, to send them again:
+    /// `sent` and `member` go back to what they were just before `seq`.
+    mutating func rewind(to seq: UInt64) {
+        guard let first = inFlight.firstIndex(where: { $0.seq >= seq }) else { return }
+        member = inFlight[first].memberBefore
+        inFlight.removeSubrange(first...)
+        sent = seq - 1
+        settle()
+    }
 }
 
 /// A copy on its way: when it was first and last sent, and when it is due again.
@@ -95,6 +107,9 @@ struct InFlightCopy {
     var lastSent: UInt64
     var transmissions: Int
     var due: UInt64
+    /// The follow's `member` before this event: what it is again if
+    /// delivery rewinds to just before it.
+    var memberBefore = true
     /// When its latest transmissions went out, for the round trip of the one an ACK names.
     var sent = SendTimes()
 }

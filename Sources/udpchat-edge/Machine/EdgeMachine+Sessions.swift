@@ -168,6 +168,16 @@ extension EdgeMachine {
         var added = 0
         for (loaded, key) in zip(page, keys.sessionKeys) {
             if let index = table.index(of: loaded.sessionID) {
+                // Restored for a datagram that never verified (anyone may name
+                // a session): the store's address is the one its client used.
+                if table[index]?.state == .restored, let address = AddressText.parse(loaded.address) {
+                    table.update(index) { session in
+                        session.address = address
+                        session.state = .active
+                    }
+                    delivery.heard(index, now: now.monotonic, &actions)
+                    loadAddedFollows = true  // its rooms are read after the load, as a new session's
+                }
                 if delivery.addMissingFollows(index, loaded.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions) {
                     loadAddedFollows = true
                 }
