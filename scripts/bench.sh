@@ -127,6 +127,12 @@ for rate in 1000 2000 2500; do
   record fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label "$label"
 done
 
+say "udpchat: saturation, 200 clients in 4 rooms of 50, fixed rates"
+start_udpchat 19991
+for rate in 600 800 1000; do
+  record fanout --server 127.0.0.1:19991 --clients 200 --rooms 4 --rate "$rate" --label "$label"
+done
+
 say "udpchat: handshakes"
 start_udpchat 19991
 record "$bench" bench handshakes --server 127.0.0.1:19991 --duration "$seconds" --label "$label"
