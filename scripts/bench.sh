@@ -117,18 +117,19 @@ start_udpchat 19991 MESSAGES_PER_USER=1000000
 record closed --server 127.0.0.1:19991 --clients 50 --rooms 5 --label "$label-unlimited"
 
 say "udpchat: saturation, 100 clients in one room, fixed rates"
-for rate in 175 250 300 350 400 450; do
+start_udpchat 19991 MESSAGES_PER_USER=1000000
+for rate in 200 250 300 350 400 450; do
   record fanout --server 127.0.0.1:19991 --clients 100 --rooms 1 --rate "$rate" --label "$label"
 done
 
 say "udpchat: saturation, 50 clients in 5 rooms, fixed rates"
-start_udpchat 19991
+start_udpchat 19991 MESSAGES_PER_USER=1000000
 for rate in 1000 2000 2500; do
   record fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label "$label"
 done
 
 say "udpchat: saturation, 200 clients in 4 rooms of 50, fixed rates"
-start_udpchat 19991
+start_udpchat 19991 MESSAGES_PER_USER=1000000
 for rate in 600 800 1000; do
   record fanout --server 127.0.0.1:19991 --clients 200 --rooms 4 --rate "$rate" --label "$label"
 done

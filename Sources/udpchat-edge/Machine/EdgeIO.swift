@@ -45,7 +45,8 @@ enum KeysCall: Sendable {
     /// The key of one session being restored for a datagram that named it.
     case unwrap(sessionId: String, loaded: IPCLoadedSession)
     /// The keys of a page of sessions loaded at start or on resynchronisation.
-    case unwrapPage([IPCLoadedSession], resync: Bool, more: Bool)
+    /// Sessions of a page new to this edge; `last` is the page's last id, where the next page starts.
+    case unwrapPage([IPCLoadedSession], resync: Bool, more: Bool, last: String)
 }
 
 /// Why the machine called udpchat-store.

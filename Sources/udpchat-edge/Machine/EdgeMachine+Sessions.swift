@@ -13,8 +13,8 @@ extension EdgeMachine {
             handshakeSigned(result, sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, answering: request, now, &out)
         case .unwrap(let sessionId, let loaded):
             sessionUnwrapped(sessionId, loaded, result, now, &out)
-        case .unwrapPage(let page, let resync, let more):
-            pageUnwrapped(page, resync: resync, more: more, result, now, &out)
+        case .unwrapPage(let page, let resync, let more, let last):
+            pageUnwrapped(page, resync: resync, more: more, last: last, result, now, &out)
         }
     }
 
@@ -141,8 +141,23 @@ extension EdgeMachine {
             loadingDone(now, &out)
             return
         }
+        // Sessions already here need no key: only those new to this edge go to udpchat-keys.
+        var actions: [DeliveryEngine.Output] = []
+        var unknown: [IPCLoadedSession] = []
+        for loaded in page.sessions {
+            if let index = table.index(of: loaded.sessionID) {
+                merge(loaded, into: index, now, &actions)
+            } else {
+                unknown.append(loaded)
+            }
+        }
+        perform(actions, now, &out)
+        guard !unknown.isEmpty else {
+            nextPage(after: page.sessions.last!.sessionID, more: page.more, resync: resync, now, &out)
+            return
+        }
         var unwrap = IPCUnwrapSessionKeys()
-        unwrap.keys = page.sessions.map { session in
+        unwrap.keys = unknown.map { session in
             var key = IPCUnwrapSessionKey()
             key.sessionID = session.sessionID
             key.wrappedKey = session.wrappedKey
@@ -150,11 +165,11 @@ extension EdgeMachine {
         }
         var request = IPCKeysRequest()
         request.unwrapSessionKeys = unwrap
-        out.keysCalls.append((request, .unwrapPage(page.sessions, resync: resync, more: page.more)))
+        out.keysCalls.append((request, .unwrapPage(unknown, resync: resync, more: page.more, last: page.sessions.last!.sessionID)))
     }
 
     private mutating func pageUnwrapped(
-        _ page: [IPCLoadedSession], resync: Bool, more: Bool, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime,
+        _ page: [IPCLoadedSession], resync: Bool, more: Bool, last: String, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime,
         _ out: inout EdgeOutput
     ) {
         guard case .success(let response) = result, case .unwrappedKeys(let keys)? = response.result,
@@ -168,19 +183,8 @@ extension EdgeMachine {
         var added = 0
         for (loaded, key) in zip(page, keys.sessionKeys) {
             if let index = table.index(of: loaded.sessionID) {
-                // Restored for a datagram that never verified (anyone may name
-                // a session): the store's address is the one its client used.
-                if table[index]?.state == .restored, let address = AddressText.parse(loaded.address) {
-                    table.update(index) { session in
-                        session.address = address
-                        session.state = .active
-                    }
-                    delivery.heard(index, now: now.monotonic, &actions)
-                    loadAddedFollows = true  // its rooms are read after the load, as a new session's
-                }
-                if delivery.addMissingFollows(index, loaded.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions) {
-                    loadAddedFollows = true
-                }
+                // Restored meanwhile, for a datagram of its own.
+                merge(loaded, into: index, now, &actions)
                 continue
             }
             guard let cipher = SessionCipher(keyBytes: [UInt8](key)), let address = AddressText.parse(loaded.address) else { continue }
@@ -192,10 +196,31 @@ extension EdgeMachine {
             logger.info("resumed \(added) sessions active lately")
         }
         perform(actions, now, &out)
-        if more, let last = page.last {
-            loadSessions(after: last.sessionID, resync: resync, now, &out)
+        nextPage(after: last, more: more, resync: resync, now, &out)
+    }
+
+    private mutating func nextPage(after last: String, more: Bool, resync: Bool, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        if more {
+            loadSessions(after: last, resync: resync, now, &out)
         } else {
             loadingDone(now, &out)
+        }
+    }
+
+    /// A loaded session this edge holds already gains the rooms it did not follow.
+    private mutating func merge(_ loaded: IPCLoadedSession, into index: SessionTable.Index, _ now: EdgeTime, _ actions: inout [DeliveryEngine.Output]) {
+        // Restored for a datagram that never verified (anyone may name a
+        // session): the store's address is the one its client used.
+        if table[index]?.state == .restored, let address = AddressText.parse(loaded.address) {
+            table.update(index) { session in
+                session.address = address
+                session.state = .active
+            }
+            delivery.heard(index, now: now.monotonic, &actions)
+            loadAddedFollows = true  // its rooms are read after the load, as a new session's
+        }
+        if delivery.addMissingFollows(index, loaded.cursors.map { ($0.roomID, $0.seq) }, now: now.monotonic, &actions) {
+            loadAddedFollows = true
         }
     }
 

@@ -67,6 +67,8 @@ struct EdgeCommand: AsyncParsableCommand {
                 // recvmmsg: up to 16 datagrams a read, each with room for the largest accepted.
                 .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * readSize))
+                // Nothing is read before the server starts (its machine and channel set).
+                .channelOption(.autoRead, value: false)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(DatagramHandler(server: server, logger: logger))

@@ -45,6 +45,9 @@ final class EdgeServer: @unchecked Sendable {
             self.channel = channel
             machine.start(.now(), &output)
             carryOut()
+            channel.setOption(.autoRead, value: true).whenFailure { [self] error in
+                logger.error("reading datagrams could not start: \(error)")
+            }
             housekeeping = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { [self] _ in
                 tick()
             }
