@@ -68,7 +68,8 @@ extension ChatClient {
     public func sendMessage(roomId: String, content: String) async throws -> (messageId: Int64, timestamp: Int64) {
         guard
             case .messageSent(let id, _, _, let timestamp) = try await request(
-                .message(roomId: roomId, content: content), expecting: ["MESSAGE_SENT"])
+                .message(roomId: roomId, content: content), expecting: ["MESSAGE_SENT"],
+                owns: { if case .messageSent(_, roomId, content, _) = $0 { true } else { false } })
         else { throw unexpected() }
         return (id, timestamp)
     }

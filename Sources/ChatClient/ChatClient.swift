@@ -78,6 +78,10 @@ public final class ChatClient: Sendable {
     private struct Waiter {
         var id: UInt64
         var types: Set<String>
+        /// Which reply of those types is this request's, when the reply says
+        /// (a MESSAGE_SENT repeats the message): with several requests of a
+        /// type on their way, each takes its own.
+        var owns: (@Sendable (ServerPacket) -> Bool)?
         var continuation: CheckedContinuation<Arrival, any Error>
     }
 
@@ -212,8 +216,10 @@ public final class ChatClient: Sendable {
     /// `expecting`. An `ERROR` reply throws ``ChatClientError/refused(_:)``
     /// unless `ERROR` is expected; a `SERVER_ERROR` throws
     /// ``ChatClientError/serverError(_:)``.
-    public func request(_ packet: ClientPacket, expecting types: Set<String>) async throws -> ServerPacket {
-        let arrival = try await exchange(try sealed(packet), expecting: types.union(["ERROR"]))
+    public func request(
+        _ packet: ClientPacket, expecting types: Set<String>, owns: (@Sendable (ServerPacket) -> Bool)? = nil
+    ) async throws -> ServerPacket {
+        let arrival = try await exchange(try sealed(packet), expecting: types.union(["ERROR"]), owns: owns)
         switch arrival {
         case .packet(let received):
             if case .error(let message) = received.packet, !types.contains("ERROR") { throw ChatClientError.refused(message) }
@@ -258,7 +264,9 @@ public final class ChatClient: Sendable {
 
     /// Sends a datagram and waits for the first arrival of a type in
     /// `types` (`SERVER_ERROR` always counts).
-    public func exchange(_ datagram: [UInt8], expecting types: Set<String>, timeout: Duration? = nil) async throws -> Arrival {
+    public func exchange(
+        _ datagram: [UInt8], expecting types: Set<String>, timeout: Duration? = nil, owns: (@Sendable (ServerPacket) -> Bool)? = nil
+    ) async throws -> Arrival {
         let waiterId = state.withLock { state -> UInt64 in
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
@@ -269,7 +277,7 @@ public final class ChatClient: Sendable {
                 try await withCheckedThrowingContinuation { continuation in
                     self.state.withLock { state in
                         state.waiters.append(
-                            Waiter(id: waiterId, types: types.union(["SERVER_ERROR"]), continuation: continuation))
+                            Waiter(id: waiterId, types: types.union(["SERVER_ERROR"]), owns: owns, continuation: continuation))
                     }
                     do {
                         try self.sendRaw(datagram)
@@ -429,11 +437,22 @@ public final class ChatClient: Sendable {
         waiter?.continuation.resume(returning: received)
     }
 
-    /// Hands `arrival` to the oldest request waiting for its type; false when none is.
+    /// Hands `arrival` to the request it answers: the oldest waiting for its
+    /// type that owns it, else the oldest waiting for its type; false when
+    /// none is. (Taken by the wrong request, a reply would be lost to its
+    /// own: the server repeats a reply as the same datagram, which the
+    /// client then drops as seen.)
     @discardableResult
     private func resolve(_ type: String, _ arrival: Arrival) -> Bool {
         let waiter = state.withLock { state -> Waiter? in
-            guard let index = state.waiters.firstIndex(where: { $0.types.contains(type) }) else { return nil }
+            let candidates = state.waiters.indices.filter { state.waiters[$0].types.contains(type) }
+            var chosen = candidates.first
+            if case .packet(let received) = arrival,
+                let owner = candidates.first(where: { state.waiters[$0].owns?(received.packet) == true })
+            {
+                chosen = owner
+            }
+            guard let index = chosen else { return nil }
             return state.waiters.remove(at: index)
         }
         waiter?.continuation.resume(returning: arrival)
