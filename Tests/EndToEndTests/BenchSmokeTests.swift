@@ -25,6 +25,7 @@ struct BenchSmokeTests {
             let confirmed = report["confirmed"]?.intValue ?? 0
             #expect(confirmed > 10, "messages were confirmed")
             #expect(report["lost"]?.intValue == 0, "nothing lost")
+            #expect(report["unanswered"]?.intValue == 0 && report["refused"]?.intValue == 0, "every message confirmed")
             // Three members per room: each confirmed message is delivered three times.
             #expect(report["deliveries"]?.intValue == 3 * confirmed)
             #expect(report["label"]?.stringValue == "smoke")
