@@ -69,7 +69,10 @@ extension ChatClient {
         guard
             case .messageSent(let id, _, _, let timestamp) = try await request(
                 .message(roomId: roomId, content: content), expecting: ["MESSAGE_SENT"],
-                owns: { if case .messageSent(_, roomId, content, _) = $0 { true } else { false } })
+                owns: { [room = TextRules.trimmed(roomId), text = TextRules.trimmed(content)] in
+                    // The server trims text fields, as the protocol says.
+                    if case .messageSent(_, room, text, _) = $0 { true } else { false }
+                })
         else { throw unexpected() }
         return (id, timestamp)
     }

@@ -438,19 +438,18 @@ public final class ChatClient: Sendable {
     }
 
     /// Hands `arrival` to the request it answers: the oldest waiting for its
-    /// type that owns it, else the oldest waiting for its type; false when
-    /// none is. (Taken by the wrong request, a reply would be lost to its
-    /// own: the server repeats a reply as the same datagram, which the
-    /// client then drops as seen.)
+    /// type that owns it, or cannot tell (an ERROR names no request); else,
+    /// when only one waits for its type, that one; false when none does.
+    /// Taken by the wrong request, a reply would be lost to its own: the
+    /// server repeats a reply as the same datagram, which the client drops
+    /// as seen.
     @discardableResult
     private func resolve(_ type: String, _ arrival: Arrival) -> Bool {
         let waiter = state.withLock { state -> Waiter? in
             let candidates = state.waiters.indices.filter { state.waiters[$0].types.contains(type) }
             var chosen = candidates.first
-            if case .packet(let received) = arrival,
-                let owner = candidates.first(where: { state.waiters[$0].owns?(received.packet) == true })
-            {
-                chosen = owner
+            if case .packet(let received) = arrival, type != "ERROR", candidates.count > 1 {
+                chosen = candidates.first { state.waiters[$0].owns.map { $0(received.packet) } ?? true }
             }
             guard let index = chosen else { return nil }
             return state.waiters.remove(at: index)

@@ -111,7 +111,7 @@ final class StoreService: Sendable {
                 ? Outcome.respond { $0.done = IPCDone() }.response
                 : Outcome.error(ProtocolText.packetFailurePrefix + "the database does not answer").response
         case nil:
-            return Outcome.error(ProtocolText.packetFailurePrefix + "the request names no operation").response
+            return Self.beforeTheOperation(Outcome.error(ProtocolText.packetFailurePrefix + "the request names no operation").response)
         }
     }
 
@@ -156,7 +156,7 @@ final class StoreService: Sendable {
         let email = login.email
         let password = login.hasPassword ? login.password : nil
         if let wait = loginGuard.withLock({ $0.wait(for: email, now: MonotonicClock.now()) }) {
-            return Outcome.error("Too many failed logins for this account; try again in \(wait) s.").response
+            return Self.beforeTheOperation(Outcome.error("Too many failed logins for this account; try again in \(wait) s.").response)
         }
         var check = PasswordCheck.notChecked
         if let password, !password.isEmpty, let stored = try? await backend.read({ tx in try tx.user(email: email)?.passwordHash }),
@@ -166,7 +166,7 @@ final class StoreService: Sendable {
                 guard PasswordHash.verify(password, against: stored) else { return .mismatched }
                 return .matched(stored: stored, upgrade: PasswordHash.isLegacy(stored) ? try? PasswordHash.make(password) : nil)
             }
-            guard let result else { return Outcome.error("The server is busy; try again in a moment.").response }
+            guard let result else { return Self.beforeTheOperation(Outcome.error("The server is busy; try again in a moment.").response) }
             check = result
         }
         let requirePasswords = self.requirePasswords
@@ -230,6 +230,13 @@ final class StoreService: Sendable {
 
     private func failure(_ error: any Error, _ ops: Operations) -> IPCStoreResponse {
         logger.error("storage failure: \(error)", metadata: ["session": "\(ops.sessionId)"])
-        return Outcome.error(ProtocolText.packetFailurePrefix + "the store could not complete the request").response
+        return Self.beforeTheOperation(Outcome.error(ProtocolText.packetFailurePrefix + "the store could not complete the request").response)
+    }
+
+    /// An error that says nothing of the session's user (the operation did not run).
+    private static func beforeTheOperation(_ response: IPCStoreResponse) -> IPCStoreResponse {
+        var response = response
+        response.userUnknown = true
+        return response
     }
 }

@@ -223,8 +223,10 @@ import Testing
 
     @Test func aResynchronisationUnwrapsOnlyTheKeysOfSessionsNewToTheEdge() throws {
         var h = try Harness()
-        let known = Client()
-        let new = Client()
+        // The new session's id sorts first: the next page must start after the page's last, the known one.
+        var known = Client()
+        var new = Client()
+        if new.sessionId > known.sessionId { swap(&known, &new) }
         try h.start(with: [(Self.loaded(known, cursor: 1), known.cipher)], events: [Self.message(1)])
         h.mark("run-a", 7)
         _ = h.takeStoreCalls()
@@ -240,7 +242,7 @@ import Testing
         #expect(h.machine.table.index(of: new.sessionId) != nil)
         // The next page starts after the page's last session, whichever it was.
         let next = try #require(h.takeStoreCalls().first { if case .loadPage = $0.call { true } else { false } })
-        #expect(next.request.loadSessions.afterSessionID == max(known.sessionId, new.sessionId))
+        #expect(next.request.loadSessions.afterSessionID == known.sessionId)
         // A page of sessions all known asks udpchat-keys nothing.
         h.answerStore(next.call) { response in
             response.loadedSessions.sessions = [Self.loaded(known, cursor: 1)]
@@ -288,11 +290,21 @@ import Testing
         _ = h.takeDatagrams()
         h.receive(client.datagram(.login(email: "someone@example.com", password: "wrong")))
         let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
-        // A login refused by its throttle, before any transaction: no user in the answer.
-        h.answerStore(call.call) { $0.error.message = "Too many failed logins for this account; try again in 60 s." }
+        // A login held back by its throttle, before the operation: the store does not say who the user is.
+        h.answerStore(call.call) { response in
+            response.error.message = "Too many failed logins for this account; try again in 60 s."
+            response.userUnknown = true
+        }
         let index = try #require(h.machine.table.index(of: client.sessionId))
         #expect(h.machine.table[index]?.userId == "u1")
         #expect(h.machine.delivery.sessions[index]?.userId == "u1")
+        // An error from the operation itself does say: here, nobody is logged in (a LOGOUT that
+        // was carried out, its answer lost, sent again).
+        h.receive(client.datagram(.logout))
+        let again = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        h.answerStore(again.call) { $0.error.message = "Not logged in" }
+        #expect(h.machine.table[index]?.userId == nil)
+        #expect(h.machine.delivery.sessions[index]?.userId == nil)
     }
 
     @Test func aSenderOverItsMessageRateGetsAnErrorAndTheStoreNothing() throws {

@@ -55,32 +55,40 @@ struct LossyDeliveryTests {
             upstream: try SocketAddress(ipAddress: "127.0.0.1", port: system.port), impairments: scenario.impairments, seed: 0xC0FFEE)
         let rssBefore = rss(system.edge.pid)
         #expect(rssBefore > 0, "the edge's memory is readable")
-        var clients: [ChatClient] = []
-        for _ in 0..<scenario.clients {
-            let client = try await ChatClient(
-                options: .init(
-                    host: "127.0.0.1", port: proxy.port, knownHosts: nil, timeout: .seconds(30), retryInterval: .milliseconds(300),
-                    recordDatagrams: true))
-            try await client.connect()
-            clients.append(client)
-        }
-        for (index, client) in clients.enumerated() { _ = try await client.login(email: "member\(index)@example.com") }
-        var rooms: [RoomRef] = []
-        for room in 0..<scenario.rooms { rooms.append(try await clients[room].createRoom(name: "Lossy \(room)")) }
-        for (index, client) in clients.enumerated() where index >= scenario.rooms {
-            _ = try await client.joinRoom(id: rooms[index % scenario.rooms].roomId)
-        }
-        // Commit order is promised to clients that acknowledge: wait until an
-        // ACK of each client has got through the path.
-        for client in clients {
-            let deadline = ContinuousClock.now + .seconds(60)
-            var acknowledged = false
-            while !acknowledged && ContinuousClock.now < deadline {
-                for ack in client.recordedAcks where await proxy.delivered(toServer: ack) { acknowledged = true }
-                if !acknowledged { try await Task.sleep(for: .milliseconds(50)) }
+        var joined: [ChatClient] = []
+        var created: [RoomRef] = []
+        do {
+            for _ in 0..<scenario.clients {
+                let client = try await ChatClient(
+                    options: .init(
+                        host: "127.0.0.1", port: proxy.port, knownHosts: nil, timeout: .seconds(30), retryInterval: .milliseconds(300),
+                        recordDatagrams: true))
+                try await client.connect()
+                joined.append(client)
             }
-            #expect(acknowledged)
+            for (index, client) in joined.enumerated() { _ = try await client.login(email: "member\(index)@example.com") }
+            for room in 0..<scenario.rooms { created.append(try await joined[room].createRoom(name: "Lossy \(room)")) }
+            for (index, client) in joined.enumerated() where index >= scenario.rooms {
+                _ = try await client.joinRoom(id: created[index % scenario.rooms].roomId)
+            }
+            // Commit order is promised to clients that acknowledge: wait until an
+            // ACK of each client has got through the path.
+            for client in joined {
+                let deadline = ContinuousClock.now + .seconds(60)
+                var acknowledged = false
+                while !acknowledged && ContinuousClock.now < deadline {
+                    for ack in client.recordedAcks where await proxy.delivered(toServer: ack) { acknowledged = true }
+                    if !acknowledged { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(acknowledged)
+            }
+        } catch {
+            for client in joined { await client.close() }
+            await proxy.close()
+            throw error
         }
+        let clients = joined
+        let rooms = created
 
         // Every member collects what it is shown, as it arrives, until it has
         // every confirmed message of its room or the drain time passes.
@@ -199,8 +207,10 @@ struct LossyDeliveryTests {
     /// Nearly every message confirmed (a send fails only when its request,
     /// every repetition of it, or every copy of its reply is lost for 30 s:
     /// at 30 % loss, never in practice); every member shown
-    /// every confirmed message of its room, once (and no text twice: a
-    /// request sent again is not stored twice), in commit order.
+    /// every confirmed message of its room, once, in commit order. The
+    /// client shows a message once by its `message_id`, as the web client
+    /// does, so "once" is checked where it can fail: no text shown twice
+    /// (a request sent again is carried out once, not stored twice).
     static func check(_ outcome: Outcome, rooms: Int, _ label: String) {
         let confirmed = outcome.confirmed.reduce(0) { $0 + $1.count }
         #expect(confirmed * 100 >= outcome.sent * 99, "\(label): only \(confirmed) of \(outcome.sent) messages confirmed")
@@ -211,7 +221,6 @@ struct LossyDeliveryTests {
             let expected = outcome.confirmed[index % rooms]
             let missing = Set(expected).subtracting(shown)
             #expect(missing.isEmpty, "\(label): member \(index) was never shown \(missing.count) of \(expected.count) messages")
-            #expect(Set(shown).count == shown.count, "\(label): member \(index) was shown a message twice")
             #expect(shown == shown.sorted(), "\(label): member \(index) was shown messages out of commit order")
         }
     }

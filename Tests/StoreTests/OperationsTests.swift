@@ -95,7 +95,15 @@ import Testing
         login.password = "wrong"
         for _ in 0..<3 { #expect(await store.call(session, .login(login)).unauthorised == IPCUnauthorised()) }
         login.password = "right password"
-        #expect(await store.call(session, .login(login)).errorText?.hasPrefix("Too many failed logins for this account") == true)
+        let held = await store.call(session, .login(login))
+        #expect(held.errorText?.hasPrefix("Too many failed logins for this account") == true)
+        // Refused before the operation ran: the answer does not say who the session's user is.
+        #expect(held.userUnknown && held.sessionUserID.isEmpty)
+        // A refusal by the operation itself does say: a second LOGOUT finds nobody logged in.
+        let (dave, _) = await store.loggedIn("dave@example.com")
+        _ = await store.call(dave, .logout(IPCLogout()))
+        let again = await store.call(dave, .logout(IPCLogout()))
+        #expect(again.errorText != nil && !again.userUnknown && again.sessionUserID.isEmpty)
         // Another account is not affected.
         let (other, _) = await store.loggedIn("carol@example.com")
         #expect(!other.id.isEmpty)

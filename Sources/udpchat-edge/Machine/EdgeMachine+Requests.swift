@@ -44,13 +44,6 @@ extension EdgeMachine {
         out.storeCalls.append((request, .request(session: index, sessionId: session.id, work: work, carriedKey: carriesKey)))
     }
 
-    /// An error without a user: the store refused before its transaction
-    /// could say who the session's user is.
-    static func saysNothingOfTheUser(_ response: IPCStoreResponse) -> Bool {
-        guard case .error? = response.result else { return false }
-        return response.sessionUserID.isEmpty
-    }
-
     /// udpchat-store answered a client's request.
     mutating func requestAnswered(
         session index: SessionTable.Index, sessionId: String, work: StoreWork, carriedKey: Bool,
@@ -66,10 +59,10 @@ extension EdgeMachine {
                 session.keyDigest = []
             }
         }
-        // An error the store gave before (or instead of) its transaction,
-        // such as a storage failure or a login refused by its throttle, says
-        // nothing of the session's user: it stays who it was.
-        if case .success(let response) = result, !Self.saysNothingOfTheUser(response) {
+        // An error the store gave before the operation could run (a storage
+        // failure, a login held back by its throttle) says nothing of the
+        // session's user: it stays who it was.
+        if case .success(let response) = result, !response.userUnknown {
             let userId = response.sessionUserID.isEmpty ? nil : response.sessionUserID
             table.update(index) { $0.userId = userId }
             delivery.setUser(index, userId)

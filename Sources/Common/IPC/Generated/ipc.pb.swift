@@ -938,6 +938,11 @@ public nonisolated struct IPCStoreResponse: Sendable {
   /// Clears the value of `follows`. Subsequent reads from it will return its default value.
   public mutating func clearFollows() {self._follows = nil}
 
+  /// Set on an error given before the operation could run (a storage
+  /// failure, a login held back by its throttle, a busy server): the
+  /// session's user is not known from it, and the edge keeps what it had.
+  public var userUnknown: Bool = false
+
   public var result: IPCStoreResponse.OneOf_Result? = nil
 
   public var done: IPCDone {
@@ -3634,7 +3639,7 @@ nonisolated extension IPCRequestAI: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StoreResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_user_id\0\u{1}follows\0\u{2}\u{8}done\0\u{3}loaded_session\0\u{1}welcome\0\u{3}please_login\0\u{1}unauthorised\0\u{1}status\0\u{3}merge_failed\0\u{3}room_list\0\u{3}room_created\0\u{3}joined_room\0\u{3}left_room\0\u{1}history\0\u{1}members\0\u{3}message_sent\0\u{3}room_events\0\u{3}loaded_sessions\0\u{2}\u{5}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_user_id\0\u{1}follows\0\u{3}user_unknown\0\u{2}\u{7}done\0\u{3}loaded_session\0\u{1}welcome\0\u{3}please_login\0\u{1}unauthorised\0\u{1}status\0\u{3}merge_failed\0\u{3}room_list\0\u{3}room_created\0\u{3}joined_room\0\u{3}left_room\0\u{1}history\0\u{1}members\0\u{3}message_sent\0\u{3}room_events\0\u{3}loaded_sessions\0\u{2}\u{5}error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3644,6 +3649,7 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.sessionUserID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._follows) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.userUnknown) }()
       case 10: try {
         var v: IPCDone?
         var hadOneofValue = false
@@ -3881,6 +3887,9 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
     try { if let v = self._follows {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.userUnknown != false {
+      try visitor.visitSingularBoolField(value: self.userUnknown, fieldNumber: 3)
+    }
     switch self.result {
     case .done?: try {
       guard case .done(let v)? = self.result else { preconditionFailure() }
@@ -3958,6 +3967,7 @@ nonisolated extension IPCStoreResponse: SwiftProtobuf.Message, SwiftProtobuf._Me
   public static func ==(lhs: IPCStoreResponse, rhs: IPCStoreResponse) -> Bool {
     if lhs.sessionUserID != rhs.sessionUserID {return false}
     if lhs._follows != rhs._follows {return false}
+    if lhs.userUnknown != rhs.userUnknown {return false}
     if lhs.result != rhs.result {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
