@@ -15,7 +15,7 @@ final class StoreService: Sendable {
     let requirePasswords: Bool
     private let limiter: Mutex<AIRateLimiter>
     private let loginGuard: Mutex<LoginGuard>
-    private let hashing: HashingPool
+    let hashing: HashingPool
 
     /// `afterCommit` receives each committed batch's outcomes, in commit
     /// order: their events to publish and their AI jobs to hand out.
@@ -72,7 +72,7 @@ final class StoreService: Sendable {
         case .ensure:
             return await write(ops, setup: setup) { _ in .respond { $0.done = IPCDone() } }
         case .login(let login):
-            return await self.login(login, ops: ops, setup: setup)
+            return await self.login(login, source: LoginGuard.source(ofAddress: context.address), ops: ops, setup: setup)
         case .logout:
             return await write(ops, setup: setup) { try ops.logout($0) }
         case .status:
@@ -148,25 +148,33 @@ final class StoreService: Sendable {
         }
     }
 
-    /// LOGIN: the account's failure budget first, then the password on the
-    /// hashing pool, then the transaction.
-    private func login(_ login: IPCLogin, ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?) async
-        -> IPCStoreResponse
+    /// LOGIN: the attempt counted against its account and source first, then
+    /// the password on the hashing pool, then the transaction. An unknown
+    /// account's password is hashed against a dummy, so that the time taken
+    /// does not tell which accounts exist.
+    private func login(_ login: IPCLogin, source: String, ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?)
+        async -> IPCStoreResponse
     {
         let email = login.email
         let password = login.hasPassword ? login.password : nil
-        if let wait = loginGuard.withLock({ $0.wait(for: email, now: MonotonicClock.now()) }) {
+        let key = LoginGuard.Key(account: email, source: source)
+        if let wait = loginGuard.withLock({ $0.begin(key, now: MonotonicClock.now()) }) {
             return Self.beforeTheOperation(Outcome.error("Too many failed logins for this account; try again in \(wait) s.").response)
         }
         var check = PasswordCheck.notChecked
-        if let password, !password.isEmpty, let stored = try? await backend.read({ tx in try tx.user(email: email)?.passwordHash }),
-            !stored.isEmpty
-        {
+        if let password, !password.isEmpty {
+            let stored = (try? await backend.read({ tx in try tx.user(email: email)?.passwordHash })) ?? nil
+            let known = stored.map { !$0.isEmpty } ?? false
+            let target = known ? stored! : Self.dummyHash
             let result = await hashing.run { () -> PasswordCheck in
-                guard PasswordHash.verify(password, against: stored) else { return .mismatched }
-                return .matched(stored: stored, upgrade: PasswordHash.isLegacy(stored) ? try? PasswordHash.make(password) : nil)
+                guard PasswordHash.verify(password, against: target) else { return known ? .mismatched : .notChecked }
+                guard known else { return .notChecked }
+                return .matched(stored: target, upgrade: PasswordHash.isLegacy(target) ? try? PasswordHash.make(password) : nil)
             }
-            guard let result else { return Self.beforeTheOperation(Outcome.error("The server is busy; try again in a moment.").response) }
+            guard let result else {
+                loginGuard.withLock { $0.finish(key, failed: nil, now: MonotonicClock.now()) }
+                return Self.beforeTheOperation(Outcome.error("The server is busy; try again in a moment.").response)
+            }
             check = result
         }
         let requirePasswords = self.requirePasswords
@@ -174,13 +182,19 @@ final class StoreService: Sendable {
         let response = await write(ops, setup: setup) {
             try ops.login($0, email: email, password: password, check: checked, requirePasswords: requirePasswords)
         }
-        switch response.result {
-        case .unauthorised?: loginGuard.withLock { $0.failed(email, now: MonotonicClock.now()) }
-        case .welcome?: loginGuard.withLock { $0.succeeded(email) }
-        default: break
-        }
+        let failed: Bool? =
+            switch response.result {
+            case .unauthorised?: true
+            case .welcome?: false
+            default: nil
+            }
+        loginGuard.withLock { $0.finish(key, failed: failed, now: MonotonicClock.now()) }
         return response
     }
+
+    /// What an unknown account's password is hashed against (never matched:
+    /// its password is random and forgotten).
+    private static let dummyHash: String = (try? PasswordHash.make(SecureRandom.identifier())) ?? ""
 
     /// Wraps an operation: a refusal becomes its error response, and the
     /// response says who the session's user is afterwards.

@@ -126,14 +126,15 @@ struct ProcessFaultTests {
             // Established sessions need no key service.
             let traffic = Traffic()
             traffic.start(clients, room: room.roomId)
-            // A new handshake fails with a clear error within the deadline.
+            // A new handshake fails with a clear error: the edge's own answer
+            // at its RPC deadline (1 s), not the client's timeout (4 s), which
+            // would throw a timeout instead. No wall time is asserted: on a
+            // busy machine it measures the machine.
             let newcomer = try await ChatClient(
                 options: .init(host: "127.0.0.1", port: system.port, knownHosts: nil, timeout: .seconds(4), retryInterval: nil))
-            let started = ContinuousClock.now
             await #expect(throws: ChatClientError.serverError("Packet processing failure: the key service is unavailable; try again")) {
                 try await newcomer.connect()
             }
-            #expect(ContinuousClock.now - started < .seconds(3))
             try await system.restartKeys()
             #expect(await traffic.waitForProgress(), "established sessions keep sending")
             await traffic.finish()

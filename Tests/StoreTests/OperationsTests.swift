@@ -109,6 +109,50 @@ import Testing
         #expect(!other.id.isEmpty)
     }
 
+    @Test func guessesFromOneAddressDoNotLockTheOwnerOutElsewhere() async throws {
+        let store = try StoreHarness(loginFailures: 3)
+        let (session, _) = await store.loggedIn("erin@example.com")
+        let hash = try PasswordHash.make("right password")
+        try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
+        var login = IPCLogin()
+        login.email = "erin@example.com"
+        login.password = "wrong"
+        let attacker = StoreHarness.Session()
+        for _ in 0..<3 {
+            #expect(await store.call(attacker, .login(login), create: true, from: "198.51.100.7:4000").unauthorised == IPCUnauthorised())
+        }
+        login.password = "right password"
+        // The guesser's address waits, whichever port it uses; the owner's does not.
+        #expect(await store.call(attacker, .login(login), from: "198.51.100.7:4001").errorText?.hasPrefix("Too many failed logins") == true)
+        #expect(await store.call(session, .login(login), from: "203.0.113.9:5000").welcome.email == "erin@example.com")
+        // IPv6 addresses count by their /64.
+        login.password = "wrong"
+        for port in 1...3 {
+            _ = await store.call(attacker, .login(login), from: "[2001:db8:1:2::\(port)]:4000")
+        }
+        login.password = "right password"
+        #expect(await store.call(attacker, .login(login), from: "[2001:db8:1:2:ffff::1]:4000").errorText?.hasPrefix("Too many failed logins") == true)
+        #expect(await store.call(attacker, .login(login), from: "[2001:db8:1:3::1]:4000").welcome.email == "erin@example.com")
+    }
+
+    @Test func anUnknownAccountsPasswordIsHashedAsAKnownOnesIs() async throws {
+        let store = try StoreHarness(requirePasswords: true)
+        let (session, _) = await store.loggedIn("frank@example.com")
+        let hash = try PasswordHash.make("right password")
+        try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
+        var login = IPCLogin()
+        login.password = "a guess"
+        // A known account and an unknown one each cost one hash: the time
+        // taken does not tell which accounts exist.
+        for email in ["frank@example.com", "nobody-here@example.com"] {
+            login.email = email
+            let before = store.service.hashing.completed.value
+            let response = await store.call(session, .login(login))
+            #expect(response.welcome.email.isEmpty, "\(email): \(response)")
+            #expect(store.service.hashing.completed.value == before + 1, "\(email)")
+        }
+    }
+
     @Test func withPasswordsRequiredAnEmailAloneDoesNothing() async throws {
         let store = try StoreHarness(requirePasswords: true)
         let session = StoreHarness.Session()

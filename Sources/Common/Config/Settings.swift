@@ -103,7 +103,8 @@ extension Setting {
         "REQUIRE_PASSWORDS", default: "false",
         "true: an email alone no longer logs in or creates an account (udpchat-store user set-password).")
     public static let loginFailuresPerAccount = Setting(
-        "LOGIN_FAILURES_PER_ACCOUNT", default: "5", "Wrong passwords an account takes in 15 minutes before it refuses logins for the rest.")
+        "LOGIN_FAILURES_PER_ACCOUNT", default: "5",
+        "Wrong passwords an account takes from one address (IPv6: its /64) in 15 minutes before that address waits out the rest.")
     public static let loginsPerSource = Setting(
         "LOGINS_PER_SOURCE", default: "30", "LOGIN requests per minute from one IP address (the edge answers the rest with an error).")
 
