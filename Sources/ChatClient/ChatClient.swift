@@ -72,6 +72,8 @@ public final class ChatClient: Sendable {
 
     public let options: Options
     private let channel: any Channel
+    /// The local UDP port this client sends from.
+    public var localPort: Int? { channel.localAddress?.port }
     private let serverAddress: SocketAddress
     private let state = Mutex(State())
 
@@ -339,7 +341,10 @@ public final class ChatClient: Sendable {
 
     // MARK: - Receiving
 
-    fileprivate func received(_ datagram: [UInt8]) {
+    fileprivate func received(_ datagram: [UInt8], from source: SocketAddress) {
+        // Only the server's datagrams: a plaintext SERVER_ERROR or SESSION_INIT
+        // from anywhere else would otherwise answer a waiting request.
+        guard source == serverAddress else { return }
         let cipher = state.withLock { state in
             if options.recordDatagrams { state.recorded.append(datagram) }
             return state.cipher
@@ -351,16 +356,20 @@ public final class ChatClient: Sendable {
         case .serverError(let message):
             resolve("SERVER_ERROR", .serverError(message))
         case .secure(let secure):
+            // The same datagram twice (the network duplicated it) is dropped;
+            // a nonce counts as seen only once its datagram authenticated, so
+            // that forged datagrams cannot get a real one dropped.
+            guard !state.withLock({ $0.seenNonceSet.contains(secure.nonce) }) else { return }
+            guard let cipher, let nonce = Hex.decode(secure.nonce), let ciphertext = Hex.decode(secure.ciphertext),
+                let plaintext = cipher.open(ciphertext, nonce: nonce)
+            else { return }
             let fresh = state.withLock { state -> Bool in
                 guard state.seenNonceSet.insert(secure.nonce).inserted else { return false }
                 state.seenNonces.append(secure.nonce)
                 if state.seenNonces.count > 4096 { state.seenNonceSet.remove(state.seenNonces.removeFirst()) }
                 return true
             }
-            guard fresh else { return }  // the same datagram twice (the network duplicated it)
-            guard let cipher, let nonce = Hex.decode(secure.nonce), let ciphertext = Hex.decode(secure.ciphertext),
-                let plaintext = cipher.open(ciphertext, nonce: nonce), let received = try? ServerPacket.decode(plaintext)
-            else { return }
+            guard fresh, let received = try? ServerPacket.decode(plaintext) else { return }
             if let msgId = received.msgId {
                 if options.acknowledge, let ack = try? sealed(.ack(msgId: msgId)) {
                     if options.recordDatagrams { state.withLock { $0.acksSent.append(ack) } }
@@ -475,7 +484,7 @@ private final class ClientHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = Self.unwrapInboundIn(data)
         let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
-        box.client.withLock { $0.value }?.received(bytes)
+        box.client.withLock { $0.value }?.received(bytes, from: envelope.remoteAddress)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}

@@ -28,7 +28,12 @@ public struct KnownHosts: Sendable {
     public func pin(_ fingerprint: String, for server: String) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        // A file that exists but cannot be read is an error, not an empty file:
+        // writing over it would lose every pin in it.
+        var text = ""
+        if FileManager.default.fileExists(atPath: path) {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        }
         if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
         text += "\(server) \(fingerprint)\n"
         try Data(text.utf8).write(to: url, options: .atomic)

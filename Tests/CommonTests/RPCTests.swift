@@ -59,14 +59,15 @@ struct RPCTests {
         for (i, reply) in results { #expect(reply == [UInt8(100 - i % 100), UInt8(i & 0xff), UInt8(i >> 8)]) }
     }
 
-    @Test func aCallToNobodyTimesOutAtItsDeadline() async throws {
+    /// The call ends with a timeout error (its own deadline), not a hang; no
+    /// wall time is asserted, since on a busy machine that measures the
+    /// machine (the test's time limit catches a hang).
+    @Test(.timeLimit(.minutes(1))) func aCallToNobodyTimesOutAtItsDeadline() async throws {
         let (client, reactor) = try Self.client(Self.endpoint())
         defer { reactor.shutdown() }
-        let start = ContinuousClock.now
         await #expect {
             try await client.call([1], timeout: .milliseconds(300))
         } throws: { ($0 as? RPCError)?.code == .timeout }
-        #expect(ContinuousClock.now - start < .seconds(3))
     }
 
     @Test func handlerFailuresComeBackAsRemoteErrors() async throws {

@@ -1,0 +1,55 @@
+import ChatClient
+import Common
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The client trusts only what the server sent.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ClientHardeningTests {
+    @Test func aPlaintextErrorFromAnotherAddressAnswersNothing() async throws {
+        try await withSystem { system in
+            let client = try await system.client()
+            let port = try #require(client.localPort)
+            let rogue = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+            let forged = Envelope.serverError(message: "forged by someone else").encoded()
+            let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+            // While the client waits for a SERVER_ERROR (an ACK gets no answer
+            // from the server), another socket sends it one, again and again.
+            let flooding = Task {
+                let deadline = ContinuousClock.now + .seconds(2)
+                while ContinuousClock.now < deadline && !Task.isCancelled {
+                    try? await rogue.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: forged)))
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            await #expect(throws: ChatClientError.self) {
+                let arrival = try await client.exchange(try client.sealed(.ack(msgId: "0")), expecting: ["SERVER_ERROR"], timeout: .seconds(1))
+                Issue.record("the client took \(arrival) from another address")
+            }
+            flooding.cancel()
+            _ = await flooding.value
+            try await rogue.close()
+            // The client still talks to its server.
+            #expect(try await client.hello() == "Welcome to UDPChat-AI.")
+            await client.close()
+        }
+    }
+
+    @Test func aKnownHostsFileThatCannotBeReadIsNotWrittenOver() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-known-\(SecureRandom.identifier())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("known_hosts").path
+        // A pin, then bytes that are not UTF-8.
+        let original = Data("127.0.0.1:9999 SHA256:abc\n".utf8) + Data([0xff, 0xfe, 0x0a])
+        try original.write(to: URL(fileURLWithPath: path))
+        #expect(throws: (any Error).self) { try KnownHosts(path: path).pin("SHA256:def", for: "127.0.0.1:8888") }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == original, "the pins in the file are kept")
+        // A missing file is created with the pin.
+        let fresh = directory.appendingPathComponent("fresh").path
+        try KnownHosts(path: fresh).pin("SHA256:def", for: "127.0.0.1:8888")
+        #expect(KnownHosts(path: fresh).fingerprint(for: "127.0.0.1:8888") == "SHA256:def")
+    }
+}
