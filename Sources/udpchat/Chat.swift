@@ -31,7 +31,7 @@ struct Chat: AsyncParsableCommand {
             let client = try await connection.connect()
             let user = try await account.login(client)
             let view = ChatView(client: client, me: user)
-            Console.say("Logged in as \(user.name) <\(user.email)>. Type /help for commands.")
+            Console.say("Logged in as \(TextRules.printable(user.name)) <\(TextRules.printable(user.email))>. Type /help for commands.")
             if let room {
                 try await view.open(try await enterRoom(client, room, create: true))
             } else if let current = user.room {
@@ -79,7 +79,7 @@ final class ChatView: Sendable {
             state.room = room
             state.roomNames[room.roomId] = room.name
         }
-        Console.say("-- \(room.name) --")
+        Console.say("-- \(TextRules.printable(room.name)) --")
         for item in try await client.history(roomId: room.roomId) {
             state.withLock { $0.names[item.userId] = item.name }
             show(messageId: item.messageId, name: item.name, content: item.content, timestamp: item.timestamp, prefix: "")
@@ -89,7 +89,7 @@ final class ChatView: Sendable {
     func showRooms() async throws {
         let rooms = try await client.listRooms()
         state.withLock { state in for room in rooms { state.roomNames[room.roomId] = room.name } }
-        Console.say(rooms.isEmpty ? "No rooms yet: /create NAME" : "Rooms: " + rooms.map(\.name).joined(separator: ", "))
+        Console.say(rooms.isEmpty ? "No rooms yet: /create NAME" : "Rooms: " + rooms.map { TextRules.printable($0.name) }.joined(separator: ", "))
     }
 
     /// Handles one typed line; false to quit.
@@ -99,7 +99,7 @@ final class ChatView: Sendable {
         do {
             return try await command(text)
         } catch let error as ChatClientError {
-            Console.say("! \(error)")
+            Console.say("! \(TextRules.printable("\(error)"))")
             return true
         }
     }
@@ -130,12 +130,12 @@ final class ChatView: Sendable {
             guard let current else { Console.say("! No room is open"); return true }
             _ = try await client.leaveRoom(id: current.roomId)
             state.withLock { $0.room = nil }
-            Console.say("-- left \(current.name) --")
+            Console.say("-- left \(TextRules.printable(current.name)) --")
         case "/members":
             guard let current else { Console.say("! No room is open"); return true }
             let members = try await client.members(roomId: current.roomId)
             state.withLock { state in for member in members { state.names[member.userId] = member.name } }
-            Console.say("Members: " + members.map { $0.isAdmin ? "\($0.name) (admin)" : $0.name }.joined(separator: ", "))
+            Console.say("Members: " + members.map { TextRules.printable($0.isAdmin ? "\($0.name) (admin)" : $0.name) }.joined(separator: ", "))
         case "/history":
             guard let current else { Console.say("! No room is open"); return true }
             state.withLock { $0.shownMessages.removeAll() }
@@ -161,13 +161,13 @@ final class ChatView: Sendable {
                 show(messageId: event.messageId, name: event.name, content: event.content, timestamp: event.timestamp, prefix: prefix)
             case .memberJoined(let roomId, let member) where roomId == current?.roomId && member.userId != me.userId:
                 state.withLock { $0.names[member.userId] = member.name }
-                Console.say("* \(member.name) joined")
+                Console.say("* \(TextRules.printable(member.name)) joined")
             case .memberLeft(let roomId, let memberId) where roomId == current?.roomId:
-                Console.say("* \(state.withLock { $0.names[memberId] } ?? "someone") left")
+                Console.say("* \(TextRules.printable(state.withLock { $0.names[memberId] } ?? "someone")) left")
             case .roomList(let rooms):
                 state.withLock { state in for room in rooms { state.roomNames[room.roomId] = room.name } }
             case .error(let message):
-                Console.say("! \(message)")
+                Console.say("! \(TextRules.printable(message))")
             default:
                 break
             }

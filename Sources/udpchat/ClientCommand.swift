@@ -118,7 +118,7 @@ struct Send: AsyncParsableCommand {
             _ = try await account.login(client)
             let entered = try await enterRoom(client, room, create: create)
             let sent = try await client.sendMessage(roomId: entered.roomId, content: text)
-            print("sent message \(sent.messageId) to \(entered.name)")
+            print("sent message \(sent.messageId) to \(TextRules.printable(entered.name))")
             await client.close()
         }
     }
@@ -157,7 +157,7 @@ struct Rooms: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailure {
             let client = try await connection.connect()
-            for room in try await client.listRooms() { print(json ? room.json.jsonText : room.name) }
+            for room in try await client.listRooms() { print(json ? room.json.jsonText : TextRules.printable(room.name)) }
             await client.close()
         }
     }
@@ -183,6 +183,6 @@ enum Display {
         let date = Date(timeIntervalSince1970: TimeInterval(timestamp))
         let formatter = DateFormatter()
         formatter.dateFormat = "HH:mm"
-        return "[\(formatter.string(from: date))] \(name): \(content)"
+        return "[\(formatter.string(from: date))] \(TextRules.printable(name)): \(TextRules.printable(content))"
     }
 }

@@ -16,6 +16,15 @@ import Testing
         #expect(TextRules.trimmed(" \n ") == "")
     }
 
+    @Test func whatATerminalShowsCannotBeCommanded() {
+        // An escape sequence (clear the screen, recolour), a line of its own, a bidi override.
+        #expect(TextRules.printable("hi\u{1B}[2J\u{1B}[31mred") == "hi\u{FFFD}[2J\u{FFFD}[31mred")
+        #expect(TextRules.printable("ok\n[12:00] admin: fake") == "ok [12:00] admin: fake")
+        #expect(TextRules.printable("abc\u{202E}fed\u{9B}2J\u{7F}") == "abc\u{FFFD}fed\u{FFFD}2J\u{FFFD}")
+        // Text without them is unchanged, other scripts and emoji included.
+        #expect(TextRules.printable("Grüße, 世界 👋") == "Grüße, 世界 👋")
+    }
+
     @Test func defaultNameIsTheLocalPart() {
         #expect(TextRules.defaultName(forEmail: "alice@example.com") == "alice")
     }

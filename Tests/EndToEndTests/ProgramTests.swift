@@ -24,6 +24,12 @@ struct ProgramTests {
             #expect(history.status == 0, "\(history.output)")
             let item = try #require(try JSONParser.parse(history.output.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue)
             #expect(item["content"] == "deploy done" && item["name"] == "alice" && item["message_id"] == 1)
+            // A member's escape sequences reach the terminal as text, not as commands.
+            let hostile = try await system.run(
+                "udpchat", ["send"] + base + ["--email", "alice@example.com", "--room", "Ops", "\u{1B}[2J\u{1B}[31mboo"])
+            #expect(hostile.status == 0, "\(hostile.output)")
+            let shown = try await system.run("udpchat", ["history"] + base + ["--email", "bob@example.com", "--room", "Ops"])
+            #expect(shown.output.contains("alice: \u{FFFD}[2J\u{FFFD}[31mboo") && !shown.output.contains("\u{1B}"), "\(shown.output)")
             let pinned = try String(contentsOfFile: knownHosts, encoding: .utf8)
             let fingerprint = try #require(Self.fingerprint(try await system.run("udpchat-keys", ["show"]).output))
             #expect(pinned.contains("\(server) \(fingerprint)"))

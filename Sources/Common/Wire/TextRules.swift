@@ -8,6 +8,34 @@ public enum TextRules {
         return String(scalars[first...last])
     }
 
+    /// `text` safe to write to a terminal: control characters (C0, DEL, C1:
+    /// escape sequences among them) and the bidirectional overrides that
+    /// reorder what is shown become U+FFFD, line breaks and tabs a space,
+    /// so that another member's name or message cannot move the cursor,
+    /// recolour the screen or fake a line of its own.
+    public static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isUnprintable) else { return text }
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if scalar == "\n" || scalar == "\r" || scalar == "\t" {
+                scalars.append(" ")
+            } else if isUnprintable(scalar) {
+                scalars.append("\u{FFFD}")
+            } else {
+                scalars.append(scalar)
+            }
+        }
+        return String(scalars)
+    }
+
+    private static func isUnprintable(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F: return true  // C0, DEL, C1
+        case 0x202A...0x202E, 0x2066...0x2069: return true  // bidirectional embeddings, overrides, isolates
+        default: return false
+        }
+    }
+
     /// Whether `email` fully matches the original's pattern
     /// `^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$`.
     ///
