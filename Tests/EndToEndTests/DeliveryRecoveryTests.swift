@@ -148,6 +148,16 @@ struct DeliveryRecoveryTests {
                 + " \(repeated) messages arrived more than once on the wire")
     }
 
+    /// Stops the traffic and checks both members: the one that only listens,
+    /// and the sender (its own copies).
+    static func checkBothMembers(listener: ChatClient, sender: ChatClient, _ traffic: Sender, _ label: String) async {
+        await traffic.finish()
+        let confirmed = traffic.confirmed.value
+        for (member, role) in [(listener, "listener"), (sender, "sender")] {
+            check(await shown(by: member, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, member, "\(label), \(role)")
+        }
+    }
+
     @Test func killingTheEdgeTwiceThenTheStoreTwiceLosesNoConfirmedMessage() async throws {
         try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
             try await Self.run(system) { sender, listener, room, traffic in
@@ -161,15 +171,7 @@ struct DeliveryRecoveryTests {
                     try await system.restartStore(signal: SIGKILL)
                     #expect(await traffic.waitForProgress(), "messages flow after store restart \(round)")
                 }
-                await traffic.finish()
-                let confirmed = traffic.confirmed.value
-                // Both members: the one that only listens, and the sender (its own copies).
-                Self.check(
-                    await Self.shown(by: listener, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, listener,
-                    "SIGKILL edge x2, store x2, listener")
-                Self.check(
-                    await Self.shown(by: sender, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, sender,
-                    "SIGKILL edge x2, store x2, sender")
+                await Self.checkBothMembers(listener: listener, sender: sender, traffic, "SIGKILL edge x2, store x2")
             }
         }
     }
@@ -181,14 +183,7 @@ struct DeliveryRecoveryTests {
                 #expect(await traffic.waitForProgress(50), "messages flow at first")
                 try await system.restartEdge(signal: SIGTERM)
                 #expect(await traffic.waitForProgress(50), "messages flow after the restart")
-                await traffic.finish()
-                let confirmed = traffic.confirmed.value
-                Self.check(
-                    await Self.shown(by: listener, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, listener,
-                    "SIGTERM edge, listener")
-                Self.check(
-                    await Self.shown(by: sender, expecting: confirmed), confirmed: confirmed, failures: traffic.failures.value, sender,
-                    "SIGTERM edge, sender")
+                await Self.checkBothMembers(listener: listener, sender: sender, traffic, "SIGTERM edge")
             }
         }
     }

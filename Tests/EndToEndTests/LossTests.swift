@@ -34,15 +34,7 @@ struct LossTests {
 
             // Ordering is promised to clients that acknowledge: wait until an ACK
             // of each client has got through the path.
-            for client in clients {
-                let deadline = ContinuousClock.now + .seconds(60)
-                var acknowledged = false
-                while !acknowledged && ContinuousClock.now < deadline {
-                    for ack in client.recordedAcks where await proxy.delivered(toServer: ack) { acknowledged = true }
-                    if !acknowledged { try await Task.sleep(for: .milliseconds(50)) }
-                }
-                #expect(acknowledged)
-            }
+            for client in clients { #expect(try await proxy.waitUntilAcknowledged(client)) }
 
             // Everyone sends at once; each sender waits for its MESSAGE_SENT.
             let sent = try await withThrowingTaskGroup(of: [Int64].self) { group in

@@ -73,15 +73,7 @@ struct LossyDeliveryTests {
             }
             // Commit order is promised to clients that acknowledge: wait until an
             // ACK of each client has got through the path.
-            for client in joined {
-                let deadline = ContinuousClock.now + .seconds(60)
-                var acknowledged = false
-                while !acknowledged && ContinuousClock.now < deadline {
-                    for ack in client.recordedAcks where await proxy.delivered(toServer: ack) { acknowledged = true }
-                    if !acknowledged { try await Task.sleep(for: .milliseconds(50)) }
-                }
-                #expect(acknowledged)
-            }
+            for client in joined { #expect(try await proxy.waitUntilAcknowledged(client)) }
         } catch {
             for client in joined { await client.close() }
             await proxy.close()

@@ -1,3 +1,4 @@
+import ChatClient
 import Common
 import Foundation
 import NIOCore
@@ -79,6 +80,17 @@ final class LossyProxy: @unchecked Sendable {
     /// Whether this exact datagram reached the server (after the impairments).
     func delivered(toServer datagram: [UInt8]) async -> Bool {
         (try? await loop.submit { self.toServer.contains(datagram) }.get()) ?? false
+    }
+
+    /// Waits until one of `client`'s ACKs has got through to the server (the
+    /// server then holds it to commit order), at most `limit`.
+    func waitUntilAcknowledged(_ client: ChatClient, within limit: Duration = .seconds(60)) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            for ack in client.recordedAcks where await delivered(toServer: ack) { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
     }
 
     /// The counts so far, read on the proxy's loop.
