@@ -12,7 +12,9 @@ import Crypto
 /// sent once (Karn's rule) and starves on a lossy or overloaded path. Every
 /// session's copy has an id of its own (PROTOCOL.md §12 item 15), the ACK
 /// names its event without a table of ids, and the ids are the same on every
-/// edge, before and after a restart. Clients lose nothing by it: the web
+/// edge, before and after a restart (unless the session was given up as
+/// unreachable meanwhile: its salt then moves on, and an ACK that crosses
+/// the restart costs one retransmission). Clients lose nothing by it: the web
 /// client shows a MESSAGE once by its `message_id` whatever the `msg_id`,
 /// and the original server's copies, all alike, were shown again by clients
 /// that did not do so. Other broadcasts (room lists, notices) carry a random
