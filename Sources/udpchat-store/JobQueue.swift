@@ -15,6 +15,9 @@ import DequeModule
 ///   running; one the worker never confirms expires after `leaseDuration`.
 /// - A job whose worker was lost is leased again, up to `maxAttempts`
 ///   times; a job still waiting at its deadline fails.
+/// - With no worker to take it, a job fails once it has waited
+///   `workerTimeout` (a worker starting up reports at once): the requester
+///   learns in seconds that nothing will answer, not at the deadline.
 /// - The first result for a job ends it; later ones are only acknowledged.
 struct JobQueue {
     struct Job: Sendable {
@@ -25,6 +28,8 @@ struct JobQueue {
         var attempts = 0
         /// The last worker it was leased to, for the error text.
         var wasLeased = false
+        /// When it last started waiting for a worker (queued or queued again).
+        var waitingSince: UInt64 = 0
     }
 
     struct Worker {
@@ -89,6 +94,8 @@ struct JobQueue {
         guard leases[job.jobId] == nil, !ending.contains(job.jobId), !pending.contains(where: { $0.jobId == job.jobId }) else {
             return []
         }
+        var job = job
+        job.waitingSince = now
         pending.append(job)
         return dispatch(now: now)
     }
@@ -127,6 +134,7 @@ struct JobQueue {
         case .failure(let failure) where failure.handBack:
             var again = job
             again.attempts = max(0, again.attempts - 1)
+            again.waitingSince = now
             pending.insert(again, at: 0)
             return (.handedBack, dispatch(now: now))
         case .failure(let failure):
@@ -150,12 +158,12 @@ struct JobQueue {
         for (peer, worker) in workers where now &- worker.lastSeen > workerTimeout {
             workers[peer] = nil
             let lost = leases.values.filter { $0.peer == peer }.map(\.job.jobId)
-            for jobId in lost { requeue(leases.removeValue(forKey: jobId)!.job, actions: &actions) }
+            for jobId in lost { requeue(leases.removeValue(forKey: jobId)!.job, now: now, actions: &actions) }
             actions.append(.dropped(name: worker.name, jobs: lost))
         }
         for (jobId, lease) in leases where lease.expiry <= now {
             leases[jobId] = nil
-            requeue(lease.job, actions: &actions)
+            requeue(lease.job, now: now, actions: &actions)
         }
         for (jobId, lease) in leases where lease.job.deadline <= now {
             leases[jobId] = nil
@@ -171,14 +179,30 @@ struct JobQueue {
                 : "no AI worker took the job in time (is udpchat-ai running?)."
             actions.append(.fail(jobId: job.jobId, reason: reason))
         }
+        if !hasLiveWorker(now: now) {
+            while let index = pending.firstIndex(where: { now &- $0.waitingSince >= workerTimeout }) {
+                let job = pending.remove(at: index)
+                ending.insert(job.jobId)
+                actions.append(.fail(jobId: job.jobId, reason: Self.noWorker))
+            }
+        }
         return actions + dispatch(now: now)
     }
 
-    private mutating func requeue(_ job: Job, actions: inout [Action]) {
+    static let noWorker = "no AI worker is running (is udpchat-ai started?)."
+
+    /// Whether any worker heard from lately will take jobs.
+    private func hasLiveWorker(now: UInt64) -> Bool {
+        workers.values.contains { !$0.stopping && now &- $0.lastSeen <= workerTimeout }
+    }
+
+    private mutating func requeue(_ job: Job, now: UInt64, actions: inout [Action]) {
         if job.attempts >= maxAttempts {
             ending.insert(job.jobId)
             actions.append(.fail(jobId: job.jobId, reason: "the AI worker stopped answering \(job.attempts) times."))
         } else {
+            var job = job
+            job.waitingSince = now
             pending.insert(job, at: 0)
         }
     }

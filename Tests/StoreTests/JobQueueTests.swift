@@ -124,6 +124,37 @@ import Testing
         #expect(Self.failed(queue.tick(now: 900 * Self.ms)) == ["the AI worker stopped answering 1 times."])
     }
 
+    @Test func withNoWorkerAJobFailsAfterTheSilenceLimitNotItsDeadline() {
+        var queue = JobQueue(leaseDuration: 1000 * Self.ms, workerTimeout: 600 * Self.ms)
+        _ = queue.enqueue(Self.job("j1", deadline: 120_000 * Self.ms), now: 0)
+        // A worker starting now would report within the silence limit.
+        #expect(queue.tick(now: 599 * Self.ms).isEmpty && queue.pending.count == 1)
+        #expect(Self.failed(queue.tick(now: 600 * Self.ms)) == [JobQueue.noWorker])
+        #expect(queue.openJobs == 0)
+    }
+
+    @Test func aJobWaitsWhileAWorkerIsBusyAndFailsSoonAfterTheLastWorkerGoes() {
+        var queue = JobQueue(leaseDuration: 10_000 * Self.ms, workerTimeout: 600 * Self.ms)
+        _ = queue.status(from: Self.a, Self.status(free: 0), now: 0)
+        _ = queue.enqueue(Self.job("j1"), now: 0)
+        // a is full but alive: j1 waits well past the silence limit.
+        for t in stride(from: 500, through: 5000, by: 500) {
+            _ = queue.status(from: Self.a, Self.status(free: 0), now: UInt64(t) * Self.ms)
+            #expect(Self.failed(queue.tick(now: UInt64(t) * Self.ms + 1)).isEmpty)
+        }
+        // a goes silent at 5 s: once it is dropped, nothing will take j1.
+        #expect(Self.failed(queue.tick(now: 5_599 * Self.ms)).isEmpty)
+        #expect(Self.failed(queue.tick(now: 5_601 * Self.ms)) == [JobQueue.noWorker])
+    }
+
+    @Test func aStoppingWorkerCountsAsNone() {
+        var queue = JobQueue(leaseDuration: 1000 * Self.ms, workerTimeout: 600 * Self.ms)
+        _ = queue.status(from: Self.a, Self.status(free: 4, stopping: true), now: 0)
+        _ = queue.enqueue(Self.job("j1"), now: 0)
+        _ = queue.status(from: Self.a, Self.status(free: 4, stopping: true), now: 500 * Self.ms)
+        #expect(Self.failed(queue.tick(now: 600 * Self.ms)) == [JobQueue.noWorker])
+    }
+
     @Test func stoppingWorkersGetNoJobs() {
         var queue = JobQueue(leaseDuration: 1000 * Self.ms, workerTimeout: 600 * Self.ms)
         _ = queue.status(from: Self.a, Self.status(free: 4, stopping: true), now: 0)
