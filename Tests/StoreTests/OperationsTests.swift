@@ -410,6 +410,35 @@ import Testing
 }
 
 extension AIRequestTests {
+    /// A model's reply longer than a datagram carries is cut to the longest
+    /// text whose broadcast copy still fits, whatever the JSON escaping
+    /// adds (a quote is two bytes, a control character six).
+    @Test(arguments: ["x", "\"", "\u{1}", "é", "👩‍👩‍👧"])
+    func aReplyTooLongForADatagramIsCutToOneThatFits(unit: String) async throws {
+        let store = try StoreHarness()
+        let (alice, user) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = await requestAI(store, alice, room.roomID, "")
+        let job = try #require(try await store.backend.read { tx in try tx.queuedJobs() }.first)
+        let long = String(repeating: unit, count: 70_000)
+        let complete = try await store.backend.write { tx in try Operations.completeJob(tx, jobId: job.jobId, text: long, nowMs: 1) }
+        let message = complete.events.first?.room.message
+        let content = try #require(message?.content)
+        #expect(content.hasSuffix("…") && long.hasPrefix(String(content.dropLast())))
+        let event = MessageEvent(
+            roomId: room.roomID, messageId: try #require(message?.messageID), userId: user.userID, name: user.name, content: content,
+            timestamp: message?.timestamp ?? 0)
+        let copy = ServerPacket.message(event).json(msgId: String(repeating: "f", count: 32)).serialized()
+        #expect(WireSpec.fitsSealed(copy.count))
+        // Not cut further than needed: with the largest message id (what
+        // the cut allows for), one more character would not fit.
+        var longer = event
+        longer.messageId = .max
+        longer.content = String(long.prefix(content.count)) + "…"
+        #expect(!WireSpec.fitsSealed(ServerPacket.message(longer).json(msgId: String(repeating: "f", count: 32)).serialized().count))
+        #expect(await store.history(alice, room.roomID).history.items.map(\.content) == [content])
+    }
+
     @Test func endedJobsAreDeletedAfterAWeekAndQueuedOnesNever() async throws {
         let store = try StoreHarness()
         let (alice, _) = await store.loggedIn("alice@example.com")

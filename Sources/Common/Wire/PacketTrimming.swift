@@ -32,3 +32,42 @@ extension ServerPacket {
         return make(low)
     }
 }
+
+extension WireSpec {
+    /// Whether inner JSON of `count` bytes fits in one datagram once sealed:
+    /// the `SECURE_MSG` envelope's fixed fields plus the ciphertext and tag
+    /// as hex (PROTOCOL.md §3.5).
+    public static func fitsSealed(_ count: Int) -> Bool {
+        secureEnvelopeOverhead + 2 * (count + tagBytes) <= maxDatagram
+    }
+
+    /// The `SECURE_MSG` envelope around an empty ciphertext.
+    public static let secureEnvelopeOverhead = Envelope.secure(
+        SecureEnvelope(
+            sessionId: String(repeating: "0", count: 2 * idBytes), nonce: String(repeating: "0", count: 2 * nonceBytes),
+            ciphertext: "")
+    ).encoded().count
+}
+
+extension MessageEvent {
+    /// `content` cut (at a character, ending in "…") to the longest text
+    /// with which this event's broadcast copy, `msg_id` included, still fits
+    /// one sealed datagram; unchanged when it fits already. For text no
+    /// client typed (an AI reply), whose length nothing else bounds.
+    public func contentFittingOneCopy() -> String {
+        let digits = String(repeating: "0", count: 2 * WireSpec.idBytes)
+        func fits(_ text: String) -> Bool {
+            var event = self
+            event.content = text
+            return WireSpec.fitsSealed(ServerPacket.message(event).json(msgId: digits).serialized().count)
+        }
+        if fits(content) { return content }
+        let characters = Array(content)
+        var low = 0, high = characters.count  // low characters (and "…") fit; all of them do not
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            if fits(String(characters[..<middle]) + "…") { low = middle } else { high = middle }
+        }
+        return String(characters[..<low]) + "…"
+    }
+}

@@ -3,17 +3,8 @@ import Foundation
 import NIOCore
 
 extension EdgeMachine {
-    /// Whether inner JSON of `count` bytes fits in one datagram once sealed:
-    /// the envelope's fixed fields plus the ciphertext and tag as hex.
-    static func fitsInDatagram(_ count: Int) -> Bool {
-        secureEnvelopeOverhead + 2 * (count + WireSpec.tagBytes) <= WireSpec.maxDatagram
-    }
-
-    private static let secureEnvelopeOverhead = Envelope.secure(
-        SecureEnvelope(
-            sessionId: String(repeating: "0", count: 2 * WireSpec.idBytes), nonce: String(repeating: "0", count: 2 * WireSpec.nonceBytes),
-            ciphertext: "")
-    ).encoded().count
+    /// Whether inner JSON of `count` bytes fits in one datagram once sealed.
+    static func fitsInDatagram(_ count: Int) -> Bool { WireSpec.fitsSealed(count) }
 
     /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
     /// (PROTOCOL.md §3.5), or nil when it would be too large for UDP. The
@@ -23,7 +14,7 @@ extension EdgeMachine {
         let nonce = nonces.take()
         let sealed = cipher.seal(json, nonce: nonce)
         var datagram: [UInt8] = []
-        datagram.reserveCapacity(secureEnvelopeOverhead + 2 * sealed.count)
+        datagram.reserveCapacity(WireSpec.secureEnvelopeOverhead + 2 * sealed.count)
         datagram.append(contentsOf: #"{"type":"SECURE_MSG","session_id":""#.utf8)
         datagram.append(contentsOf: sessionId.utf8)
         datagram.append(contentsOf: #"","nonce":""#.utf8)

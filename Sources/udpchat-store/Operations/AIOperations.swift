@@ -77,8 +77,8 @@ extension Operations {
         let done = Outcome.respond { $0.done = IPCDone() }
         guard let row = try tx.job(id: jobId), row.state == "queued" else { return done }
         let job = try IPCAIJob(serializedBytes: row.request)
-        let text = TextRules.trimmed(text)
-        guard !text.isEmpty else { return try failJob(tx, jobId: jobId, reason: "No response received.", nowMs: nowMs) }
+        let trimmed = TextRules.trimmed(text)
+        guard !trimmed.isEmpty else { return try failJob(tx, jobId: jobId, reason: "No response received.", nowMs: nowMs) }
         guard let room = try tx.room(roomId: job.roomID) else {
             return try failJob(tx, jobId: jobId, reason: "the room was closed.", nowMs: nowMs)
         }
@@ -86,6 +86,11 @@ extension Operations {
             return try failJob(tx, jobId: jobId, reason: "you are no longer a member of the room.", nowMs: nowMs)
         }
         let ops = Operations(now: nowMs / 1000, sessionId: row.sessionId)
+        // A model's reply has no length of its own: cut it to what one
+        // broadcast copy carries (the largest message id stands in for the new one).
+        let text = MessageEvent(
+            roomId: room.roomId, messageId: .max, userId: user.userId, name: user.name, content: trimmed, timestamp: ops.now
+        ).contentFittingOneCopy()
         let messageId = try tx.insertMessage(room: room.rowId, user: user.rowId, content: text, isAnnouncement: true, now: ops.now)
         try tx.touchRoom(room.rowId, now: ops.now)
         _ = try tx.finishJob(id: jobId, state: "done", messageId: messageId, error: nil, now: nowMs)
