@@ -7,7 +7,9 @@ import Metrics
 
 /// Answers the edge's key requests. The identity private key and the
 /// key-encryption key stay in this process; only signatures and sealed or
-/// opened session keys leave it.
+/// opened session keys leave it. It signs only session keys it drew itself,
+/// never bytes a caller chose: whoever reaches it cannot make it vouch for a
+/// key of their own.
 struct KeyService: Sendable {
     let identity: _RSA.Signing.PrivateKey
     let publicKeyDER: [UInt8]
@@ -39,25 +41,8 @@ struct KeyService: Sendable {
             identity.publicKeyDer = Data(publicKeyDER)
             identity.fingerprint = fingerprint
             response.identity = identity
-        case .signHandshake(let sign):
-            guard sign.sessionKey.count == WireSpec.sessionKeyBytes, !sign.sessionID.isEmpty else {
-                response.failure = failure("invalid_request", "a session key is 32 bytes and needs a session id")
-                break
-            }
-            do {
-                // PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt over the raw key (PROTOCOL.md §2.2, step 4).
-                let signature = try identity.signature(for: sign.sessionKey, padding: .PSS)
-                var signed = IPCSignedHandshake()
-                signed.signature = signature.rawRepresentation
-                signed.wrappedKey = Data(wrap.wrap(sessionKey: [UInt8](sign.sessionKey), sessionId: sign.sessionID))
-                signed.publicKeyDer = Data(publicKeyDER)
-                signed.fingerprint = fingerprint
-                signatures.increment()
-                response.signedHandshake = signed
-            } catch {
-                logger.error("signing failed: \(error)")
-                response.failure = failure("signing_failed", "\(error)")
-            }
+        case .newSession(let new):
+            response = newSession(clientKeyDER: [UInt8](new.clientKeyDer))
         case .unwrapSessionKey(let unwrap):
             let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
             (key == nil ? refused : unwrapped).increment()
@@ -84,6 +69,42 @@ struct KeyService: Sendable {
             response.unwrappedKeys = keys
         case nil:
             response.failure = failure("invalid_request", "the request names no operation")
+        }
+        return response
+    }
+
+    /// SESSION_INIT's server half (PROTOCOL.md §2.2): a fresh session id and
+    /// key, the key encrypted to the client (step 3), signed with PSS,
+    /// SHA-256, MGF1-SHA-256 and a 32-byte salt over the raw key (step 4),
+    /// and wrapped for the store.
+    func newSession(clientKeyDER der: [UInt8]) -> IPCKeysResponse {
+        var response = IPCKeysResponse()
+        let clientKey: _RSA.Encryption.PublicKey
+        let encrypted: [UInt8]
+        let sessionKey = SessionCipher.random().keyBytes
+        do {
+            clientKey = try HandshakeCrypto.clientKey(fromDER: der)
+            encrypted = try HandshakeCrypto.encrypt(sessionKey: sessionKey, to: clientKey)
+        } catch {
+            response.failure = failure("invalid_client_key", error.description)
+            return response
+        }
+        do {
+            let sessionId = SecureRandom.identifier()
+            let signature = try identity.signature(for: sessionKey, padding: .PSS)
+            var keys = IPCNewSessionKeys()
+            keys.sessionID = sessionId
+            keys.sessionKey = Data(sessionKey)
+            keys.encryptedKey = Data(encrypted)
+            keys.signature = signature.rawRepresentation
+            keys.wrappedKey = Data(wrap.wrap(sessionKey: sessionKey, sessionId: sessionId))
+            keys.publicKeyDer = Data(publicKeyDER)
+            keys.fingerprint = fingerprint
+            signatures.increment()
+            response.newSession = keys
+        } catch {
+            logger.error("signing failed: \(error)")
+            response.failure = failure("signing_failed", "\(error)")
         }
         return response
     }

@@ -21,9 +21,19 @@ public enum HandshakeCrypto {
     /// skipped, as the original's decoder does) of an RSA
     /// SubjectPublicKeyInfo of 1024 to 8192 bits.
     public static func clientKey(fromBase64 text: String) throws(KeyError) -> _RSA.Encryption.PublicKey {
+        try clientKey(fromDER: try clientKeyDER(fromBase64: text))
+    }
+
+    /// The DER inside `client_key` (Base64, characters outside the alphabet skipped).
+    public static func clientKeyDER(fromBase64 text: String) throws(KeyError) -> [UInt8] {
         guard let der = Data(base64Encoded: text, options: .ignoreUnknownCharacters), !der.isEmpty else {
             throw KeyError(description: "client_key is not Base64")
         }
+        return [UInt8](der)
+    }
+
+    /// An RSA SubjectPublicKeyInfo of 1024 to 8192 bits.
+    public static func clientKey(fromDER der: [UInt8]) throws(KeyError) -> _RSA.Encryption.PublicKey {
         let key: _RSA.Encryption.PublicKey
         do {
             key = try _RSA.Encryption.PublicKey(unsafeDERRepresentation: der)

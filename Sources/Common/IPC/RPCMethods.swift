@@ -35,7 +35,7 @@ extension IPCKeysRequest: RPCMethodNamed {
     public var methodName: String {
         switch op {
         case .getIdentity: "get_identity"
-        case .signHandshake: "sign_handshake"
+        case .newSession: "new_session"
         case .unwrapSessionKey: "unwrap_session_key"
         case .unwrapSessionKeys: "unwrap_session_keys"
         case nil: "none"

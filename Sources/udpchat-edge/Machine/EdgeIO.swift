@@ -40,8 +40,8 @@ struct EdgeOutput {
 
 /// Why the machine called udpchat-keys.
 enum KeysCall: Sendable {
-    /// A handshake's signature.
-    case sign(sessionId: String, cipher: SessionCipher, encryptedKey: [UInt8], request: Request)
+    /// A new session for a handshake.
+    case newSession(request: Request)
     /// The key of one session being restored for a datagram that named it.
     case unwrap(sessionId: String, loaded: IPCLoadedSession)
     /// The keys of a page of sessions loaded at start or on resynchronisation.

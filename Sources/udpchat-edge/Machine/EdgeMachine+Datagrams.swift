@@ -54,52 +54,57 @@ extension EdgeMachine {
             sendError(ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again", answering: request, now, &out)
             return
         }
-        let sessionId = SecureRandom.identifier()
-        let cipher = SessionCipher.random()
-        let encryptedKey: [UInt8]
+        // Only the Base64 is read here; udpchat-keys parses the key, draws
+        // the session key, encrypts it to the client and signs it.
+        let der: [UInt8]
         do {
-            encryptedKey = try HandshakeCrypto.encrypt(
-                sessionKey: cipher.keyBytes, to: try HandshakeCrypto.clientKey(fromBase64: clientKey))
+            der = try HandshakeCrypto.clientKeyDER(fromBase64: clientKey)
         } catch {
             sendError(ProtocolText.packetFailurePrefix + error.description, answering: request, now, &out)
             return
         }
         handshakesInFlight += 1
-        var sign = IPCSignHandshake()
-        sign.sessionID = sessionId
-        sign.sessionKey = Data(cipher.keyBytes)
-        var signing = IPCKeysRequest()
-        signing.signHandshake = sign
-        out.keysCalls.append(
-            (signing, .sign(sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, request: request)))
+        var new = IPCNewSession()
+        new.clientKeyDer = Data(der)
+        var call = IPCKeysRequest()
+        call.newSession = new
+        out.keysCalls.append((call, .newSession(request: request)))
     }
 
-    /// udpchat-keys answered a handshake's signature.
-    mutating func handshakeSigned(
-        _ result: Result<IPCKeysResponse, RPCError>, sessionId: String, cipher: SessionCipher, encryptedKey: [UInt8],
-        answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput
+    /// udpchat-keys made a handshake's session (or refused the client's key).
+    mutating func sessionMade(
+        _ result: Result<IPCKeysResponse, RPCError>, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput
     ) {
         handshakesInFlight -= 1
-        let signed: IPCSignedHandshake
+        let made: IPCNewSessionKeys
+        let cipher: SessionCipher
         switch result {
         case .success(let response):
-            guard case .signedHandshake(let value)? = response.result else {
+            if case .failure(let failure)? = response.result, failure.code == "invalid_client_key" {
+                sendError(ProtocolText.packetFailurePrefix + failure.message, answering: request, now, &out)
+                return
+            }
+            guard case .newSession(let value)? = response.result, let key = SessionCipher(keyBytes: [UInt8](value.sessionKey)),
+                Self.isIdentifier(value.sessionID)
+            else {
                 metrics.handshakesFailed.increment()
                 logger.error("udpchat-keys refused a handshake: \(response.failure.message)")
                 sendError(ProtocolText.packetFailurePrefix + "the key service refused the handshake", answering: request, now, &out)
                 return
             }
-            signed = value
+            made = value
+            cipher = key
         case .failure(let error):
             metrics.handshakesFailed.increment()
             logger.warning("handshake failed: udpchat-keys \(error)")
             sendError(ProtocolText.packetFailurePrefix + "the key service is unavailable; try again", answering: request, now, &out)
             return
         }
+        let sessionId = made.sessionID
         metrics.handshakesOK.increment()
         let (index, forgotten) = table.addPending(
             EdgeSession(
-                id: sessionId, cipher: cipher, wrappedKey: [UInt8](signed.wrappedKey),
+                id: sessionId, cipher: cipher, wrappedKey: [UInt8](made.wrappedKey),
                 keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: false, state: .handshake,
                 address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: ReplayWindow(), userId: nil))
         for index in forgotten { delivery.removeSession(index) }
@@ -107,8 +112,8 @@ extension EdgeMachine {
         delivery.addSession(
             index, salt: MessageIdentifier.salt(sessionId: sessionId), source: Self.source(request.address), userId: nil, acknowledges: false, active: false, follows: [], now: now.monotonic)
         let reply = SessionInitReply(
-            sessionId: sessionId, encryptedKey: Hex.encode(encryptedKey), serverPublicKey: Hex.encode([UInt8](signed.publicKeyDer)),
-            signature: Hex.encode([UInt8](signed.signature)), fingerprint: signed.fingerprint)
+            sessionId: sessionId, encryptedKey: Hex.encode([UInt8](made.encryptedKey)), serverPublicKey: Hex.encode([UInt8](made.publicKeyDer)),
+            signature: Hex.encode([UInt8](made.signature)), fingerprint: made.fingerprint)
         write(Envelope.sessionInitReply(reply).encoded(), to: request.address, &out)
     }
 

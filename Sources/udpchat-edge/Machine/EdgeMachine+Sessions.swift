@@ -9,8 +9,8 @@ extension EdgeMachine {
     /// udpchat-keys answered.
     mutating func keysAnswered(_ call: KeysCall, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput) {
         switch call {
-        case .sign(let sessionId, let cipher, let encryptedKey, let request):
-            handshakeSigned(result, sessionId: sessionId, cipher: cipher, encryptedKey: encryptedKey, answering: request, now, &out)
+        case .newSession(let request):
+            sessionMade(result, answering: request, now, &out)
         case .unwrap(let sessionId, let loaded):
             sessionUnwrapped(sessionId, loaded, result, now, &out)
         case .unwrapPage(let page, let resync, let more, let last):

@@ -163,14 +163,6 @@ public nonisolated struct IPCKeysRequest: Sendable {
     set {op = .getIdentity(newValue)}
   }
 
-  public var signHandshake: IPCSignHandshake {
-    get {
-      if case .signHandshake(let v)? = op {return v}
-      return IPCSignHandshake()
-    }
-    set {op = .signHandshake(newValue)}
-  }
-
   public var unwrapSessionKey: IPCUnwrapSessionKey {
     get {
       if case .unwrapSessionKey(let v)? = op {return v}
@@ -187,13 +179,21 @@ public nonisolated struct IPCKeysRequest: Sendable {
     set {op = .unwrapSessionKeys(newValue)}
   }
 
+  public var newSession: IPCNewSession {
+    get {
+      if case .newSession(let v)? = op {return v}
+      return IPCNewSession()
+    }
+    set {op = .newSession(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Op: Equatable, Sendable {
     case getIdentity(IPCGetIdentity)
-    case signHandshake(IPCSignHandshake)
     case unwrapSessionKey(IPCUnwrapSessionKey)
     case unwrapSessionKeys(IPCUnwrapSessionKeys)
+    case newSession(IPCNewSession)
 
   }
 
@@ -226,25 +226,34 @@ public nonisolated struct IPCIdentity: Sendable {
   public init() {}
 }
 
-/// Sign a fresh session key for SESSION_INIT and wrap it for storage.
-public nonisolated struct IPCSignHandshake: Sendable {
+/// A new session for a client's public key (SESSION_INIT, PROTOCOL.md §2.2):
+/// keys draws the session id and key, encrypts the key to the client, signs
+/// it and wraps it for storage.
+public nonisolated struct IPCNewSession: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var sessionID: String = String()
-
-  public var sessionKey: Data = Data()
+  /// The client's RSA SubjectPublicKeyInfo, as DER.
+  public var clientKeyDer: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct IPCSignedHandshake: Sendable {
+public nonisolated struct IPCNewSessionKeys: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var sessionID: String = String()
+
+  /// The 32-byte AES-256-GCM key, for the edge's cipher.
+  public var sessionKey: Data = Data()
+
+  /// RSAES-OAEP (SHA-256) of session_key to the client's key.
+  public var encryptedKey: Data = Data()
 
   /// RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32) over session_key.
   public var signature: Data = Data()
@@ -329,12 +338,12 @@ public nonisolated struct IPCKeysResponse: Sendable {
     set {result = .identity(newValue)}
   }
 
-  public var signedHandshake: IPCSignedHandshake {
+  public var newSession: IPCNewSessionKeys {
     get {
-      if case .signedHandshake(let v)? = result {return v}
-      return IPCSignedHandshake()
+      if case .newSession(let v)? = result {return v}
+      return IPCNewSessionKeys()
     }
-    set {result = .signedHandshake(newValue)}
+    set {result = .newSession(newValue)}
   }
 
   public var unwrapped: IPCUnwrappedSessionKey {
@@ -365,7 +374,7 @@ public nonisolated struct IPCKeysResponse: Sendable {
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
     case identity(IPCIdentity)
-    case signedHandshake(IPCSignedHandshake)
+    case newSession(IPCNewSessionKeys)
     case unwrapped(IPCUnwrappedSessionKey)
     case unwrappedKeys(IPCUnwrappedSessionKeys)
     case failure(IPCFailure)
@@ -2105,7 +2114,7 @@ nonisolated extension IPCMessageEvent: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KeysRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_identity\0\u{3}sign_handshake\0\u{3}unwrap_session_key\0\u{3}unwrap_session_keys\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_identity\0\u{4}\u{2}unwrap_session_key\0\u{3}unwrap_session_keys\0\u{3}new_session\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2124,19 +2133,6 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.op = .getIdentity(v)
-        }
-      }()
-      case 2: try {
-        var v: IPCSignHandshake?
-        var hadOneofValue = false
-        if let current = self.op {
-          hadOneofValue = true
-          if case .signHandshake(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.op = .signHandshake(v)
         }
       }()
       case 3: try {
@@ -2165,6 +2161,19 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
           self.op = .unwrapSessionKeys(v)
         }
       }()
+      case 5: try {
+        var v: IPCNewSession?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .newSession(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .newSession(v)
+        }
+      }()
       default: break
       }
     }
@@ -2180,10 +2189,6 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
       guard case .getIdentity(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     }()
-    case .signHandshake?: try {
-      guard case .signHandshake(let v)? = self.op else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
     case .unwrapSessionKey?: try {
       guard case .unwrapSessionKey(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
@@ -2191,6 +2196,10 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
     case .unwrapSessionKeys?: try {
       guard case .unwrapSessionKeys(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .newSession?: try {
+      guard case .newSession(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     }()
     case nil: break
     }
@@ -2258,9 +2267,39 @@ nonisolated extension IPCIdentity: SwiftProtobuf.Message, SwiftProtobuf._Message
   }
 }
 
-nonisolated extension IPCSignHandshake: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SignHandshake"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}session_key\0")
+nonisolated extension IPCNewSession: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NewSession"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_key_der\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.clientKeyDer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.clientKeyDer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.clientKeyDer, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCNewSession, rhs: IPCNewSession) -> Bool {
+    if lhs.clientKeyDer != rhs.clientKeyDer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCNewSessionKeys: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NewSessionKeys"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}session_key\0\u{3}encrypted_key\0\u{1}signature\0\u{3}wrapped_key\0\u{3}public_key_der\0\u{1}fingerprint\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2270,6 +2309,11 @@ nonisolated extension IPCSignHandshake: SwiftProtobuf.Message, SwiftProtobuf._Me
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.sessionKey) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.encryptedKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.wrappedKey) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.publicKeyDer) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
       default: break
       }
     }
@@ -2282,53 +2326,28 @@ nonisolated extension IPCSignHandshake: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.sessionKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.sessionKey, fieldNumber: 2)
     }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: IPCSignHandshake, rhs: IPCSignHandshake) -> Bool {
-    if lhs.sessionID != rhs.sessionID {return false}
-    if lhs.sessionKey != rhs.sessionKey {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension IPCSignedHandshake: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SignedHandshake"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}signature\0\u{3}wrapped_key\0\u{3}public_key_der\0\u{1}fingerprint\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.wrappedKey) }()
-      case 3: try { try decoder.decodeSingularBytesField(value: &self.publicKeyDer) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
-      default: break
-      }
+    if !self.encryptedKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.encryptedKey, fieldNumber: 3)
     }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     if !self.signature.isEmpty {
-      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 1)
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 4)
     }
     if !self.wrappedKey.isEmpty {
-      try visitor.visitSingularBytesField(value: self.wrappedKey, fieldNumber: 2)
+      try visitor.visitSingularBytesField(value: self.wrappedKey, fieldNumber: 5)
     }
     if !self.publicKeyDer.isEmpty {
-      try visitor.visitSingularBytesField(value: self.publicKeyDer, fieldNumber: 3)
+      try visitor.visitSingularBytesField(value: self.publicKeyDer, fieldNumber: 6)
     }
     if !self.fingerprint.isEmpty {
-      try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 4)
+      try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 7)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: IPCSignedHandshake, rhs: IPCSignedHandshake) -> Bool {
+  public static func ==(lhs: IPCNewSessionKeys, rhs: IPCNewSessionKeys) -> Bool {
+    if lhs.sessionID != rhs.sessionID {return false}
+    if lhs.sessionKey != rhs.sessionKey {return false}
+    if lhs.encryptedKey != rhs.encryptedKey {return false}
     if lhs.signature != rhs.signature {return false}
     if lhs.wrappedKey != rhs.wrappedKey {return false}
     if lhs.publicKeyDer != rhs.publicKeyDer {return false}
@@ -2465,7 +2484,7 @@ nonisolated extension IPCUnwrappedSessionKeys: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KeysResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identity\0\u{3}signed_handshake\0\u{1}unwrapped\0\u{3}unwrapped_keys\0\u{2}\u{b}failure\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identity\0\u{2}\u{2}unwrapped\0\u{3}unwrapped_keys\0\u{3}new_session\0\u{2}\u{a}failure\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2484,19 +2503,6 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.result = .identity(v)
-        }
-      }()
-      case 2: try {
-        var v: IPCSignedHandshake?
-        var hadOneofValue = false
-        if let current = self.result {
-          hadOneofValue = true
-          if case .signedHandshake(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.result = .signedHandshake(v)
         }
       }()
       case 3: try {
@@ -2523,6 +2529,19 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.result = .unwrappedKeys(v)
+        }
+      }()
+      case 5: try {
+        var v: IPCNewSessionKeys?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .newSession(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .newSession(v)
         }
       }()
       case 15: try {
@@ -2553,10 +2572,6 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
       guard case .identity(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     }()
-    case .signedHandshake?: try {
-      guard case .signedHandshake(let v)? = self.result else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
     case .unwrapped?: try {
       guard case .unwrapped(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
@@ -2564,6 +2579,10 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
     case .unwrappedKeys?: try {
       guard case .unwrappedKeys(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .newSession?: try {
+      guard case .newSession(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     }()
     case .failure?: try {
       guard case .failure(let v)? = self.result else { preconditionFailure() }

@@ -1,0 +1,113 @@
+import Common
+import Crypto
+import CryptoExtras
+import Foundation
+import Logging
+import Testing
+
+/// What the programs behind the edge do for whoever reaches their sockets
+/// (docs/security.md, "Trust between the programs").
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct InternalPlaneTests {
+    /// A typed client of the running udpchat-keys, on its own reactor.
+    static func keysClient(_ system: TestSystem) throws -> (KeysClient, ZMQReactor) {
+        let endpoint = system.environment["KEYS_ENDPOINT"] ?? "ipc://\(system.root.path)/run/keys.sock"
+        let reactor = ZMQReactor(context: ZMQContext(), name: "test-keys")
+        let rpc = try RPCClient(reactor: reactor, endpoint: endpoint, name: "udpchat-keys", logger: Logger(label: "test"))
+        reactor.start()
+        return (KeysClient(rpc: rpc, timeout: .seconds(10)), reactor)
+    }
+
+    /// Keys draws the session key itself: only the client's private key
+    /// opens it, the identity's signature covers it, and the wrapped copy
+    /// unwraps to it.
+    @Test func aNewSessionsKeyOpensOnlyForTheClientAndCarriesTheIdentitysSignature() async throws {
+        try await withSystem { system in
+            let (keys, reactor) = try Self.keysClient(system)
+            defer { reactor.shutdown() }
+            let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+            var request = IPCKeysRequest()
+            request.newSession.clientKeyDer = client.publicKey.derRepresentation
+            let response = try await keys.call(request)
+            guard case .newSession(let made)? = response.result else {
+                Issue.record("no new session: \(response)")
+                return
+            }
+            #expect(made.sessionKey.count == WireSpec.sessionKeyBytes && made.sessionID.count == 2 * WireSpec.idBytes)
+            let opened = try client.decrypt(made.encryptedKey, padding: .PKCS1_OAEP_SHA256)
+            #expect(opened == made.sessionKey)
+            #expect(
+                HandshakeCrypto.verify(
+                    signature: [UInt8](made.signature), over: [UInt8](made.sessionKey), publicKeyDER: [UInt8](made.publicKeyDer)))
+            #expect(HandshakeCrypto.fingerprint(ofPublicKeyDER: [UInt8](made.publicKeyDer)) == made.fingerprint)
+            var unwrap = IPCKeysRequest()
+            unwrap.unwrapSessionKey.sessionID = made.sessionID
+            unwrap.unwrapSessionKey.wrappedKey = made.wrappedKey
+            #expect(try await keys.call(unwrap).unwrapped.sessionKey == made.sessionKey)
+            // Two sessions never share a key or an id.
+            let second = try await keys.call(request).newSession
+            #expect(second.sessionKey != made.sessionKey && second.sessionID != made.sessionID)
+            // A key that is not an RSA public key is refused, saying why.
+            var bad = IPCKeysRequest()
+            bad.newSession.clientKeyDer = Data("not a key".utf8)
+            let refused = try await keys.call(bad)
+            #expect(refused.failure.code == "invalid_client_key", "\(refused)")
+            #expect(refused.failure.message.contains("not an RSA public key"))
+        }
+    }
+
+    /// The operation that signed 32 bytes of the caller's choosing (field 2
+    /// of the request) is gone: such a request gets no signature.
+    @Test func keysSignsNoBytesTheCallerChose() async throws {
+        try await withSystem { system in
+            let (keys, reactor) = try Self.keysClient(system)
+            defer { reactor.shutdown() }
+            let chosen = [UInt8](repeating: 0x41, count: 32)
+            let sessionId = Array(String(repeating: "ab", count: 16).utf8)
+            // SignHandshake{session_id = 1, session_key = 2} as field 2 of KeysRequest.
+            let inner: [UInt8] = [0x0A, UInt8(sessionId.count)] + sessionId + [0x12, UInt8(chosen.count)] + chosen
+            let body: [UInt8] = [0x12, UInt8(inner.count)] + inner
+            let reply = try await keys.rpc.call(body, timeout: .seconds(10))
+            let response = try IPCKeysResponse(serializedBytes: reply)
+            #expect(response.failure.code == "invalid_request", "\(response)")
+            // Nothing in the reply verifies as the identity's signature over the chosen bytes.
+            let identity = try await keys.call({ var r = IPCKeysRequest(); r.getIdentity = IPCGetIdentity(); return r }()).identity
+            #expect(!identity.publicKeyDer.isEmpty)
+            for candidate in Self.byteStrings(in: reply) {
+                #expect(
+                    !HandshakeCrypto.verify(signature: candidate, over: chosen, publicKeyDER: [UInt8](identity.publicKeyDer)))
+            }
+        }
+    }
+
+    /// Every length-delimited field of a protobuf message, nested ones
+    /// included (a signature would be one of them).
+    static func byteStrings(in bytes: [UInt8]) -> [[UInt8]] {
+        var found: [[UInt8]] = []
+        var index = 0
+        func varint() -> Int? {
+            var value = 0, shift = 0
+            while index < bytes.count, shift < 63 {
+                let byte = bytes[index]
+                index += 1
+                value |= Int(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while index < bytes.count, let key = varint() {
+            switch key & 7 {
+            case 0: _ = varint()
+            case 2:
+                guard let length = varint(), length >= 0, index + length <= bytes.count else { return found }
+                let field = Array(bytes[index..<index + length])
+                found.append(field)
+                found.append(contentsOf: byteStrings(in: field))
+                index += length
+            default: return found
+            }
+        }
+        return found
+    }
+}
