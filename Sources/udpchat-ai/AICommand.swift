@@ -65,6 +65,7 @@ struct AICommand: AsyncParsableCommand {
         let worker: Worker
         let ops: OpsServer
         do {
+            try SocketDirectory.check([settings.common.jobsEndpoint])
             let inbox = MutexBox<Worker?>(nil)
             let dealer = try MessageDealer(
                 reactor: reactor, connect: settings.common.jobsEndpoint,

@@ -5,6 +5,10 @@ import Foundation
 import Logging
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What the programs behind the edge do for whoever reaches their sockets
 /// (docs/security.md, "Trust between the programs").
 @Suite(.serialized, .timeLimit(.minutes(3)))
@@ -78,6 +82,62 @@ struct InternalPlaneTests {
                     !HandshakeCrypto.verify(signature: candidate, over: chosen, publicKeyDER: [UInt8](identity.publicKeyDer)))
             }
         }
+    }
+
+    /// Starts `udpchat-NAME` and returns its stderr once it has exited, or
+    /// nil (after stopping it) when it started serving instead.
+    static func refusal(_ name: String, environment: [String: String], in directory: URL) async throws -> String? {
+        let process = try ProgramProcess(
+            name: name, executable: try TestSystem.binaryDirectory().appendingPathComponent("udpchat-\(name)"),
+            environment: environment, directory: directory)
+        do {
+            _ = try await process.waitForLine(startingWith: "udpchat-\(name) ready")
+        } catch {
+            if let status = process.terminationStatus {
+                #expect(status != 0, "\(name) exited with status \(status)")
+                return process.log()
+            }
+            await process.stop(signal: SIGKILL)
+            throw error
+        }
+        await process.stop(signal: SIGKILL)
+        return nil
+    }
+
+    /// Sockets in a directory every local user can enter are refused at
+    /// start, by the programs that bind them and by those that connect.
+    @Test func programsRefuseASocketDirectoryOtherUsersCanReach() async throws {
+        let root = try DeployTests.temporaryRoot()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let run = root.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        let environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "DATA_DIR": root.path, "SERVER_IP": "127.0.0.1",
+            "SERVER_PORT": "0", "KEYS_METRICS_PORT": "0", "STORE_METRICS_PORT": "0", "EDGE_METRICS_PORT": "0", "AI_METRICS_PORT": "0",
+        ]
+        let generated = try await runDetached(
+            try TestSystem.binaryDirectory().appendingPathComponent("udpchat-keys"), ["generate"], environment: environment,
+            directory: root)
+        try #require(generated.status == 0, "\(generated.output)")
+        for name in ["keys", "store", "edge", "ai"] {
+            let refusal = try await Self.refusal(name, environment: environment, in: root)
+            #expect(refusal?.contains("the socket directory \(run.path) is open to every local user (mode 755)") == true, "\(name): \(refusal ?? "it started")")
+        }
+        // Closed to others, the same directory serves.
+        chmod(run.path, 0o750)
+        let keys = try ProgramProcess(
+            name: "keys", executable: try TestSystem.binaryDirectory().appendingPathComponent("udpchat-keys"), environment: environment,
+            directory: root)
+        _ = try await keys.waitForLine(startingWith: "udpchat-keys ready")
+        await keys.stop()
+        // A directory a program creates is its owner's alone.
+        try FileManager.default.removeItem(at: run)
+        let store = try ProgramProcess(
+            name: "store", executable: try TestSystem.binaryDirectory().appendingPathComponent("udpchat-store"),
+            environment: environment, directory: root)
+        _ = try await store.waitForLine(startingWith: "udpchat-store ready")
+        await store.stop()
+        #expect(DeployTests.entry(run.path)?.mode == 0o700)
     }
 
     /// Every length-delimited field of a protobuf message, nested ones

@@ -286,11 +286,9 @@ public struct CommonSettings: Sendable {
         logLevel = level
     }
 
-    /// Creates the directory of each `ipc://` endpoint this program binds.
+    /// Creates the directory of each `ipc://` endpoint this program binds
+    /// and refuses one other users can reach (``SocketDirectory``).
     public func createSocketDirectories(for endpoints: [String]) throws {
-        for endpoint in endpoints {
-            guard let directory = Endpoint.ipcDirectory(endpoint), !directory.isEmpty else { continue }
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        }
+        try SocketDirectory.prepare(binding: endpoints)
     }
 }

@@ -47,6 +47,7 @@ struct EdgeCommand: AsyncParsableCommand {
         let ops: OpsServer
         do {
             let timeout = settings.common.rpcTimeout
+            try SocketDirectory.check([settings.common.keysEndpoint, settings.common.storeEndpoint, settings.common.eventsEndpoint])
             let keys = KeysClient(
                 rpc: try RPCClient(reactor: reactor, endpoint: settings.common.keysEndpoint, name: "udpchat-keys", logger: logger),
                 timeout: timeout)
