@@ -69,12 +69,13 @@ done
 install -m 0644 docs/operations.md README.md .env.sample "$(root "$prefix/share/doc/udpchat/")"
 
 # Units: the paths in them assume /usr/local; another prefix is written in.
-install -d -m 0755 "$(root /etc/systemd/system)" "$(root /etc/sysusers.d)"
+install -d -m 0755 "$(root /etc/systemd/system)" "$(root /etc/sysusers.d)" "$(root /etc/tmpfiles.d)"
 for unit in "${units[@]}"; do
   sed "s|/usr/local/|$prefix/|g" "deploy/systemd/$unit" > "$(root "/etc/systemd/system/$unit")"
   chmod 0644 "$(root "/etc/systemd/system/$unit")"
 done
 install -m 0644 deploy/systemd/udpchat.sysusers "$(root /etc/sysusers.d/udpchat.conf)"
+install -m 0644 deploy/systemd/udpchat.tmpfiles "$(root /etc/tmpfiles.d/udpchat.conf)"
 
 # Users and group, in the target root's /etc/passwd and /etc/group.
 if [ -n "$destdir" ]; then
@@ -87,12 +88,24 @@ id_of() { awk -F: -v name="$2" '$1 == name { print $3 }' "$(root "/etc/$1")"; }
 group=$(id_of group udpchat)
 keys_user=$(id_of passwd udpchat-keys)
 store_user=$(id_of passwd udpchat-store)
-[ -n "$group" ] && [ -n "$keys_user" ] && [ -n "$store_user" ] || fail "systemd-sysusers did not create the udpchat users"
+# The groups of udpchat-keys and udpchat-store (their units' Group=, which
+# systemd also gives their state directories).
+keys_group=$(id_of group udpchat-keys-clients)
+store_group=$(id_of group udpchat-store-clients)
+[ -n "$group" ] && [ -n "$keys_user" ] && [ -n "$store_user" ] && [ -n "$keys_group" ] && [ -n "$store_group" ] \
+  || fail "systemd-sysusers did not create the udpchat users and groups"
 
 # Settings: written once, never overwritten (it is the operator's file).
 install -d -m 0750 -o 0 -g "$group" "$(root /etc/udpchat)"
 if [ -e "$(root /etc/udpchat/udpchat.env)" ]; then
   say "keeping /etc/udpchat/udpchat.env"
+  # One exception: the AI workers' socket moved to a directory of its own,
+  # out of the store's (which they may no longer enter).
+  if grep -q '^JOBS_ENDPOINT=ipc:///run/udpchat-store/jobs.sock$' "$(root /etc/udpchat/udpchat.env)"; then
+    sed -i 's|^JOBS_ENDPOINT=ipc:///run/udpchat-store/jobs.sock$|JOBS_ENDPOINT=ipc:///run/udpchat-jobs/jobs.sock|' \
+      "$(root /etc/udpchat/udpchat.env)"
+    say "moved JOBS_ENDPOINT in /etc/udpchat/udpchat.env to ipc:///run/udpchat-jobs/jobs.sock"
+  fi
 else
   install -m 0640 -o 0 -g "$group" deploy/systemd/udpchat.env "$(root /etc/udpchat/udpchat.env)"
 fi
@@ -103,7 +116,7 @@ keys_dir="$(root /var/lib/udpchat-keys)"
 # Made by root and handed over after the keys are generated (run as root on
 # a directory udpchat-keys owns, udpchat-keys generate becomes that user).
 [ -d "$keys_dir" ] || install -d -m 0700 "$keys_dir"
-install -d -m 0700 -o "$store_user" -g "$group" "$(root /var/lib/udpchat-store)"
+install -d -m 0700 -o "$store_user" -g "$store_group" "$(root /var/lib/udpchat-store)"
 if [ -e "$keys_dir/server_private_key.pem" ]; then
   say "keeping the identity key in /var/lib/udpchat-keys"
 else
@@ -111,12 +124,13 @@ else
   # KEY_BITS, if set, comes from the target's env file.
   UDPCHAT_ENV_FILE="$(root /etc/udpchat/udpchat.env)" "$(root "$prefix/bin/udpchat-keys")" generate --dir "$keys_dir"
 fi
-chown -R "$keys_user:$group" "$keys_dir"
+chown -R "$keys_user:$keys_group" "$keys_dir"
 chmod 0700 "$keys_dir"
 chmod 0600 "$keys_dir/server_private_key.pem" "$keys_dir/key_encryption_key"
-chown -R "$store_user:$group" "$(root /var/lib/udpchat-store)"
+chown -R "$store_user:$store_group" "$(root /var/lib/udpchat-store)"
 
 if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then
+  systemd-tmpfiles --create /etc/tmpfiles.d/udpchat.conf
   systemctl daemon-reload
   say "installed. Start it with: systemctl enable --now udpchat.target"
   say "more AI workers: systemctl enable --now udpchat-ai@9105.service (the instance is its metrics port)"

@@ -95,6 +95,7 @@ struct DeployTests {
         }
 
         var checked = 0
+        var parsed: [String: Unit] = [:]
         for name in Self.units {
             let file = "/etc/systemd/system/\(name)"
             expectEntry(file, owner: 0, group: 0, mode: 0o644, directory: false, "unit")
@@ -106,7 +107,12 @@ struct DeployTests {
             guard name.hasSuffix(".service") else { continue }
             let user = try #require(unit.last("User"), "\(name) names its User")
             let account = try #require(users[user], "user \(user) exists in the target root")
-            #expect(unit.last("Group") == "udpchat" && account.group == shared, "\(user)'s group is udpchat")
+            let unitGroup = try #require(unit.last("Group").flatMap { groups[$0]?.id }, "\(name)'s Group= exists")
+            // Every program reads the env file as the group udpchat (its
+            // primary group, or a supplementary one where Group= is its socket group).
+            let supplementary = (unit.values["SupplementaryGroups"] ?? []).flatMap { $0.split(separator: " ").map(String.init) }
+            #expect(account.group == shared, "\(user)'s primary group is udpchat")
+            #expect(unitGroup == shared || supplementary.contains("udpchat"), "\(name) runs with the group udpchat")
             #expect(unit.last("Type") == "notify" && unit.last("NoNewPrivileges") == "yes" && unit.last("ProtectSystem") == "strict")
             let command = try #require(unit.last("ExecStart")?.split(separator: " ").first.map(String.init))
             expectEntry(command, owner: 0, group: 0, mode: 0o755, directory: false, "\(name) ExecStart")
@@ -122,7 +128,8 @@ struct DeployTests {
             if let state = unit.last("StateDirectory") {
                 let mode = UInt32(try #require(unit.last("StateDirectoryMode")), radix: 8) ?? 0
                 #expect(mode == 0o700, "\(name): nobody else reads its state")
-                expectEntry("/var/lib/\(state)", owner: account.id, group: shared, mode: mode, directory: true, "\(name) StateDirectory")
+                // systemd gives a state directory the unit's User= and Group=.
+                expectEntry("/var/lib/\(state)", owner: account.id, group: unitGroup, mode: mode, directory: true, "\(name) StateDirectory")
                 if let working = unit.last("WorkingDirectory") { #expect(working == "/var/lib/\(state)") }
                 checked += 1
             }
@@ -130,20 +137,64 @@ struct DeployTests {
             // nothing to install; the env file's endpoints must point into it.
             if let runtime = unit.last("RuntimeDirectory") {
                 let env = try String(contentsOfFile: path(environmentFile), encoding: .utf8)
-                #expect(env.contains("ipc:///run/\(runtime)/"), "the env file's endpoints use /run/\(runtime)")
+                for directory in runtime.split(separator: " ") {
+                    #expect(env.contains("ipc:///run/\(directory)/"), "the env file's endpoints use /run/\(directory)")
+                }
+                // Closed to other users (programs refuse a socket directory that is not).
+                let mode = UInt32(try #require(unit.last("RuntimeDirectoryMode")), radix: 8) ?? 0o777
+                #expect(mode & 0o007 == 0, "\(name): RuntimeDirectoryMode \(String(mode, radix: 8))")
             }
+            parsed[name] = unit
             checked += 1
         }
         #expect(checked >= 10)
 
+        // Who reaches which socket: each socket directory's group, and the
+        // programs that have it (docs/security.md).
+        let env = try String(contentsOfFile: path("/etc/udpchat/udpchat.env"), encoding: .utf8)
+        // A RuntimeDirectory= takes its unit's Group=; /run/udpchat-jobs is made by tmpfiles.d.
+        let tmpfiles = try String(contentsOfFile: path("/etc/tmpfiles.d/udpchat.conf"), encoding: .utf8)
+        func directoryGroup(_ unit: String, _ directory: String) -> String? {
+            if parsed[unit]?.last("RuntimeDirectory")?.split(separator: " ").contains(Substring(directory)) == true {
+                return parsed[unit]?.last("Group")
+            }
+            let lines: [[Substring]] = tmpfiles.split(separator: "\n").map { $0.split(separator: " ") }
+            let target = Substring("/run/\(directory)")
+            guard let line = lines.first(where: { fields in fields.count >= 5 && fields[0] == "d" && fields[1] == target }) else { return nil }
+            #expect(UInt32(line[2], radix: 8).map { $0 & 0o007 == 0 } == true, "/run/\(directory) is closed to others")
+            #expect(line[3] == "udpchat-store", "/run/\(directory) belongs to the store, which binds in it")
+            #expect(parsed[unit]?.values["ReadWritePaths"]?.contains("/run/\(directory)") == true, "\(unit) may write /run/\(directory)")
+            return String(line[4])
+        }
+        func programGroups(_ unit: String) -> Set<String> {
+            var all: Set<String> = [parsed[unit]?.last("Group") ?? ""]
+            for line in parsed[unit]?.values["SupplementaryGroups"] ?? [] { all.formUnion(line.split(separator: " ").map(String.init)) }
+            return all
+        }
+        let sockets: [(endpoint: String, directory: String, unit: String)] = [
+            ("KEYS_ENDPOINT", "udpchat-keys", "udpchat-keys.service"), ("STORE_ENDPOINT", "udpchat-store", "udpchat-store.service"),
+            ("EVENTS_ENDPOINT", "udpchat-store", "udpchat-store.service"), ("JOBS_ENDPOINT", "udpchat-jobs", "udpchat-store.service"),
+        ]
+        for socket in sockets {
+            #expect(env.contains("\n\(socket.endpoint)=ipc:///run/\(socket.directory)/"), "\(socket.endpoint) is in /run/\(socket.directory)")
+            let group = try #require(directoryGroup(socket.unit, socket.directory), "the group of /run/\(socket.directory)")
+            #expect(groups["\(group)"] != nil, "group \(group) exists in the target root")
+            #expect(group != "udpchat", "/run/\(socket.directory) is not open to every udpchat program")
+            let reaching = Set(["udpchat-edge.service", "udpchat-ai@.service"].filter { programGroups($0).contains(group) })
+            let expected: Set<String> = socket.directory == "udpchat-jobs" ? ["udpchat-ai@.service"] : ["udpchat-edge.service"]
+            #expect(reaching == expected, "/run/\(socket.directory) (group \(group)) is reached by \(reaching.sorted())")
+        }
+
         // The private key: udpchat-keys alone reads it.
         let keysUser = try #require(users["udpchat-keys"]).id
+        let keysGroup = try #require(groups["udpchat-keys-clients"]).id
         expectEntry(
-            "/var/lib/udpchat-keys/server_private_key.pem", owner: keysUser, group: shared, mode: 0o600, directory: false, "identity key")
+            "/var/lib/udpchat-keys/server_private_key.pem", owner: keysUser, group: keysGroup, mode: 0o600, directory: false, "identity key")
         expectEntry(
-            "/var/lib/udpchat-keys/key_encryption_key", owner: keysUser, group: shared, mode: 0o600, directory: false, "key-encryption key")
+            "/var/lib/udpchat-keys/key_encryption_key", owner: keysUser, group: keysGroup, mode: 0o600, directory: false, "key-encryption key")
         for other in ["udpchat-store", "udpchat-edge", "udpchat-ai"] { #expect(users[other]?.id != keysUser) }
         expectEntry("/etc/sysusers.d/udpchat.conf", owner: 0, group: 0, mode: 0o644, directory: false, "sysusers")
+        expectEntry("/etc/tmpfiles.d/udpchat.conf", owner: 0, group: 0, mode: 0o644, directory: false, "tmpfiles")
 
         // Installing again (an upgrade) keeps the operator's settings and the key.
         let key = try Data(contentsOf: URL(fileURLWithPath: path("/var/lib/udpchat-keys/server_private_key.pem")))

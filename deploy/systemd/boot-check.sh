@@ -4,7 +4,8 @@
 # it with deploy/install.sh, and checks what only a real service manager
 # shows: every unit of udpchat.target becomes active with its sandbox in
 # force (Type=notify), a client can chat through the edge, the private key
-# is unreadable to the edge's user, a killed program is restarted, a frozen
+# is unreadable to the edge's user, each program's credentials reach only
+# the sockets meant for it (an AI worker's not keys.sock), a killed program is restarted, a frozen
 # one is restarted by the watchdog, a second AI worker joins, and stopping
 # the target stops every program with exit status 0 in order.
 #
@@ -107,6 +108,34 @@ ready() { "$PWD/deploy/container/healthcheck" "$1" >/dev/null; }  # /readyz answ
 check "every /readyz answers 200" bash -c "$(declare -f ready); ready 19101 && ready 19102 && ready 19103 && ready 19104"
 check "the edge's user cannot read the private key" \
   bash -c "! nsenter -t $init_pid -a setpriv --reuid=udpchat-edge --regid=udpchat --init-groups cat /var/lib/udpchat-keys/server_private_key.pem >/dev/null 2>&1"
+# Who reaches which socket, with each program's own credentials (user,
+# group and supplementary groups read from its running process).
+as_program() {  # as_program UNIT COMMAND...: COMMAND inside, as UNIT's main process
+  local unit=$1; shift
+  local pid uid gid groups
+  pid=$(inside systemctl show -p MainPID --value "$unit")
+  uid=$(inside awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
+  gid=$(inside awk '/^Gid:/ { print $2 }' "/proc/$pid/status")
+  groups=$(inside awk '/^Groups:/ { $1 = ""; print }' "/proc/$pid/status" | xargs | tr ' ' ',')
+  if [ -n "$groups" ]; then
+    inside setpriv --reuid="$uid" --regid="$gid" --groups="$groups" "$@"
+  else
+    inside setpriv --reuid="$uid" --regid="$gid" --clear-groups "$@"
+  fi
+}
+connects() {  # connects UNIT SOCKET: UNIT's credentials can connect to SOCKET
+  as_program "$1" /usr/bin/python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$2" 2>&1 | tail -1 | sed 's/^/  /'; [ "${PIPESTATUS[0]}" = 0 ]
+}
+cannot() { ! "$@"; }
+ai=udpchat-ai@19104.service
+check "the edge connects to keys.sock" connects udpchat-edge.service /run/udpchat-keys/keys.sock
+check "the edge connects to store.sock and events.sock" \
+  bash -c "$(declare -f inside as_program connects); init_pid=$init_pid; connects udpchat-edge.service /run/udpchat-store/store.sock && connects udpchat-edge.service /run/udpchat-store/events.sock"
+check "an AI worker connects to jobs.sock" connects "$ai" /run/udpchat-jobs/jobs.sock
+check "an AI worker cannot connect to keys.sock" cannot connects "$ai" /run/udpchat-keys/keys.sock
+check "an AI worker cannot connect to store.sock or events.sock" \
+  bash -c "$(declare -f inside as_program connects); init_pid=$init_pid; ! connects $ai /run/udpchat-store/store.sock && ! connects $ai /run/udpchat-store/events.sock"
+check "the edge cannot connect to jobs.sock" cannot connects udpchat-edge.service /run/udpchat-jobs/jobs.sock
 check "the edge's sandbox is in force (NoNewPrivs, seccomp)" \
   bash -c "pid=\$(nsenter -t $init_pid -a systemctl show -p MainPID --value udpchat-edge); nsenter -t $init_pid -a grep -q 'NoNewPrivs:.*1' /proc/\$pid/status && nsenter -t $init_pid -a grep -q 'Seccomp:.*2' /proc/\$pid/status"
 inside systemd-analyze security --no-pager "${units[@]}" 2>/dev/null | grep 'Overall exposure' | sed 's/^/  /' || true
