@@ -61,7 +61,15 @@ struct AICommand: AsyncParsableCommand {
         httpConfiguration.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         let model = settings.model(client: client)
-        let reactor = ZMQReactor(context: ZMQContext(), name: "ai-zmq")
+        let security: PlaneSecurity?
+        do {
+            security = try settings.common.planeSecurity(for: .ai)
+        } catch {
+            ProgramIO.printError("udpchat-ai: \(error)")
+            try? await client.shutdown()
+            throw ExitCode.failure
+        }
+        let reactor = ZMQReactor(context: ZMQContext(security: security), name: "ai-zmq")
         let worker: Worker
         let ops: OpsServer
         do {

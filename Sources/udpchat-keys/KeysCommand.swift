@@ -12,7 +12,7 @@ struct KeysCommand: AsyncParsableCommand {
         commandName: "udpchat-keys",
         abstract: "The server's identity key and key-encryption key: set them up, show them, serve them.",
         discussion: "With no subcommand it serves: signatures for handshakes and session-key wrapping for udpchat-edge.",
-        subcommands: [Serve.self, Generate.self, Import.self, Rotate.self, Show.self],
+        subcommands: [Serve.self, Generate.self, Import.self, Rotate.self, Show.self, PlaneKeys.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -22,6 +22,13 @@ struct KeysOptions: ParsableArguments {
     var directory: String?
 
     func files(_ common: CommonSettings) -> KeyFiles { KeyFiles(directory: directory ?? common.keysDir) }
+
+    /// Where the CURVE key pairs go: CURVE_DIR when set, else `curve/`
+    /// beside the identity key.
+    func curveDirectory(_ settings: SettingsReader, _ common: CommonSettings) -> String {
+        if settings.raw(.curveDir) != nil { return common.curveDir }
+        return (directory ?? common.keysDir) + "/curve"
+    }
 
     /// The key files, after becoming the key directory's owner when run as
     /// root (so a new key stays readable by udpchat-keys).
@@ -83,6 +90,9 @@ struct Generate: ParsableCommand {
             print("identity key: \(files.privateKey.path) (RSA-\(size))")
             print("fingerprint:  \(key.fingerprint)")
             if createdKEK { print("key-encryption key: \(files.keyEncryptionKey.path)") }
+            let curve = options.curveDirectory(settings, common)
+            let made = try PlaneSecurity.generate(in: curve)
+            if !made.isEmpty { print("CURVE keys for tcp:// endpoints: \(curve) (\(made.map(\.rawValue).joined(separator: ", ")))") }
         }
     }
 }
@@ -156,6 +166,43 @@ struct Rotate: ParsableCommand {
     }
 }
 
+struct PlaneKeys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plane-keys",
+        abstract: "Create the CURVE key pairs (one per program: keys, store, edge, ai) that tcp:// endpoints need; keeps existing ones.",
+        discussion: """
+            Each program reads its own ROLE.key and its peers' ROLE.pub from CURVE_DIR. On several hosts, copy \
+            to each host the .key of the programs it runs and every .pub. --owner ROLE=UID:GID gives a \
+            program's secret key to its user (as root), so no other program can read it.
+            """)
+
+    @OptionGroup var options: KeysOptions
+    @Option(name: .customLong("curve-dir"), help: "Where to write them (default: CURVE_DIR, else curve/ in the key directory).")
+    var curveDir: String?
+    @Option(name: .customLong("owner"), help: "ROLE=UID:GID: the owner of ROLE.key (repeatable).")
+    var owners: [String] = []
+
+    func run() throws {
+        try reportingFailure {
+            let (settings, common) = try loadSettings()
+            var owned: [PlaneRole: (uid: UInt32, gid: UInt32)] = [:]
+            for owner in owners {
+                let parts = owner.split(separator: "=", maxSplits: 1)
+                let ids = parts.count == 2 ? parts[1].split(separator: ":") : []
+                guard parts.count == 2, let role = PlaneRole(rawValue: String(parts[0])), ids.count == 2, let uid = UInt32(ids[0]),
+                    let gid = UInt32(ids[1])
+                else {
+                    throw KeysError("--owner \(owner): expected ROLE=UID:GID with ROLE one of keys, store, edge, ai")
+                }
+                owned[role] = (uid, gid)
+            }
+            let directory = curveDir ?? options.curveDirectory(settings, common)
+            let made = try PlaneSecurity.generate(in: directory, owners: owned)
+            print("CURVE keys in \(directory): made \(made.isEmpty ? "none (all there)" : made.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+}
+
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the identity key's fingerprint.")
 
@@ -202,7 +249,9 @@ struct Serve: AsyncParsableCommand {
             }
             service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
             try common.createSocketDirectories(for: [common.keysBind])
-            reactor = ZMQReactor(context: ZMQContext(), name: "keys-zmq")
+            var plane = common
+            plane.curveDir = options.curveDirectory(settings, common)
+            reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")
             _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
                 service.handle($0)
             }

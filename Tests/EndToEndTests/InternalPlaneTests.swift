@@ -140,6 +140,105 @@ struct InternalPlaneTests {
         #expect(DeployTests.entry(run.path)?.mode == 0o700)
     }
 
+    /// The programs on tcp:// endpoints, as on several hosts.
+    static func tcpSettings() throws -> [String: String] {
+        [
+            "KEYS_ENDPOINT": "tcp://127.0.0.1:\(try PrometheusTests.freeTCPPort())",
+            "STORE_ENDPOINT": "tcp://127.0.0.1:\(try PrometheusTests.freeTCPPort())",
+            "EVENTS_ENDPOINT": "tcp://127.0.0.1:\(try PrometheusTests.freeTCPPort())",
+            "JOBS_ENDPOINT": "tcp://127.0.0.1:\(try PrometheusTests.freeTCPPort())",
+            "AI_HEARTBEAT_MS": "200",
+        ]
+    }
+
+    /// An RPC client on `endpoint` holding `role`'s CURVE keys (nil: no CURVE at all).
+    static func client(_ system: TestSystem, _ endpoint: String, as role: PlaneRole?, server: PlaneRole) throws -> (RPCClient, ZMQReactor) {
+        let security = try role.flatMap { role in
+            try PlaneSecurity.load(
+                directory: system.root.path + "/keys/curve", role: role, binds: [], connects: [(endpoint, server)])
+        }
+        let reactor = ZMQReactor(context: ZMQContext(security: security), name: "test-\(role?.rawValue ?? "plain")")
+        let rpc = try RPCClient(reactor: reactor, endpoint: endpoint, name: server.rawValue, logger: Logger(label: "test"))
+        reactor.start()
+        return (rpc, reactor)
+    }
+
+    /// Over tcp:// every connection is CURVE: the programs chat and take AI
+    /// jobs with their own keys, while a key of another role, or no CURVE,
+    /// gets no answer from keys or the store, and the refusal is logged.
+    @Test func overTCPOnlyEachRolesKeyReachesItsEndpoints() async throws {
+        let settings = try Self.tcpSettings()
+        try await withSystem(settings: settings) { system in
+            // The edge (its keys) talks to keys and store: a whole conversation works.
+            let alice = try await system.client()
+            _ = try await alice.login(email: "alice@example.com")
+            let room = try await alice.createRoom(name: "Plane")
+            let bob = try await system.client()
+            _ = try await bob.login(email: "bob@example.com")
+            _ = try await bob.joinRoom(id: room.roomId)
+            _ = try await alice.sendMessage(roomId: room.roomId, content: "over CURVE")
+            let heard = await bob.nextEvent(timeout: .seconds(10)) {
+                if case .message(let message) = $0.packet { return message.content == "over CURVE" }
+                return false
+            }
+            #expect(heard != nil)
+            // An AI worker (its keys) takes a job over tcp://.
+            let provider = try await system.startProvider("hold", reply: "from the worker", delay: 0, name: "model")
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            try alice.askAI(roomId: room.roomId, draft: "")
+            let reply = await bob.nextEvent(timeout: .seconds(20)) {
+                if case .message(let message) = $0.packet { return message.content == "from the worker" }
+                return false
+            }
+            #expect(reply != nil)
+
+            var ping = IPCStoreRequest()
+            ping.ping = IPCPing()
+            let pingBody: [UInt8] = try ping.serializedBytes()
+            var identity = IPCKeysRequest()
+            identity.getIdentity = IPCGetIdentity()
+            let identityBody: [UInt8] = try identity.serializedBytes()
+            let keysEndpoint = try #require(settings["KEYS_ENDPOINT"]), storeEndpoint = try #require(settings["STORE_ENDPOINT"])
+            // The edge's keys are answered (what the refusals below are measured against).
+            let (edgeToKeys, r1) = try Self.client(system, keysEndpoint, as: .edge, server: .keys)
+            defer { r1.shutdown() }
+            #expect(try IPCKeysResponse(serializedBytes: try await edgeToKeys.call(identityBody, timeout: .seconds(5))).identity.fingerprint.count == 64)
+            let (edgeToStore, r2) = try Self.client(system, storeEndpoint, as: .edge, server: .store)
+            defer { r2.shutdown() }
+            _ = try await edgeToStore.call(pingBody, timeout: .seconds(5))
+            // An AI worker's keys reach neither keys nor the store's requests.
+            for (endpoint, server, body) in [(keysEndpoint, PlaneRole.keys, identityBody), (storeEndpoint, .store, pingBody)] {
+                let (intruder, reactor) = try Self.client(system, endpoint, as: .ai, server: server)
+                defer { reactor.shutdown() }
+                await #expect(throws: RPCError.self) { _ = try await intruder.call(body, timeout: .seconds(2)) }
+            }
+            // Nor does a client without CURVE.
+            let (plain, r3) = try Self.client(system, keysEndpoint, as: nil, server: .keys)
+            defer { r3.shutdown() }
+            await #expect(throws: RPCError.self) { _ = try await plain.call(identityBody, timeout: .seconds(2)) }
+            #expect(system.keys.log().contains("internal connection refused: a CURVE key this endpoint does not admit"))
+            #expect(system.store.log().contains("internal connection refused: a CURVE key this endpoint does not admit"))
+            await alice.close()
+            await bob.close()
+        }
+    }
+
+    /// A program whose tcp:// endpoints have no keys to use refuses to
+    /// start, naming the missing file; so does one whose secret key others can read.
+    @Test func withoutItsCurveKeyAProgramOnTCPRefusesToStart() async throws {
+        let settings = try Self.tcpSettings()
+        try await withSystem(settings: settings) { system in
+            let curve = system.root.appendingPathComponent("keys/curve")
+            try FileManager.default.removeItem(at: curve.appendingPathComponent("edge.key"))
+            let environment = system.environment.merging(["SERVER_PORT": "0"]) { $1 }
+            let missing = try await Self.refusal("edge", environment: environment, in: system.root)
+            #expect(missing?.contains("\(curve.path)/edge.key is missing") == true, "\(missing ?? "it started")")
+            chmod(curve.appendingPathComponent("ai.key").path, 0o644)
+            let exposed = try await Self.refusal("ai", environment: environment, in: system.root)
+            #expect(exposed?.contains("ai.key is readable by others (mode 644)") == true, "\(exposed ?? "it started")")
+        }
+    }
+
     /// Every length-delimited field of a protobuf message, nested ones
     /// included (a signature would be one of them).
     static func byteStrings(in bytes: [UInt8]) -> [[UInt8]] {

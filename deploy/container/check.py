@@ -106,7 +106,9 @@ def main():
                 problems.append(f"{where} sets {setting}, which is not a documented setting")
         health = service.get("healthcheck") or {}
         test = health.get("test")
-        if not isinstance(test, list) or len(test) < 3 or test[:2] != ["CMD", "udpchat-healthcheck"]:
+        if service.get("restart") == "no":
+            pass  # a one-shot set-up step (plane-keys): it serves nothing to check
+        elif not isinstance(test, list) or len(test) < 3 or test[:2] != ["CMD", "udpchat-healthcheck"]:
             problems.append(f"{where} needs healthcheck test [CMD, udpchat-healthcheck, PORT]")
         elif program in PROGRAM_PORTS and str(test[2]) != str(PROGRAM_PORTS[program]):
             problems.append(f"{where} checks port {test[2]}, but {program} serves health on {PROGRAM_PORTS[program]}")

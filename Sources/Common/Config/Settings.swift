@@ -43,6 +43,9 @@ extension Setting {
     public static let jobsEndpoint = Setting(
         "JOBS_ENDPOINT", default: "ipc://$RUN_DIR/jobs.sock", "Where udpchat-store hands AI jobs to udpchat-ai workers.")
     public static let jobsBind = Setting("JOBS_BIND", default: "$JOBS_ENDPOINT", "Address udpchat-store binds for AI workers.")
+    public static let curveDir = Setting(
+        "CURVE_DIR", default: "$KEYS_DIR/curve",
+        "CURVE key pairs for tcp:// endpoints: ROLE.key (a program's own secret key) and ROLE.pub (its peers' public keys).")
     public static let rpcTimeout = Setting(
         "RPC_TIMEOUT_MS", default: "3000", "Deadline of each call between programs, in milliseconds.")
     public static let logLevel = Setting("LOG_LEVEL", default: "info", "trace, debug, info, notice, warning, error or critical.")
@@ -151,7 +154,7 @@ extension Setting {
     public static let all: [Setting] = [
         envFile, dataDir, runDir, keysDir, dbPath, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
-        eventsBind, jobsEndpoint, jobsBind, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
+        eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
         rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
@@ -257,6 +260,7 @@ public struct CommonSettings: Sendable {
     public var eventsBind: String
     public var jobsEndpoint: String
     public var jobsBind: String
+    public var curveDir: String
     public var rpcTimeout: Duration
     public var logLevel: String
 
@@ -273,6 +277,7 @@ public struct CommonSettings: Sendable {
         eventsBind = settings.string(.eventsBind, default: eventsEndpoint)
         jobsEndpoint = settings.string(.jobsEndpoint, default: "ipc://\(runDir)/jobs.sock")
         jobsBind = settings.string(.jobsBind, default: jobsEndpoint)
+        curveDir = settings.string(.curveDir, default: keysDir + "/curve")
         for endpoint in [keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind, eventsBind, jobsEndpoint, jobsBind] {
             try Endpoint.validate(endpoint)
         }
@@ -284,6 +289,25 @@ public struct CommonSettings: Sendable {
         }
         if try settings.bool(.debug, default: false), level != "trace" { level = "debug" }
         logLevel = level
+    }
+
+    /// The CURVE security of `role`'s `tcp://` endpoints (nil when it has
+    /// none): who may connect to what it binds, and the keys of what it
+    /// connects to (docs/security.md, "Who reaches what").
+    public func planeSecurity(for role: PlaneRole) throws -> PlaneSecurity? {
+        switch role {
+        case .keys:
+            return try PlaneSecurity.load(directory: curveDir, role: role, binds: [(keysBind, [.edge])], connects: [])
+        case .store:
+            return try PlaneSecurity.load(
+                directory: curveDir, role: role, binds: [(storeBind, [.edge]), (eventsBind, [.edge]), (jobsBind, [.ai])], connects: [])
+        case .edge:
+            return try PlaneSecurity.load(
+                directory: curveDir, role: role, binds: [],
+                connects: [(keysEndpoint, .keys), (storeEndpoint, .store), (eventsEndpoint, .store)])
+        case .ai:
+            return try PlaneSecurity.load(directory: curveDir, role: role, binds: [], connects: [(jobsEndpoint, .store)])
+        }
     }
 
     /// Creates the directory of each `ipc://` endpoint this program binds

@@ -1,5 +1,6 @@
 import CZeroMQ
 import Foundation
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -64,6 +65,16 @@ public final class ZMQReactor: @unchecked Sendable {
         }
         wakeRead = fds[0]
         wakeWrite = fds[1]
+        // Before any CURVE server socket binds: their handshakes ask it.
+        if let security = context.security, !security.servers.isEmpty {
+            do {
+                add(try ZAPHandler(context: context, security: security, logger: Logger(label: "udpchat-plane")))
+                context.zapBound.store(true, ordering: .releasing)
+            } catch {
+                // CURVE sockets then refuse to bind, saying so.
+                Logger(label: "udpchat-plane").error("cannot bind the ZAP handler: \(error)")
+            }
+        }
     }
 
     deinit {

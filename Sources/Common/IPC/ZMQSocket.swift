@@ -1,13 +1,22 @@
 import CZeroMQ
 import Foundation
+import Synchronization
 
 /// A ZeroMQ context. Contexts are thread-safe; one per process is enough.
 public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
+    /// CURVE keys and admissions for the `tcp://` endpoints of this
+    /// context's sockets; nil: `tcp://` is plain (no program runs so).
+    public let security: PlaneSecurity?
+    /// Whether this context's ZAP handler is bound (its reactor binds it
+    /// when `security` serves any endpoint); CURVE servers refuse to bind
+    /// before, as libzmq would admit every key.
+    let zapBound = Atomic<Bool>(false)
 
-    public init() {
+    public init(security: PlaneSecurity? = nil) {
         guard let handle = zmq_ctx_new() else { fatalError("zmq_ctx_new failed: out of memory") }
         self.handle = handle
+        self.security = security
     }
 
     deinit { zmq_ctx_term(handle) }
@@ -27,11 +36,14 @@ public struct ZMQError: Error, Sendable, CustomStringConvertible {
 /// thread before the thread starts.
 final class ZMQSocket {
     let handle: UnsafeMutableRawPointer
+    private let context: ZMQContext
+    private var security: PlaneSecurity? { context.security }
     private var closed = false
 
     init(context: ZMQContext, type: Int32) throws {
         guard let handle = zmq_socket(context.handle, type) else { throw ZMQError.last("zmq_socket") }
         self.handle = handle
+        self.context = context
     }
 
     deinit { close() }
@@ -50,6 +62,17 @@ final class ZMQSocket {
 
     func bind(_ endpoint: String) throws {
         try Endpoint.validate(endpoint)
+        if endpoint.hasPrefix("tcp://"), let security {
+            guard let server = security.servers[endpoint] else {
+                throw ConfigurationError("\(endpoint): no role is admitted on this tcp:// endpoint")
+            }
+            guard context.zapBound.load(ordering: .acquiring) else {
+                throw ConfigurationError("\(endpoint): CURVE needs the context's ZAP handler, which is not bound")
+            }
+            try set(ZMQ_CURVE_SERVER, 1)
+            try set(ZMQ_CURVE_SECRETKEY, bytes: security.keys.secretKey)
+            try set(ZMQ_ZAP_DOMAIN, bytes: Array(server.domain.utf8))
+        }
         guard zmq_bind(handle, endpoint) == 0 else {
             throw ZMQError(operation: "bind \(endpoint)", code: zmq_errno())
         }
@@ -57,6 +80,14 @@ final class ZMQSocket {
 
     func connect(_ endpoint: String) throws {
         try Endpoint.validate(endpoint)
+        if endpoint.hasPrefix("tcp://"), let security {
+            guard let serverKey = security.clients[endpoint] else {
+                throw ConfigurationError("\(endpoint): no server key is known for this tcp:// endpoint")
+            }
+            try set(ZMQ_CURVE_SERVERKEY, bytes: serverKey)
+            try set(ZMQ_CURVE_PUBLICKEY, bytes: security.keys.publicKey)
+            try set(ZMQ_CURVE_SECRETKEY, bytes: security.keys.secretKey)
+        }
         guard zmq_connect(handle, endpoint) == 0 else {
             throw ZMQError(operation: "connect \(endpoint)", code: zmq_errno())
         }

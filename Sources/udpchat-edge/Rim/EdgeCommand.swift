@@ -40,7 +40,14 @@ struct EdgeCommand: AsyncParsableCommand {
         Observability.bootstrap()
         let logger = Logger(label: "udpchat-edge")
 
-        let reactor = ZMQReactor(context: ZMQContext(), name: "edge-zmq")
+        let security: PlaneSecurity?
+        do {
+            security = try settings.common.planeSecurity(for: .edge)
+        } catch {
+            ProgramIO.printError("udpchat-edge: \(error)")
+            throw ExitCode.failure
+        }
+        let reactor = ZMQReactor(context: ZMQContext(security: security), name: "edge-zmq")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: EdgeServer
         let channel: any Channel
