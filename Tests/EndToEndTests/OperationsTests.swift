@@ -89,7 +89,7 @@ struct OperationsTests {
             grew("edge", "udpchat_edge_handshakes_total", ["result=\"ok\""], by: 2)
             grew("edge", "udpchat_edge_ack_round_trip_seconds_count", by: 1)
             grew("edge", "udpchat_rpc_seconds_count", ["method=\"post_message\""], by: 10)
-            grew("edge", "udpchat_rpc_seconds_count", ["method=\"sign_handshake\""], by: 2)
+            grew("edge", "udpchat_rpc_seconds_count", ["method=\"new_session\""], by: 2)
             #expect(OpsProbe.total(after["edge"]!, "udpchat_edge_sessions") >= 2)
             grew("keys", "udpchat_keys_signatures_total", by: 2)
             grew("store", "udpchat_store_messages_stored_total", by: 11)

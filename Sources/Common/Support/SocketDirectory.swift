@@ -27,10 +27,14 @@ public enum SocketDirectory {
     /// (mode 0700 when new; an existing one keeps its mode and group), then
     /// refuses any that other users can reach.
     public static func prepare(binding endpoints: [String]) throws {
-        for directory in directories(endpoints) {
-            if !FileManager.default.fileExists(atPath: directory) {
-                try FileManager.default.createDirectory(
-                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        for directory in directories(endpoints) where !FileManager.default.fileExists(atPath: directory) {
+            let parent = (directory as NSString).deletingLastPathComponent
+            if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+            // mkdir with the mode itself: a chmod after it would leave a
+            // moment in which another program starting beside this one finds
+            // the directory open (and refuses it). Another may also make it first.
+            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
+                throw ConfigurationError("cannot create the socket directory \(directory): \(String(cString: strerror(errno)))")
             }
         }
         try check(endpoints)
