@@ -70,6 +70,9 @@ struct Serve: AsyncParsableCommand {
             broker = try JobBroker(reactor: reactor, endpoint: common.jobsBind, timing: timing, logger: logger)
             service = StoreService(
                 backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter,
+                writeLimits: WriteLimits(
+                    roomsPerMinute: try settings.int(.roomsPerUser, default: 10, range: 1...100_000),
+                    membershipChangesPerMinute: try settings.int(.joinsPerUser, default: 120, range: 1...100_000)),
                 requirePasswords: try settings.bool(.requirePasswords, default: false),
                 loginFailuresPerAccount: try settings.int(.loginFailuresPerAccount, default: 5, range: 1...1_000), logger: logger
             ) { [broker] outcomes in

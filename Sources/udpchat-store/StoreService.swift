@@ -14,6 +14,7 @@ final class StoreService: Sendable {
     let aiPolicy: AIPolicy
     let requirePasswords: Bool
     private let limiter: Mutex<AIRateLimiter>
+    private let writeLimits: Mutex<WriteLimits>
     private let loginGuard: Mutex<LoginGuard>
     let hashing: HashingPool
 
@@ -21,7 +22,8 @@ final class StoreService: Sendable {
     /// order: their events to publish and their AI jobs to hand out.
     init(
         backend: any StorageBackend, sessionIdleSeconds: Int, aiPolicy: AIPolicy = AIPolicy(),
-        limiter: AIRateLimiter = AIRateLimiter(perUserPerMinute: 10, perRoomPerMinute: 30), requirePasswords: Bool = false,
+        limiter: AIRateLimiter = AIRateLimiter(perUserPerMinute: 10, perRoomPerMinute: 30), writeLimits: WriteLimits = WriteLimits(),
+        requirePasswords: Bool = false,
         loginFailuresPerAccount: Int = 5, logger: Logger, afterCommit: @escaping @Sendable ([Outcome]) -> Void
     ) {
         self.backend = backend
@@ -30,6 +32,7 @@ final class StoreService: Sendable {
         self.aiPolicy = aiPolicy
         self.requirePasswords = requirePasswords
         self.limiter = Mutex(limiter)
+        self.writeLimits = Mutex(writeLimits)
         self.loginGuard = Mutex(LoginGuard(limit: loginFailuresPerAccount, window: 15 * 60 * 1_000_000_000))
         // Implementation constants: two hashing threads (scrypt is 35 ms and 16 MiB each) and
         // a queue of 64 logins; beyond that the server answers that it is busy.
@@ -84,11 +87,23 @@ final class StoreService: Sendable {
         case .listRooms:
             return await readOrWrite(ops, setup: setup) { try ops.listRooms($0) }
         case .createRoom(let create):
-            return await write(ops, setup: setup) { try ops.createRoom($0, name: create.name) }
+            return await write(ops, setup: setup) { [self] in
+                try ops.createRoom($0, name: create.name) { user in
+                    writeLimits.withLock { $0.createRoom(user: user.userId, now: MonotonicClock.now()) }
+                }
+            }
         case .joinRoom(let join):
-            return await write(ops, setup: setup) { try ops.joinRoom($0, roomId: join.roomID) }
+            return await write(ops, setup: setup) { [self] in
+                try ops.joinRoom($0, roomId: join.roomID) { user in
+                    writeLimits.withLock { $0.changeMembership(user: user.userId, now: MonotonicClock.now()) }
+                }
+            }
         case .leaveRoom(let leave):
-            return await write(ops, setup: setup) { try ops.leaveRoom($0, roomId: leave.roomID) }
+            return await write(ops, setup: setup) { [self] in
+                try ops.leaveRoom($0, roomId: leave.roomID) { user in
+                    writeLimits.withLock { $0.changeMembership(user: user.userId, now: MonotonicClock.now()) }
+                }
+            }
         case .postMessage(let post):
             return await write(ops, setup: setup) { try ops.postMessage($0, roomId: post.roomID, content: post.content) }
         case .listMessages(let list):

@@ -175,6 +175,43 @@ import Testing
 }
 
 @Suite struct RoomTests {
+    /// A user over the room-creation limit gets a clear error, and nothing
+    /// is written or broadcast; another user has a budget of their own.
+    @Test func aUserCreatingRoomsTooFastIsRefusedWithoutAWriteOrABroadcast() async throws {
+        let store = try StoreHarness(writeLimits: WriteLimits(roomsPerMinute: 3, membershipChangesPerMinute: 1000))
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        for i in 0..<3 { #expect(await store.createRoom(alice, "room \(i)").errorText == nil) }
+        _ = store.takeEvents()
+        let refused = await store.createRoom(alice, "one too many")
+        #expect(refused.errorText == "You have created 3 rooms in the last minute; wait a moment and try again.")
+        #expect(store.takeEvents().isEmpty)
+        let rooms = try await store.backend.read { tx in try tx.roomNameTaken("one too many") }
+        #expect(!rooms)
+        // A name that is taken is answered as before, and costs nothing.
+        #expect(await store.createRoom(alice, "room 0").errorText == ProtocolText.roomNameTaken)
+        let (bob, _) = await store.loggedIn("bob@example.com")
+        #expect(await store.createRoom(bob, "bob's").errorText == nil)
+    }
+
+    /// Joining and leaving in a loop: past the limit each gets an error and
+    /// sends nothing to the room's members.
+    @Test func joiningAndLeavingInALoopIsCutOffWithAClearError() async throws {
+        let store = try StoreHarness(writeLimits: WriteLimits(roomsPerMinute: 100, membershipChangesPerMinute: 4))
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        let (mallory, _) = await store.loggedIn("mallory@example.com")
+        for _ in 0..<2 {
+            #expect(await store.join(mallory, room.roomID).errorText == nil)
+            #expect(await store.leave(mallory, room.roomID).errorText == nil)
+        }
+        _ = store.takeEvents()
+        let refused = await store.join(mallory, room.roomID)
+        #expect(refused.errorText == "You have joined or left rooms 4 times in the last minute; wait a moment and try again.")
+        #expect(store.takeEvents().isEmpty)
+        let members = await store.call(alice, .listMembers({ var list = IPCListMembers(); list.roomID = room.roomID; return list }()))
+        #expect(members.members.members.count == 1)
+    }
+
     @Test func createRoomChecksInOrderAndBroadcastsTheList() async throws {
         let store = try StoreHarness()
         let anonymous = StoreHarness.Session()

@@ -17,13 +17,14 @@ final class StoreHarness: Sendable {
         let events = Mutex<[IPCEvent]>([])
     }
 
-    init(requirePasswords: Bool = false, loginFailures: Int = 5) throws {
+    init(requirePasswords: Bool = false, loginFailures: Int = 5, writeLimits: WriteLimits = WriteLimits()) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-store-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         backend = try SQLiteBackend(path: directory.appendingPathComponent("test.db").path)
         let published = self.published
         service = StoreService(
-            backend: backend, sessionIdleSeconds: 600, requirePasswords: requirePasswords, loginFailuresPerAccount: loginFailures,
+            backend: backend, sessionIdleSeconds: 600, writeLimits: writeLimits, requirePasswords: requirePasswords,
+            loginFailuresPerAccount: loginFailures,
             logger: Logger(label: "test")
         ) { outcomes in
             published.events.withLock { $0.append(contentsOf: outcomes.flatMap(\.events)) }

@@ -111,6 +111,11 @@ extension Setting {
     public static let loginsPerSource = Setting(
         "LOGINS_PER_SOURCE", default: "30", "LOGIN requests per minute from one IP address (the edge answers the rest with an error).")
 
+    public static let roomsPerUser = Setting(
+        "ROOMS_PER_USER_PER_MINUTE", default: "10", "Rooms one user may create per minute (each new room's list goes to every session).")
+    public static let joinsPerUser = Setting(
+        "JOINS_PER_USER_PER_MINUTE", default: "120", "Times one user may join or leave a room per minute (each goes to every member).")
+
     // AI jobs (udpchat-store)
     public static let aiJobTimeout = Setting(
         "AI_JOB_TIMEOUT_MS", default: "120000", "How long an AI request may wait for a worker and run, in all, before it fails.")
@@ -156,7 +161,7 @@ extension Setting {
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
-        rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, aiJobTimeout, aiLease, aiHeartbeat,
+        rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, roomsPerUser, joinsPerUser, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
         aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,

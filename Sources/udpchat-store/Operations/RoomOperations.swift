@@ -13,13 +13,15 @@ extension Operations {
     }
 
     /// CREATE_ROOM (§5.8).
-    func createRoom(_ tx: any StoreTransaction, name: String) throws -> Outcome {
+    /// `admit` applies the per-user limit (``WriteLimits``): the error text when over it.
+    func createRoom(_ tx: any StoreTransaction, name: String, admit: (UserRow) -> String? = { _ in nil }) throws -> Outcome {
         let user = try requireUser(tx)
         guard !name.isEmpty else { return .error(ProtocolText.roomNameRequired) }
         guard name.count <= Self.maximumRoomNameLength else {
             return .error("Room name is too long (at most \(Self.maximumRoomNameLength) characters).")
         }
         guard try !tx.roomNameTaken(name) else { return .error(ProtocolText.roomNameTaken) }
+        if let refusal = admit(user) { return .error(refusal) }
         let room = try tx.insertRoom(roomId: SecureRandom.identifier(), name: name, now: now)
         try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: true, now: now)
         try tx.follow(room: room.rowId, user: user.rowId, after: 0)
@@ -34,11 +36,12 @@ extension Operations {
 
     /// JOIN_ROOM (§5.9). Joining again answers `JOINED_ROOM` again and
     /// broadcasts nothing (the original answered nothing at all, §12 item 28).
-    func joinRoom(_ tx: any StoreTransaction, roomId: String) throws -> Outcome {
+    func joinRoom(_ tx: any StoreTransaction, roomId: String, admit: (UserRow) -> String? = { _ in nil }) throws -> Outcome {
         let user = try requireUser(tx)
         let room = try lookUpRoom(tx, roomId)
         let joined = Outcome.respond { $0.joinedRoom = room.ref }
         if try tx.isMember(room: room.rowId, user: user.rowId) { return joined }
+        if let refusal = admit(user) { return .error(refusal) }
         try tx.addMember(room: room.rowId, user: user.rowId, isAdmin: false, now: now)
         let memberJoined = try roomEvent(tx, room) { event in
             var joinedEvent = IPCMemberJoined()
@@ -56,10 +59,11 @@ extension Operations {
 
     /// LEAVE_ROOM (§5.10). The last member's leaving closes the room; its
     /// messages are kept (the original deleted them, §12 item 26).
-    func leaveRoom(_ tx: any StoreTransaction, roomId: String) throws -> Outcome {
+    func leaveRoom(_ tx: any StoreTransaction, roomId: String, admit: (UserRow) -> String? = { _ in nil }) throws -> Outcome {
         let user = try requireUser(tx)
         let room = try lookUpRoom(tx, roomId)
         guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.notAMember) }
+        if let refusal = admit(user) { return .error(refusal) }
         try tx.removeMember(room: room.rowId, user: user.rowId)
         try tx.unfollow(room: room.rowId, user: user.rowId)
         let follows = try follows(tx)

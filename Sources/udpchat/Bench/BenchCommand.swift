@@ -135,7 +135,7 @@ final class BenchClients: Sendable {
 
 /// Sets clients up: a session each, logged in, in one of `rooms` rooms
 /// (client i in room i mod rooms; the first of each creates it).
-func setUp(_ clients: BenchClients, rooms: Int, run: String) async throws -> [String: Int] {
+func setUp(_ clients: BenchClients, rooms: Int, run: String, roomsPerSession: Int = 1) async throws -> [String: Int] {
     let rooms = min(rooms, clients.count)
     let connect = { @Sendable (index: Int) async throws in
         let worker = clients.worker(index)
@@ -153,10 +153,13 @@ func setUp(_ clients: BenchClients, rooms: Int, run: String) async throws -> [St
     }
     let ids = roomIds
     let errors = await clients.forEach { index in
-        guard index >= rooms else { return }
-        try await connect(index)
-        let joined = try await clients.worker(index).request(index, .joinRoom(roomId: ids[index % rooms]!), expecting: ["JOINED_ROOM"])
-        guard case .joinedRoom = joined else { throw BenchError("JOIN_ROOM answered \(joined.typeName)") }
+        if index >= rooms { try await connect(index) }
+        // Its own room (a creator is in it already), then the next ones round the list.
+        for offset in 0..<min(roomsPerSession, rooms) where index >= rooms || offset > 0 {
+            let room = ids[(index + offset) % rooms]!
+            let joined = try await clients.worker(index).request(index, .joinRoom(roomId: room), expecting: ["JOINED_ROOM"])
+            guard case .joinedRoom = joined else { throw BenchError("JOIN_ROOM answered \(joined.typeName)") }
+        }
     }
     guard errors.isEmpty else { throw BenchError("joining rooms failed (\(errors.count)): \(errors.prefix(3).joined(separator: "; "))") }
     var members: [String: Int] = [:]
@@ -300,6 +303,8 @@ struct Idle: AsyncParsableCommand {
     var sessions = 10_000
     @Option(help: "Rooms they are spread over.")
     var rooms = 50
+    @Option(help: "Rooms each session joins (1: its own; --rooms: all of them).")
+    var roomsPerSession = 1
     @Option(help: "Sessions sharing one UDP socket.")
     var sessionsPerSocket = 64
     @Option(help: "Seconds the sessions stay silent before the memory is read (past the edge's one-minute replay window).")
@@ -311,14 +316,14 @@ struct Idle: AsyncParsableCommand {
         let before = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         let bench = try await BenchClients(options, clients: sessions, perSocket: sessionsPerSocket)
         let start = MonotonicClock.now()
-        _ = try await setUp(bench, rooms: rooms, run: run)
+        _ = try await setUp(bench, rooms: rooms, run: run, roomsPerSession: roomsPerSession)
         let setup = Double(MonotonicClock.now() - start) / 1e9
         // Silence: the setup's broadcasts acknowledged, reports written, and
         // what a server keeps only for recently active sessions let go.
         try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
         let after = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         var rows: [(String, String)] = [
-            ("sessions", "\(sessions) in \(rooms) rooms, set up in \(format(setup)) s, then silent for \(format(settle)) s")
+            ("sessions", "\(sessions) in \(rooms) rooms (\(roomsPerSession) each), set up in \(format(setup)) s, then silent for \(format(settle)) s")
         ]
         var servers: [JSONValue] = []
         for usage in after {
@@ -332,7 +337,7 @@ struct Idle: AsyncParsableCommand {
         }
         let json: JSONObject = [
             "bench": "idle", "label": .string(options.label), "server": .string(options.server), "sessions": .int(Int64(sessions)),
-            "rooms": .int(Int64(rooms)), "setup_seconds": .double(setup), "silent_seconds": .double(settle), "servers": .array(servers),
+            "rooms": .int(Int64(rooms)), "rooms_per_session": .int(Int64(roomsPerSession)), "setup_seconds": .double(setup), "silent_seconds": .double(settle), "servers": .array(servers),
         ]
         printReport(title: "idle sessions", rows: rows, json: json)
         await bench.close()

@@ -383,8 +383,9 @@ struct ClientResult: Sendable {
 }
 
 /// Lets a channel handler reach its worker and know its socket's number.
+/// Weak: a run that fails ends while its sockets may still be receiving.
 private final class WorkerBox: @unchecked Sendable {
-    unowned let worker: BenchWorker
+    weak var worker: BenchWorker?
     var socket = 0
     init(_ worker: BenchWorker) { self.worker = worker }
 }
@@ -398,7 +399,7 @@ private final class BenchHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = Self.unwrapInboundIn(data)
         let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
-        box.worker.received(bytes, socket: box.socket)
+        box.worker?.received(bytes, socket: box.socket)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}
