@@ -7,6 +7,7 @@ struct EdgeMetrics: Sendable {
     let handshakesOK = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "ok")])
     let handshakesFailed = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "failed")])
     let handshakesDropped = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "over_budget")])
+    let handshakesRefused = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "at_capacity")])
     let decryptFailures = Counter(label: "udpchat_edge_decrypt_failures_total")
     let replaysRejected = Counter(label: "udpchat_edge_replays_rejected_total")
     let reflectionsDropped = Counter(label: "udpchat_edge_reflections_dropped_total")

@@ -13,6 +13,11 @@ struct EdgeSettings: Sendable {
     var sessionIdle: Duration
     var broadcastIdle: Duration
     var maxPendingHandshakes: Int
+    var sessionsPerSource: Int
+    var maxSessions: Int
+    var maxAnonymousSessions: Int
+    /// nil: no limit.
+    var memoryLimitBytes: Int?
     var handshakesPerSource: Double
     var errorsPerSource: Double
     var exemptSources: Set<String>
@@ -35,6 +40,11 @@ struct EdgeSettings: Sendable {
         // PROTOCOL.md Appendix B, item 7: at least 60 s after the last packet.
         broadcastIdle = .seconds(try settings.int(.broadcastIdle, default: 90, range: 60...31_536_000))
         maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)
+        sessionsPerSource = try settings.int(.sessionsPerSource, default: 500, range: 1...10_000_000)
+        maxSessions = try settings.int(.maxSessions, default: 100_000, range: 1...100_000_000)
+        maxAnonymousSessions = try settings.int(.maxAnonymousSessions, default: 20_000, range: 1...100_000_000)
+        let megabytes = try settings.int(.edgeMemoryLimit, default: 2048, range: 0...1_048_576)
+        memoryLimitBytes = megabytes == 0 ? nil : megabytes << 20
         handshakesPerSource = Double(try settings.int(.handshakesPerSource, default: 5, range: 1...100_000))
         errorsPerSource = Double(try settings.int(.errorsPerSource, default: 20, range: 1...100_000))
         loginsPerSourcePerMinute = Double(try settings.int(.loginsPerSource, default: 30, range: 1...100_000))

@@ -201,15 +201,5 @@ struct LoginGuard {
 
     /// The source a client's address (`ip:port`, `[ipv6]:port`) counts as: its
     /// IPv4 address, or the /64 of its IPv6 address; "" when unknown.
-    static func source(ofAddress text: String) -> String {
-        guard let colon = text.lastIndex(of: ":") else { return "" }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = String(host.dropFirst().dropLast())
-            var bytes = [UInt8](repeating: 0, count: 16)
-            guard inet_pton(AF_INET6, host, &bytes) == 1 else { return "" }
-            return Hex.encode(Array(bytes.prefix(8))) + "::/64"
-        }
-        return host
-    }
+    static func source(ofAddress text: String) -> String { SourceAddress.key(ofAddress: text) }
 }

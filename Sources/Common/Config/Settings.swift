@@ -90,6 +90,13 @@ extension Setting {
         "Chat messages per second one user may send (twice that at once); more get an error, so a sender never outruns delivery.")
     public static let maxPendingHandshakes = Setting(
         "MAX_PENDING_HANDSHAKES", default: "4096", "Handshakes kept in memory that have not yet sent an authenticated packet.")
+    public static let sessionsPerSource = Setting(
+        "SESSIONS_PER_SOURCE", default: "500", "Sessions one source (an IPv4 address, an IPv6 /64) may hold; its next handshake gets an error.")
+    public static let maxSessions = Setting("MAX_SESSIONS", default: "100000", "Sessions the edge holds in all; new handshakes get an error beyond.")
+    public static let maxAnonymousSessions = Setting(
+        "MAX_ANONYMOUS_SESSIONS", default: "20000", "Sessions not logged in the edge holds; new handshakes get an error beyond.")
+    public static let edgeMemoryLimit = Setting(
+        "EDGE_MEMORY_LIMIT_MB", default: "2048", "Resident memory above which the edge refuses new sessions (0: no limit).")
 
     public static let handshakesPerSource = Setting(
         "HANDSHAKES_PER_SOURCE", default: "5", "Handshakes per second one IP address may start (twice that at once); more are dropped.")
@@ -160,7 +167,7 @@ extension Setting {
         envFile, dataDir, runDir, keysDir, dbPath, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
-        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, handshakesPerSource, errorsPerSource,
+        retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, sessionsPerSource, maxSessions, maxAnonymousSessions, edgeMemoryLimit, handshakesPerSource, errorsPerSource,
         rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, roomsPerUser, joinsPerUser, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,

@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import CLibrary
 #endif
@@ -13,5 +15,16 @@ public enum MemoryTrim {
         #if canImport(Glibc)
             _ = malloc_trim(0)
         #endif
+    }
+}
+
+/// The process's own memory use.
+public enum ProcessMemory {
+    /// Resident set size in bytes (`/proc/self/statm`), or nil where there is none.
+    public static func residentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count >= 2, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }

@@ -54,6 +54,13 @@ extension EdgeMachine {
             sendError(ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again", answering: request, now, &out)
             return
         }
+        // Capacity: new sessions are refused first, before anything an
+        // established session holds is touched (docs/security.md).
+        if let refusal = capacityRefusal(for: address, now) {
+            metrics.handshakesRefused.increment()
+            sendError(ProtocolText.packetFailurePrefix + refusal, answering: request, now, &out)
+            return
+        }
         // Only the Base64 is read here; udpchat-keys parses the key, draws
         // the session key, encrypts it to the client and signs it.
         let der: [UInt8]
@@ -69,6 +76,34 @@ extension EdgeMachine {
         var call = IPCKeysRequest()
         call.newSession = new
         out.keysCalls.append((call, .newSession(request: request)))
+    }
+
+    /// Why a new session from `address` cannot be had now, or nil: too many
+    /// sessions from its source, too many in all or not logged in, or the
+    /// edge over its memory limit. Each is logged at most once a minute.
+    private mutating func capacityRefusal(for address: SocketAddress, _ now: EdgeTime) -> String? {
+        let refusal: (reason: String, text: String)
+        if !isExempt(address), table.sessions(from: Self.source(address)) >= settings.sessionsPerSource {
+            refusal = ("sessions per source", "too many sessions from your address (\(settings.sessionsPerSource)); close some, or wait for them to expire")
+        } else if table.count >= settings.maxSessions {
+            refusal = ("sessions", "the server has as many sessions as it takes (\(settings.maxSessions)); try again later")
+        } else if table.anonymousCount >= settings.maxAnonymousSessions {
+            refusal = ("sessions not logged in", "the server has as many sessions as it takes; try again later")
+        } else if let limit = settings.memoryLimitBytes, memoryInUse > limit {
+            refusal = ("memory", "the server is at its memory limit; try again later")
+        } else {
+            return nil
+        }
+        if now.monotonic &- lastCapacityLog >= 60_000_000_000 || lastCapacityLog == 0 {
+            lastCapacityLog = now.monotonic
+            logger.warning(
+                "new sessions refused: at the limit of \(refusal.reason)",
+                metadata: [
+                    "sessions": "\(table.count)", "anonymous": "\(table.anonymousCount)", "memory_bytes": "\(memoryInUse)",
+                    "source": "\(Self.source(address))",
+                ])
+        }
+        return refusal.text
     }
 
     /// udpchat-keys made a handshake's session (or refused the client's key).
@@ -106,7 +141,8 @@ extension EdgeMachine {
             EdgeSession(
                 id: sessionId, cipher: cipher, wrappedKey: [UInt8](made.wrappedKey),
                 keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: false, state: .handshake,
-                address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: ReplayWindow(), userId: nil))
+                address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: ReplayWindow(), userId: nil),
+            source: Self.source(request.address))
         for index in forgotten { delivery.removeSession(index) }
         // It receives nothing until a packet of its own verifies.
         delivery.addSession(

@@ -92,7 +92,7 @@ extension EdgeMachine {
                 id: id, cipher: cipher, wrappedKey: [], keyDigest: [],
                 persisted: true, state: active ? .active : .restored, address: address, lastSeen: lastSeen,
                 lastSeenWall: active ? loaded.lastActiveAt : now.wall, replay: ReplayWindow(floor: loaded.replayMark),
-                userId: loaded.userID.isEmpty ? nil : loaded.userID))
+                userId: loaded.userID.isEmpty ? nil : loaded.userID), source: Self.source(address))
         delivery.addSession(
             index, salt: MessageIdentifier.salt(sessionId: id), source: Self.source(address), userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
             follows: loaded.cursors.map { ($0.roomID, $0.seq) }, now: lastSeen)

@@ -38,6 +38,8 @@ struct EdgeMachine {
     /// Replies kept for a client that asks again are dropped after this
     /// long without a packet (a client retries within seconds).
     static let repliesKept: UInt64 = 30_000_000_000
+    /// A session not logged in stays in memory this long after its last packet.
+    static let anonymousIdle: UInt64 = 120_000_000_000
 
     let settings: EdgeSettings
     let logger: Logger
@@ -48,6 +50,10 @@ struct EdgeMachine {
     /// Datagrams held while their session is restored from the store.
     var restoring: [String: [(SecureDatagram, Request)]] = [:]
     var handshakesInFlight = 0
+    /// The process's resident memory, as the rim last measured it.
+    var memoryInUse = 0
+    /// When new sessions were last refused at a limit, and said so in the log.
+    var lastCapacityLog: UInt64 = 0
     var lastSweep: UInt64 = 0
     var lastReport: UInt64 = 0
     var reportsInFlight = 0
@@ -149,19 +155,27 @@ struct EdgeMachine {
     /// follows.
     private mutating func sweep(_ now: EdgeTime) {
         var freed = 0
-        let cutoff = now.monotonic &- settings.sessionIdle.nanoseconds
+        let cutoff = Self.before(now.monotonic, settings.sessionIdle.nanoseconds)
         for index in table.idle(since: cutoff) where table[index]?.busy == false {
             table.remove(index)
             delivery.removeSession(index)
             freed += 1
         }
-        let quiet = now.monotonic &- Self.repliesKept
+        // A session that never logged in follows no room and is kept in the
+        // store: after a short silence it leaves memory (a packet of its
+        // own brings it back), so sessions made and left cost little.
+        for index in table.anonymousIdle(since: Self.before(now.monotonic, Self.anonymousIdle)) where table[index]?.busy == false {
+            table.remove(index)
+            delivery.removeSession(index)
+            freed += 1
+        }
+        let quiet = Self.before(now.monotonic, Self.repliesKept)
         for index in table.idle(since: quiet) where !(table[index]!.replies.isEmpty) {
             table.update(index) { $0.replies = RecentReplies() }
             freed += 1
         }
         // Silent longer than the replay window's span: its remembered nonces can go.
-        let silent = now.monotonic &- ReplayWindow.defaultSpan
+        let silent = Self.before(now.monotonic, ReplayWindow.defaultSpan)
         for index in table.idle(since: silent) where table[index]!.replay.count > 0 {
             table.update(index) { $0.replay.compact() }
             freed += 1
@@ -178,9 +192,15 @@ struct EdgeMachine {
     // MARK: - Helpers
 
     /// The part of an address a budget is kept for: the IP, not the port.
-    static func source(_ address: SocketAddress) -> String { address.ipAddress ?? "\(address)" }
+    /// `span` before `now`, or 0: the monotonic clock counts from boot, so
+    /// early on it is smaller than the spans (a wrapped cutoff would make
+    /// every session look idle).
+    static func before(_ now: UInt64, _ span: UInt64) -> UInt64 { now > span ? now - span : 0 }
 
-    func isExempt(_ address: SocketAddress) -> Bool { settings.exemptSources.contains(Self.source(address)) }
+    /// The key of every per-source limit: IPv4, or IPv6 by its /64.
+    static func source(_ address: SocketAddress) -> String { SourceAddress.key(ofIP: address.ipAddress ?? "\(address)") }
+
+    func isExempt(_ address: SocketAddress) -> Bool { settings.exemptSources.contains(address.ipAddress ?? "") }
 
     /// Session ids are 32 lowercase hex characters (PROTOCOL.md §1.3);
     /// anything else cannot be in the store, so it is not looked up.

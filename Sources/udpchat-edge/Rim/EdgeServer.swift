@@ -14,6 +14,8 @@ import NIOCore
 final class EdgeServer: @unchecked Sendable {
     /// How often housekeeping runs when no retransmission is due sooner.
     static let tickInterval: TimeAmount = .milliseconds(100)
+    /// When the process's memory was last read (once a second, for the memory limit).
+    private var lastMemoryReading: UInt64 = 0
 
     let settings: EdgeSettings
     let loop: any EventLoop
@@ -82,7 +84,12 @@ final class EdgeServer: @unchecked Sendable {
     }
 
     private func tick() {
-        machine.tick(.now(), &output)
+        let now = EdgeTime.now()
+        if now.monotonic &- lastMemoryReading >= 1_000_000_000 {
+            lastMemoryReading = now.monotonic
+            machine.memoryInUse = ProcessMemory.residentBytes() ?? 0
+        }
+        machine.tick(now, &output)
         carryOut()
     }
 
