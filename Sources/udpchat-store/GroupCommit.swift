@@ -1,4 +1,5 @@
 import Common
+import Foundation
 import Synchronization
 
 /// The single writer (ARCHITECTURE.md, "Group commit"): write requests that
@@ -18,6 +19,15 @@ final class GroupCommit: Sendable {
     struct Write: Sendable {
         var setup: (@Sendable (any StoreTransaction) throws -> Void)?
         var operation: @Sendable (any StoreTransaction) throws -> Outcome
+        /// Wall-clock Unix milliseconds after which the caller no longer
+        /// waits: the write is then dropped, untouched, if it has not started.
+        var deadlineUnixMs: Int64? = nil
+    }
+
+    /// A write dropped because its caller's deadline passed before it could start.
+    struct Expired: Error, CustomStringConvertible {
+        var lateByMs: Int64
+        var description: String { "a write was dropped unstarted, \(lateByMs) ms past its caller's deadline" }
     }
 
     private typealias Waiter = CheckedContinuation<Result<Outcome, any Error>, Never>
@@ -69,6 +79,10 @@ final class GroupCommit: Sendable {
                 let results = try await backend.write { tx in
                     writes.map { write in
                         Result { () throws -> Outcome in
+                            if let deadline = write.deadlineUnixMs {
+                                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                                if now > deadline { throw Expired(lateByMs: now - deadline) }
+                            }
                             if let setup = write.setup { try tx.inSavepoint { (try setup(tx), true) } }
                             return try tx.inSavepoint {
                                 let outcome = try write.operation(tx)

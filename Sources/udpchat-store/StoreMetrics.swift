@@ -6,6 +6,7 @@ enum StoreMetrics {
     /// A batch committed: its size, and the messages it stored.
     private static let batchSize = Recorder(label: "udpchat_store_batch_size", aggregate: true)
     private static let messagesStored = Counter(label: "udpchat_store_messages_stored_total")
+    private static let requestsExpired = Counter(label: "udpchat_store_requests_expired_total")
 
     static let jobStates = ["queued", "leased", "completed", "failed"]
 
@@ -14,6 +15,7 @@ enum StoreMetrics {
     static func prepare() {
         _ = batchSize
         _ = messagesStored
+        _ = requestsExpired
         for state in jobStates { _ = Counter(label: "udpchat_store_ai_jobs_total", dimensions: [("state", state)]) }
         jobQueue(pending: 0, leased: 0, workers: 0)
     }
@@ -28,6 +30,9 @@ enum StoreMetrics {
         }
         if messages > 0 { messagesStored.increment(by: messages) }
     }
+
+    /// A write dropped unstarted: its caller had given up on it.
+    static func expired() { requestsExpired.increment() }
 
     static func request(_ method: String, nanoseconds: UInt64) {
         Timer(label: "udpchat_store_request_seconds", dimensions: [("method", method)]).recordNanoseconds(Int64(nanoseconds))

@@ -40,9 +40,13 @@ final class StoreService: Sendable {
         self.commit = GroupCommit(backend: backend, afterCommit: afterCommit)
     }
 
+    /// The request being handled, for the writes it makes (its nonce and deadline).
+    @TaskLocal static var context: IPCSessionContext?
+    private var currentContext: IPCSessionContext? { Self.context }
+
     func handle(_ request: IPCStoreRequest) async -> IPCStoreResponse {
         let started = MonotonicClock.now()
-        let response = await perform(request)
+        let response = await Self.$context.withValue(request.session) { await perform(request) }
         StoreMetrics.request(request.methodName, nanoseconds: MonotonicClock.now() &- started)
         return response
     }
@@ -130,6 +134,10 @@ final class StoreService: Sendable {
         }
     }
 
+    /// How long a write's answer is kept for a repeat of it: clients send a
+    /// request again within seconds; ten minutes leaves room to spare.
+    static let requestResultRetentionSeconds: Int64 = 600
+
     /// How long ended AI jobs are kept (for an operator to look into one).
     static let endedJobRetentionMs: Int64 = 7 * 24 * 3600 * 1000
 
@@ -146,12 +154,14 @@ final class StoreService: Sendable {
         let now = Date().timeIntervalSince1970
         let cutoff = Int64(now) - sessionIdle
         let eventCutoff = Int64(now) - sessionIdle - Self.roomEventRetentionSeconds
+        let resultCutoff = Int64(now) - Self.requestResultRetentionSeconds
         let jobCutoff = Int64(now * 1000) - Self.endedJobRetentionMs
         let result = await commit.submit(
             GroupCommit.Write(setup: nil) { tx in
                 var outcome = Outcome.respond { $0.done = IPCDone() }
                 outcome.affectedRows = try tx.deleteSessions(lastActiveBefore: cutoff)
                 _ = try tx.deleteRoomEvents(before: eventCutoff)
+                _ = try tx.deleteRequestResults(before: resultCutoff)
                 _ = try tx.deleteEndedJobs(before: jobCutoff)
                 return outcome
             })
@@ -240,12 +250,42 @@ final class StoreService: Sendable {
         }
     }
 
+    /// Runs a write through the group commit. One carrying the client's
+    /// nonce runs once per session and nonce: a repeat (the client asking
+    /// again after the edge gave up waiting) gets the first answer and
+    /// changes nothing. One carrying a deadline is dropped if it has not
+    /// started by then: the client was already told it failed.
     private func write(
         _ ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?,
         _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome
     ) async -> IPCStoreResponse {
-        switch await commit.submit(GroupCommit.Write(setup: setup, operation: withSessionUser(ops, body))) {
+        let context = currentContext
+        let nonce = [UInt8](context?.requestNonce ?? Data())
+        let sessionId = ops.sessionId
+        let now = ops.now
+        var operation = withSessionUser(ops, body)
+        if !nonce.isEmpty {
+            let run = operation
+            operation = { @Sendable tx in
+                if let recorded = try tx.requestResult(session: sessionId, nonce: nonce),
+                    let response = try? IPCStoreResponse(serializedBytes: recorded)
+                {
+                    return Outcome(response: response)
+                }
+                let outcome = try run(tx)
+                if !outcome.isRefusal {
+                    try tx.recordRequestResult(session: sessionId, nonce: nonce, response: try outcome.response.serializedBytes(), now: now)
+                }
+                return outcome
+            }
+        }
+        let deadline = (context?.deadlineUnixMs ?? 0) > 0 ? context?.deadlineUnixMs : nil
+        switch await commit.submit(GroupCommit.Write(setup: setup, operation: operation, deadlineUnixMs: deadline)) {
         case .success(let outcome): return outcome.response
+        case .failure(let error as GroupCommit.Expired):
+            StoreMetrics.expired()
+            logger.info("\(error)", metadata: ["session": "\(ops.sessionId)"])
+            return Self.beforeTheOperation(Outcome.error(ProtocolText.packetFailurePrefix + "the store did not answer in time").response)
         case .failure(let error): return failure(error, ops)
         }
     }

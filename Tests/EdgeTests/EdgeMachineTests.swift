@@ -334,6 +334,42 @@ import Testing
         #expect(posted == 5)
     }
 
+    /// The store did not answer a write in time: the client hears so, and
+    /// the same datagram sent again goes to the store again with the same
+    /// nonce and a deadline (the store carries a write out once per nonce),
+    /// instead of getting the error again or nothing; its answer is then
+    /// the one remembered.
+    @Test func aWriteTheStoreDidNotAnswerGoesToItAgainWhenTheClientRepeatsIt() throws {
+        var h = try Harness(["RPC_TIMEOUT_MS": "3000"])
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        let datagram = client.datagram(.message(roomId: Self.room, content: "did it commit?"))
+        h.receive(datagram)
+        let first = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        #expect(!first.request.session.requestNonce.isEmpty)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        #expect(first.request.session.deadlineUnixMs > now && first.request.session.deadlineUnixMs <= now + 3000)
+        h.machine.storeAnswered(first.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
+        let error = h.takeDatagrams().compactMap { client.open($0.bytes) }
+        #expect(error.map(\.packet) == [.error(message: ProtocolText.packetFailurePrefix + "the store did not answer in time")])
+        h.receive(datagram)
+        let again = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        #expect(again.request.session.requestNonce == first.request.session.requestNonce)
+        #expect(again.request.postMessage.content == "did it commit?")
+        h.answerStore(again.call) { response in
+            response.messageSent.messageID = 42
+            response.messageSent.roomID = Self.room
+            response.messageSent.content = "did it commit?"
+        }
+        let sent = h.takeDatagrams().compactMap { client.open($0.bytes) }
+        #expect(sent.count == 1)
+        // A third copy is answered from memory, as any repeat.
+        h.receive(datagram)
+        #expect(h.takeStoreCalls().isEmpty)
+        #expect(h.takeDatagrams().compactMap { client.open($0.bytes) }.map(\.packet) == sent.map(\.packet))
+    }
+
     @Test func aDatagramForASessionNotInMemoryWaitsWhileItIsRestored() throws {
         var h = try Harness()
         var client = Client()

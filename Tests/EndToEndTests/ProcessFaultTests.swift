@@ -3,6 +3,10 @@ import Common
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Programs killed with SIGKILL and restarted under traffic: sessions
 /// continue, nothing acknowledged is lost, and no program exits because a
 /// peer went away.
@@ -116,6 +120,31 @@ struct ProcessFaultTests {
             #expect(acknowledged.filter { !stored.contains($0) }.isEmpty)
             #expect(system.store.isRunning && system.keys.isRunning)
             for client in clients { await client.close() }
+        }
+    }
+
+    /// A message the store could not take in time (it is frozen) is
+    /// answered with an error, and it is not stored later when the store
+    /// wakes up: the store drops a write whose caller gave up on it.
+    @Test func aMessageThatGotAnErrorIsNotStoredLater() async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "500"]) { system in
+            let alice = try await system.client()
+            _ = try await alice.login(email: "alice@example.com")
+            let room = try await alice.createRoom(name: "Frozen")
+            kill(system.store.pid, SIGSTOP)
+            var failure = ""
+            do {
+                _ = try await alice.sendMessage(roomId: room.roomId, content: "told it failed")
+            } catch {
+                failure = "\(error)"
+            }
+            kill(system.store.pid, SIGCONT)
+            #expect(failure.contains("the store did not answer in time"), "\(failure)")
+            // Requests are taken in order: once this one is answered, the first was handled.
+            _ = try await alice.sendMessage(roomId: room.roomId, content: "after the thaw")
+            #expect(try await system.storedMessages() == ["after the thaw"])
+            #expect(try await alice.history(roomId: room.roomId).map(\.content) == ["after the thaw"])
+            await alice.close()
         }
     }
 

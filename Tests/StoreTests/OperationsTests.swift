@@ -175,6 +175,56 @@ import Testing
 }
 
 @Suite struct RoomTests {
+    static func post(_ roomId: String, _ content: String) -> IPCStoreRequest.OneOf_Op {
+        var post = IPCPostMessage()
+        post.roomID = roomId
+        post.content = content
+        return .postMessage(post)
+    }
+
+    /// A write sent again with the same nonce (the edge gave up waiting and
+    /// the client asked again) is carried out once and answered as the first
+    /// time; a new nonce is a new write.
+    @Test func aWriteRepeatedWithItsNonceIsCarriedOutOnce() async throws {
+        let store = try StoreHarness()
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = store.takeEvents()
+        let nonce: [UInt8] = Array(repeating: 7, count: 12)
+        let first = await store.call(alice, Self.post(room.roomID, "once"), nonce: nonce)
+        let again = await store.call(alice, Self.post(room.roomID, "once"), nonce: nonce)
+        #expect(first.messageSent.messageID > 0 && again.messageSent.messageID == first.messageSent.messageID)
+        #expect(store.takeEvents().count == 1, "the repeat publishes nothing")
+        let other = await store.call(alice, Self.post(room.roomID, "once"), nonce: Array(repeating: 8, count: 12))
+        #expect(other.messageSent.messageID > first.messageSent.messageID)
+        #expect(await store.history(alice, room.roomID).history.items.map(\.content) == ["once", "once"])
+        // Another session's request with the same nonce is its own.
+        let (bob, _) = await store.loggedIn("bob@example.com")
+        _ = await store.join(bob, room.roomID)
+        let bobs = await store.call(bob, Self.post(room.roomID, "bob's"), nonce: nonce)
+        #expect(bobs.messageSent.messageID > other.messageSent.messageID)
+        // A refused write is not remembered: sent again once allowed, it runs.
+        let (carol, _) = await store.loggedIn("carol@example.com")
+        let refused = await store.call(carol, Self.post(room.roomID, "not yet"), nonce: nonce)
+        #expect(refused.errorText == ProtocolText.joinBeforeSending)
+        _ = await store.join(carol, room.roomID)
+        #expect(await store.call(carol, Self.post(room.roomID, "now"), nonce: nonce).messageSent.messageID > 0)
+    }
+
+    /// A write whose caller's deadline has passed is dropped unstarted.
+    @Test func aWritePastItsDeadlineIsNotCarriedOut() async throws {
+        let store = try StoreHarness()
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        let past = Int64(Date().timeIntervalSince1970 * 1000) - 1
+        let late = await store.call(alice, Self.post(room.roomID, "too late"), nonce: [1], deadlineUnixMs: past)
+        #expect(late.errorText == ProtocolText.packetFailurePrefix + "the store did not answer in time")
+        #expect(late.userUnknown)
+        let future = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
+        #expect(await store.call(alice, Self.post(room.roomID, "in time"), nonce: [2], deadlineUnixMs: future).messageSent.messageID > 0)
+        #expect(await store.history(alice, room.roomID).history.items.map(\.content) == ["in time"])
+    }
+
     /// A user over the room-creation limit gets a clear error, and nothing
     /// is written or broadcast; another user has a budget of their own.
     @Test func aUserCreatingRoomsTooFastIsRefusedWithoutAWriteOrABroadcast() async throws {
@@ -377,7 +427,7 @@ import Testing
         let store = try StoreHarness()
         let path = store.directory.appendingPathComponent("test.db").path
         let result = try SQLiteBackend.migrate(path: path)
-        #expect(result.applied.isEmpty && result.all == ["0001_initial", "0002_ai_jobs", "0003_delivery"])
+        #expect(result.applied.isEmpty && result.all == ["0001_initial", "0002_ai_jobs", "0003_delivery", "0004_request_results"])
         let level = try store.backend.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(level == 2 || level == 1)  // readers report their own connection; the writer is checked at open
         let writerLevel = try store.backend.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }

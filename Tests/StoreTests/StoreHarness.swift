@@ -49,10 +49,15 @@ final class StoreHarness: Sendable {
     }
 
     /// Sends `op` for `session`, creating its row first if `create`.
-    func call(_ session: Session, _ op: IPCStoreRequest.OneOf_Op, create: Bool = false, from address: String = "") async -> IPCStoreResponse {
+    func call(
+        _ session: Session, _ op: IPCStoreRequest.OneOf_Op, create: Bool = false, from address: String = "", nonce: [UInt8] = [],
+        deadlineUnixMs: Int64 = 0
+    ) async -> IPCStoreResponse {
         var request = IPCStoreRequest()
         request.session.sessionID = session.id
         request.session.address = address
+        request.session.requestNonce = Data(nonce)
+        request.session.deadlineUnixMs = deadlineUnixMs
         if create {
             request.session.wrappedKey = Data([1, 2, 3])
             request.session.keyDigest = session.digest

@@ -28,6 +28,7 @@ public enum MetricCatalog {
         "udpchat_store_request_seconds": "Time the store took to answer a request, commit included, by method.",
         "udpchat_store_batch_size": "Writes per group commit.",
         "udpchat_store_messages_stored_total": "Chat messages committed.",
+        "udpchat_store_requests_expired_total": "Writes dropped unstarted because the edge had already given up on them.",
         "udpchat_store_ai_jobs_total": "AI jobs by transition: queued, leased, completed, failed.",
         "udpchat_store_ai_jobs_open": "AI jobs queued or leased now.",
         "udpchat_store_ai_workers": "AI workers connected now.",

@@ -254,8 +254,10 @@ extension EdgeMachine {
                 sendError(ProtocolText.nonceReused, answering: request, now, &out)
                 return
             }
-            if case .reply(let datagram)? = table.update(index, { $0.replies.repeatFor(nonce) }) {
-                write(datagram, to: address, &out)
+            switch table.update(index, { $0.replies.repeatFor(nonce) }) {
+            case .reply(let datagram)?: write(datagram, to: address, &out)
+            case .retry(let work)?: enqueue(work, session: index, &out)
+            default: break
             }
             return
         }

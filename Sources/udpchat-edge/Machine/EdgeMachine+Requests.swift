@@ -40,6 +40,11 @@ extension EdgeMachine {
             request.session.replayMark = session.replay.highest
             if session.state == .active { request.session.address = AddressText.format(session.address) }
         }
+        if Translation.isWrite(work.op) {
+            // Carried out once per nonce, and not at all once this edge has stopped waiting.
+            if let nonce = work.nonce { request.session.requestNonce = Data(nonce) }
+            request.session.deadlineUnixMs = Int64(Date().timeIntervalSince1970 * 1000) + Int64(settings.common.rpcTimeout.nanoseconds / 1_000_000)
+        }
         request.op = work.op
         out.storeCalls.append((request, .request(session: index, sessionId: session.id, work: work, carriedKey: carriesKey)))
     }
@@ -81,7 +86,11 @@ extension EdgeMachine {
             case .failure(let error):
                 logger.warning("store request failed: \(error)", metadata: ["session": "\(sessionId)"])
                 let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"
-                reply(.error(message: ProtocolText.packetFailurePrefix + reason), session: index, answering: work.nonce, to: replyTo, &out)
+                // Not remembered as the answer: the same request sent again
+                // goes to the store again, which carries a write out once
+                // per nonce (so a write that did commit is answered as such).
+                reply(.error(message: ProtocolText.packetFailurePrefix + reason), session: index, to: replyTo, &out)
+                if let nonce = work.nonce { table.update(index) { $0.replies.failed(nonce, retry: work) } }
             }
         }
         pump(index, &out)

@@ -9,6 +9,8 @@ struct RecentReplies {
         /// handled or when it has no reply (an ACK).
         var reply: [UInt8]?
         var repeats = 0
+        /// The store did not answer: a repeat is sent to it again.
+        var retry: StoreWork?
     }
 
     /// Implementation constants: a client retries its last request or two;
@@ -28,12 +30,24 @@ struct RecentReplies {
 
     /// Notes the reply sent for a request.
     mutating func replied(_ nonce: [UInt8], with datagram: [UInt8]) {
-        if let index = entries.lastIndex(where: { $0.nonce == nonce }) { entries[index].reply = datagram }
+        if let index = entries.lastIndex(where: { $0.nonce == nonce }) {
+            entries[index].reply = datagram
+            entries[index].retry = nil
+        }
     }
 
-    enum Repeat: Equatable {
+    /// Notes that the store gave no answer to a request: its repeat is
+    /// handled again (the store answers a write it did carry out with the
+    /// first answer).
+    mutating func failed(_ nonce: [UInt8], retry work: StoreWork) {
+        if let index = entries.lastIndex(where: { $0.nonce == nonce }) { entries[index].retry = work }
+    }
+
+    enum Repeat {
         /// Send this datagram again.
         case reply([UInt8])
+        /// Ask the store again (its first answer never came).
+        case retry(StoreWork)
         /// The request is known but has no reply (yet, or at all): stay silent.
         case silent
         /// Not a recent request.
@@ -43,6 +57,10 @@ struct RecentReplies {
     /// What to do about a request seen before.
     mutating func repeatFor(_ nonce: [UInt8]) -> Repeat {
         guard let index = entries.lastIndex(where: { $0.nonce == nonce }) else { return .unknown }
+        if let work = entries[index].retry {
+            entries[index].retry = nil
+            return .retry(work)
+        }
         guard let reply = entries[index].reply else { return .silent }
         guard entries[index].repeats < Self.maximumRepeats else { return .silent }
         entries[index].repeats += 1

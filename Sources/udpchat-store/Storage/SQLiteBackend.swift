@@ -212,6 +212,30 @@ struct SQLiteTransaction: StoreTransaction {
         return db.changesCount
     }
 
+    // MARK: Request results
+
+    func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]? {
+        let data = try Data.fetchOne(
+            statement(
+                "SELECT r.response FROM request_results r JOIN sessions s ON s.id = r.session_id WHERE s.session_id = ? AND r.nonce = ?"),
+            arguments: [session, Data(nonce)])
+        return data.map { [UInt8]($0) }
+    }
+
+    func recordRequestResult(session: String, nonce: [UInt8], response: [UInt8], now: Int64) throws {
+        try statement(
+            """
+            INSERT OR IGNORE INTO request_results (session_id, nonce, response, created_at)
+                SELECT id, ?, ?, ? FROM sessions WHERE session_id = ?
+            """
+        ).execute(arguments: [Data(nonce), Data(response), now, session])
+    }
+
+    func deleteRequestResults(before cutoff: Int64) throws -> Int {
+        try statement("DELETE FROM request_results WHERE created_at < ?").execute(arguments: [cutoff])
+        return db.changesCount
+    }
+
     // MARK: Users
 
     private static let userColumns = "id, user_id, email, name, password_hash, is_admin"

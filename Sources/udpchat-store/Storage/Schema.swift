@@ -108,6 +108,21 @@ enum Schema {
                         JOIN rooms r ON r.id = m.room_id AND r.closed_at IS NULL;
                     """)
         }
+        migrator.registerMigration("0004_request_results") { db in
+            // A write's answer by its session and nonce, so that a request
+            // sent again after a timeout is not carried out twice.
+            try db.execute(
+                sql: """
+                    CREATE TABLE request_results (
+                        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                        nonce BLOB NOT NULL,
+                        response BLOB NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        PRIMARY KEY (session_id, nonce)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX request_results_age ON request_results(created_at);
+                    """)
+        }
         return migrator
     }
 }

@@ -56,6 +56,14 @@ protocol StoreTransaction {
     /// Deletes logged events older than `cutoff`; returns how many.
     func deleteRoomEvents(before cutoff: Int64) throws -> Int
 
+    // Request results (a write carried out once per session and nonce)
+    /// The answer recorded for `session`'s write with `nonce`, if any.
+    func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]?
+    /// Records a write's answer (nothing if the session has no row).
+    func recordRequestResult(session: String, nonce: [UInt8], response: [UInt8], now: Int64) throws
+    /// Deletes answers recorded before `cutoff`; returns how many.
+    func deleteRequestResults(before cutoff: Int64) throws -> Int
+
     // Users
     func user(email: String) throws -> UserRow?
     func user(rowId: Int64) throws -> UserRow?

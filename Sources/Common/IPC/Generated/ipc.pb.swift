@@ -423,6 +423,16 @@ public nonisolated struct IPCSessionContext: Sendable {
   /// listens.
   public var address: String = String()
 
+  /// A write's own nonce (the client's, from its SECURE_MSG): the store runs
+  /// a write with a nonce it has seen for the session once, and answers the
+  /// repeat with the first answer (a client retrying after a timeout).
+  public var requestNonce: Data = Data()
+
+  /// The wall-clock time (Unix milliseconds) after which the edge has given
+  /// up on the request: a write not started by then is dropped, not run
+  /// after the client was told it failed. 0: none.
+  public var deadlineUnixMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2637,7 +2647,7 @@ nonisolated extension IPCFailure: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionContext"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}wrapped_key\0\u{3}key_digest\0\u{3}replay_mark\0\u{1}address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}wrapped_key\0\u{3}key_digest\0\u{3}replay_mark\0\u{1}address\0\u{3}request_nonce\0\u{3}deadline_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2650,6 +2660,8 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
       case 3: try { try decoder.decodeSingularBytesField(value: &self.keyDigest) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.replayMark) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.requestNonce) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.deadlineUnixMs) }()
       default: break
       }
     }
@@ -2671,6 +2683,12 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.address.isEmpty {
       try visitor.visitSingularStringField(value: self.address, fieldNumber: 5)
     }
+    if !self.requestNonce.isEmpty {
+      try visitor.visitSingularBytesField(value: self.requestNonce, fieldNumber: 6)
+    }
+    if self.deadlineUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.deadlineUnixMs, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2680,6 +2698,8 @@ nonisolated extension IPCSessionContext: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.keyDigest != rhs.keyDigest {return false}
     if lhs.replayMark != rhs.replayMark {return false}
     if lhs.address != rhs.address {return false}
+    if lhs.requestNonce != rhs.requestNonce {return false}
+    if lhs.deadlineUnixMs != rhs.deadlineUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
