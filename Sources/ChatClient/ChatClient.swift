@@ -34,6 +34,11 @@ public final class ChatClient: Sendable {
         public var recordDatagrams: Bool
         /// The local address to send from (default: any).
         public var bindHost: String?
+        /// The server sets the top bit of every nonce it makes (udpchat
+        /// does, PROTOCOL.md §3.3; the original server draws them at
+        /// random): a packet without it is the client's own, reflected, and
+        /// is dropped. Off for a server that does not set it.
+        public var serverNoncesMarked = true
 
         public init(
             host: String, port: Int, knownHosts: KnownHosts? = KnownHosts(path: KnownHosts.defaultPath), keyBits: Int = 2048,
@@ -361,7 +366,7 @@ public final class ChatClient: Sendable {
             // that forged datagrams cannot get a real one dropped.
             guard !state.withLock({ $0.seenNonceSet.contains(secure.nonce) }) else { return }
             guard let cipher, let nonce = Hex.decode(secure.nonce), let ciphertext = Hex.decode(secure.ciphertext),
-                let plaintext = cipher.open(ciphertext, nonce: nonce)
+                !options.serverNoncesMarked || Nonce.isServerNonce(nonce), let plaintext = cipher.open(ciphertext, nonce: nonce)
             else { return }
             let fresh = state.withLock { state -> Bool in
                 guard state.seenNonceSet.insert(secure.nonce).inserted else { return false }

@@ -26,6 +26,8 @@ struct ConnectionOptions: ParsableArguments {
     var knownHosts: String?
     @Option(help: "Size of this client's RSA key (1024 or 2048, as the web clients use).")
     var keyBits: Int = 2048
+    @Flag(help: "The server does not mark its nonces (the original Python server): take packets without the mark.")
+    var unmarkedNonces = false
 
     func serverAddress() throws -> (host: String, port: Int) {
         let text = server ?? ProcessInfo.processInfo.environment["UDPCHAT_SERVER"] ?? "127.0.0.1:\(WireSpec.defaultPort)"
@@ -51,9 +53,10 @@ struct ConnectionOptions: ParsableArguments {
     /// A connected client (handshake done, fingerprint checked).
     func connect() async throws -> ChatClient {
         let (host, port) = try serverAddress()
-        let options = ChatClient.Options(
+        var options = ChatClient.Options(
             host: host, port: port, knownHosts: KnownHosts(path: knownHosts ?? KnownHosts.defaultPath), keyBits: keyBits,
             timeout: .milliseconds(Int64(timeout * 1000)))
+        options.serverNoncesMarked = !unmarkedNonces
         let client = try await ChatClient(options: options)
         do {
             try await client.connect()

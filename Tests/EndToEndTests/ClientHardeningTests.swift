@@ -37,6 +37,36 @@ struct ClientHardeningTests {
         }
     }
 
+    /// A packet sealed with the session's key under a nonce without the
+    /// server's bit (the client's own, reflected back at it) is dropped; the
+    /// same packet under a server nonce, from the same address, is taken.
+    @Test func aPacketUnderAClientNonceIsNotTakenAsTheServers() async throws {
+        try await withSystem { system in
+            let proxy = try await LossyProxy(
+                upstream: try SocketAddress(ipAddress: "127.0.0.1", port: system.port), impairments: Impairments(), seed: 1)
+            let client = try await ChatClient(
+                options: .init(host: "127.0.0.1", port: proxy.port, knownHosts: nil, timeout: .seconds(5)))
+            let session = try await client.connect()
+            _ = try await client.login(email: "alice@example.com")
+            let cipher = try #require(SessionCipher(keyBytes: session.sessionKey))
+            func forged(_ text: String, nonce: [UInt8]) -> [UInt8] {
+                let json = ServerPacket.error(message: text).json().serialized()
+                return Envelope.secure(
+                    SecureEnvelope(sessionId: session.sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(cipher.seal(json, nonce: nonce)))
+                ).encoded()
+            }
+            let port = try #require(client.localPort)
+            let clientNonce = Nonce.client(nanoseconds: UInt64(Date().timeIntervalSince1970 * 1e9))
+            try await proxy.inject(forged("reflected", nonce: clientNonce), toClientPort: port)
+            try await proxy.inject(forged("from the server", nonce: Nonce.server()), toClientPort: port)
+            // Both went out in order; the second arriving proves the first was read and dropped.
+            let first = await client.nextEvent(timeout: .seconds(5)) { if case .error = $0.packet { true } else { false } }
+            #expect(first?.packet == .error(message: "from the server"))
+            await client.close()
+            await proxy.close()
+        }
+    }
+
     @Test func aKnownHostsFileThatCannotBeReadIsNotWrittenOver() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-known-\(SecureRandom.identifier())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

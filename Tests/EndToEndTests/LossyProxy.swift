@@ -98,6 +98,15 @@ final class LossyProxy: @unchecked Sendable {
         (try? await loop.submit { self.counts }.get()) ?? (0, 0, 0, 0)
     }
 
+    /// Sends `datagram` to `port` on 127.0.0.1 from the proxy's own
+    /// address: to the client it comes from its server.
+    func inject(_ datagram: [UInt8], toClientPort port: Int) async throws {
+        let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        try await loop.submit {
+            self.listener.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: datagram)), promise: nil)
+        }.get()
+    }
+
     func close() async {
         try? await group.shutdownGracefully()
     }
