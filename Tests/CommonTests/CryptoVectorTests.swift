@@ -1,5 +1,6 @@
 import Common
 import Crypto
+import Foundation
 import CryptoExtras
 import Testing
 
@@ -64,18 +65,99 @@ import Testing
         #expect(!HandshakeCrypto.verify(signature: signature, over: other, publicKeyDER: spki))
     }
 
-    @Test func ourPSSSignatureUsesA32ByteSalt() throws {
-        // EMSA-PSS: after the public-key operation, the encoded message ends
-        // in H ‖ 0xbc, preceded by 0x01 ‖ salt inside the masked block. Rather
-        // than unmask by hand, check that verification with the fixed
-        // salt-32 rule accepts it (swift-crypto verifies with salt = hash size).
+    /// The signature keys makes for a handshake (the same call as
+    /// `KeyService`'s), opened in Python with the bare RSA public operation
+    /// and EMSA-PSS undone by hand (RFC 8017 §9.1.2): no PSS verifier of any
+    /// library decides, and the salt's length is read, not assumed.
+    @Test func ourPSSSignatureCarriesA32ByteSalt() throws {
         let key = try _RSA.Signing.PrivateKey(pemRepresentation: Self.privateKeyPEM)
         let signature = try key.signature(for: Self.sessionKey, padding: .PSS)
-        #expect(signature.rawRepresentation.count == 256)
-        #expect(
-            HandshakeCrypto.verify(
-                signature: [UInt8](signature.rawRepresentation), over: Self.sessionKey, publicKeyDER: try #require(Hex.decode(Self.spkiHex))
-            ))
+        let script = """
+            import hashlib, sys
+            n_hex, e, sig_hex, msg_hex = sys.argv[1:5]
+            n, e, s = int(n_hex, 16), int(e), int(sig_hex, 16)
+            k = (n.bit_length() + 7) // 8
+            em_bits = n.bit_length() - 1
+            em_len = (em_bits + 7) // 8
+            em = pow(s, e, n).to_bytes(k, "big")[-em_len:]
+            assert em[-1] == 0xBC, "trailer"
+            h_len = 32
+            masked, h = em[:em_len - h_len - 1], em[em_len - h_len - 1:-1]
+            mask, counter = b"", 0
+            while len(mask) < len(masked):
+                mask += hashlib.sha256(h + counter.to_bytes(4, "big")).digest()
+                counter += 1
+            db = bytearray(a ^ b for a, b in zip(masked, mask))
+            db[0] &= 0xFF >> (8 * em_len - em_bits)
+            one = db.index(1)
+            assert not any(db[:one]), "padding"
+            salt = bytes(db[one + 1:])
+            m_hash = hashlib.sha256(bytes.fromhex(msg_hex)).digest()
+            assert hashlib.sha256(b"\\0" * 8 + m_hash + salt).digest() == h, "hash"
+            print(len(salt))
+            """
+        let (n, e) = try Self.modulusAndExponent(spki: try #require(Hex.decode(Self.spkiHex)))
+        let output = try Self.python(script, [Hex.encode(n), String(e), Hex.encode([UInt8](signature.rawRepresentation)), Hex.encode(Self.sessionKey)])
+        #expect(output == "32", "salt length read from the signature: \(output)")
+    }
+
+    /// The modulus and public exponent in an RSA SubjectPublicKeyInfo (DER).
+    static func modulusAndExponent(spki: [UInt8]) throws -> (modulus: [UInt8], exponent: Int) {
+        // SEQUENCE { SEQUENCE { OID, NULL }, BIT STRING { SEQUENCE { INTEGER n, INTEGER e } } }
+        var index = 0
+        func header(_ tag: UInt8) throws -> Int {
+            guard index < spki.count, spki[index] == tag else { throw DERError() }
+            index += 1
+            var length = Int(spki[index])
+            index += 1
+            if length & 0x80 != 0 {
+                let bytes = length & 0x7F
+                length = 0
+                for _ in 0..<bytes {
+                    length = length << 8 | Int(spki[index])
+                    index += 1
+                }
+            }
+            return length
+        }
+        _ = try header(0x30)
+        index += try header(0x30)  // the algorithm
+        _ = try header(0x03)
+        index += 1  // unused bits
+        _ = try header(0x30)
+        let modulusLength = try header(0x02)
+        var modulus = Array(spki[index..<index + modulusLength])
+        index += modulusLength
+        while modulus.first == 0 { modulus.removeFirst() }
+        let exponentLength = try header(0x02)
+        let exponentBytes = spki[index..<index + exponentLength]
+        return (modulus, exponentBytes.reduce(0) { $0 << 8 | Int($1) })
+    }
+
+    struct DERError: Error {}
+
+    /// Runs `script` with python3 and returns its trimmed stdout; throws on a non-zero exit.
+    static func python(_ script: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script] + arguments
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        let errors = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw PythonFailed(message: String(decoding: errors, as: UTF8.self))
+        }
+        return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    struct PythonFailed: Error, CustomStringConvertible {
+        var message: String
+        var description: String { "python3 failed: \(message)" }
     }
 
     @Test func oaepCiphertextFromPythonDecrypts() throws {
