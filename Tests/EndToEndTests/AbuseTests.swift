@@ -47,8 +47,8 @@ struct AbuseTests {
             var tampered = Array(good["ciphertext"]!.stringValue!)
             tampered[0] = tampered[0] == "0" ? "1" : "0"
             let replayed = try victim.sealed(.hello)
-            try victim.sendRaw(replayed)
-            try await Task.sleep(for: .milliseconds(200))
+            // Answered: its nonce is now one the edge has seen.
+            _ = try await victim.exchange(replayed, expecting: ["HELLO"])
             let cases: [(String, [UInt8])] = [
                 ("2 bytes of garbage", Array("xx".utf8)),
                 ("100 bytes of garbage", Array(repeating: UInt8(ascii: "x"), count: 100)),
@@ -100,11 +100,17 @@ struct AbuseTests {
         try await withSystem(settings: ["HANDSHAKES_PER_SOURCE": "5"]) { system in
             let attacker = try await Self.stranger(system, from: "127.0.0.7")
             let request = try Self.handshake(bits: 1024)
+            let droppedBefore = try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"over_budget\""])
             for _ in 0..<40 { try attacker.sendRaw(request) }
-            try await Task.sleep(for: .seconds(2))
+            // Every one of the 40 is either answered or dropped before any RSA work.
+            func dropped() throws -> Int {
+                Int(try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"over_budget\""]) - droppedBefore)
+            }
+            #expect(try await waitUntil { try attacker.recordedDatagrams.count + dropped() >= 40 })
             let replies = attacker.recordedDatagrams.count
-            // Ten at once (twice the rate), then five a second.
+            // Ten at once (twice the rate), and the few the bucket refilled while they were read.
             #expect(replies >= 10 && replies <= 12, "\(replies) replies")
+            #expect(try dropped() == 40 - replies)
             // Another source has its own budget.
             let other = try await system.client()
             #expect(try await other.hello() == "Welcome to UDPChat-AI.")
@@ -113,10 +119,19 @@ struct AbuseTests {
         }
     }
 
+    /// Twenty sources flood handshakes and garbage far past their budgets:
+    /// the edge does RSA work for no more than the budgets allow, answers
+    /// little of the garbage, and the established session is answered every
+    /// time and sees nothing but its own replies.
     @Test func aFloodFromManySourcesLeavesEstablishedSessionsResponsive() async throws {
         try await withSystem { system in
-            let alice = try await system.client()
+            let alice = try await system.client(record: true)
             _ = try await alice.login(email: "alice@example.com")
+            let handshakesBefore = try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"ok\""])
+            let droppedBefore = try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"over_budget\""])
+            let suppressedBefore = try system.edgeMetric("udpchat_edge_error_replies_suppressed_total")
+            let aliceBefore = alice.recordedDatagrams.count
+            let floodStart = ContinuousClock.now
             let handshake = try Self.handshake(bits: 1024)
             var flooders: [ChatClient] = []
             for index in 0..<20 { flooders.append(try await Self.stranger(system, from: "127.0.1.\(index + 1)")) }
@@ -147,11 +162,28 @@ struct AbuseTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
             await flood.value
+            let floodSeconds = Double((ContinuousClock.now - floodStart).components.seconds) + 1
             latencies.sort()
             let median = latencies[latencies.count / 2]
             let worst = latencies.last!
             print("flood: \(sent.value) datagrams from 20 sources; \(latencies.count) HELLOs, median \(median), worst \(worst)")
-            #expect(sent.value > 5_000, "the flood was a flood")
+            try #require(sent.value > 5_000, "the flood was a flood")
+            // RSA work only within the budgets: per source a burst of 10, then 5 a second.
+            let signed = try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"ok\""]) - handshakesBefore
+            #expect(signed <= 20 * (10 + 5 * floodSeconds), "\(signed) handshakes signed in \(floodSeconds) s")
+            // Half the flood was handshakes and half garbage; beyond the budgets
+            // (garbage: 20 error replies a second per source, twice that at once)
+            // each was dropped unanswered, and counted.
+            let each = Double(sent.value / 2)
+            let dropped = try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"over_budget\""]) - droppedBefore
+            #expect(dropped >= each - 20 * (10 + 5 * floodSeconds), "\(dropped) of \(each) handshakes dropped")
+            let suppressed = try system.edgeMetric("udpchat_edge_error_replies_suppressed_total") - suppressedBefore
+            #expect(suppressed >= each - 20 * (40 + 20 * floodSeconds), "\(suppressed) of \(each) error replies suppressed")
+            // alice saw her HELLO replies and nothing else.
+            let received = alice.recordedDatagrams.dropFirst(aliceBefore).compactMap { alice.open($0)?.packet }
+            #expect(received.count == alice.recordedDatagrams.count - aliceBefore, "every datagram alice got opened")
+            #expect(received.allSatisfy { $0 == .hello(message: "Welcome to UDPChat-AI.") })
+            #expect(received.count >= latencies.count)
             for flooder in flooders { await flooder.close() }
             await alice.close()
         }

@@ -71,11 +71,9 @@ struct AttackTests {
             _ = try await scene.alice.expectEvent { if case .messageSent = $0.packet { return true } else { return false } }
             let before = scene.alice.recordedDatagrams
             try scene.alice.sendRaw(datagram)
-            try await Task.sleep(for: .milliseconds(500))
-            let arrived = scene.alice.recordedDatagrams.dropFirst(before.count)
-            let repeats = arrived.filter { before.contains($0) }
-            #expect(repeats.count == 1)
-            let original = try #require(repeats.first)
+            func repeats() -> [[UInt8]] { scene.alice.recordedDatagrams.dropFirst(before.count).filter { before.contains($0) } }
+            #expect(await waitUntil(within: .seconds(10)) { !repeats().isEmpty })
+            let original = try #require(repeats().first)
             guard case .messageSent(_, _, let content, _)? = scene.alice.open(original)?.packet else {
                 Issue.record("the repeated datagram is not the MESSAGE_SENT")
                 return
@@ -222,12 +220,7 @@ struct AttackTests {
             #expect(try await stored(id) == false)
             #expect(try await client.hello() == "Welcome to UDPChat-AI.")
             // The first authenticated packet stores it; the write follows the reply closely.
-            var found = false
-            for _ in 0..<50 where !found {
-                found = try await stored(id)
-                if !found { try await Task.sleep(for: .milliseconds(50)) }
-            }
-            #expect(found)
+            #expect(try await waitUntil(within: .seconds(10)) { try await stored(id) })
             await client.close()
         }
     }

@@ -159,14 +159,16 @@ struct ConversationTests {
             let room = try await alice.createRoom(name: "Acks")
             _ = try await silent.joinRoom(id: room.roomId)
             let sent = try await alice.sendMessage(roomId: room.roomId, content: "count me")
-            // Five transmissions 300 ms apart take 1.2 s; wait well past the last.
-            try await Task.sleep(for: .milliseconds(2500))
             func copies(_ client: ChatClient) -> [ServerPacket.Received] {
                 client.recordedDatagrams.compactMap(client.open).filter {
                     if case .message(let event) = $0.packet { return event.messageId == sent.messageId }
                     return false
                 }
             }
+            // The edge is done with the copy once it holds none unacknowledged:
+            // carol's was sent its five times and given up, alice's acknowledged.
+            #expect(await waitUntil { copies(silent).count >= 5 })
+            #expect(try await waitUntil { try system.edgeMetric("udpchat_edge_unacknowledged_copies") == 0 })
             let unacknowledged = copies(silent)
             #expect(unacknowledged.count == 5)
             #expect(Set(unacknowledged.compactMap(\.msgId)).count == 1)

@@ -70,7 +70,8 @@ struct OperationsTests {
                 return false
             }
             #expect(reply != nil, "the AI reply arrives")
-            try await Task.sleep(for: .milliseconds(300))  // bob's ACKs reach the edge
+            // bob's ACKs reach the edge: nothing it sent is waiting for one.
+            #expect(try await waitUntil { try system.edgeMetric("udpchat_edge_unacknowledged_copies") == 0 })
 
             var after: [String: [String: Double]] = [:]
             var families = Set<String>()
@@ -206,6 +207,9 @@ struct OperationsTests {
             let other = try NotifySocket(directory: system.root.appendingPathComponent("run"))
             try await system.startEdge(port: port, extra: ["NOTIFY_SOCKET": other.path, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"])
             let messages = try await other.wait(for: "READY=1")
+            // An observation window, not a synchronisation: five of the
+            // 100 ms ping intervals a watchdog of its own would have used.
+            // A slow machine can only make a wrong edge pass, never a right one fail.
             try await Task.sleep(for: .milliseconds(500))
             var buffer = [UInt8](repeating: 0, count: 4096)
             var later: [String] = []
@@ -273,8 +277,9 @@ struct OperationsTests {
                 } != nil
             }
             _ = try await alice.sendMessage(roomId: room.roomId, content: "first")
-            #expect(await arrives("first"))  // bob has acknowledged once: he is an acknowledging client
-            try await Task.sleep(for: .seconds(1))
+            #expect(await arrives("first"))
+            // bob's ACK reached the edge (he is an acknowledging client now).
+            #expect(try await waitUntil { try system.edgeMetric("udpchat_edge_unacknowledged_copies") == 0 })
 
             _ = try await alice.sendMessage(roomId: room.roomId, content: "last words")
             let started = ContinuousClock.now

@@ -186,6 +186,7 @@ struct PrometheusTests {
 
     /// Two new people chat in a new room: twelve messages, one AI reply.
     static func traffic(_ system: TestSystem, round: Int) async throws {
+        let acksBefore = try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count")
         let alice = try await system.client()
         let bob = try await system.client()
         _ = try await alice.login(email: "alice\(round)@example.com")
@@ -199,7 +200,9 @@ struct PrometheusTests {
             return false
         }
         #expect(reply != nil, "the AI reply arrives")
-        try await Task.sleep(for: .milliseconds(200))  // the ACKs reach the edge
+        // ACKs of this round reach the edge (its round-trip histogram has
+        // their samples): those of the AI reply, the last copies, at least.
+        #expect(try await waitUntil { try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count") >= acksBefore + 2 })
         await alice.close()
         await bob.close()
     }

@@ -223,6 +223,26 @@ final class TestSystem: Sendable {
     }
 }
 
+/// Waits until `condition` holds, checking every 20 ms, at most `limit`;
+/// returns whether it held. The way tests wait for an event they cannot
+/// be told of directly, never a fixed sleep.
+func waitUntil(within limit: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while true {
+        if try await condition() { return true }
+        if ContinuousClock.now >= deadline { return false }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+extension TestSystem {
+    /// One of the edge's metrics now (summed over its labels).
+    func edgeMetric(_ name: String, _ labels: [String] = []) throws -> Double {
+        let port = try OperationsTests.metricsPort(edge, ready: "udpchat-edge ready")
+        return OpsProbe.total(OpsProbe.samples(try OpsProbe.get(port: port, path: "/metrics").body), name, labels)
+    }
+}
+
 /// Runs `body` with a fresh system and always stops it, printing the logs when `body` throws.
 func withSystem(settings: [String: String] = [:], _ body: (TestSystem) async throws -> Void) async throws {
     let system = try await TestSystem(settings: settings)
