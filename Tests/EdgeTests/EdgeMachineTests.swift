@@ -334,7 +334,32 @@ import Testing
         #expect(posted == 5)
     }
 
-    /// The store did not answer a write in time: the client hears so, and
+    /// A write the store did not answer is asked again, with the same nonce
+    /// (the store carries it out once): a store that committed it and then
+    /// went quiet gives its answer to the second asking, and the client
+    /// hears nothing of the first.
+    @Test func aWriteTheStoreDidNotAnswerIsAskedAgainBeforeTheClientHearsOfIt() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        h.receive(client.datagram(.message(roomId: Self.room, content: "once")))
+        let first = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        h.machine.storeAnswered(first.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
+        #expect(h.takeDatagrams().isEmpty, "the client is not told yet")
+        let second = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        #expect(second.request.session.requestNonce == first.request.session.requestNonce)
+        h.answerStore(second.call) { response in
+            response.messageSent.messageID = 7
+            response.messageSent.roomID = Self.room
+            response.messageSent.content = "once"
+        }
+        let replies = h.takeDatagrams().compactMap { client.open($0.bytes)?.packet }
+        #expect(replies.count == 1)
+        if case .messageSent(let id, _, _, _)? = replies.first { #expect(id == 7) } else { Issue.record("\(replies)") }
+    }
+
+    /// The store answered none of the askings: the client hears so, and
     /// the same datagram sent again goes to the store again with the same
     /// nonce and a deadline (the store carries a write out once per nonce),
     /// instead of getting the error again or nothing; its answer is then
@@ -351,6 +376,11 @@ import Testing
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         #expect(first.request.session.deadlineUnixMs > now && first.request.session.deadlineUnixMs <= now + 3000)
         h.machine.storeAnswered(first.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
+        for _ in 1..<EdgeMachine.writeAttempts {
+            let asked = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+            #expect(asked.request.session.requestNonce == first.request.session.requestNonce)
+            h.machine.storeAnswered(asked.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
+        }
         let error = h.takeDatagrams().compactMap { client.open($0.bytes) }
         #expect(error.map(\.packet) == [.error(message: ProtocolText.packetFailurePrefix + "the store did not answer in time")])
         h.receive(datagram)

@@ -83,6 +83,14 @@ extension EdgeMachine {
                 if let packet = Translation.reply(to: response, sessionId: sessionId) {
                     reply(packet, session: index, answering: work.nonce, to: replyTo, &out)
                 }
+            case .failure(let error) where work.nonce != nil && Translation.isWrite(work.op) && work.unanswered + 1 < Self.writeAttempts:
+                // Asked again, with the same nonce: the store carries a write
+                // out once, so the answer says whether it was (a store that
+                // committed and then died answers from its database once back).
+                logger.info("store request failed: \(error); asking again", metadata: ["session": "\(sessionId)"])
+                var again = work
+                again.unanswered += 1
+                table.update(index) { $0.queue.insert(again, at: 0) }
             case .failure(let error):
                 logger.warning("store request failed: \(error)", metadata: ["session": "\(sessionId)"])
                 let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"

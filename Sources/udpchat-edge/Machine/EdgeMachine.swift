@@ -27,6 +27,9 @@ struct EdgeMachine {
     static let maxHeldPerSession = 16
     /// Store requests one session may have waiting.
     static let maxQueuedPerSession = 64
+    /// Times a write is sent to the store before the client is told it got
+    /// no answer (each with the RPC deadline; the store runs it once).
+    static let writeAttempts = 3
     /// How often idle sessions are swept, and how often liveness, addresses
     /// and cursors are reported to the store (no datagram and no ACK costs
     /// a write of its own).

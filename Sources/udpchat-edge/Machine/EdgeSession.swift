@@ -77,6 +77,8 @@ struct StoreWork: Sendable {
     var replyTo: SocketAddress?
     /// The request's nonce, to remember its reply by.
     var nonce: [UInt8]? = nil
+    /// Times the store was asked and gave no answer.
+    var unanswered = 0
 }
 
 /// A `SECURE_MSG` as the edge works with it: the session it names, and its
