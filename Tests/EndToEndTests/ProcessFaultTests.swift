@@ -34,7 +34,8 @@ struct ProcessFaultTests {
                             self.acknowledged.mutate { $0.append(text) }
                         } catch {
                             self.errors.mutate { $0.append("\(error)") }
-                            self.failed.mutate { $0.append(text) }
+                            // Told it failed (not a client timeout, whose outcome is unknown).
+                            if case .refused = error as? ChatClientError { self.failed.mutate { $0.append(text) } }
                         }
                         try? await Task.sleep(for: pause)
                     }
@@ -86,8 +87,12 @@ struct ProcessFaultTests {
         return (clients, room)
     }
 
+    /// The store is killed mid-burst and is back in about a second (a few
+    /// on a loaded machine): what was acknowledged is stored, and what a
+    /// sender was told failed is not (the edge asks the store three times,
+    /// 2 s each, before it says so).
     @Test func killingTheStoreMidBurstLosesNoAcknowledgedMessage() async throws {
-        try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "2000"]) { system in
             let (clients, room) = try await Self.scene(system, clients: 2)
             let traffic = Traffic()
             traffic.start(clients, room: room.roomId)
@@ -99,7 +104,9 @@ struct ProcessFaultTests {
             let acknowledged = traffic.acknowledged.value
             // A write the store did not answer is asked again (the store runs it
             // once), so most see no error at all; any that did got the protocol's.
-            #expect(traffic.errors.value.allSatisfy { $0.contains("Packet processing failure: the store") }, "\(traffic.errors.value)")
+            #expect(
+                traffic.errors.value.allSatisfy { $0.contains("Packet processing failure: the store") || $0.contains("no answer from the server") },
+                "\(traffic.errors.value)")
             let stored = try await Self.storedContents(clients[1], room: room.roomId)
             let lost = acknowledged.filter { !stored.contains($0) }
             #expect(lost.isEmpty, "acknowledged but not stored: \(lost)")
