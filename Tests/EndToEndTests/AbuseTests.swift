@@ -138,9 +138,12 @@ struct AbuseTests {
             let garbage = Array(repeating: UInt8(ascii: "{"), count: 200)
             let sent = MutexBox(0)
             let sockets = flooders
+            // A fixed number of datagrams, however long the machine takes to send them.
+            let total = 12_000
+            let done = MutexBox(false)
             let flood = Task {
-                let end = ContinuousClock.now + .seconds(4)
-                while ContinuousClock.now < end && !Task.isCancelled {
+                let end = ContinuousClock.now + .seconds(60)
+                while sent.value < total && ContinuousClock.now < end && !Task.isCancelled {
                     for flooder in sockets {
                         try? flooder.sendRaw(handshake)
                         try? flooder.sendRaw(garbage)
@@ -148,14 +151,14 @@ struct AbuseTests {
                     sent.mutate { $0 += 2 * sockets.count }
                     try? await Task.sleep(for: .milliseconds(2))
                 }
+                done.value = true
             }
             // Every HELLO of the established session is answered within the
             // client's deadline (5 s, retransmitting each second) while the
             // flood lasts. Latencies are printed, not asserted: they measure
             // the machine's load as much as the edge.
             var latencies: [Duration] = []
-            let end = ContinuousClock.now + .seconds(4)
-            while ContinuousClock.now < end {
+            while !done.value || latencies.isEmpty {
                 let start = ContinuousClock.now
                 #expect(try await alice.hello() == "Welcome to UDPChat-AI.")
                 latencies.append(ContinuousClock.now - start)
@@ -167,7 +170,7 @@ struct AbuseTests {
             let median = latencies[latencies.count / 2]
             let worst = latencies.last!
             print("flood: \(sent.value) datagrams from 20 sources; \(latencies.count) HELLOs, median \(median), worst \(worst)")
-            try #require(sent.value > 5_000, "the flood was a flood")
+            try #require(sent.value >= total, "the flood was sent whole")
             // RSA work only within the budgets: per source a burst of 10, then 5 a second.
             let signed = try system.edgeMetric("udpchat_edge_handshakes_total", ["result=\"ok\""]) - handshakesBefore
             #expect(signed <= 20 * (10 + 5 * floodSeconds), "\(signed) handshakes signed in \(floodSeconds) s")
