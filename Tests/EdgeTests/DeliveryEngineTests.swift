@@ -97,6 +97,42 @@ import Testing
         #expect(h.engine.inFlight == 0)
     }
 
+    /// Events every follower has had leave memory at the next prune; one
+    /// a follower still lacks stays, and a released one is read back from
+    /// the store when a session needs it after all.
+    @Test func eventsEveryFollowerHasHadLeaveMemory() {
+        var h = Harness()
+        h.addSession(0)
+        h.addSession(1, user: "bob")
+        for seq in UInt64(1)...3 { h.event(seq, recipients: ["alice", "bob"]) }
+        _ = h.take()
+        for seq in UInt64(1)...3 {
+            h.now += 2 * Self.ms
+            h.ack(0, seq)
+            _ = h.take()
+        }
+        h.ack(1, 1)
+        _ = h.take()
+        h.engine.pruneRooms()
+        let log = h.engine.rooms.values.first!
+        // bob has had 1 only: 2 and 3 stay.
+        #expect(log.recentCount == 2)
+        if case .missing = log.lookup(1) {} else { Issue.record("event 1 should be left to the store") }
+        for seq in UInt64(2)...3 {
+            h.now += 2 * Self.ms
+            h.ack(1, seq)
+            _ = h.take()
+        }
+        h.engine.pruneRooms()
+        #expect(h.engine.rooms.values.first!.recentCount == 0)
+        // A session that joins from an earlier cursor gets them from the store.
+        h.addSession(2, user: "carol", follows: [(Self.room, 0)])
+        h.event(4, recipients: ["alice", "bob", "carol"])
+        let outputs = h.take()
+        #expect(outputs.contains(.read(room: Self.room, after: 0)), "released events are read back from the store: \(outputs)")
+        #expect(Harness.sent(outputs, to: 2).isEmpty)
+    }
+
     @Test func aSessionThatNeverAcknowledgedIsNotHeldBackButWindowed() {
         var h = Harness()
         h.addSession(0, acknowledges: false)

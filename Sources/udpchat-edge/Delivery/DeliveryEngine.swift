@@ -387,6 +387,15 @@ struct DeliveryEngine {
 
     /// Forgets rooms nobody follows (their logs go with them).
     mutating func pruneRooms() {
+        // What every follower of a room has had need not stay in memory.
+        for (room, ids) in followers where !ids.isEmpty && rooms[room] != nil {
+            var least = UInt64.max
+            for s in ids {
+                guard let session = sessions[s], let f = session.followIndex(room) else { continue }
+                least = min(least, session.follows[f].delivered)
+            }
+            if least != .max && least > 0 { rooms[room]!.release(through: least) }
+        }
         for (room, ids) in followers where ids.isEmpty && reads[room, default: []].isEmpty {
             followers[room] = nil
             if let log = rooms.removeValue(forKey: room) {

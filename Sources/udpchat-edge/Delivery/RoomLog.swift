@@ -95,6 +95,22 @@ struct RoomLog {
         evictRecent()
     }
 
+    /// Lets go of the events up to `seq`, which every follower has had:
+    /// an idle room then holds nothing, and one that is needed again is read
+    /// from the store (``lookup(_:)`` says `.missing`).
+    mutating func release(through seq: UInt64) {
+        guard seq >= recentLow || !behind.isEmpty else { return }
+        for (key, entry) in recent where key <= seq {
+            recent[key] = nil
+            recentSize -= entry.size
+        }
+        for key in behind.keys where key <= seq { behind[key] = nil }
+        if seq >= recentLow { recentLow = min(seq + 1, head + 1) }
+        // Emptied dictionaries keep their storage until replaced.
+        if recent.isEmpty { recent = [:] }
+        if behind.isEmpty { behind = [:] }
+    }
+
     /// Adds an event, live or read from the store; a duplicate changes nothing.
     /// Returns whether it was new here.
     @discardableResult
