@@ -383,7 +383,11 @@ public final class ChatClient: Sendable {
                 // A MESSAGE is shown once by its message_id, as the web client does (each
                 // transmission of a copy may carry its own msg_id); other broadcasts by msg_id.
                 let key: String
-                if case .message(let event) = received.packet { key = "message \(event.messageId)" } else { key = msgId }
+                if case .message(let event) = received.packet {
+                    key = "message \(event.messageId)"
+                } else {
+                    key = Self.copyKey(msgId)
+                }
                 let fresh = state.withLock { state -> Bool in
                     guard !state.seenMsgIdSet.contains(key) else { return false }
                     state.seenMsgIdSet.insert(key)
@@ -398,6 +402,15 @@ public final class ChatClient: Sendable {
         case .sessionInitRequest:
             return
         }
+    }
+
+    /// What the transmissions of one broadcast copy share: udpchat numbers
+    /// each transmission in the ninth byte of its `msg_id` (hex characters
+    /// 17 and 18), so that byte is left out; another server's ids are kept whole.
+    static func copyKey(_ msgId: String) -> String {
+        let characters = Array(msgId)
+        guard characters.count == 32, characters.allSatisfy(\.isHexDigit) else { return msgId }
+        return String(characters[0..<16]) + "··" + String(characters[18...])
     }
 
     /// The oldest event (a broadcast, or a reply no request waited for) not

@@ -400,6 +400,33 @@ import Testing
         #expect(h.takeDatagrams().compactMap { client.open($0.bytes) }.map(\.packet) == sent.map(\.packet))
     }
 
+    /// A read's reply (a history can fill a datagram) is not kept for a
+    /// repeat: the repeat is read again, so a session pins no large replies.
+    @Test func aRepeatedReadIsReadAgainNotAnsweredFromMemory() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        let datagram = client.datagram(.listMessages(roomId: Self.room))
+        for round in 1...3 {
+            h.receive(datagram)
+            let read = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } }, "round \(round)")
+            #expect(read.request.listMessages.roomID == Self.room)
+            h.answerStore(read.call) { response in
+                response.history.roomID = Self.room
+                response.history.items = (0..<50).map { n in
+                    var item = IPCHistoryItem()
+                    item.messageID = Int64(n)
+                    item.content = String(repeating: "x", count: 500)
+                    return item
+                }
+            }
+            #expect(h.takeDatagrams().compactMap { client.open($0.bytes) }.count == 1)
+            let session = try #require(h.machine.table[id: client.sessionId])
+            #expect(session.replies.keptBytes == 0, "no reply bytes kept for a read")
+        }
+    }
+
     @Test func aDatagramForASessionNotInMemoryWaitsWhileItIsRestored() throws {
         var h = try Harness()
         var client = Client()

@@ -67,6 +67,39 @@ struct ClientHardeningTests {
         }
     }
 
+    /// Transmissions of one notice carry ids that differ in their ninth
+    /// byte only (the transmission's number): the client shows it once.
+    @Test func aNoticeSentAgainIsShownOnce() async throws {
+        try await withSystem { system in
+            let proxy = try await LossyProxy(
+                upstream: try SocketAddress(ipAddress: "127.0.0.1", port: system.port), impairments: Impairments(), seed: 1)
+            let client = try await ChatClient(options: .init(host: "127.0.0.1", port: proxy.port, knownHosts: nil, acknowledge: false))
+            let session = try await client.connect()
+            _ = try await client.login(email: "alice@example.com")
+            let cipher = try #require(SessionCipher(keyBytes: session.sessionKey))
+            func copy(_ text: String, msgId: String) -> [UInt8] {
+                let nonce = Nonce.server()
+                let json = ServerPacket.error(message: text).json(msgId: msgId).serialized()
+                return Envelope.secure(
+                    SecureEnvelope(sessionId: session.sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(cipher.seal(json, nonce: nonce)))
+                ).encoded()
+            }
+            let port = try #require(client.localPort)
+            let first = "0123456789abcdef" + "01" + "23456789abcdef"
+            let second = "0123456789abcdef" + "02" + "23456789abcdef"
+            let other = "1123456789abcdef" + "01" + "23456789abcdef"
+            try await proxy.inject(copy("notice", msgId: first), toClientPort: port)
+            try await proxy.inject(copy("notice", msgId: second), toClientPort: port)
+            try await proxy.inject(copy("another notice", msgId: other), toClientPort: port)
+            let shown = await client.nextEvent(timeout: .seconds(5)) { if case .error = $0.packet { true } else { false } }
+            let next = await client.nextEvent(timeout: .seconds(5)) { if case .error = $0.packet { true } else { false } }
+            #expect(shown?.packet == .error(message: "notice"))
+            #expect(next?.packet == .error(message: "another notice"), "the second transmission was not shown again")
+            await client.close()
+            await proxy.close()
+        }
+    }
+
     @Test func aKnownHostsFileThatCannotBeReadIsNotWrittenOver() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-known-\(SecureRandom.identifier())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

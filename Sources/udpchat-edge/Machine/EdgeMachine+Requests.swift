@@ -81,7 +81,12 @@ extension EdgeMachine {
             switch result {
             case .success(let response):
                 if let packet = Translation.reply(to: response, sessionId: sessionId) {
-                    reply(packet, session: index, answering: work.nonce, to: replyTo, &out)
+                    // A read changes nothing, so its repeat is read again
+                    // rather than its reply (a history may fill a datagram)
+                    // kept: what a session pins in memory stays small.
+                    let keep = Translation.isWrite(work.op) ? work.nonce : nil
+                    reply(packet, session: index, answering: keep, to: replyTo, &out)
+                    if keep == nil, let nonce = work.nonce { table.update(index) { $0.replies.failed(nonce, retry: work) } }
                 }
             case .failure(let error) where work.nonce != nil && Translation.isWrite(work.op) && work.unanswered + 1 < Self.writeAttempts:
                 // Asked again, with the same nonce: the store carries a write

@@ -22,6 +22,9 @@ struct RecentReplies {
 
     var isEmpty: Bool { entries.isEmpty }
 
+    /// Bytes of reply datagrams kept.
+    var keptBytes: Int { entries.reduce(0) { $0 + ($1.reply?.count ?? 0) } }
+
     /// Notes an accepted request.
     mutating func accepted(_ nonce: [UInt8]) {
         entries.append(Entry(nonce: nonce))
@@ -36,9 +39,10 @@ struct RecentReplies {
         }
     }
 
-    /// Notes that the store gave no answer to a request: its repeat is
-    /// handled again (the store answers a write it did carry out with the
-    /// first answer).
+    /// Notes a request whose repeat is handled again rather than answered
+    /// from memory: a write the store gave no answer to (the store answers
+    /// one it did carry out with the first answer), or a read (its reply is
+    /// not kept). A read stays repeatable; a write is asked again once.
     mutating func failed(_ nonce: [UInt8], retry work: StoreWork) {
         if let index = entries.lastIndex(where: { $0.nonce == nonce }) { entries[index].retry = work }
     }
@@ -58,6 +62,9 @@ struct RecentReplies {
     mutating func repeatFor(_ nonce: [UInt8]) -> Repeat {
         guard let index = entries.lastIndex(where: { $0.nonce == nonce }) else { return .unknown }
         if let work = entries[index].retry {
+            guard entries[index].repeats < Self.maximumRepeats else { return .silent }
+            entries[index].repeats += 1
+            // Until it is answered again (a read's answer is not kept either).
             entries[index].retry = nil
             return .retry(work)
         }
