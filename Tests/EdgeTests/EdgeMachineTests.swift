@@ -427,6 +427,35 @@ import Testing
         }
     }
 
+    /// A request sent again after hundreds of ACKs moved the replay window
+    /// past its nonce (a client under a heavy broadcast) gets its reply
+    /// again, not "This nonce was already used"; a datagram never sent as a
+    /// request that far back is still refused.
+    @Test func aRequestRepeatedAfterTheWindowMovedOnIsStillARepeat() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        let request = client.datagram(.message(roomId: Self.room, content: "answered?"))
+        let stale = client.datagram(.ack(msgId: String(repeating: "0", count: 32)))
+        h.receive(request)
+        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        h.answerStore(call.call) { response in
+            response.messageSent.messageID = 9
+            response.messageSent.roomID = Self.room
+            response.messageSent.content = "answered?"
+        }
+        let reply = try #require(h.takeDatagrams().first)
+        for _ in 0..<(ReplayWindow.defaultCapacity + 10) { h.receive(client.datagram(.ack(msgId: String(repeating: "0", count: 32)))) }
+        _ = h.takeDatagrams()
+        h.receive(request)
+        #expect(h.takeDatagrams().map(\.bytes) == [reply.bytes])
+        #expect(h.takeStoreCalls().isEmpty)
+        h.receive(stale)
+        let refused = h.takeDatagrams().compactMap { try? Envelope.decodeResponse($0.bytes) }
+        #expect(refused.contains { if case .serverError(ProtocolText.nonceReused) = $0 { true } else { false } })
+    }
+
     @Test func aDatagramForASessionNotInMemoryWaitsWhileItIsRestored() throws {
         var h = try Harness()
         var client = Client()

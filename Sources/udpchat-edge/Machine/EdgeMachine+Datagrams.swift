@@ -243,7 +243,11 @@ extension EdgeMachine {
             // Left for the next edge: not marked seen, so it is not a replay there.
             guard case .ack = packet else { return }
         }
-        let verdict = table.update(index) { $0.replay.admit(nonce) }
+        var verdict = table.update(index) { $0.replay.admit(nonce) }
+        // One of the session's last requests, sent again after the window
+        // moved past it (hundreds of ACKs since, under a heavy broadcast):
+        // still a repeat, not a replay.
+        if verdict == .tooOld, table[index]!.replies.remembers(nonce) { verdict = .duplicate }
         guard verdict == .accepted else {
             // The same datagram again from the session's own address: the
             // network duplicated it, or a client whose reply was lost retries.

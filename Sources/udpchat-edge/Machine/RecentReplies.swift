@@ -22,6 +22,9 @@ struct RecentReplies {
 
     var isEmpty: Bool { entries.isEmpty }
 
+    /// Whether `nonce` is one of the recent requests.
+    func remembers(_ nonce: [UInt8]) -> Bool { entries.contains { $0.nonce == nonce } }
+
     /// Bytes of reply datagrams kept.
     var keptBytes: Int { entries.reduce(0) { $0 + ($1.reply?.count ?? 0) } }
 
