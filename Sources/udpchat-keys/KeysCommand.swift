@@ -248,7 +248,7 @@ struct Serve: AsyncParsableCommand {
                 logger.notice("generated a new identity key in \(files.directory.path)")
             }
             service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
-            try common.createSocketDirectories(for: [common.keysBind])
+            try SocketDirectory.prepare(binding: [common.keysBind])
             var plane = common
             plane.curveDir = options.curveDirectory(settings, common)
             reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")

@@ -198,8 +198,4 @@ struct LoginGuard {
         let oldest = entries.filter { $0.value.inFlight == 0 }.sorted { $0.value.since < $1.value.since }
         for (key, _) in oldest.prefix(max(0, entries.count - keep)) { entries[key] = nil }
     }
-
-    /// The source a client's address (`ip:port`, `[ipv6]:port`) counts as: its
-    /// IPv4 address, or the /64 of its IPv6 address; "" when unknown.
-    static func source(ofAddress text: String) -> String { SourceAddress.key(ofAddress: text) }
 }

@@ -63,7 +63,7 @@ struct Serve: AsyncParsableCommand {
             timing.heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
             timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
             let backend = try SQLiteBackend(path: common.dbPath)
-            try common.createSocketDirectories(for: [common.storeBind, common.eventsBind, common.jobsBind])
+            try SocketDirectory.prepare(binding: [common.storeBind, common.eventsBind, common.jobsBind])
             reactor = ZMQReactor(context: ZMQContext(security: try common.planeSecurity(for: .store)), name: "store-zmq")
             events = EventStream(
                 publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)

@@ -79,7 +79,7 @@ final class StoreService: Sendable {
         case .ensure:
             return await write(ops, setup: setup) { _ in .respond { $0.done = IPCDone() } }
         case .login(let login):
-            return await self.login(login, source: LoginGuard.source(ofAddress: context.address), ops: ops, setup: setup)
+            return await self.login(login, source: SourceAddress.key(ofAddress: context.address), ops: ops, setup: setup)
         case .logout:
             return await write(ops, setup: setup) { try ops.logout($0) }
         case .status:

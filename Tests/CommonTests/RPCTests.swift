@@ -87,6 +87,8 @@ struct RPCTests {
         let (client, reactor) = try Self.client(endpoint)
         defer { reactor.shutdown() }
         async let reply = client.call([7], timeout: .seconds(10))
+        // Part of the scenario, not a synchronisation: the server comes up later
+        // (were the call not sent yet, the test would still pass, only test less).
         try await Task.sleep(for: .milliseconds(300))
         let server = try Self.server(endpoint) { $0 + [8] }
         defer { server.shutdown() }

@@ -235,7 +235,8 @@ extension AIJobTests {
             #expect(await victim.stop(signal: SIGKILL) == 128 + SIGKILL)
             let reply = try #require(await scene.aiMessage(scene.bob, timeout: .seconds(15)))
             #expect(reply.content == expected)
-            try await Task.sleep(for: .seconds(3))  // longer than the killed worker's model would have taken
+            // Once no job is open, no second reply can be stored (a late result is only acknowledged).
+            #expect(try await waitUntil { try await system.queryDatabase("SELECT count(*) FROM ai_jobs WHERE state = 'queued'") == "0" })
             #expect(try await scene.bob.history(roomId: scene.room.roomId).map(\.content) == ["hi", "how are you?", expected])
             #expect(await scene.aiMessage(scene.alice, timeout: .milliseconds(200))?.content == expected)
             #expect(await scene.aiMessage(scene.alice, timeout: .milliseconds(500)) == nil)

@@ -212,7 +212,8 @@ struct ProcessFaultTests {
             let (clients, room) = try await Self.scene(system, clients: 1)
             let client = clients[0]
             try client.askAI(roomId: room.roomId, draft: "improve me")
-            try await Task.sleep(for: .milliseconds(300))
+            // The worker has the job once its model was asked.
+            #expect(await waitUntil(within: .seconds(10)) { !provider.requests().isEmpty })
             await worker.stop(signal: SIGKILL)
             // Chat goes on without a worker.
             _ = try await client.sendMessage(roomId: room.roomId, content: "meanwhile")
@@ -221,7 +222,8 @@ struct ProcessFaultTests {
                 if case .message(let event) = $0.packet { return event.content == "after the restart" } else { return false }
             }
             #expect(reply.msgId != nil)
-            try await Task.sleep(for: .seconds(2))
+            // Once no job is open, no second reply can be stored.
+            #expect(try await waitUntil { try await system.queryDatabase("SELECT count(*) FROM ai_jobs WHERE state = 'queued'") == "0" })
             #expect(try await client.history(roomId: room.roomId).map(\.content) == ["meanwhile", "after the restart"])
             #expect(system.store.isRunning && system.edge.isRunning)
             await client.close()

@@ -1,3 +1,4 @@
+import Common
 import Testing
 
 @testable import udpchat_store
@@ -53,10 +54,10 @@ import Testing
     }
 
     @Test func sourcesAreAddressesWithoutPortsAndIPv6ByItsSlash64() {
-        #expect(LoginGuard.source(ofAddress: "198.51.100.7:4000") == "198.51.100.7")
-        #expect(LoginGuard.source(ofAddress: "[2001:db8:1:2::5]:4000") == LoginGuard.source(ofAddress: "[2001:db8:1:2:ffff::1]:9"))
-        #expect(LoginGuard.source(ofAddress: "[2001:db8:1:2::5]:4000") != LoginGuard.source(ofAddress: "[2001:db8:1:3::5]:4000"))
-        #expect(LoginGuard.source(ofAddress: "") == "")
-        #expect(LoginGuard.source(ofAddress: "[not-an-address]:1") == "")
+        #expect(SourceAddress.key(ofAddress: "198.51.100.7:4000") == "198.51.100.7")
+        #expect(SourceAddress.key(ofAddress: "[2001:db8:1:2::5]:4000") == SourceAddress.key(ofAddress: "[2001:db8:1:2:ffff::1]:9"))
+        #expect(SourceAddress.key(ofAddress: "[2001:db8:1:2::5]:4000") != SourceAddress.key(ofAddress: "[2001:db8:1:3::5]:4000"))
+        #expect(SourceAddress.key(ofAddress: "") == "")
+        #expect(SourceAddress.key(ofAddress: "[not-an-address]:1") == "")
     }
 }

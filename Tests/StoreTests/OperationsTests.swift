@@ -87,12 +87,8 @@ import Testing
 
     @Test func wrongPasswordsLockTheAccountForAWhile() async throws {
         let store = try StoreHarness(loginFailures: 3)
-        let (session, _) = await store.loggedIn("bob@example.com")
-        let hash = try PasswordHash.make("right password")
-        try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
-        var login = IPCLogin()
-        login.email = "bob@example.com"
-        login.password = "wrong"
+        let session = try await store.loggedIn("bob@example.com", password: "right password")
+        var login = StoreHarness.login("bob@example.com", "wrong")
         for _ in 0..<3 { #expect(await store.call(session, .login(login)).unauthorised == IPCUnauthorised()) }
         login.password = "right password"
         let held = await store.call(session, .login(login))
@@ -111,12 +107,8 @@ import Testing
 
     @Test func guessesFromOneAddressDoNotLockTheOwnerOutElsewhere() async throws {
         let store = try StoreHarness(loginFailures: 3)
-        let (session, _) = await store.loggedIn("erin@example.com")
-        let hash = try PasswordHash.make("right password")
-        try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
-        var login = IPCLogin()
-        login.email = "erin@example.com"
-        login.password = "wrong"
+        let session = try await store.loggedIn("erin@example.com", password: "right password")
+        var login = StoreHarness.login("erin@example.com", "wrong")
         let attacker = StoreHarness.Session()
         for _ in 0..<3 {
             #expect(await store.call(attacker, .login(login), create: true, from: "198.51.100.7:4000").unauthorised == IPCUnauthorised())
@@ -137,9 +129,7 @@ import Testing
 
     @Test func anUnknownAccountsPasswordIsHashedAsAKnownOnesIs() async throws {
         let store = try StoreHarness(requirePasswords: true)
-        let (session, _) = await store.loggedIn("frank@example.com")
-        let hash = try PasswordHash.make("right password")
-        try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
+        let session = try await store.loggedIn("frank@example.com", password: "right password")
         var login = IPCLogin()
         login.password = "a guess"
         // A known account and an unknown one each cost one hash: the time

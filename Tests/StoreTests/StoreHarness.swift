@@ -75,6 +75,30 @@ final class StoreHarness: Sendable {
         return (session, response.welcome)
     }
 
+    /// A new session logged in as `email`, whose account then gets `password`.
+    func loggedIn(_ email: String, password: String) async throws -> Session {
+        let (session, _) = await loggedIn(email)
+        let hash = try PasswordHash.make(password)
+        try await backend.write { tx in
+            guard let user = try tx.user(email: email) else { throw HarnessFailure("no account \(email)") }
+            try tx.setPasswordHash(user: user.rowId, hash: hash)
+        }
+        return session
+    }
+
+    /// A LOGIN as `email` with `password`.
+    static func login(_ email: String, _ password: String) -> IPCLogin {
+        var login = IPCLogin()
+        login.email = email
+        login.password = password
+        return login
+    }
+
+    struct HarnessFailure: Error {
+        var message: String
+        init(_ message: String) { self.message = message }
+    }
+
     func createRoom(_ session: Session, _ name: String) async -> IPCStoreResponse {
         var create = IPCCreateRoom()
         create.name = name

@@ -322,9 +322,4 @@ public struct CommonSettings: Sendable {
         }
     }
 
-    /// Creates the directory of each `ipc://` endpoint this program binds
-    /// and refuses one other users can reach (``SocketDirectory``).
-    public func createSocketDirectories(for endpoints: [String]) throws {
-        try SocketDirectory.prepare(binding: endpoints)
-    }
 }

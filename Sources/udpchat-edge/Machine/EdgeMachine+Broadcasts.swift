@@ -35,7 +35,7 @@ extension EdgeMachine {
         case .roomList(let list):
             // Cut to what fits in a datagram with the copy's msg_id added.
             let full = ServerPacket.roomList(list.rooms.map(RoomSummary.init))
-            let packet = full.trimmed { Self.fitsInDatagram($0.count + CopyTemplate.copyOverhead) } ?? full
+            let packet = full.trimmed { WireSpec.fitsSealed($0.count + CopyTemplate.copyOverhead) } ?? full
             guard let template = Self.template(packet) else { return }
             delivery.roomList(template, now: now.monotonic, &actions)
         case .sessionNotice(let notice):
@@ -54,7 +54,7 @@ extension EdgeMachine {
     /// A broadcast's template, or nil when a copy would not fit in a datagram.
     private static func template(_ packet: ServerPacket) -> CopyTemplate? {
         let template = CopyTemplate(packet)
-        guard fitsInDatagram(template.size + CopyTemplate.copyOverhead) else { return nil }
+        guard WireSpec.fitsSealed(template.size + CopyTemplate.copyOverhead) else { return nil }
         return template
     }
 

@@ -3,14 +3,11 @@ import Foundation
 import NIOCore
 
 extension EdgeMachine {
-    /// Whether inner JSON of `count` bytes fits in one datagram once sealed.
-    static func fitsInDatagram(_ count: Int) -> Bool { WireSpec.fitsSealed(count) }
-
     /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
     /// (PROTOCOL.md §3.5), or nil when it would be too large for UDP. The
     /// same bytes as `Envelope.secure(...).encoded()`, written directly.
     static func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, nonces: inout Nonce.ServerPool) -> [UInt8]? {
-        guard fitsInDatagram(json.count) else { return nil }
+        guard WireSpec.fitsSealed(json.count) else { return nil }
         let nonce = nonces.take()
         let sealed = cipher.seal(json, nonce: nonce)
         var datagram: [UInt8] = []

@@ -86,7 +86,7 @@ extension EdgeMachine {
                     // kept: what a session pins in memory stays small.
                     let keep = Translation.isWrite(work.op) ? work.nonce : nil
                     reply(packet, session: index, answering: keep, to: replyTo, &out)
-                    if keep == nil, let nonce = work.nonce { table.update(index) { $0.replies.failed(nonce, retry: work) } }
+                    if keep == nil, let nonce = work.nonce { table.update(index) { $0.replies.sendAgainWhenRepeated(nonce, work) } }
                 }
             case .failure(let error) where work.nonce != nil && Translation.isWrite(work.op) && work.unanswered + 1 < Self.writeAttempts:
                 // Asked again, with the same nonce: the store carries a write
@@ -103,7 +103,7 @@ extension EdgeMachine {
                 // goes to the store again, which carries a write out once
                 // per nonce (so a write that did commit is answered as such).
                 reply(.error(message: ProtocolText.packetFailurePrefix + reason), session: index, to: replyTo, &out)
-                if let nonce = work.nonce { table.update(index) { $0.replies.failed(nonce, retry: work) } }
+                if let nonce = work.nonce { table.update(index) { $0.replies.sendAgainWhenRepeated(nonce, work) } }
             }
         }
         pump(index, &out)
@@ -117,7 +117,7 @@ extension EdgeMachine {
     ) {
         guard let id = table[index]?.id, let cipher = table[index]?.cipher else { return }
         // Lists that grew past one datagram are cut to what fits.
-        let packet = packet.trimmed { Self.fitsInDatagram($0.count) } ?? packet
+        let packet = packet.trimmed { WireSpec.fitsSealed($0.count) } ?? packet
         var datagram = Self.seal(packet.json().serialized(), sessionId: id, cipher: cipher, nonces: &nonces)
         if datagram == nil {
             logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(id)"])

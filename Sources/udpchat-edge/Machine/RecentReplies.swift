@@ -46,7 +46,7 @@ struct RecentReplies {
     /// from memory: a write the store gave no answer to (the store answers
     /// one it did carry out with the first answer), or a read (its reply is
     /// not kept). A read stays repeatable; a write is asked again once.
-    mutating func failed(_ nonce: [UInt8], retry work: StoreWork) {
+    mutating func sendAgainWhenRepeated(_ nonce: [UInt8], _ work: StoreWork) {
         if let index = entries.lastIndex(where: { $0.nonce == nonce }) { entries[index].retry = work }
     }
 
