@@ -156,7 +156,8 @@ struct ProcessFaultTests {
             #expect(failure.contains("the store did not answer in time"), "\(failure)")
             // Requests are taken in order: once this one is answered, the first was handled.
             _ = try await alice.sendMessage(roomId: room.roomId, content: "after the thaw")
-            #expect(try await system.storedMessages() == ["after the thaw"])
+            let stored = try await system.storedMessages()
+            #expect(stored == ["after the thaw"], "stored: \(stored)\n\(system.logs())")
             #expect(try await alice.history(roomId: room.roomId).map(\.content) == ["after the thaw"])
             await alice.close()
         }

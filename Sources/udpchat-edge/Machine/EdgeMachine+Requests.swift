@@ -99,11 +99,11 @@ extension EdgeMachine {
             case .failure(let error):
                 logger.warning("store request failed: \(error)", metadata: ["session": "\(sessionId)"])
                 let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"
-                // Not remembered as the answer: the same request sent again
-                // goes to the store again, which carries a write out once
-                // per nonce (so a write that did commit is answered as such).
-                reply(.error(message: ProtocolText.packetFailurePrefix + reason), session: index, to: replyTo, &out)
-                if let nonce = work.nonce { table.update(index) { $0.replies.sendAgainWhenRepeated(nonce, work) } }
+                // The answer stands: a repeat that crossed it on the way (a
+                // client retransmits while it waits) gets it again, and
+                // does not make the store carry out what the client was
+                // told failed.
+                reply(.error(message: ProtocolText.packetFailurePrefix + reason), session: index, answering: work.nonce, to: replyTo, &out)
             }
         }
         pump(index, &out)

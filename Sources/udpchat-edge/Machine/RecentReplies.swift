@@ -9,7 +9,7 @@ struct RecentReplies {
         /// handled or when it has no reply (an ACK).
         var reply: [UInt8]?
         var repeats = 0
-        /// The store did not answer: a repeat is sent to it again.
+        /// A read: its repeat is sent to the store again.
         var retry: StoreWork?
     }
 
@@ -42,10 +42,8 @@ struct RecentReplies {
         }
     }
 
-    /// Notes a request whose repeat is handled again rather than answered
-    /// from memory: a write the store gave no answer to (the store answers
-    /// one it did carry out with the first answer), or a read (its reply is
-    /// not kept). A read stays repeatable; a write is asked again once.
+    /// Notes a read whose repeat is read again rather than answered from
+    /// memory (its reply, which may fill a datagram, is not kept).
     mutating func sendAgainWhenRepeated(_ nonce: [UInt8], _ work: StoreWork) {
         if let index = entries.lastIndex(where: { $0.nonce == nonce }) { entries[index].retry = work }
     }
@@ -53,7 +51,7 @@ struct RecentReplies {
     enum Repeat {
         /// Send this datagram again.
         case reply([UInt8])
-        /// Ask the store again (its first answer never came).
+        /// Ask the store again (a read, whose answer is not kept).
         case retry(StoreWork)
         /// The request is known but has no reply (yet, or at all): stay silent.
         case silent
@@ -67,7 +65,7 @@ struct RecentReplies {
         if let work = entries[index].retry {
             guard entries[index].repeats < Self.maximumRepeats else { return .silent }
             entries[index].repeats += 1
-            // Until it is answered again (a read's answer is not kept either).
+            // Set again when it is answered.
             entries[index].retry = nil
             return .retry(work)
         }
