@@ -189,6 +189,33 @@ import Testing
         #expect(activity.cursors.map(\.roomID) == [Self.room] && activity.cursors.map(\.seq) == [5])
     }
 
+    @Test func aReportWaitsForTheLastOneAndCarriesTheNewestCursor() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 2), client.cipher)], events: (1...5).map { Self.message($0) })
+        func acknowledgeNext() {
+            for copy in Self.messages(h.takeDatagrams(), for: client) { h.receive(client.datagram(.ack(msgId: copy.msgId))) }
+        }
+        func reports() -> [(request: IPCStoreRequest, call: StoreCall)] {
+            h.takeStoreCalls().filter { if case .report = $0.call { true } else { false } }
+        }
+        acknowledgeNext()  // event 3
+        h.advance(milliseconds: 1000)
+        let first = reports()
+        #expect(first.count == 1 && first.first?.request.touchSessions.sessions.first?.cursors.map(\.seq) == [3])
+        // The store has not answered: seconds pass and cursors move, no second report goes out.
+        acknowledgeNext()  // event 4
+        h.advance(milliseconds: 1000)
+        acknowledgeNext()  // event 5
+        h.advance(milliseconds: 1000)
+        #expect(reports().isEmpty, "a report while the last is still in the store")
+        // Answered: the next report carries only the newest cursor.
+        h.answerStore(first[0].call) { $0.done = IPCDone() }
+        h.advance(milliseconds: 1000)
+        let second = reports()
+        #expect(second.count == 1 && second.first?.request.touchSessions.sessions.first?.cursors.map(\.seq) == [5])
+    }
+
     @Test func theFirstCopyAfterARestartCarriesTheSameMessageId() throws {
         var client = Client()
         var before = try Harness()
@@ -417,17 +444,14 @@ import Testing
         }
     }
 
-    /// A request sent again after hundreds of ACKs moved the replay window
-    /// past its nonce (a client under a heavy broadcast) gets its reply
-    /// again, not "This nonce was already used"; a datagram never sent as a
-    /// request that far back is still refused.
-    @Test func aRequestRepeatedAfterTheWindowMovedOnIsStillARepeat() throws {
+    /// A request sent again after hundreds of ACKs (a client under a heavy
+    /// broadcast) gets its reply again, not "This nonce was already used".
+    @Test func aRequestRepeatedAfterHundredsOfAcknowledgementsIsStillARepeat() throws {
         var h = try Harness()
         var client = Client()
         try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
         _ = h.takeDatagrams()
         let request = client.datagram(.message(roomId: Self.room, content: "answered?"))
-        let stale = client.datagram(.ack(msgId: String(repeating: "0", count: 32)))
         h.receive(request)
         let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
         h.answerStore(call.call) { response in
@@ -441,9 +465,43 @@ import Testing
         h.receive(request)
         #expect(h.takeDatagrams().map(\.bytes) == [reply.bytes])
         #expect(h.takeStoreCalls().isEmpty)
+    }
+
+    /// A request whose first datagram was lost arrives a second later,
+    /// behind hundreds of newer ACKs: it is carried out, not refused as a
+    /// replay. A late ACK gets no reply at all.
+    @Test func aLateFirstRequestBehindHundredsOfAcknowledgementsIsCarriedOut() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        let late = client.datagram(.message(roomId: Self.room, content: "lost once"))
+        let lateAck = client.datagram(.ack(msgId: String(repeating: "0", count: 32)))
+        for _ in 0..<(ReplayWindow.defaultCapacity + 10) { h.receive(client.datagram(.ack(msgId: String(repeating: "0", count: 32)))) }
+        _ = h.takeDatagrams()
+        h.receive(late)
+        #expect(h.takeDatagrams().isEmpty, "no refusal")
+        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        #expect(call.request.postMessage.content == "lost once")
+        h.receive(lateAck)
+        #expect(h.takeDatagrams().isEmpty && h.takeStoreCalls().isEmpty)
+    }
+
+    /// A request datagram never accepted, older than hundreds of newer
+    /// requests, is refused as a replay.
+    @Test func aRequestOlderThanTheWindowOfRequestsIsRefused() throws {
+        var h = try Harness()
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        let stale = client.datagram(.message(roomId: Self.room, content: "replayed"))
+        for _ in 0..<(ReplayWindow.defaultCapacity + 10) { h.receive(client.datagram(.hello)) }
+        _ = h.takeDatagrams()
+        _ = h.takeStoreCalls()
         h.receive(stale)
         let refused = h.takeDatagrams().compactMap { try? Envelope.decodeResponse($0.bytes) }
         #expect(refused.contains { if case .serverError(ProtocolText.nonceReused) = $0 { true } else { false } })
+        #expect(!h.takeStoreCalls().contains { if case .request = $0.call { true } else { false } })
     }
 
     @Test func aDatagramForASessionNotInMemoryWaitsWhileItIsRestored() throws {

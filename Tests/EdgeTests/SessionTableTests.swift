@@ -9,7 +9,7 @@ import Testing
         EdgeSession(
             id: id, cipher: SessionCipher.random(), wrappedKey: [], keyDigest: [], persisted: false, state: state,
             address: try! SocketAddress(ipAddress: "127.0.0.1", port: 9), lastSeen: lastSeen, lastSeenWall: 0,
-            replay: ReplayWindow(), userId: user)
+            replay: SessionReplay(), userId: user)
     }
 
     @Test func pendingHandshakesAreBoundedOldestFirst() {

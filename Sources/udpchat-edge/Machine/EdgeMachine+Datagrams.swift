@@ -141,7 +141,7 @@ extension EdgeMachine {
             EdgeSession(
                 id: sessionId, cipher: cipher, wrappedKey: [UInt8](made.wrappedKey),
                 keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: false, state: .handshake,
-                address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: ReplayWindow(), userId: nil),
+                address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: SessionReplay(), userId: nil),
             source: Self.source(request.address))
         for index in forgotten { delivery.removeSession(index) }
         // It receives nothing until a packet of its own verifies.
@@ -243,27 +243,32 @@ extension EdgeMachine {
             // Left for the next edge: not marked seen, so it is not a replay there.
             guard case .ack = packet else { return }
         }
-        var verdict = table.update(index) { $0.replay.admit(nonce) }
-        // One of the session's last requests, sent again after the window
-        // moved past it (hundreds of ACKs since, under a heavy broadcast):
-        // still a repeat, not a replay.
-        if verdict == .tooOld, table[index]!.replies.remembers(nonce) { verdict = .duplicate }
-        guard verdict == .accepted else {
-            // The same datagram again from the session's own address: the
-            // network duplicated it, or a client whose reply was lost retries.
-            // It gets the same reply if there was one, else nothing, and the
-            // request is not carried out twice. Anything else is a replay.
-            guard verdict == .duplicate, address == table[index]!.address else {
-                metrics.replaysRejected.increment()
-                sendError(ProtocolText.nonceReused, answering: request, now, &out)
+        if case .ack = packet {
+            // A late or repeated ACK confirms nothing new and has no reply.
+            guard table.update(index, { $0.replay.acknowledgements.admit(nonce) }) == .accepted else { return }
+        } else {
+            var verdict = table.update(index) { $0.replay.requests.admit(nonce) }
+            // One of the session's last requests, sent again after the window
+            // moved past it: still a repeat, not a replay.
+            if verdict == .tooOld, table[index]!.replies.remembers(nonce) { verdict = .duplicate }
+            guard verdict == .accepted else {
+                // The same datagram again from the session's own address: the
+                // network duplicated it, or a client whose reply was lost
+                // retries. It gets the same reply if there was one, else
+                // nothing, and the request is not carried out twice. Anything
+                // else is a replay.
+                guard verdict == .duplicate, address == table[index]!.address else {
+                    metrics.replaysRejected.increment()
+                    sendError(ProtocolText.nonceReused, answering: request, now, &out)
+                    return
+                }
+                switch table.update(index, { $0.replies.repeatFor(nonce) }) {
+                case .reply(let datagram)?: write(datagram, to: address, &out)
+                case .retry(let work)?: enqueue(work, session: index, &out)
+                default: break
+                }
                 return
             }
-            switch table.update(index, { $0.replies.repeatFor(nonce) }) {
-            case .reply(let datagram)?: write(datagram, to: address, &out)
-            case .retry(let work)?: enqueue(work, session: index, &out)
-            default: break
-            }
-            return
         }
         table.update(index) { session in
             session.address = address

@@ -91,7 +91,7 @@ extension EdgeMachine {
             EdgeSession(
                 id: id, cipher: cipher, wrappedKey: [], keyDigest: [],
                 persisted: true, state: active ? .active : .restored, address: address, lastSeen: lastSeen,
-                lastSeenWall: active ? loaded.lastActiveAt : now.wall, replay: ReplayWindow(floor: loaded.replayMark),
+                lastSeenWall: active ? loaded.lastActiveAt : now.wall, replay: SessionReplay(floor: loaded.replayMark),
                 userId: loaded.userID.isEmpty ? nil : loaded.userID), source: Self.source(address))
         delivery.addSession(
             index, salt: MessageIdentifier.salt(sessionId: id), source: Self.source(address), userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,

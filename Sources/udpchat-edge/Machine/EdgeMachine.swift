@@ -121,7 +121,10 @@ struct EdgeMachine {
             lastSweep = now.monotonic
             sweep(now)
         }
-        if now.monotonic &- lastReport >= Self.reportInterval {
+        // One report at a time: while the store is still writing the last,
+        // what moves meanwhile waits and goes in the next, so a busy store
+        // gets fewer, larger reports instead of a queue of stale ones.
+        if now.monotonic &- lastReport >= Self.reportInterval && reportsInFlight == 0 {
             lastReport = now.monotonic
             report(now, &out)
         }

@@ -25,7 +25,7 @@ struct EdgeSession {
     var lastSeen: UInt64
     /// Wall-clock seconds of the same, for the store's expiry.
     var lastSeenWall: Int64
-    var replay: ReplayWindow
+    var replay: SessionReplay
     /// Replies to the latest requests, for clients that send a request again.
     var replies = RecentReplies()
     /// The logged-in user's public id, as the store last reported it.
@@ -39,7 +39,7 @@ struct EdgeSession {
 
     init(
         id: String, cipher: SessionCipher, wrappedKey: [UInt8], keyDigest: [UInt8], persisted: Bool, state: State,
-        address: SocketAddress, lastSeen: UInt64, lastSeenWall: Int64, replay: ReplayWindow, userId: String?
+        address: SocketAddress, lastSeen: UInt64, lastSeenWall: Int64, replay: SessionReplay, userId: String?
     ) {
         self.id = id
         self.cipher = cipher
@@ -52,6 +52,36 @@ struct EdgeSession {
         self.lastSeenWall = lastSeenWall
         self.replay = replay
         self.userId = userId
+    }
+}
+
+/// A session's replay windows, one for requests and one for ACKs. A client
+/// under a heavy broadcast acknowledges hundreds of copies a second: in a
+/// single window those would move the floor past a request whose first
+/// datagram was lost, and its retry a second later would be refused as a
+/// replay though it was never carried out. A late or repeated ACK is
+/// dropped without a reply (an ACK never has one).
+struct SessionReplay {
+    var requests: ReplayWindow
+    var acknowledgements: ReplayWindow
+
+    /// Implementation constant: ACKs remembered (a late ACK that is refused
+    /// costs one retransmission of its copy, nothing more).
+    static let acknowledgementCapacity = 128
+
+    init(floor: UInt64 = 0) {
+        requests = ReplayWindow(floor: floor)
+        acknowledgements = ReplayWindow(floor: floor, capacity: Self.acknowledgementCapacity)
+    }
+
+    /// The high-water mark kept in the store: a restored session refuses
+    /// every nonce at or below it.
+    var highest: UInt64 { max(requests.highest, acknowledgements.highest) }
+    var count: Int { requests.count + acknowledgements.count }
+
+    mutating func compact() {
+        requests.compact()
+        acknowledgements.compact()
     }
 }
 
