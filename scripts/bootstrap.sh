@@ -4,7 +4,8 @@
 # what the tests need: Python 3 with the `cryptography` package and PyYAML
 # (deploy/container/check.py), systemd's tools (systemd-analyze verify,
 # systemd-sysusers for the install script) and Prometheus (promtool checks
-# each program's /metrics; a Prometheus server runs the dashboard's queries).
+# each program's /metrics; a Prometheus server runs the dashboard's queries)
+# and PostgreSQL (the store's tests run on it as well as on SQLite).
 # Safe to run again; installs nothing that is already there.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ for package in libzmq3-dev libsqlite3-dev pkg-config; do
 done
 if [ "$want_tests" = 1 ]; then
   command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
-  for package in python3-yaml systemd; do
+  for package in python3-yaml systemd postgresql; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
 fi

@@ -17,7 +17,11 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         try reportingFailure {
-            let common = try CommonSettings(try SettingsReader.load())
+            let settings = try SettingsReader.load()
+            let common = try CommonSettings(settings)
+            if case .postgres(let location) = try StoreDatabase.location(settings) {
+                throw StoreFailure("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
+            }
             guard FileManager.default.fileExists(atPath: common.dbPath) else {
                 throw StoreFailure("no database at \(common.dbPath) (DB_PATH)")
             }
@@ -44,7 +48,11 @@ struct Restore: ParsableCommand {
 
     func run() throws {
         try reportingFailure {
-            let common = try CommonSettings(try SettingsReader.load())
+            let settings = try SettingsReader.load()
+            let common = try CommonSettings(settings)
+            if case .postgres(let location) = try StoreDatabase.location(settings) {
+                throw StoreFailure("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
+            }
             guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("no backup at \(path)") }
             try FileOwner.become(ownerOf: common.dbPath)
             try DatabaseFiles.check(path)

@@ -8,9 +8,9 @@ import ServiceLifecycle
 struct StoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "udpchat-store",
-        abstract: "Users, sessions, rooms, members and messages in SQLite; the only writer.",
+        abstract: "Users, sessions, rooms, members and messages in SQLite or PostgreSQL.",
         discussion: "With no subcommand it serves udpchat-edge over ZeroMQ and publishes an event after each commit.",
-        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, UserCommand.self, ImportLegacy.self],
+        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, CopyTo.self, UserCommand.self, ImportLegacy.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -19,10 +19,9 @@ struct Migrate: ParsableCommand {
 
     func run() throws {
         do {
-            let common = try CommonSettings(try SettingsReader.load())
-            try FileOwner.become(ownerOf: common.dbPath)
-            let result = try SQLiteBackend.migrate(path: common.dbPath)
-            print("database: \(common.dbPath)")
+            let location = try StoreDatabase.location(try SettingsReader.load())
+            let result = try StoreDatabase.migrate(location, logger: Logger(label: "udpchat-store"))
+            print("database: \(location)")
             print("applied now: \(result.applied.isEmpty ? "none" : result.applied.joined(separator: ", "))")
             print("schema: \(result.all.joined(separator: ", "))")
         } catch {
@@ -62,7 +61,8 @@ struct Serve: AsyncParsableCommand {
             var timing = JobBroker.Timing()
             timing.heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
             timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
-            let backend = try SQLiteBackend(path: common.dbPath)
+            let database = try StoreDatabase.location(settings)
+            let backend = try StoreDatabase.open(database, logger: logger)
             try SocketDirectory.prepare(binding: [common.storeBind, common.eventsBind, common.jobsBind])
             reactor = ZMQReactor(context: ZMQContext(security: try common.planeSecurity(for: .store)), name: "store-zmq")
             events = EventStream(
@@ -88,7 +88,7 @@ struct Serve: AsyncParsableCommand {
             }
             logger.info(
                 "serving on \(common.storeBind), events on \(common.eventsBind), AI jobs on \(common.jobsBind)",
-                metadata: ["db": "\(common.dbPath)"])
+                metadata: ["db": "\(database)"])
             ProgramIO.announceReady(
                 "udpchat-store ready endpoint=\(common.storeBind) events=\(common.eventsBind) jobs=\(common.jobsBind)"
                     + " metrics=\(ops.url(host: endpoint.host))")

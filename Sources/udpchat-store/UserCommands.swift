@@ -12,14 +12,6 @@ struct UserCommand: ParsableCommand {
         commandName: "user", abstract: "Manage accounts.", subcommands: [SetPassword.self, ListUsers.self, DeleteUser.self])
 }
 
-/// Opens the store's database for an administrative command (the store may
-/// be running: SQLite lets the command write between its transactions).
-func openDatabase() throws -> SQLiteBackend {
-    let common = try CommonSettings(try SettingsReader.load())
-    try FileOwner.become(ownerOf: common.dbPath)
-    return try SQLiteBackend(path: common.dbPath)
-}
-
 /// Runs a command, turning a failure into one clear line on stderr and exit code 1.
 func reportingFailure(_ body: () throws -> Void) throws {
     do {
@@ -47,9 +39,7 @@ struct SetPassword: ParsableCommand {
             let password = try Self.readPassword()
             guard password.count >= 8 else { throw StoreFailure("a password needs at least 8 characters") }
             let hash = try PasswordHash.make(password)
-            let backend = try openDatabase()
-            let created = try backend.pool.write { db -> Bool in
-                let tx = SQLiteTransaction(db: db)
+            let created = try AdminDatabase.open().write { tx -> Bool in
                 let now = Int64(Date().timeIntervalSince1970)
                 var created = false
                 let user: UserRow
@@ -97,7 +87,7 @@ struct ListUsers: ParsableCommand {
 
     func run() throws {
         try reportingFailure {
-            let users = try openDatabase().pool.read { db in try SQLiteTransaction(db: db).allUsers() }
+            let users = try AdminDatabase.open().read { tx in try tx.allUsers() }
             for user in users {
                 let password: String
                 switch user.passwordHash {
@@ -122,7 +112,7 @@ struct DeleteUser: ParsableCommand {
     func run() throws {
         try reportingFailure {
             let email = TextRules.trimmed(self.email).lowercased()
-            guard let messages = try openDatabase().pool.write({ db in try SQLiteTransaction(db: db).deleteUser(email: email) }) else {
+            guard let messages = try AdminDatabase.open().write({ tx in try tx.deleteUser(email: email) }) else {
                 throw StoreFailure("no account \(email)")
             }
             print("deleted \(email) and \(messages) of their messages")
@@ -140,7 +130,10 @@ struct ImportLegacy: ParsableCommand {
 
     func run() throws {
         try reportingFailure {
-            print(try LegacyImport.run(from: path, into: try openDatabase()))
+            guard case .sqlite(let backend) = try AdminDatabase.open() else {
+                throw StoreFailure("import-legacy writes SQLite: import with DATABASE_URL unset, then `udpchat-store copy-to DATABASE_URL`")
+            }
+            print(try LegacyImport.run(from: path, into: backend))
         }
     }
 }

@@ -57,8 +57,8 @@ struct AIJobTests {
         }
     }
 
-    @Test func openAIGeneratesAndImprovesWithHistoryRolesAndModel() async throws {
-        try await withSystem(settings: Self.fast) { system in
+    @Test(arguments: SystemDatabase.available) func openAIGeneratesAndImprovesWithHistoryRolesAndModel(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: Self.fast, database: database) { system in
             let provider = try await system.startProvider("ok", reply: "\"alice: Sounds good to me\"")
             try await system.startWorker([
                 "AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1", "OPENAI_API_KEY": "sk-test", "AI_MODEL": "test-model",
@@ -217,8 +217,8 @@ extension AIJobTests {
 
     /// A worker killed in the middle of a job: another worker takes the job
     /// over and exactly one reply is stored and broadcast.
-    @Test func aWorkerKilledMidJobHandsTheJobToAnother() async throws {
-        try await withSystem(settings: Self.fast) { system in
+    @Test(arguments: SystemDatabase.available) func aWorkerKilledMidJobHandsTheJobToAnother(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: Self.fast, database: database) { system in
             let first = try await system.startProvider("hold", reply: "from the first", delay: 2, name: "first")
             let second = try await system.startProvider("hold", reply: "from the second", delay: 1, name: "second")
             let workerA = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": first.baseURL + "/v1"], name: "ai-a")
@@ -306,8 +306,8 @@ extension AIJobTests {
 
     /// Bots in "bot" mode ask again for every copy they receive, and two of
     /// them would answer each other forever: such requests are dropped.
-    @Test func repeatedAndLoopingRequestsMakeNoJobsAndLimitsApply() async throws {
-        try await withSystem(settings: Self.fast.merging(["AI_USER_RATE_PER_MINUTE": "3"]) { $1 }) { system in
+    @Test(arguments: SystemDatabase.available) func repeatedAndLoopingRequestsMakeNoJobsAndLimitsApply(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: Self.fast.merging(["AI_USER_RATE_PER_MINUTE": "3"]) { $1 }, database: database) { system in
             let provider = try await system.startProvider("hold", reply: "bot reply", delay: 0.5)
             try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
             let scene = try await Room(system)

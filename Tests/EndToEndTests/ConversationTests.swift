@@ -35,8 +35,8 @@ struct ConversationTests {
         }
     }
 
-    @Test func twoClientsLoginCreateJoinChatAndLeave() async throws {
-        try await withSystem { system in
+    @Test(arguments: SystemDatabase.available) func twoClientsLoginCreateJoinChatAndLeave(_ database: SystemDatabase) async throws {
+        try await withSystem(database: database) { system in
             let alice = try await system.client()
             let bob = try await system.client()
             let bobElsewhere = try await system.client()

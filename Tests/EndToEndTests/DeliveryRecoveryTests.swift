@@ -158,8 +158,8 @@ struct DeliveryRecoveryTests {
         }
     }
 
-    @Test func killingTheEdgeTwiceThenTheStoreTwiceLosesNoConfirmedMessage() async throws {
-        try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"]) { system in
+    @Test(arguments: SystemDatabase.available) func killingTheEdgeTwiceThenTheStoreTwiceLosesNoConfirmedMessage(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "1000"], database: database) { system in
             try await Self.run(system) { sender, listener, room, traffic in
                 traffic.start(sender, room: room.roomId)
                 #expect(await traffic.waitForProgress(), "messages flow at first")
@@ -176,8 +176,8 @@ struct DeliveryRecoveryTests {
         }
     }
 
-    @Test func aGracefulEdgeRestartLosesNoConfirmedMessage() async throws {
-        try await withSystem { system in
+    @Test(arguments: SystemDatabase.available) func aGracefulEdgeRestartLosesNoConfirmedMessage(_ database: SystemDatabase) async throws {
+        try await withSystem(database: database) { system in
             try await Self.run(system) { sender, listener, room, traffic in
                 traffic.start(sender, room: room.roomId)
                 #expect(await traffic.waitForProgress(50), "messages flow at first")
@@ -190,8 +190,8 @@ struct DeliveryRecoveryTests {
 
     /// A member that said nothing since before the restart gets the next
     /// message: the new edge resumed its session from the store.
-    @Test func aSilentMemberGetsTheFirstMessageAfterAnEdgeRestart() async throws {
-        try await withSystem { system in
+    @Test(arguments: SystemDatabase.available) func aSilentMemberGetsTheFirstMessageAfterAnEdgeRestart(_ database: SystemDatabase) async throws {
+        try await withSystem(database: database) { system in
             try await Self.run(system) { sender, listener, room, _ in
                 let before = try await sender.sendMessage(roomId: room.roomId, content: "before")
                 #expect(await Self.shown(by: listener, expecting: [before.messageId]).map(\.messageId) == [before.messageId])

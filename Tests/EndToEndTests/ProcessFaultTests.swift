@@ -91,8 +91,8 @@ struct ProcessFaultTests {
     /// on a loaded machine): what was acknowledged is stored, and what a
     /// sender was told failed is not (the edge asks the store three times,
     /// 2 s each, before it says so).
-    @Test func killingTheStoreMidBurstLosesNoAcknowledgedMessage() async throws {
-        try await withSystem(settings: ["RPC_TIMEOUT_MS": "2000"]) { system in
+    @Test(arguments: SystemDatabase.available) func killingTheStoreMidBurstLosesNoAcknowledgedMessage(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "2000"], database: database) { system in
             let (clients, room) = try await Self.scene(system, clients: 2)
             let traffic = Traffic()
             traffic.start(clients, room: room.roomId)
@@ -140,8 +140,8 @@ struct ProcessFaultTests {
     /// A message the store could not take in time (it is frozen) is
     /// answered with an error, and it is not stored later when the store
     /// wakes up: the store drops a write whose caller gave up on it.
-    @Test func aMessageThatGotAnErrorIsNotStoredLater() async throws {
-        try await withSystem(settings: ["RPC_TIMEOUT_MS": "500"]) { system in
+    @Test(arguments: SystemDatabase.available) func aMessageThatGotAnErrorIsNotStoredLater(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "500"], database: database) { system in
             let alice = try await system.client()
             _ = try await alice.login(email: "alice@example.com")
             let room = try await alice.createRoom(name: "Frozen")
@@ -206,8 +206,8 @@ struct ProcessFaultTests {
         }
     }
 
-    @Test func anAIWorkerKilledAndRestartedFinishesTheQueuedJobs() async throws {
-        try await withSystem(settings: ["AI_HEARTBEAT_MS": "200", "AI_LEASE_MS": "2000"]) { system in
+    @Test(arguments: SystemDatabase.available) func anAIWorkerKilledAndRestartedFinishesTheQueuedJobs(_ database: SystemDatabase) async throws {
+        try await withSystem(settings: ["AI_HEARTBEAT_MS": "200", "AI_LEASE_MS": "2000"], database: database) { system in
             let provider = try await system.startProvider("hold", reply: "after the restart", delay: 1)
             let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
             let (clients, room) = try await Self.scene(system, clients: 1)

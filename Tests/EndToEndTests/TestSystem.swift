@@ -4,12 +4,42 @@ import Foundation
 import Logging
 import Testing
 
+/// The database a test system's store uses: SQLite always, PostgreSQL when
+/// `UDPCHAT_TEST_POSTGRES` names a server to make a scratch database on
+/// (`scripts/test.sh` starts one).
+enum SystemDatabase: String, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    static var server: String? { ProcessInfo.processInfo.environment["UDPCHAT_TEST_POSTGRES"].flatMap { $0.isEmpty ? nil : $0 } }
+    static var available: [SystemDatabase] { server == nil ? [.sqlite] : [.sqlite, .postgres] }
+
+    var testDescription: String { rawValue }
+
+    /// Runs `sql` with psql on `url`; its output.
+    static func psql(_ url: String, _ sql: String) async throws -> String {
+        let (status, output) = try await runDetached(
+            URL(fileURLWithPath: "/usr/bin/env"), ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        guard status == 0 else { throw HarnessError("psql failed: \(output)") }
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `url` with its database replaced by `name`.
+    static func url(_ url: String, database name: String) -> String {
+        guard var components = URLComponents(string: url) else { return url }
+        components.path = "/" + name
+        return components.string ?? url
+    }
+}
+
 /// The real programs (keys, store, edge) started on loopback for one test,
 /// with their data in a fresh temporary directory.
 final class TestSystem: Sendable {
     let root: URL
     let binaries: URL
     let environment: [String: String]
+    let database: SystemDatabase
+    /// The scratch PostgreSQL database's URL, dropped at shutdown.
+    let databaseURL: String?
     private let keysProcess: MutexBox<ProgramProcess>
     private let storeProcess: MutexBox<ProgramProcess>
     private let edgeProcess = MutexBox<ProgramProcess?>(nil)
@@ -33,8 +63,9 @@ final class TestSystem: Sendable {
     }
 
     /// Starts keys, store and edge. `settings` are extra environment variables.
-    init(settings: [String: String] = [:]) async throws {
+    init(settings: [String: String] = [:], database: SystemDatabase = .sqlite) async throws {
         binaries = try Self.binaryDirectory()
+        self.database = database
         // A short path: ipc:// socket paths must stay under 108 bytes.
         var template = Array("/tmp/uc-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp failed") }
@@ -45,6 +76,16 @@ final class TestSystem: Sendable {
             "KEYS_METRICS_PORT": "0", "STORE_METRICS_PORT": "0", "EDGE_METRICS_PORT": "0", "AI_METRICS_PORT": "0",
             "RPC_TIMEOUT_MS": "3000",
         ]
+        if database == .postgres {
+            guard let server = SystemDatabase.server else { throw HarnessError("UDPCHAT_TEST_POSTGRES is unset") }
+            let name = "udpchat_e2e_\(root.lastPathComponent.lowercased().filter { $0.isLetter || $0.isNumber })_\(UInt32.random(in: 0...UInt32.max))"
+            _ = try await SystemDatabase.psql(server, "CREATE DATABASE \(name)")
+            let url = SystemDatabase.url(server, database: name)
+            databaseURL = url
+            environment["DATABASE_URL"] = url
+        } else {
+            databaseURL = nil
+        }
         environment.merge(settings) { $1 }
         self.environment = environment
         let generated = try await runDetached(
@@ -146,6 +187,11 @@ final class TestSystem: Sendable {
     /// Every chat message in a database file (default: this system's),
     /// read with Python's sqlite3 while the store runs (WAL allows it).
     func storedMessages(database: URL? = nil) async throws -> [String] {
+        if database == nil, let databaseURL {
+            let output = try await SystemDatabase.psql(databaseURL, "SELECT coalesce(json_agg(content ORDER BY id), '[]') FROM messages")
+            guard case .array(let items)? = try? JSONParser.parse(output) else { throw HarnessError("reading messages failed: \(output)") }
+            return items.compactMap(\.stringValue)
+        }
         let path = database?.path ?? environment["DB_PATH"] ?? root.appendingPathComponent("udpchat.db").path
         let script = """
             import sqlite3, sys, json
@@ -162,6 +208,23 @@ final class TestSystem: Sendable {
     /// The first column of the first row `sql` selects from this system's
     /// database (read-only, while the store runs), as text; nil when no row.
     func queryDatabase(_ sql: String, _ arguments: [String] = []) async throws -> String? {
+        if let databaseURL {
+            // `?` placeholders filled with quoted literals (the tests' own values).
+            var filled = ""
+            var remaining = arguments[...]
+            for character in sql {
+                if character == "?", let value = remaining.popFirst() {
+                    filled += "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+                } else {
+                    filled.append(character)
+                }
+            }
+            let output = try await SystemDatabase.psql(databaseURL, "SELECT json_build_array((\(filled))::text)")
+            guard case .array(let row)? = try? JSONParser.parse(output.isEmpty ? "[null]" : output) else {
+                throw HarnessError("querying failed: \(output)")
+            }
+            return row.first?.stringValue
+        }
         let path = environment["DB_PATH"] ?? root.appendingPathComponent("udpchat.db").path
         let script = """
             import sqlite3, sys, json
@@ -213,6 +276,9 @@ final class TestSystem: Sendable {
         if let edge = edgeProcess.value { await edge.stop() }
         await store.stop()
         await keys.stop()
+        if let databaseURL, let server = SystemDatabase.server, let name = URLComponents(string: databaseURL)?.path.dropFirst() {
+            _ = try? await SystemDatabase.psql(server, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        }
         try? FileManager.default.removeItem(at: root)
     }
 
@@ -244,8 +310,10 @@ extension TestSystem {
 }
 
 /// Runs `body` with a fresh system and always stops it, printing the logs when `body` throws.
-func withSystem(settings: [String: String] = [:], _ body: (TestSystem) async throws -> Void) async throws {
-    let system = try await TestSystem(settings: settings)
+func withSystem(
+    settings: [String: String] = [:], database: SystemDatabase = .sqlite, _ body: (TestSystem) async throws -> Void
+) async throws {
+    let system = try await TestSystem(settings: settings, database: database)
     do {
         try await body(system)
     } catch {

@@ -27,8 +27,8 @@ import Testing
         Dictionary(uniqueKeysWithValues: follows.cursors.map { ($0.roomID, $0.seq) })
     }
 
-    @Test func everyRoomEventIsLoggedAsPublishedWithoutRecipients() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func everyRoomEventIsLoggedAsPublishedWithoutRecipients(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let (bob, _) = await store.loggedIn("bob@example.com")
         let room = await store.createRoom(alice, "General").roomCreated.roomID
@@ -56,8 +56,8 @@ import Testing
         #expect(rest.events.map(\.seq) == [4] && rest.headSeq == 5)
     }
 
-    @Test func readingUnknownAndClosedRoomsSaysSo() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func readingUnknownAndClosedRoomsSaysSo(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "Short-lived").roomCreated.roomID
         _ = await store.post(alice, room, "hello")
@@ -68,8 +68,8 @@ import Testing
         #expect(pages[1].closed && pages[1].events.isEmpty)
     }
 
-    @Test func sessionsFollowTheRoomsOfTheirUserFromWhereTheyJoined() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func sessionsFollowTheRoomsOfTheirUserFromWhereTheyJoined(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let created = await store.createRoom(alice, "General")
         let room = created.roomCreated.roomID
@@ -100,8 +100,8 @@ import Testing
         #expect(out.hasFollows && out.follows.cursors.isEmpty)
     }
 
-    @Test func theSameUserLoggingInAgainKeepsItsCursors() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func theSameUserLoggingInAgainKeepsItsCursors(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated.roomID
         for text in ["a", "b", "c"] { _ = await store.post(alice, room, text) }
@@ -136,8 +136,8 @@ import Testing
         #expect(response.errorText == nil)
     }
 
-    @Test func reportedCursorsOnlyMoveForwardAndOnlyInRoomsOfTheUser() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func reportedCursorsOnlyMoveForwardAndOnlyInRoomsOfTheUser(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let (bob, _) = await store.loggedIn("bob@example.com")
         let room = await store.createRoom(alice, "General").roomCreated.roomID
@@ -158,8 +158,8 @@ import Testing
         }
     }
 
-    @Test func aStartingEdgeLoadsRecentSessionsWithAddressesAndCursorsPageByPage() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func aStartingEdgeLoadsRecentSessionsWithAddressesAndCursorsPageByPage(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let now = Int64(Date().timeIntervalSince1970)
         let (alice, user) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated.roomID
@@ -174,10 +174,7 @@ import Testing
         // An old session: its last activity is before the cut-off.
         let old = StoreHarness.Session()
         _ = await store.call(old, .ensure(IPCEnsure()), create: true)
-        try await store.backend.write { tx in
-            try (tx as! SQLiteTransaction).db.execute(
-                sql: "UPDATE sessions SET last_active_at = ? WHERE session_id = ?", arguments: [now - 1000, old.id])
-        }
+        try await store.execute("UPDATE sessions SET last_active_at = ? WHERE session_id = ?", [now - 1000, old.id])
 
         var loaded: [IPCLoadedSession] = []
         var after = ""

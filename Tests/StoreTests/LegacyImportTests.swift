@@ -54,9 +54,9 @@ enum LegacyFixture {
         // A room of the same name already here: the imported one is renamed.
         let (carol, _) = await store.loggedIn("carol@example.com")
         _ = await store.createRoom(carol, "General")
-        let summary = try LegacyImport.run(from: legacy, into: store.backend)
+        let summary = try LegacyImport.run(from: legacy, into: try store.sqlite)
         #expect(summary == LegacyImport.Summary(users: 2, rooms: 1, members: 2, messages: 3))
-        let again = try LegacyImport.run(from: legacy, into: store.backend)
+        let again = try LegacyImport.run(from: legacy, into: try store.sqlite)
         #expect(again.users == 0 && again.rooms == 0 && again.messages == 0 && again.skippedUsers == 2 && again.skippedRooms == 1)
 
         // bob has no password: his email logs him in, into the imported room, with its history in order.
@@ -70,7 +70,7 @@ enum LegacyFixture {
         let store = try StoreHarness()
         let legacy = store.directory.appendingPathComponent("chat.db").path
         try LegacyFixture.make(at: legacy)
-        _ = try LegacyImport.run(from: legacy, into: store.backend)
+        _ = try LegacyImport.run(from: legacy, into: try store.sqlite)
         func hash() async throws -> String? {
             try await store.backend.read { tx in try tx.user(email: "alice@example.com")?.passwordHash ?? nil }
         }
@@ -92,7 +92,7 @@ enum LegacyFixture {
         let store = try StoreHarness()
         let other = store.directory.appendingPathComponent("other.db").path
         try DatabaseQueue(path: other).write { db in try db.execute(sql: "CREATE TABLE x (y)") }
-        #expect(throws: StoreFailure.self) { try LegacyImport.run(from: other, into: store.backend) }
-        #expect(throws: StoreFailure.self) { try LegacyImport.run(from: "/nonexistent/chat.db", into: store.backend) }
+        #expect(throws: StoreFailure.self) { try LegacyImport.run(from: other, into: try store.sqlite) }
+        #expect(throws: StoreFailure.self) { try LegacyImport.run(from: "/nonexistent/chat.db", into: try store.sqlite) }
     }
 }

@@ -6,8 +6,8 @@ import Testing
 @testable import udpchat_store
 
 @Suite struct AccountTests {
-    @Test func loginCreatesTheUserOnceAndReportsIt() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func loginCreatesTheUserOnceAndReportsIt(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (first, user) = await store.loggedIn("alice@example.com")
         #expect(user.email == "alice@example.com" && user.name == "alice" && user.userID.count == 32 && !user.hasRoom)
         let (_, again) = await store.loggedIn("alice@example.com")
@@ -16,8 +16,8 @@ import Testing
         #expect(status.status.user.userID == user.userID && status.sessionUserID == user.userID)
     }
 
-    @Test func invalidEmailIsRefusedAndChangesNothing() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func invalidEmailIsRefusedAndChangesNothing(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let session = StoreHarness.Session()
         var login = IPCLogin()
         login.email = "not an email"
@@ -30,14 +30,14 @@ import Testing
         #expect(status.errorText == nil && !status.status.hasUser)
     }
 
-    @Test func aSessionWithoutARowIsInvalid() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func aSessionWithoutARowIsInvalid(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let response = await store.call(StoreHarness.Session(), .status(IPCStatus()))
         #expect(response.errorText == "Invalid session ID")
     }
 
-    @Test func logoutClearsOnlyThisSession() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func logoutClearsOnlyThisSession(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (a, _) = await store.loggedIn("alice@example.com")
         let (b, _) = await store.loggedIn("alice@example.com")
         let out = await store.call(a, .logout(IPCLogout()))
@@ -47,8 +47,8 @@ import Testing
         #expect(await store.call(b, .status(IPCStatus())).status.hasUser)
     }
 
-    @Test func mergeSessionNeedsTheOldKeyAndALoggedInSession() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func mergeSessionNeedsTheOldKeyAndALoggedInSession(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (old, user) = await store.loggedIn("alice@example.com")
         let fresh = StoreHarness.Session()
         var merge = IPCMergeSession()
@@ -66,15 +66,12 @@ import Testing
         #expect(await store.call(another, .mergeSession(merge)).mergeFailed == IPCMergeFailed())
     }
 
-    @Test func passwordsAreCheckedAgainstScryptHashes() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func passwordsAreCheckedAgainstScryptHashes(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (session, user) = await store.loggedIn("bob@example.com")
         let hash = try PasswordHash.make("correct horse")
         #expect(hash.hasPrefix("scrypt$16384$8$1$"))
-        try await store.backend.write { tx in
-            try (tx as! SQLiteTransaction).db.execute(
-                sql: "UPDATE users SET password_hash = ? WHERE user_id = ?", arguments: [hash, user.userID])
-        }
+        try await store.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", [hash, user.userID])
         var login = IPCLogin()
         login.email = "bob@example.com"
         #expect(await store.call(session, .login(login)).pleaseLogin.email == "bob@example.com")
@@ -85,8 +82,8 @@ import Testing
         #expect(!PasswordHash.verify("x", against: "md5-or-garbage"))
     }
 
-    @Test func wrongPasswordsLockTheAccountForAWhile() async throws {
-        let store = try StoreHarness(loginFailures: 3)
+    @Test(arguments: TestDatabase.available) func wrongPasswordsLockTheAccountForAWhile(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database, loginFailures: 3)
         let session = try await store.loggedIn("bob@example.com", password: "right password")
         var login = StoreHarness.login("bob@example.com", "wrong")
         for _ in 0..<3 { #expect(await store.call(session, .login(login)).unauthorised == IPCUnauthorised()) }
@@ -105,8 +102,8 @@ import Testing
         #expect(!other.id.isEmpty)
     }
 
-    @Test func guessesFromOneAddressDoNotLockTheOwnerOutElsewhere() async throws {
-        let store = try StoreHarness(loginFailures: 3)
+    @Test(arguments: TestDatabase.available) func guessesFromOneAddressDoNotLockTheOwnerOutElsewhere(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database, loginFailures: 3)
         let session = try await store.loggedIn("erin@example.com", password: "right password")
         var login = StoreHarness.login("erin@example.com", "wrong")
         let attacker = StoreHarness.Session()
@@ -127,8 +124,8 @@ import Testing
         #expect(await store.call(attacker, .login(login), from: "[2001:db8:1:3::1]:4000").welcome.email == "erin@example.com")
     }
 
-    @Test func anUnknownAccountsPasswordIsHashedAsAKnownOnesIs() async throws {
-        let store = try StoreHarness(requirePasswords: true)
+    @Test(arguments: TestDatabase.available) func anUnknownAccountsPasswordIsHashedAsAKnownOnesIs(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database, requirePasswords: true)
         let (session, _) = await store.loggedIn("frank@example.com")
         let hash = try PasswordHash.make("right password")
         try await store.backend.write { tx in try tx.setPasswordHash(user: 1, hash: hash) }
@@ -145,8 +142,8 @@ import Testing
         }
     }
 
-    @Test func withPasswordsRequiredAnEmailAloneDoesNothing() async throws {
-        let store = try StoreHarness(requirePasswords: true)
+    @Test(arguments: TestDatabase.available) func withPasswordsRequiredAnEmailAloneDoesNothing(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database, requirePasswords: true)
         let session = StoreHarness.Session()
         var login = IPCLogin()
         login.email = "new@example.com"
@@ -177,8 +174,8 @@ import Testing
     /// A write sent again with the same nonce (the edge gave up waiting and
     /// the client asked again) is carried out once and answered as the first
     /// time; a new nonce is a new write.
-    @Test func aWriteRepeatedWithItsNonceIsCarriedOutOnce() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func aWriteRepeatedWithItsNonceIsCarriedOutOnce(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         _ = store.takeEvents()
@@ -204,8 +201,8 @@ import Testing
     }
 
     /// A write whose caller's deadline has passed is dropped unstarted.
-    @Test func aWritePastItsDeadlineIsNotCarriedOut() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func aWritePastItsDeadlineIsNotCarriedOut(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         let past = Int64(Date().timeIntervalSince1970 * 1000) - 1
@@ -219,8 +216,8 @@ import Testing
 
     /// A user over the room-creation limit gets a clear error, and nothing
     /// is written or broadcast; another user has a budget of their own.
-    @Test func aUserCreatingRoomsTooFastIsRefusedWithoutAWriteOrABroadcast() async throws {
-        let store = try StoreHarness(writeLimits: WriteLimits(roomsPerMinute: 3, membershipChangesPerMinute: 1000))
+    @Test(arguments: TestDatabase.available) func aUserCreatingRoomsTooFastIsRefusedWithoutAWriteOrABroadcast(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database, writeLimits: WriteLimits(roomsPerMinute: 3, membershipChangesPerMinute: 1000))
         let (alice, _) = await store.loggedIn("alice@example.com")
         for i in 0..<3 { #expect(await store.createRoom(alice, "room \(i)").errorText == nil) }
         _ = store.takeEvents()
@@ -237,8 +234,8 @@ import Testing
 
     /// Joining and leaving in a loop: past the limit each gets an error and
     /// sends nothing to the room's members.
-    @Test func joiningAndLeavingInALoopIsCutOffWithAClearError() async throws {
-        let store = try StoreHarness(writeLimits: WriteLimits(roomsPerMinute: 100, membershipChangesPerMinute: 4))
+    @Test(arguments: TestDatabase.available) func joiningAndLeavingInALoopIsCutOffWithAClearError(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database, writeLimits: WriteLimits(roomsPerMinute: 100, membershipChangesPerMinute: 4))
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         let (mallory, _) = await store.loggedIn("mallory@example.com")
@@ -254,8 +251,8 @@ import Testing
         #expect(members.members.members.count == 1)
     }
 
-    @Test func createRoomChecksInOrderAndBroadcastsTheList() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func createRoomChecksInOrderAndBroadcastsTheList(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let anonymous = StoreHarness.Session()
         var create = IPCCreateRoom()
         create.name = "General"
@@ -272,8 +269,8 @@ import Testing
         #expect(members.members.members.map(\.isAdmin) == [true])
     }
 
-    @Test func joinAnswersAgainForMembersWithoutBroadcasting() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func joinAnswersAgainForMembersWithoutBroadcasting(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, aliceUser) = await store.loggedIn("alice@example.com")
         let (bob, bobUser) = await store.loggedIn("bob@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
@@ -295,8 +292,8 @@ import Testing
         #expect(await store.call(bob, .status(IPCStatus())).status.user.room.roomID == room.roomID)
     }
 
-    @Test func leavingTellsTheOthersAndTheLastLeaveClosesTheRoomKeepingItsMessages() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func leavingTellsTheOthersAndTheLastLeaveClosesTheRoomKeepingItsMessages(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, aliceUser) = await store.loggedIn("alice@example.com")
         let (bob, bobUser) = await store.loggedIn("bob@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
@@ -314,16 +311,14 @@ import Testing
         #expect(await store.join(bob, room.roomID).errorText == "Room not found.")
         // The name is free again, and the closed room's messages are still stored.
         #expect(await store.createRoom(alice, "General").errorText == nil)
-        let kept = try await store.backend.read { tx in
-            try Int.fetchOne((tx as! SQLiteTransaction).db, sql: "SELECT count(*) FROM messages") ?? 0
-        }
+        let kept = try await store.count("messages")
         #expect(kept == 1)
     }
 }
 
 @Suite struct MessageTests {
-    @Test func postingChecksInOrderThenStoresAndBroadcasts() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func postingChecksInOrderThenStoresAndBroadcasts(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, aliceUser) = await store.loggedIn("alice@example.com")
         let (bob, _) = await store.loggedIn("bob@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
@@ -341,8 +336,8 @@ import Testing
         #expect(events[0].room.recipientUserIds == [aliceUser.userID])
     }
 
-    @Test func historyIsTheNewestHundredInCommitOrderAndOnlyForMembers() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func historyIsTheNewestHundredInCommitOrderAndOnlyForMembers(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let (bob, _) = await store.loggedIn("bob@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
@@ -358,8 +353,8 @@ import Testing
         #expect(await store.members(bob, room.roomID).errorText == "You are not a member of this room.")
     }
 
-    @Test func concurrentWritesAreAllCommittedAndEventsFollowCommitOrder() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func concurrentWritesAreAllCommittedAndEventsFollowCommitOrder(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         _ = store.takeEvents()
@@ -375,8 +370,8 @@ import Testing
 }
 
 @Suite struct SessionStoreTests {
-    @Test func sessionsAreCreatedOnlyWithTheirWrappedKeyAndLoadable() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func sessionsAreCreatedOnlyWithTheirWrappedKeyAndLoadable(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (session, user) = await store.loggedIn("alice@example.com")
         var load = IPCLoadSession()
         load.sessionID = session.id
@@ -386,8 +381,8 @@ import Testing
         #expect(await store.call(session, .loadSession(load)).loadedSession.found == false)
     }
 
-    @Test func touchesMoveLivenessAndTheReplayMarkForwardOnly() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func touchesMoveLivenessAndTheReplayMarkForwardOnly(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (session, _) = await store.loggedIn("alice@example.com")
         var touch = IPCTouchSessions()
         var activity = IPCSessionActivity()
@@ -404,13 +399,10 @@ import Testing
         #expect(await store.call(session, .loadSession(load)).loadedSession.replayMark == 900)
     }
 
-    @Test func idleSessionsExpire() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func idleSessionsExpire(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (session, _) = await store.loggedIn("alice@example.com")
-        try await store.backend.write { tx in
-            try (tx as! SQLiteTransaction).db.execute(
-                sql: "UPDATE sessions SET last_active_at = 0 WHERE session_id = ?", arguments: [session.id])
-        }
+        try await store.execute("UPDATE sessions SET last_active_at = 0 WHERE session_id = ?", [session.id])
         #expect(await store.service.expireIdleSessions() == 1)
         #expect(await store.call(session, .status(IPCStatus())).errorText == "Invalid session ID")
     }
@@ -420,9 +412,9 @@ import Testing
         let path = store.directory.appendingPathComponent("test.db").path
         let result = try SQLiteBackend.migrate(path: path)
         #expect(result.applied.isEmpty && result.all == ["0001_initial", "0002_ai_jobs", "0003_delivery", "0004_request_results"])
-        let level = try store.backend.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        let level = try store.sqlite.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(level == 2 || level == 1)  // readers report their own connection; the writer is checked at open
-        let writerLevel = try store.backend.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        let writerLevel = try store.sqlite.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(writerLevel == 2)
     }
 }
@@ -435,8 +427,8 @@ import Testing
         return await store.call(session, .requestAi(request))
     }
 
-    @Test func checksComeInTheOriginalsOrder() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func checksComeInTheOriginalsOrder(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let anonymous = StoreHarness.Session()
         var request = IPCRequestAI()
         request.roomID = "r"
@@ -449,8 +441,8 @@ import Testing
         #expect(await requestAI(store, bob, room.roomID, "").errorText == "You must join the room to request AI messages.")
     }
 
-    @Test func aJobCarriesTheCappedHistoryOldestFirst() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func aJobCarriesTheCappedHistoryOldestFirst(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         for i in 0..<5 { _ = await store.post(alice, room.roomID, "message \(i)") }
@@ -465,8 +457,8 @@ import Testing
         #expect(capped.map(\.content) == ["message 2", "message 3", "message 4"])
     }
 
-    @Test func completingAJobStoresOneAIMessageAndFailingSendsANotice() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func completingAJobStoresOneAIMessageAndFailingSendsANotice(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, user) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         _ = await requestAI(store, alice, room.roomID, "")
@@ -518,8 +510,8 @@ extension AIRequestTests {
         #expect(await store.history(alice, room.roomID).history.items.map(\.content) == [content])
     }
 
-    @Test func endedJobsAreDeletedAfterAWeekAndQueuedOnesNever() async throws {
-        let store = try StoreHarness()
+    @Test(arguments: TestDatabase.available) func endedJobsAreDeletedAfterAWeekAndQueuedOnesNever(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
         let (alice, _) = await store.loggedIn("alice@example.com")
         let room = await store.createRoom(alice, "General").roomCreated
         _ = await requestAI(store, alice, room.roomID, "one")
@@ -527,9 +519,7 @@ extension AIRequestTests {
         let jobs = try await store.backend.read { tx in try tx.queuedJobs() }
         _ = try await store.backend.write { tx in try Operations.failJob(tx, jobId: jobs[0].jobId, reason: "x.", nowMs: 1) }
         _ = await store.service.expireIdleSessions()
-        let left = try await store.backend.read { tx in
-            try Int.fetchOne((tx as! SQLiteTransaction).db, sql: "SELECT count(*) FROM ai_jobs") ?? -1
-        }
+        let left = try await store.count("ai_jobs")
         #expect(left == 1)
         #expect(try await store.backend.read { tx in try tx.queuedJobs() }.map(\.jobId) == [jobs[1].jobId])
     }

@@ -1,15 +1,58 @@
 import Common
 import Crypto
 import Foundation
+import GRDB
+import PostgresNIO
 import Logging
 import Synchronization
+import Testing
 
 @testable import udpchat_store
 
-/// A store on a temporary SQLite file, with the events it published.
+/// The databases the store's tests run on: SQLite always, PostgreSQL when
+/// `UDPCHAT_TEST_POSTGRES` names a server to make scratch databases on
+/// (`scripts/test.sh` starts one; `postgres://USER@HOST:PORT/DATABASE`).
+enum TestDatabase: String, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    static var available: [TestDatabase] { ScratchPostgres.server == nil ? [.sqlite] : [.sqlite, .postgres] }
+
+    var testDescription: String { rawValue }
+}
+
+/// A PostgreSQL database of its own for one test, dropped when it ends.
+final class ScratchPostgres: Sendable {
+    static var server: PostgresLocation? {
+        guard let url = ProcessInfo.processInfo.environment["UDPCHAT_TEST_POSTGRES"], !url.isEmpty else { return nil }
+        return try? PostgresLocation(url: url, password: nil)
+    }
+
+    let server: PostgresLocation
+    let location: PostgresLocation
+
+    init() throws {
+        guard let server = Self.server else { throw StoreHarness.HarnessFailure("UDPCHAT_TEST_POSTGRES is unset or not a postgres:// URL") }
+        self.server = server
+        var location = server
+        location.database = "udpchat_test_\(SecureRandom.identifier().prefix(16))"
+        self.location = location
+        try Self.administer(server, "CREATE DATABASE \(location.database)")
+    }
+
+    deinit { try? Self.administer(server, "DROP DATABASE IF EXISTS \(location.database) WITH (FORCE)") }
+
+    static func administer(_ server: PostgresLocation, _ sql: String) throws {
+        let link = PostgresLink(location: server, tls: .disable, logger: Logger(label: "test"))
+        defer { link.close() }
+        try link.simple(try link.connection(), sql)
+    }
+}
+
+/// A store on a temporary database (SQLite unless asked), with the events it published.
 final class StoreHarness: Sendable {
     let directory: URL
-    let backend: SQLiteBackend
+    let backend: any StorageBackend
+    let scratch: ScratchPostgres?
     let service: StoreService
     private let published = EventLog()
 
@@ -17,10 +60,28 @@ final class StoreHarness: Sendable {
         let events = Mutex<[IPCEvent]>([])
     }
 
-    init(requirePasswords: Bool = false, loginFailures: Int = 5, writeLimits: WriteLimits = WriteLimits()) throws {
+    /// The SQLite backend, for tests of SQLite itself.
+    var sqlite: SQLiteBackend {
+        get throws {
+            guard let backend = backend as? SQLiteBackend else { throw HarnessFailure("this test's store is not on SQLite") }
+            return backend
+        }
+    }
+
+    init(
+        _ database: TestDatabase = .sqlite, requirePasswords: Bool = false, loginFailures: Int = 5, writeLimits: WriteLimits = WriteLimits()
+    ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-store-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        backend = try SQLiteBackend(path: directory.appendingPathComponent("test.db").path)
+        switch database {
+        case .sqlite:
+            scratch = nil
+            backend = try SQLiteBackend(path: directory.appendingPathComponent("test.db").path)
+        case .postgres:
+            let scratch = try ScratchPostgres()
+            self.scratch = scratch
+            backend = try PostgresBackend(location: scratch.location, logger: Logger(label: "test"))
+        }
         let published = self.published
         service = StoreService(
             backend: backend, sessionIdleSeconds: 600, writeLimits: writeLimits, requirePasswords: requirePasswords,
@@ -32,6 +93,47 @@ final class StoreHarness: Sendable {
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }
+
+    /// Runs a statement written for SQLite (`?` placeholders; Int64 and
+    /// String arguments) on whichever database this store has.
+    func execute(_ sql: String, _ arguments: [any Sendable] = []) async throws {
+        try await backend.write { tx in
+            if let sqlite = tx as? SQLiteTransaction {
+                let values: [(any DatabaseValueConvertible)?] = arguments.map { $0 as? any DatabaseValueConvertible }
+                try sqlite.db.execute(sql: sql, arguments: StatementArguments(values))
+            } else if let postgres = tx as? PostgresTransaction {
+                var numbered = ""
+                var index = 0
+                for character in sql {
+                    if character == "?" {
+                        index += 1
+                        numbered += "$\(index)"
+                    } else {
+                        numbered.append(character)
+                    }
+                }
+                var binds = PostgresBindings()
+                for argument in arguments {
+                    switch argument {
+                    case let number as Int64: binds.append(number)
+                    case let number as Int: binds.append(Int64(number))
+                    case let text as String: binds.append(text)
+                    default: throw HarnessFailure("cannot bind \(argument)")
+                    }
+                }
+                _ = try postgres.link.query(postgres.connection, PostgresQuery(unsafeSQL: numbered, binds: binds))
+            }
+        }
+    }
+
+    /// The rows of `table`, on either database.
+    func count(_ table: String) async throws -> Int {
+        try await backend.read { tx in
+            if let sqlite = tx as? SQLiteTransaction { return try Int.fetchOne(sqlite.db, sql: "SELECT count(*) FROM \(table)") ?? -1 }
+            let postgres = tx as! PostgresTransaction
+            return Int(try postgres.link.query(postgres.connection, "SELECT count(*) FROM \(unescaped: table)").rows.first?.decode(Int64.self) ?? -1)
+        }
+    }
 
     /// Events published so far; clears the list.
     func takeEvents() -> [IPCEvent] {

@@ -28,7 +28,12 @@ extension Setting {
     public static let runDir = Setting(
         "RUN_DIR", default: "$DATA_DIR/run", "Directory of the ipc:// sockets (paths must stay under 108 bytes).")
     public static let keysDir = Setting("KEYS_DIR", default: "$DATA_DIR/keys", "Directory of the identity key and key-encryption key.")
-    public static let dbPath = Setting("DB_PATH", default: "$DATA_DIR/udpchat.db", "SQLite database file.")
+    public static let dbPath = Setting("DB_PATH", default: "$DATA_DIR/udpchat.db", "SQLite database file (when DATABASE_URL is unset).")
+    public static let databaseURL = Setting(
+        "DATABASE_URL", default: "",
+        "PostgreSQL instead of SQLite: postgres://USER@HOST:PORT/DATABASE (?sslmode=disable, prefer, require or verify-full); no password in it.")
+    public static let databasePasswordFile = Setting(
+        "DATABASE_PASSWORD_FILE", default: "", "File holding the PostgreSQL password (its first line), for DATABASE_URL.")
     public static let keysEndpoint = Setting(
         "KEYS_ENDPOINT", default: "ipc://$RUN_DIR/keys.sock", "Where udpchat-keys serves RPC (ipc:// or tcp://host:port).")
     public static let storeEndpoint = Setting(
@@ -164,7 +169,7 @@ extension Setting {
 
     /// Every setting, in documentation order.
     public static let all: [Setting] = [
-        envFile, dataDir, runDir, keysDir, dbPath, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
+        envFile, dataDir, runDir, keysDir, dbPath, databaseURL, databasePasswordFile, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, sessionsPerSource, maxSessions, maxAnonymousSessions, edgeMemoryLimit, handshakesPerSource, errorsPerSource,

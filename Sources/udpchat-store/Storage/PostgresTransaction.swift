@@ -1,0 +1,427 @@
+import Common
+import Foundation
+import NIOConcurrencyHelpers
+import PostgresNIO
+
+/// ``StoreTransaction`` over one PostgreSQL connection: the statements of
+/// ``SQLiteTransaction`` in PostgreSQL's words (`$n` binds through string
+/// interpolation, `GREATEST` for SQLite's two-argument `max`, `RETURNING`
+/// for the new row id, booleans as booleans).
+struct PostgresTransaction: StoreTransaction {
+    let link: PostgresLink
+    let connection: PostgresConnection
+
+    private func rows(_ query: PostgresQuery) throws -> [PostgresRow] { try link.query(connection, query).rows }
+    @discardableResult private func run(_ query: PostgresQuery) throws -> Int { try link.query(connection, query).changed }
+
+    private static let savepoints = NIOLockedValueBox(0)
+
+    func inSavepoint<T>(_ body: () throws -> (value: T, keep: Bool)) throws -> T {
+        let name = "s\(Self.savepoints.withLockedValue { $0 += 1; return $0 })"
+        try link.simple(connection, "SAVEPOINT \(name)")
+        let outcome: (value: T, keep: Bool)
+        do {
+            outcome = try body()
+        } catch {
+            try link.simple(connection, "ROLLBACK TO SAVEPOINT \(name)")
+            throw error
+        }
+        try link.simple(connection, outcome.keep ? "RELEASE SAVEPOINT \(name)" : "ROLLBACK TO SAVEPOINT \(name)")
+        return outcome.value
+    }
+
+    // MARK: Sessions
+
+    private static let sessionColumns =
+        "session_id, user_id, wrapped_key, key_digest, replay_mark, last_active_at, address, acknowledges"
+
+    private func sessionRow(_ row: PostgresRow) throws -> SessionRow {
+        let (id, user, key, digest, mark, active, address, acknowledges) = try row.decode(
+            (String, Int64?, Data, Data, Int64, Int64, String, Bool).self)
+        return SessionRow(
+            sessionId: id, userRowId: user, wrappedKey: [UInt8](key), keyDigest: [UInt8](digest), replayMark: UInt64(bitPattern: mark),
+            lastActiveAt: active, address: address, acknowledges: acknowledges)
+    }
+
+    func session(id: String) throws -> SessionRow? {
+        try rows("SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE session_id = \(id)").first.map(sessionRow)
+    }
+
+    func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws {
+        try run(
+            """
+            INSERT INTO sessions (session_id, wrapped_key, key_digest, replay_mark, created_at, last_active_at)
+            VALUES (\(id), \(Data(wrappedKey)), \(Data(keyDigest)), \(Int64(bitPattern: replayMark)), \(now), \(now))
+            ON CONFLICT (session_id) DO NOTHING
+            """)
+    }
+
+    func setSessionUser(id: String, user: Int64?, now: Int64) throws {
+        try run("UPDATE sessions SET user_id = \(user), last_active_at = GREATEST(last_active_at, \(now)) WHERE session_id = \(id)")
+    }
+
+    func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int {
+        try run("DELETE FROM sessions WHERE last_active_at < \(cutoff)")
+    }
+
+    func recordActivity(_ activity: IPCSessionActivity) throws {
+        let mark = Int64(bitPattern: activity.replayMark)
+        try run(
+            """
+            UPDATE sessions SET last_active_at = GREATEST(last_active_at, \(activity.lastActiveAt)),
+                replay_mark = GREATEST(replay_mark, \(mark)),
+                address = CASE WHEN \(activity.address) = '' THEN address ELSE \(activity.address) END,
+                acknowledges = acknowledges OR \(activity.acknowledges)
+            WHERE session_id = \(activity.sessionID)
+            """)
+        guard !activity.cursors.isEmpty else { return }
+        // One statement for every cursor of the session: rooms and seqs as arrays.
+        let rooms = activity.cursors.map(\.roomID)
+        let seqs = activity.cursors.map { Int64(bitPattern: $0.seq) }
+        try run(
+            """
+            INSERT INTO session_cursors (session_id, room_id, seq)
+                SELECT s.id, r.id, c.seq FROM sessions s
+                JOIN unnest(\(rooms)::text[], \(seqs)::bigint[]) AS c(room_id, seq) ON true
+                JOIN rooms r ON r.room_id = c.room_id
+                JOIN members m ON m.room_id = r.id AND m.user_id = s.user_id
+                WHERE s.session_id = \(activity.sessionID)
+            ON CONFLICT (session_id, room_id) DO UPDATE SET seq = GREATEST(session_cursors.seq, excluded.seq)
+            """)
+    }
+
+    func activeSessions(since: Int64, after: String, limit: Int) throws -> [SessionRow] {
+        try rows(
+            """
+            SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE last_active_at >= \(since) AND session_id > \(after)
+            ORDER BY session_id LIMIT \(Int64(limit))
+            """
+        ).map(sessionRow)
+    }
+
+    // MARK: Delivery cursors
+
+    func resetCursors(session: String) throws {
+        try run("DELETE FROM session_cursors WHERE session_id = (SELECT id FROM sessions WHERE session_id = \(session))")
+        try addMissingCursors(session: session)
+    }
+
+    func addMissingCursors(session: String) throws {
+        try run(
+            """
+            INSERT INTO session_cursors (session_id, room_id, seq)
+                SELECT s.id, r.id, r.seq FROM sessions s
+                JOIN members m ON m.user_id = s.user_id
+                JOIN rooms r ON r.id = m.room_id AND r.closed_at IS NULL
+                WHERE s.session_id = \(session)
+            ON CONFLICT DO NOTHING
+            """)
+    }
+
+    func follow(room: Int64, user: Int64, after seq: UInt64) throws {
+        try run(
+            """
+            INSERT INTO session_cursors (session_id, room_id, seq) SELECT id, \(room), \(Int64(bitPattern: seq)) FROM sessions WHERE user_id = \(user)
+            ON CONFLICT (session_id, room_id) DO UPDATE SET seq = excluded.seq
+            """)
+    }
+
+    func unfollow(room: Int64, user: Int64) throws {
+        try run("DELETE FROM session_cursors WHERE room_id = \(room) AND session_id IN (SELECT id FROM sessions WHERE user_id = \(user))")
+    }
+
+    func cursors(session: String) throws -> [IPCRoomCursor] {
+        try rows(
+            """
+            SELECT r.room_id, c.seq FROM session_cursors c JOIN rooms r ON r.id = c.room_id
+            WHERE c.session_id = (SELECT id FROM sessions WHERE session_id = \(session)) AND r.closed_at IS NULL ORDER BY r.id
+            """
+        ).map { row in
+            let (roomId, seq) = try row.decode((String, Int64).self)
+            var cursor = IPCRoomCursor()
+            cursor.roomID = roomId
+            cursor.seq = UInt64(bitPattern: seq)
+            return cursor
+        }
+    }
+
+    // MARK: Room event log
+
+    func appendRoomEvent(room: Int64, seq: UInt64, body: [UInt8], now: Int64) throws {
+        try run("INSERT INTO room_events (room_id, seq, body, created_at) VALUES (\(room), \(Int64(bitPattern: seq)), \(Data(body)), \(now))")
+    }
+
+    func roomEvents(roomId: String, after seq: UInt64, limit: Int) throws -> RoomEventRange? {
+        guard let room = try rows("SELECT id, seq, closed_at IS NOT NULL FROM rooms WHERE room_id = \(roomId)").first else { return nil }
+        let (rowId, head, closed) = try room.decode((Int64, Int64, Bool).self)
+        let bodies = try rows(
+            "SELECT body FROM room_events WHERE room_id = \(rowId) AND seq > \(Int64(bitPattern: seq)) ORDER BY seq LIMIT \(Int64(limit))"
+        ).map { [UInt8](try $0.decode(Data.self)) }
+        return RoomEventRange(head: UInt64(bitPattern: head), closed: closed, bodies: bodies)
+    }
+
+    func deleteRoomEvents(before cutoff: Int64) throws -> Int {
+        try run("DELETE FROM room_events WHERE created_at < \(cutoff)")
+    }
+
+    // MARK: Request results
+
+    func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]? {
+        try rows(
+            """
+            SELECT r.response FROM request_results r JOIN sessions s ON s.id = r.session_id
+            WHERE s.session_id = \(session) AND r.nonce = \(Data(nonce))
+            """
+        ).first.map { [UInt8](try $0.decode(Data.self)) }
+    }
+
+    func recordRequestResult(session: String, nonce: [UInt8], response: [UInt8], now: Int64) throws {
+        try run(
+            """
+            INSERT INTO request_results (session_id, nonce, response, created_at)
+                SELECT id, \(Data(nonce)), \(Data(response)), \(now) FROM sessions WHERE session_id = \(session)
+            ON CONFLICT DO NOTHING
+            """)
+    }
+
+    func deleteRequestResults(before cutoff: Int64) throws -> Int {
+        try run("DELETE FROM request_results WHERE created_at < \(cutoff)")
+    }
+
+    // MARK: Users
+
+    private static let userColumns = "id, user_id, email, name, password_hash, is_admin"
+
+    private func userRow(_ row: PostgresRow) throws -> UserRow {
+        let (rowId, userId, email, name, hash, isAdmin) = try row.decode((Int64, String, String, String, String?, Bool).self)
+        return UserRow(rowId: rowId, userId: userId, email: email, name: name, passwordHash: hash, isAdmin: isAdmin)
+    }
+
+    func user(email: String) throws -> UserRow? {
+        try rows("SELECT \(unescaped: Self.userColumns) FROM users WHERE email = \(email)").first.map(userRow)
+    }
+
+    func user(rowId: Int64) throws -> UserRow? {
+        try rows("SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(rowId)").first.map(userRow)
+    }
+
+    func insertUser(userId: String, email: String, name: String, now: Int64) throws -> UserRow {
+        let row = try rows(
+            "INSERT INTO users (user_id, email, name, created_at, last_active_at) VALUES (\(userId), \(email), \(name), \(now), \(now)) RETURNING id")
+        guard let id = try row.first?.decode(Int64.self) else { throw StoreFailure("PostgreSQL returned no id for a new user") }
+        return UserRow(rowId: id, userId: userId, email: email, name: name, passwordHash: nil, isAdmin: false)
+    }
+
+    func touchUser(rowId: Int64, now: Int64) throws {
+        try run("UPDATE users SET last_active_at = \(now) WHERE id = \(rowId)")
+    }
+
+    func setPasswordHash(user: Int64, hash: String?) throws {
+        try run("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
+    }
+
+    func allUsers() throws -> [UserRow] {
+        try rows("SELECT \(unescaped: Self.userColumns) FROM users ORDER BY email").map(userRow)
+    }
+
+    func deleteUser(email: String) throws -> Int? {
+        guard let user = try user(email: email) else { return nil }
+        let messages = try rows("SELECT count(*) FROM messages WHERE user_id = \(user.rowId)").first?.decode(Int64.self) ?? 0
+        try run("DELETE FROM users WHERE id = \(user.rowId)")
+        return Int(messages)
+    }
+
+    // MARK: Rooms
+
+    private func roomRow(_ row: PostgresRow) throws -> RoomRow {
+        let (rowId, roomId, name, active) = try row.decode((Int64, String, String, Int64).self)
+        return RoomRow(rowId: rowId, roomId: roomId, name: name, lastActiveAt: active)
+    }
+
+    func room(roomId: String) throws -> RoomRow? {
+        try rows("SELECT id, room_id, name, last_active_at FROM rooms WHERE room_id = \(roomId) AND closed_at IS NULL").first.map(roomRow)
+    }
+
+    func roomNameTaken(_ name: String) throws -> Bool {
+        try !rows("SELECT 1 FROM rooms WHERE name = \(name) AND closed_at IS NULL").isEmpty
+    }
+
+    func insertRoom(roomId: String, name: String, now: Int64) throws -> RoomRow {
+        let row = try rows(
+            "INSERT INTO rooms (room_id, name, created_at, last_active_at) VALUES (\(roomId), \(name), \(now), \(now)) RETURNING id")
+        guard let id = try row.first?.decode(Int64.self) else { throw StoreFailure("PostgreSQL returned no id for a new room") }
+        return RoomRow(rowId: id, roomId: roomId, name: name, lastActiveAt: now)
+    }
+
+    func publicRooms() throws -> [IPCRoomSummary] {
+        try rows("SELECT room_id, name, last_active_at FROM rooms WHERE closed_at IS NULL AND NOT is_private ORDER BY id").map { row in
+            let (roomId, name, active) = try row.decode((String, String, Int64).self)
+            var summary = IPCRoomSummary()
+            summary.roomID = roomId
+            summary.name = name
+            summary.lastActiveAt = active
+            return summary
+        }
+    }
+
+    func currentRoom(user: Int64) throws -> RoomRow? {
+        try rows(
+            """
+            SELECT r.id, r.room_id, r.name, r.last_active_at FROM rooms r JOIN members m ON m.room_id = r.id
+            WHERE m.user_id = \(user) AND r.closed_at IS NULL ORDER BY r.last_active_at DESC, r.id DESC LIMIT 1
+            """
+        ).first.map(roomRow)
+    }
+
+    func touchRoom(_ room: Int64, now: Int64) throws {
+        try run("UPDATE rooms SET last_active_at = \(now) WHERE id = \(room)")
+    }
+
+    func nextSequence(room: Int64) throws -> UInt64 {
+        // The row lock this takes is held to commit: another writer's next
+        // number waits for this transaction, so numbers follow commit order.
+        let row = try rows("UPDATE rooms SET seq = seq + 1 WHERE id = \(room) RETURNING seq")
+        return UInt64(bitPattern: try row.first?.decode(Int64.self) ?? 0)
+    }
+
+    func closeRoom(_ room: Int64, now: Int64) throws {
+        try run("UPDATE rooms SET closed_at = \(now) WHERE id = \(room)")
+    }
+
+    // MARK: Members
+
+    func isMember(room: Int64, user: Int64) throws -> Bool {
+        try !rows("SELECT 1 FROM members WHERE room_id = \(room) AND user_id = \(user)").isEmpty
+    }
+
+    func addMember(room: Int64, user: Int64, isAdmin: Bool, now: Int64) throws {
+        try run("INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (\(room), \(user), \(isAdmin), \(now))")
+    }
+
+    func removeMember(room: Int64, user: Int64) throws {
+        try run("DELETE FROM members WHERE room_id = \(room) AND user_id = \(user)")
+    }
+
+    func members(room: Int64) throws -> [IPCMemberItem] {
+        try rows(
+            """
+            SELECT u.user_id, u.name, m.is_admin, m.joined_at FROM members m JOIN users u ON u.id = m.user_id
+            WHERE m.room_id = \(room) ORDER BY u.name, u.id
+            """
+        ).map { row in
+            let (userId, name, isAdmin, joined) = try row.decode((String, String, Bool, Int64).self)
+            var member = IPCMemberItem()
+            member.userID = userId
+            member.name = name
+            member.isAdmin = isAdmin
+            member.joinedAt = joined
+            return member
+        }
+    }
+
+    func memberUserIds(room: Int64) throws -> [String] {
+        try rows("SELECT u.user_id FROM members m JOIN users u ON u.id = m.user_id WHERE m.room_id = \(room)").map { try $0.decode(String.self) }
+    }
+
+    // MARK: Messages
+
+    func insertMessage(room: Int64, user: Int64, content: String, isAnnouncement: Bool, now: Int64) throws -> Int64 {
+        let row = try rows(
+            """
+            INSERT INTO messages (room_id, user_id, content, is_announcement, created_at)
+            VALUES (\(room), \(user), \(content), \(isAnnouncement), \(now)) RETURNING id
+            """)
+        guard let id = try row.first?.decode(Int64.self) else { throw StoreFailure("PostgreSQL returned no id for a new message") }
+        return id
+    }
+
+    func history(room: Int64, limit: Int) throws -> [IPCHistoryItem] {
+        try rows(
+            """
+            SELECT * FROM (
+                SELECT m.id, u.user_id, u.name, m.content, m.created_at FROM messages m JOIN users u ON u.id = m.user_id
+                WHERE m.room_id = \(room) ORDER BY m.id DESC LIMIT \(Int64(limit))
+            ) newest ORDER BY id
+            """
+        ).map { row in
+            let (id, userId, name, content, created) = try row.decode((Int64, String, String, String, Int64).self)
+            var item = IPCHistoryItem()
+            item.messageID = id
+            item.userID = userId
+            item.name = name
+            item.content = content
+            item.timestamp = created
+            return item
+        }
+    }
+
+    func latestMessage(room: Int64) throws -> (user: Int64, generated: Bool)? {
+        guard let row = try rows("SELECT user_id, is_announcement FROM messages WHERE room_id = \(room) ORDER BY id DESC LIMIT 1").first
+        else { return nil }
+        let (user, generated) = try row.decode((Int64, Bool).self)
+        return (user, generated)
+    }
+
+    func context(room: Int64, limit: Int) throws -> [IPCContextMessage] {
+        try rows(
+            """
+            SELECT * FROM (
+                SELECT m.id, u.name, m.content, m.is_announcement FROM messages m JOIN users u ON u.id = m.user_id
+                WHERE m.room_id = \(room) ORDER BY m.id DESC LIMIT \(Int64(limit))
+            ) newest ORDER BY id
+            """
+        ).map { row in
+            let (_, name, content, generated) = try row.decode((Int64, String, String, Bool).self)
+            var message = IPCContextMessage()
+            message.name = name
+            message.content = content
+            message.generated = generated
+            return message
+        }
+    }
+
+    // MARK: AI jobs
+
+    private static let jobColumns = "job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at"
+
+    private func jobRow(_ row: PostgresRow) throws -> JobRow {
+        let (jobId, room, user, session, mode, request, state, created, deadline) = try row.decode(
+            (String, Int64, Int64, String, String, Data, String, Int64, Int64).self)
+        return JobRow(
+            jobId: jobId, roomRowId: room, userRowId: user, sessionId: session, mode: mode, request: [UInt8](request), state: state,
+            createdAt: created, deadlineAt: deadline)
+    }
+
+    func insertJob(_ job: JobRow) throws {
+        try run(
+            """
+            INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at)
+            VALUES (\(job.jobId), \(job.roomRowId), \(job.userRowId), \(job.sessionId), \(job.mode), \(Data(job.request)), \(job.state),
+                \(job.createdAt), \(job.deadlineAt))
+            """)
+    }
+
+    func job(id: String) throws -> JobRow? {
+        try rows("SELECT \(unescaped: Self.jobColumns) FROM ai_jobs WHERE job_id = \(id)").first.map(jobRow)
+    }
+
+    func queuedJobs() throws -> [JobRow] {
+        try rows("SELECT \(unescaped: Self.jobColumns) FROM ai_jobs WHERE state = 'queued' ORDER BY id").map(jobRow)
+    }
+
+    func hasQueuedJob(room: Int64, user: Int64, mode: String) throws -> Bool {
+        try !rows("SELECT 1 FROM ai_jobs WHERE room_id = \(room) AND user_id = \(user) AND mode = \(mode) AND state = 'queued'").isEmpty
+    }
+
+    func deleteEndedJobs(before cutoff: Int64) throws -> Int {
+        try run("DELETE FROM ai_jobs WHERE state != 'queued' AND finished_at < \(cutoff)")
+    }
+
+    func finishJob(id: String, state: String, messageId: Int64?, error: String?, now: Int64) throws -> Bool {
+        try run(
+            """
+            UPDATE ai_jobs SET state = \(state), message_id = \(messageId), error = \(error), finished_at = \(now)
+            WHERE job_id = \(id) AND state = 'queued'
+            """) == 1
+    }
+}
