@@ -33,6 +33,7 @@ final class EventStream: Sendable {
             for var event in events {
                 do {
                     event.eventID = lastId + 1
+                    event.run = run
                     publisher.publish(topic: Self.topic, body: try event.serializedBytes())
                     lastId += 1
                 } catch {
@@ -49,6 +50,7 @@ final class EventStream: Sendable {
             mark.run = run
             mark.lastEventID = lastId
             var event = IPCEvent()
+            event.run = run
             event.mark = mark
             publisher.publish(topic: Self.topic, body: (try? event.serializedBytes()) ?? [])
         }

@@ -62,6 +62,13 @@ struct Serve: AsyncParsableCommand {
             timing.heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
             timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
             let database = try StoreDatabase.location(settings)
+            if common.storeBind.isEmpty || common.eventsBind.isEmpty {
+                throw ConfigurationError(
+                    "STORE_ENDPOINT or EVENTS_ENDPOINT lists several stores: set this store's own STORE_BIND and EVENTS_BIND")
+            }
+            if case .sqlite = database, common.storeEndpoint.contains(",") {
+                throw ConfigurationError("STORE_ENDPOINT lists several stores, which share one database: set DATABASE_URL (PostgreSQL)")
+            }
             let backend = try StoreDatabase.open(database, logger: logger)
             try SocketDirectory.prepare(binding: [common.storeBind, common.eventsBind, common.jobsBind])
             reactor = ZMQReactor(context: ZMQContext(security: try common.planeSecurity(for: .store)), name: "store-zmq")

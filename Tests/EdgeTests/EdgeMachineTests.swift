@@ -73,15 +73,16 @@ import Testing
             return out.datagrams
         }
 
-        mutating func publish(id: UInt64 = 0, _ kind: (inout IPCEvent) -> Void) {
+        mutating func publish(id: UInt64 = 0, run: String = "run-a", _ kind: (inout IPCEvent) -> Void) {
             var event = IPCEvent()
             event.eventID = id
+            event.run = run
             kind(&event)
             machine.published(event, time, &out)
         }
 
         mutating func mark(_ run: String, _ last: UInt64) {
-            publish {
+            publish(run: run) {
                 var mark = IPCStreamMark()
                 mark.run = run
                 mark.lastEventID = last
@@ -246,6 +247,36 @@ import Testing
         h.answerStore(.loadPage(after: "", resync: true)) { $0.loadedSessions = IPCLoadedSessions() }
         h.mark("run-b", 0)  // the store restarted
         #expect(h.takeStoreCalls().contains { if case .loadPage = $0.call { true } else { false } })
+    }
+
+    /// Several stores each publish a stream of their own: interleaved, each
+    /// in order, they are no gap; a gap in one of them is read from the
+    /// database; a store that starts is a new stream.
+    @Test func theStreamsOfSeveralStoresAreFollowedEachByItsOwnNumbers() throws {
+        var h = try Harness()
+        let client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 1), client.cipher)], events: [Self.message(1)])
+        func resynchronised() -> Bool {
+            let calls = h.takeStoreCalls()
+            for call in calls {
+                if case .loadPage = call.call { h.answerStore(call.call) { $0.loadedSessions = IPCLoadedSessions() } }
+            }
+            return calls.contains { if case .loadPage = $0.call { true } else { false } }
+        }
+        h.mark("run-a", 7)
+        #expect(resynchronised())
+        h.mark("run-b", 3)
+        #expect(resynchronised(), "a second store: what it published before is read")
+        h.publish(id: 8, run: "run-a") { $0.room = Self.message(2) }
+        h.publish(id: 4, run: "run-b") { $0.room = Self.message(3) }
+        h.publish(id: 9, run: "run-a") { $0.room = Self.message(4) }
+        h.mark("run-a", 9)
+        h.mark("run-b", 4)
+        #expect(!resynchronised(), "two streams interleaved, each in order")
+        h.publish(id: 6, run: "run-b") { $0.room = Self.message(5) }  // run-b's event 5 was lost
+        #expect(resynchronised())
+        h.mark("run-c", 0)
+        #expect(resynchronised(), "a store started")
     }
 
     @Test func aResynchronisationUnwrapsOnlyTheKeysOfSessionsNewToTheEdge() throws {

@@ -156,6 +156,22 @@ final class TestSystem: Sendable {
         edgePort.value = bound
     }
 
+    /// Starts another udpchat-store on this system's PostgreSQL database,
+    /// with sockets of its own; returns it with its request and event endpoints.
+    func startStore(_ name: String) async throws -> (process: ProgramProcess, store: String, events: String) {
+        let store = "ipc://\(root.path)/run/\(name).sock"
+        let events = "ipc://\(root.path)/run/\(name)-events.sock"
+        var environment = self.environment
+        environment["STORE_BIND"] = store
+        environment["EVENTS_BIND"] = events
+        environment["JOBS_BIND"] = "ipc://\(root.path)/run/\(name)-jobs.sock"
+        let process = try ProgramProcess(
+            name: name, executable: binaries.appendingPathComponent("udpchat-store"), environment: environment, directory: root)
+        extraProcesses.value.append(process)
+        _ = try await process.waitForLine(startingWith: "udpchat-store ready")
+        return (process, store, events)
+    }
+
     /// Stops the edge with `signal` and starts it again on the same port.
     func restartEdge(signal: Int32 = SIGKILL) async throws {
         let port = self.port

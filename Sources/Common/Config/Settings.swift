@@ -37,14 +37,18 @@ extension Setting {
     public static let keysEndpoint = Setting(
         "KEYS_ENDPOINT", default: "ipc://$RUN_DIR/keys.sock", "Where udpchat-keys serves RPC (ipc:// or tcp://host:port).")
     public static let storeEndpoint = Setting(
-        "STORE_ENDPOINT", default: "ipc://$RUN_DIR/store.sock", "Where udpchat-store serves RPC.")
+        "STORE_ENDPOINT", default: "ipc://$RUN_DIR/store.sock",
+        "Where udpchat-store serves RPC; with several stores (PostgreSQL), a comma-separated list the edge spreads requests over.")
     public static let eventsEndpoint = Setting(
-        "EVENTS_ENDPOINT", default: "ipc://$RUN_DIR/events.sock", "Where udpchat-store publishes events.")
+        "EVENTS_ENDPOINT", default: "ipc://$RUN_DIR/events.sock",
+        "Where udpchat-store publishes events; with several stores, a comma-separated list the edge subscribes to.")
     public static let keysBind = Setting(
         "KEYS_BIND", default: "$KEYS_ENDPOINT",
         "Address udpchat-keys binds, when it differs from the one clients connect to (tcp://0.0.0.0:PORT).")
-    public static let storeBind = Setting("STORE_BIND", default: "$STORE_ENDPOINT", "Address udpchat-store binds for RPC.")
-    public static let eventsBind = Setting("EVENTS_BIND", default: "$EVENTS_ENDPOINT", "Address udpchat-store binds for events.")
+    public static let storeBind = Setting(
+        "STORE_BIND", default: "$STORE_ENDPOINT", "Address udpchat-store binds for RPC (required when STORE_ENDPOINT is a list).")
+    public static let eventsBind = Setting(
+        "EVENTS_BIND", default: "$EVENTS_ENDPOINT", "Address udpchat-store binds for events (required when EVENTS_ENDPOINT is a list).")
     public static let jobsEndpoint = Setting(
         "JOBS_ENDPOINT", default: "ipc://$RUN_DIR/jobs.sock", "Where udpchat-store hands AI jobs to udpchat-ai workers.")
     public static let jobsBind = Setting("JOBS_BIND", default: "$JOBS_ENDPOINT", "Address udpchat-store binds for AI workers.")
@@ -290,12 +294,21 @@ public struct CommonSettings: Sendable {
         storeEndpoint = settings.string(.storeEndpoint, default: "ipc://\(runDir)/store.sock")
         eventsEndpoint = settings.string(.eventsEndpoint, default: "ipc://\(runDir)/events.sock")
         keysBind = settings.string(.keysBind, default: keysEndpoint)
-        storeBind = settings.string(.storeBind, default: storeEndpoint)
-        eventsBind = settings.string(.eventsBind, default: eventsEndpoint)
+        // With several stores the edge's endpoints are lists, and each store
+        // names its own addresses.
+        let severalStores = storeEndpoint.contains(",") || eventsEndpoint.contains(",")
+        storeBind = settings.string(.storeBind, default: severalStores ? "" : storeEndpoint)
+        eventsBind = settings.string(.eventsBind, default: severalStores ? "" : eventsEndpoint)
         jobsEndpoint = settings.string(.jobsEndpoint, default: "ipc://\(runDir)/jobs.sock")
         jobsBind = settings.string(.jobsBind, default: jobsEndpoint)
         curveDir = settings.string(.curveDir, default: keysDir + "/curve")
-        for endpoint in [keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind, eventsBind, jobsEndpoint, jobsBind] {
+        for endpoint in [keysEndpoint, keysBind, jobsEndpoint, jobsBind] {
+            try Endpoint.validate(endpoint)
+        }
+        _ = try Endpoint.list(storeEndpoint)
+        _ = try Endpoint.list(eventsEndpoint)
+        for (setting, endpoint) in [(Setting.storeBind, storeBind), (.eventsBind, eventsBind)] where !endpoint.isEmpty {
+            guard !endpoint.contains(",") else { throw ConfigurationError("\(setting.name)=\(endpoint): a store binds one address") }
             try Endpoint.validate(endpoint)
         }
         rpcTimeout = .milliseconds(try settings.int(.rpcTimeout, default: 3000, range: 50...600_000))

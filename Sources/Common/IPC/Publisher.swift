@@ -65,7 +65,14 @@ public final class Publisher: @unchecked Sendable {
 public final class Subscriber: @unchecked Sendable {
     public typealias Handler = @Sendable (_ topic: String, _ body: [UInt8]) -> Void
 
-    public init(reactor: ZMQReactor, endpoint: String, topics: [String] = [""], logger: Logger, handler: @escaping Handler)
+    public convenience init(reactor: ZMQReactor, endpoint: String, topics: [String] = [""], logger: Logger, handler: @escaping Handler)
+        throws
+    {
+        try self.init(reactor: reactor, endpoints: [endpoint], topics: topics, logger: logger, handler: handler)
+    }
+
+    /// Subscribes to every one of `endpoints` (several stores' streams, interleaved).
+    public init(reactor: ZMQReactor, endpoints: [String], topics: [String] = [""], logger: Logger, handler: @escaping Handler)
         throws
     {
         let socket = try ZMQSocket(context: reactor.context, type: ZMQ_SUB)
@@ -74,7 +81,7 @@ public final class Subscriber: @unchecked Sendable {
         try socket.set(ZMQ_RECONNECT_IVL, 100)
         try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
         for topic in topics { try socket.set(ZMQ_SUBSCRIBE, bytes: Array(topic.utf8)) }
-        try socket.connect(endpoint)
+        for endpoint in endpoints { try socket.connect(endpoint) }
         reactor.add(Driver(socket: socket, logger: logger, handler: handler))
     }
 

@@ -35,7 +35,15 @@ public final class RPCClient: @unchecked Sendable {
     }
 
     /// Connects to `endpoint`. `name` names the peer in logs.
-    public init(reactor: ZMQReactor, endpoint: String, name: String, logger: Logger) throws {
+    public convenience init(reactor: ZMQReactor, endpoint: String, name: String, logger: Logger) throws {
+        try self.init(reactor: reactor, endpoints: [endpoint], name: name, logger: logger)
+    }
+
+    /// Connects to every one of `endpoints` (several servers of one kind):
+    /// requests go round-robin to those connected, so a server that stops
+    /// gets no new ones, and a request sent again after a timeout goes to
+    /// the next.
+    public init(reactor: ZMQReactor, endpoints: [String], name: String, logger: Logger) throws {
         self.reactor = reactor
         self.peerName = name
         let socket = try ZMQSocket(context: reactor.context, type: ZMQ_DEALER)
@@ -43,7 +51,7 @@ public final class RPCClient: @unchecked Sendable {
         try socket.set(ZMQ_IMMEDIATE, 1)
         try socket.set(ZMQ_RECONNECT_IVL, 100)
         try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
-        try socket.connect(endpoint)
+        for endpoint in endpoints { try socket.connect(endpoint) }
         driver = Driver(socket: socket, name: name, logger: logger)
         driver.client = self
         reactor.add(driver)

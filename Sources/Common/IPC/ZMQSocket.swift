@@ -170,6 +170,14 @@ public enum Endpoint {
         }
     }
 
+    /// The endpoints of a comma-separated list (several stores), each checked.
+    public static func list(_ text: String) throws -> [String] {
+        let endpoints = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !endpoints.isEmpty else { throw ConfigurationError("an empty endpoint list") }
+        for endpoint in endpoints { try validate(endpoint) }
+        return endpoints
+    }
+
     /// The directory of an `ipc://` endpoint's socket file, if it has one.
     public static func ipcDirectory(_ endpoint: String) -> String? {
         guard endpoint.hasPrefix("ipc://") else { return nil }

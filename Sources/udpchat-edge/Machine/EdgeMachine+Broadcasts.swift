@@ -14,7 +14,7 @@ extension EdgeMachine {
         case nil:
             return
         default:
-            noteEventId(event.eventID, now, &out)
+            noteEventId(event, now, &out)
         }
         switch event.kind {
         case .room(let room):
@@ -86,31 +86,44 @@ extension EdgeMachine {
     /// Events are numbered by the store one by one: a number skipped means
     /// an event this edge never received (ZeroMQ drops what is published
     /// while a subscriber reconnects).
-    private mutating func noteEventId(_ id: UInt64, _ now: EdgeTime, _ out: inout EdgeOutput) {
-        defer { lastEventId = id }
-        guard streamRun != nil, lastEventId != 0, id != lastEventId + 1 else { return }
-        if id < lastEventId {
-            logger.info("the store's events start again at \(id): it restarted; reading what was missed")
+    private mutating func noteEventId(_ event: IPCEvent, _ now: EdgeTime, _ out: inout EdgeOutput) {
+        let id = event.eventID
+        // A stream seen only through its events so far: its first mark says
+        // whether anything came before.
+        guard let last = streams[event.run]?.lastEventId else { return }
+        streams[event.run]!.lastEventId = id
+        guard id != last + 1 else { return }
+        if id < last {
+            logger.info("a store's events start again: it restarted; reading what was missed", metadata: ["run": "\(event.run)", "id": "\(id)"])
         } else {
-            logger.info("events \(lastEventId + 1) to \(id - 1) missed: reading them from the store")
+            logger.info("events missed: reading them from the store", metadata: ["run": "\(event.run)", "from": "\(last + 1)", "to": "\(id - 1)"])
         }
         resynchronise(now, &out)
     }
 
-    /// The store's mark: a new run (the store restarted, or this edge just
-    /// subscribed) or a last event this edge never received means events
-    /// were missed.
+    /// A store's mark: a new run (a store started or restarted, or this edge
+    /// just subscribed) or a last event this edge never received means
+    /// events were missed. Each store publishes a stream of its own.
     private mutating func streamMark(_ mark: IPCStreamMark, _ now: EdgeTime, _ out: inout EdgeOutput) {
-        if mark.run != streamRun {
-            if streamRun != nil { logger.info("the store restarted: reading what was missed") }
-            streamRun = mark.run
-            lastEventId = mark.lastEventID
+        guard let known = streams[mark.run] else {
+            if !streams.isEmpty { logger.info("a store started: reading what was missed", metadata: ["run": "\(mark.run)"]) }
+            streams[mark.run] = EventStreamState(lastEventId: mark.lastEventID, lastMark: now.monotonic)
             resynchronise(now, &out)
-        } else if mark.lastEventID > lastEventId {
-            logger.info("events missed (last received \(lastEventId), published \(mark.lastEventID)): reading them")
-            lastEventId = mark.lastEventID
+            return
+        }
+        streams[mark.run]!.lastMark = now.monotonic
+        if mark.lastEventID > known.lastEventId {
+            logger.info(
+                "events missed: reading them", metadata: ["run": "\(mark.run)", "received": "\(known.lastEventId)", "published": "\(mark.lastEventID)"])
+            streams[mark.run]!.lastEventId = mark.lastEventID
             resynchronise(now, &out)
         }
+    }
+
+    /// Forgets the streams of stores that stopped publishing marks.
+    mutating func forgetSilentStreams(_ now: EdgeTime) {
+        let cutoff = Self.before(now.monotonic, Self.streamSilence)
+        streams = streams.filter { $0.value.lastMark >= cutoff }
     }
 
     // MARK: - Carrying out the delivery engine's decisions

@@ -43,6 +43,9 @@ struct EdgeMachine {
     static let repliesKept: UInt64 = 30_000_000_000
     /// A session not logged in stays in memory this long after its last packet.
     static let anonymousIdle: UInt64 = 120_000_000_000
+    /// A store's stream with no mark for this long is forgotten (the store
+    /// stopped; marks come every half second).
+    static let streamSilence: UInt64 = 30_000_000_000
 
     let settings: EdgeSettings
     let logger: Logger
@@ -65,9 +68,8 @@ struct EdgeMachine {
     /// the client sends it again to the next edge.
     var draining = false
 
-    /// The store's event stream as this edge has seen it (``IPCStreamMark``).
-    var streamRun: String?
-    var lastEventId: UInt64 = 0
+    /// Each store's event stream as this edge has seen it, by run (``IPCStreamMark``).
+    var streams: [String: EventStreamState] = [:]
     /// Loading sessions (at start or to resynchronise) is under way, and
     /// whether another resynchronisation was asked for meanwhile.
     var loadingSessions = false
@@ -186,6 +188,7 @@ struct EdgeMachine {
             table.update(index) { $0.replay.compact() }
             freed += 1
         }
+        forgetSilentStreams(now)
         delivery.pruneRooms()
         // What those sessions held goes back to the system, not only to the allocator.
         if freed >= Self.trimAfter { MemoryTrim.releaseFreeMemory() }
@@ -213,4 +216,11 @@ struct EdgeMachine {
     static func isIdentifier(_ text: String) -> Bool {
         text.utf8.count == 2 * WireSpec.idBytes && Hex.decode(text) != nil
     }
+}
+
+/// Where one store's event stream stands for this edge.
+struct EventStreamState {
+    var lastEventId: UInt64
+    /// Monotonic time of its last mark.
+    var lastMark: UInt64
 }

@@ -54,16 +54,18 @@ struct EdgeCommand: AsyncParsableCommand {
         let ops: OpsServer
         do {
             let timeout = settings.common.rpcTimeout
-            try SocketDirectory.check([settings.common.keysEndpoint, settings.common.storeEndpoint, settings.common.eventsEndpoint])
+            let stores = try Endpoint.list(settings.common.storeEndpoint)
+            let streams = try Endpoint.list(settings.common.eventsEndpoint)
+            try SocketDirectory.check([settings.common.keysEndpoint] + stores + streams)
             let keys = KeysClient(
                 rpc: try RPCClient(reactor: reactor, endpoint: settings.common.keysEndpoint, name: "udpchat-keys", logger: logger),
                 timeout: timeout)
             let store = StoreClient(
-                rpc: try RPCClient(reactor: reactor, endpoint: settings.common.storeEndpoint, name: "udpchat-store", logger: logger),
+                rpc: try RPCClient(reactor: reactor, endpoints: stores, name: "udpchat-store", logger: logger),
                 timeout: timeout)
             let loop = group.next()
             server = EdgeServer(settings: settings, loop: loop, keys: keys, store: store, logger: logger)
-            _ = try Subscriber(reactor: reactor, endpoint: settings.common.eventsEndpoint, logger: logger) { _, body in
+            _ = try Subscriber(reactor: reactor, endpoints: streams, logger: logger) { _, body in
                 server.eventArrived(body)
             }
             let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one

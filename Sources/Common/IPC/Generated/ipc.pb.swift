@@ -1369,6 +1369,10 @@ public nonisolated struct IPCEvent: Sendable {
   /// Increases by one with every event the store publishes.
   public var eventID: UInt64 = 0
 
+  /// The run of the store that published it: with several stores each
+  /// publishes a stream of its own, and a subscriber follows each by run.
+  public var run: String = String()
+
   public var kind: IPCEvent.OneOf_Kind? = nil
 
   public var room: IPCRoomEvent {
@@ -4531,7 +4535,7 @@ nonisolated extension IPCProtocolError: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{2}\u{9}room\0\u{1}user\0\u{3}room_list\0\u{3}session_notice\0\u{1}mark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{1}run\0\u{2}\u{8}room\0\u{1}user\0\u{3}room_list\0\u{3}session_notice\0\u{1}mark\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4540,6 +4544,7 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.eventID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.run) }()
       case 10: try {
         var v: IPCRoomEvent?
         var hadOneofValue = false
@@ -4618,6 +4623,9 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if self.eventID != 0 {
       try visitor.visitSingularUInt64Field(value: self.eventID, fieldNumber: 1)
     }
+    if !self.run.isEmpty {
+      try visitor.visitSingularStringField(value: self.run, fieldNumber: 2)
+    }
     switch self.kind {
     case .room?: try {
       guard case .room(let v)? = self.kind else { preconditionFailure() }
@@ -4646,6 +4654,7 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
 
   public static func ==(lhs: IPCEvent, rhs: IPCEvent) -> Bool {
     if lhs.eventID != rhs.eventID {return false}
+    if lhs.run != rhs.run {return false}
     if lhs.kind != rhs.kind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
