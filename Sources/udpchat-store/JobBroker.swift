@@ -55,6 +55,7 @@ final class JobBroker: Sendable {
         }
         defer { ticker.cancel() }
         var lastHeartbeat: UInt64 = 0
+        var lastLeaseRenewal = MonotonicClock.now()
         for await event in mailbox {
             let now = MonotonicClock.now()
             switch event {
@@ -68,6 +69,10 @@ final class JobBroker: Sendable {
                 await received(body, from: peer, now: now, service: service, queue: &queue)
             case .tick:
                 await perform(queue.tick(now: now), service: service, queue: &queue)
+                if now &- lastLeaseRenewal >= service.aiPolicy.owner.renewEvery.nanoseconds {
+                    lastLeaseRenewal = now
+                    await holdJobs(service: service, queue: &queue)
+                }
                 if now &- lastHeartbeat >= timing.heartbeat.nanoseconds {
                     lastHeartbeat = now
                     var message = IPCDispatcherMessage()
@@ -83,15 +88,41 @@ final class JobBroker: Sendable {
         JobQueue.Job(jobId: queued.row.jobId, payload: queued.job, deadline: deadline)
     }
 
+    /// At start: the queued jobs left by an earlier run of this store
+    /// (with SQLite, every one: no other store shares the file), or, with
+    /// several stores, those whose store's lease ran out.
     private func recover(service: StoreService, into queue: inout JobQueue) async {
+        let taken = await claim(service: service, all: service.backend is SQLiteBackend, into: &queue)
+        if taken > 0 { logger.info("queued \(taken) AI jobs again after a restart") }
+    }
+
+    /// Every few seconds: renews the lease of the jobs this store holds, and
+    /// takes the jobs of a store that stopped (their lease ran out).
+    private func holdJobs(service: StoreService, queue: inout JobQueue) async {
+        let owner = service.aiPolicy.owner
+        let until = Int64(Date().timeIntervalSince1970 * 1000) + owner.leaseMs
+        do {
+            _ = try await service.backend.write { tx in try tx.renewJobLeases(run: owner.run, until: until) }
+        } catch {
+            logger.warning("cannot renew the AI jobs' leases: \(error)")
+        }
+        let taken = await claim(service: service, all: false, into: &queue)
+        if taken > 0 { logger.info("took \(taken) AI jobs of a store that stopped") }
+    }
+
+    /// Claims queued jobs in the database and queues them; how many.
+    private func claim(service: StoreService, all: Bool, into queue: inout JobQueue) async -> Int {
+        let owner = service.aiPolicy.owner
+        let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
         let rows: [JobRow]
         do {
-            rows = try await service.backend.read { tx in try tx.queuedJobs() }
+            rows = try await service.backend.write { tx in
+                try tx.claimJobs(run: owner.run, now: wallNow, until: wallNow + owner.leaseMs, limit: Self.claimBatch, all: all)
+            }
         } catch {
-            logger.error("cannot read queued AI jobs: \(error)")
-            return
+            logger.error("cannot take queued AI jobs: \(error)")
+            return 0
         }
-        let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
         let now = MonotonicClock.now()
         for row in rows {
             guard row.deadlineAt > wallNow, let job = try? IPCAIJob(serializedBytes: row.request) else {
@@ -100,11 +131,16 @@ final class JobBroker: Sendable {
                 }
                 continue
             }
+            StoreMetrics.job("queued")
+            queuedAt.mutate { $0[row.jobId] = now }
             let remaining = UInt64(row.deadlineAt - wallNow) * 1_000_000
-            _ = queue.enqueue(Self.job(QueuedJob(row: row, job: job), deadline: now &+ remaining), now: now)
+            await perform(queue.enqueue(Self.job(QueuedJob(row: row, job: job), deadline: now &+ remaining), now: now), service: service, queue: &queue)
         }
-        if !rows.isEmpty { logger.info("queued \(rows.count) AI jobs again after a restart") }
+        return rows.count
     }
+
+    /// Implementation constant: jobs taken from the database at once.
+    static let claimBatch = 1000
 
     private func received(_ body: [UInt8], from peer: [UInt8], now: UInt64, service: StoreService, queue: inout JobQueue) async {
         guard let message = try? IPCWorkerMessage(serializedBytes: body) else {

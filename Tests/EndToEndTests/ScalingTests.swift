@@ -58,4 +58,38 @@ import Testing
             #expect(stored == (0..<20).map { "turn \($0)" } + (0..<10).map { "after \($0)" })
         }
     }
+
+    /// A store dies holding an AI job its worker was running: once the
+    /// job's lease in the database runs out, the other store takes it and
+    /// its worker answers; the reply is stored once and reaches the room.
+    @Test(.enabled(if: SystemDatabase.available.contains(.postgres), "needs UDPCHAT_TEST_POSTGRES (scripts/test.sh starts a server)"))
+    func anAIJobOfAStoreThatDiesIsAnsweredThroughAnother() async throws {
+        try await withSystem(settings: AIJobTests.fast.merging(["RPC_TIMEOUT_MS": "1000"]) { $1 }, database: .postgres) { system in
+            let second = try await system.startStore("store2")
+            let first = (store: "ipc://\(system.root.path)/run/store.sock", events: "ipc://\(system.root.path)/run/events.sock")
+            // The first store's worker is stuck on a model that holds its reply; the second's answers at once.
+            let slow = try await system.startProvider("hold", reply: "from the stuck model", delay: 60, name: "slow")
+            let quick = try await system.startProvider("hold", reply: "after the takeover", delay: 0, name: "quick")
+            _ = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": slow.baseURL + "/v1"], name: "ai-first")
+            _ = try await system.startWorker(
+                ["AI_MODE": "gpt", "OPENAI_BASE_URL": quick.baseURL + "/v1", "JOBS_ENDPOINT": "ipc://\(system.root.path)/run/store2-jobs.sock"],
+                name: "ai-second")
+            // Requests go to the first store; events come from both.
+            let port = system.port
+            await system.edge.stop(signal: SIGTERM)
+            try await system.startEdge(port: port, extra: ["EVENTS_ENDPOINT": "\(first.events),\(second.events)"])
+            let scene = try await AIJobTests.Room(system)
+            try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
+            #expect(await waitUntil(within: .seconds(10)) { !slow.requests().isEmpty }, "the first store's worker runs the job")
+
+            await system.store.stop(signal: SIGKILL)
+            await system.edge.stop(signal: SIGTERM)
+            try await system.startEdge(port: port, extra: ["STORE_ENDPOINT": second.store, "EVENTS_ENDPOINT": second.events])
+            let reply = try #require(await scene.aiMessage(scene.bob, timeout: .seconds(45)))
+            #expect(reply.content == "after the takeover")
+            #expect(try await system.queryDatabase("SELECT count(*) FROM messages WHERE is_announcement") == "1")
+            #expect(try await system.queryDatabase("SELECT count(*) FROM ai_jobs WHERE state = 'queued'") == "0")
+            await scene.close()
+        }
+    }
 }

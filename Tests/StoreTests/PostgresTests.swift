@@ -121,3 +121,71 @@ import Testing
         #expect(throws: StoreFailure.self) { try DatabaseCopy.run(from: try source.sqlite, to: scratch.location, logger: Logger(label: "test")) }
     }
 }
+
+/// Queued AI jobs are held by one store process at a time, with a lease in
+/// the database (several stores share one).
+@Suite struct JobLeaseTests {
+    /// A job made through the store, held by the store's own run.
+    static func queuedJob(_ store: StoreHarness) async throws -> JobRow {
+        let (alice, _) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated.roomID
+        var request = IPCRequestAI()
+        request.roomID = room
+        request.content = "rewrite me"
+        _ = await store.call(alice, .requestAi(request))
+        return try #require(try await store.backend.read { tx in try tx.queuedJobs() }.first)
+    }
+
+    @Test(arguments: TestDatabase.available) func aJobIsTakenByAnotherStoreOnlyOnceItsLeaseRanOut(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
+        let job = try await Self.queuedJob(store)
+        #expect(job.leasedBy == store.service.aiPolicy.owner.run && job.leaseUntil > job.createdAt)
+        // Another store looks while the lease holds: nothing for it.
+        let early = try await store.backend.write { tx in
+            try tx.claimJobs(run: "other", now: job.leaseUntil - 1, until: job.leaseUntil + 15_000, limit: 10, all: false)
+        }
+        #expect(early.isEmpty)
+        // The holder renews: the lease moves on, and only its own.
+        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: job.leasedBy, until: job.leaseUntil + 5_000) } == 1)
+        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: "other", until: job.leaseUntil + 99_000) } == 0)
+        // The holder stopped renewing: once the lease ran out, the first store to look takes it, and only that one.
+        let late = job.leaseUntil + 5_001
+        let taken = try await store.backend.write { tx in try tx.claimJobs(run: "other", now: late, until: late + 15_000, limit: 10, all: false) }
+        #expect(taken.map(\.jobId) == [job.jobId] && taken.first?.leasedBy == "other")
+        let again = try await store.backend.write { tx in try tx.claimJobs(run: "third", now: late, until: late + 15_000, limit: 10, all: false) }
+        #expect(again.isEmpty)
+        let stored = try #require(try await store.backend.read { tx in try tx.queuedJobs() }.first)
+        #expect(stored.leasedBy == "other" && stored.leaseUntil == late + 15_000)
+        // An ended job is taken by nobody.
+        _ = try await store.backend.write { tx in try Operations.failJob(tx, jobId: job.jobId, reason: "x.", nowMs: late) }
+        let ended = try await store.backend.write { tx in try tx.claimJobs(run: "fourth", now: late + 99_000, until: late, limit: 10, all: true) }
+        #expect(ended.isEmpty)
+    }
+
+    /// Two stores looking at once on PostgreSQL each take different jobs.
+    @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func storesTakingJobsAtOnceNeverTakeTheSameOne() async throws {
+        let store = try StoreHarness(.postgres)
+        try await store.backend.write { tx in
+            let user = try tx.insertUser(userId: "u1", email: "alice@example.com", name: "alice", now: 1)
+            let room = try tx.insertRoom(roomId: "r1", name: "General", now: 1)
+            for index in 0..<40 {
+                try tx.insertJob(
+                    JobRow(
+                        jobId: "job-\(index)", roomRowId: room.rowId, userRowId: user.rowId, sessionId: "s", mode: "improve", request: [],
+                        state: "queued", createdAt: 1, deadlineAt: .max, leasedBy: "gone", leaseUntil: 2))
+            }
+        }
+        let location = try #require(store.scratch?.location)
+        let other = try PostgresBackend(location: location, logger: Logger(label: "test"))
+        let later = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
+        async let first = store.backend.write { tx in
+            (0..<8).flatMap { _ in (try? tx.claimJobs(run: "a", now: later, until: later + 1, limit: 5, all: false)) ?? [] }
+        }
+        async let second = other.write { tx in
+            (0..<8).flatMap { _ in (try? tx.claimJobs(run: "b", now: later, until: later + 1, limit: 5, all: false)) ?? [] }
+        }
+        let (a, b) = try await (first, second)
+        #expect(Set(a.map(\.jobId)).isDisjoint(with: b.map(\.jobId)))
+        #expect(a.count + b.count == 40, "\(a.count) + \(b.count)")
+    }
+}

@@ -10,6 +10,21 @@ struct AIPolicy: Sendable {
     var contextBytes = 16_384
     /// How long a job may wait for a worker and run, in all.
     var jobTimeoutMs: Int64 = 120_000
+    /// This store process, as the holder of the jobs it hands out.
+    var owner = JobOwner()
+}
+
+/// A store process holds the queued jobs it hands to its workers with a
+/// lease in the database, renewed while it runs. Jobs whose lease ran out
+/// (their store stopped) are taken by whichever store looks next, so with
+/// several stores on one database no job is left behind and none is handed
+/// out by two stores at once.
+struct JobOwner: Sendable {
+    /// Identifies this process (a new one at each start).
+    var run = SecureRandom.identifier()
+    /// Implementation constants: a lease lasts 15 s and is renewed every 5 s.
+    var leaseMs: Int64 = 15_000
+    var renewEvery: Duration = .seconds(5)
 }
 
 /// A job a committed transaction queued, on its way to the workers.
@@ -51,7 +66,8 @@ extension Operations {
         job.context = Self.capped(try tx.context(room: room.rowId, limit: policy.contextMessages), bytes: policy.contextBytes)
         let row = JobRow(
             jobId: SecureRandom.identifier(), roomRowId: room.rowId, userRowId: user.rowId, sessionId: sessionId, mode: mode,
-            request: try job.serializedBytes(), state: "queued", createdAt: nowMs, deadlineAt: nowMs + policy.jobTimeoutMs)
+            request: try job.serializedBytes(), state: "queued", createdAt: nowMs, deadlineAt: nowMs + policy.jobTimeoutMs,
+            leasedBy: policy.owner.run, leaseUntil: nowMs + policy.owner.leaseMs)
         try tx.insertJob(row)
         var outcome = skipped
         outcome.jobs = [QueuedJob(row: row, job: job)]

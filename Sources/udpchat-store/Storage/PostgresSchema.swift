@@ -119,6 +119,13 @@ enum PostgresSchema {
             CREATE INDEX request_results_age ON request_results(created_at);
             """
         ),
+        (
+            "0005_job_leases",
+            """
+            ALTER TABLE ai_jobs ADD COLUMN leased_by TEXT NOT NULL DEFAULT '';
+            ALTER TABLE ai_jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+            """
+        ),
     ]
 
     /// Tables in the order a copy fills them (each after those it refers to).

@@ -12,7 +12,7 @@ struct PostgresTransaction: StoreTransaction {
     let connection: PostgresConnection
 
     private func rows(_ query: PostgresQuery) throws -> [PostgresRow] { try link.query(connection, query).rows }
-    @discardableResult private func run(_ query: PostgresQuery) throws -> Int { try link.query(connection, query).changed }
+    @discardableResult private func execute(_ query: PostgresQuery) throws -> Int { try link.query(connection, query).changed }
 
     private static let savepoints = NIOLockedValueBox(0)
 
@@ -48,7 +48,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws {
-        try run(
+        try execute(
             """
             INSERT INTO sessions (session_id, wrapped_key, key_digest, replay_mark, created_at, last_active_at)
             VALUES (\(id), \(Data(wrappedKey)), \(Data(keyDigest)), \(Int64(bitPattern: replayMark)), \(now), \(now))
@@ -57,16 +57,16 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func setSessionUser(id: String, user: Int64?, now: Int64) throws {
-        try run("UPDATE sessions SET user_id = \(user), last_active_at = GREATEST(last_active_at, \(now)) WHERE session_id = \(id)")
+        try execute("UPDATE sessions SET user_id = \(user), last_active_at = GREATEST(last_active_at, \(now)) WHERE session_id = \(id)")
     }
 
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int {
-        try run("DELETE FROM sessions WHERE last_active_at < \(cutoff)")
+        try execute("DELETE FROM sessions WHERE last_active_at < \(cutoff)")
     }
 
     func recordActivity(_ activity: IPCSessionActivity) throws {
         let mark = Int64(bitPattern: activity.replayMark)
-        try run(
+        try execute(
             """
             UPDATE sessions SET last_active_at = GREATEST(last_active_at, \(activity.lastActiveAt)),
                 replay_mark = GREATEST(replay_mark, \(mark)),
@@ -78,7 +78,7 @@ struct PostgresTransaction: StoreTransaction {
         // One statement for every cursor of the session: rooms and seqs as arrays.
         let rooms = activity.cursors.map(\.roomID)
         let seqs = activity.cursors.map { Int64(bitPattern: $0.seq) }
-        try run(
+        try execute(
             """
             INSERT INTO session_cursors (session_id, room_id, seq)
                 SELECT s.id, r.id, c.seq FROM sessions s
@@ -102,12 +102,12 @@ struct PostgresTransaction: StoreTransaction {
     // MARK: Delivery cursors
 
     func resetCursors(session: String) throws {
-        try run("DELETE FROM session_cursors WHERE session_id = (SELECT id FROM sessions WHERE session_id = \(session))")
+        try execute("DELETE FROM session_cursors WHERE session_id = (SELECT id FROM sessions WHERE session_id = \(session))")
         try addMissingCursors(session: session)
     }
 
     func addMissingCursors(session: String) throws {
-        try run(
+        try execute(
             """
             INSERT INTO session_cursors (session_id, room_id, seq)
                 SELECT s.id, r.id, r.seq FROM sessions s
@@ -119,7 +119,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func follow(room: Int64, user: Int64, after seq: UInt64) throws {
-        try run(
+        try execute(
             """
             INSERT INTO session_cursors (session_id, room_id, seq) SELECT id, \(room), \(Int64(bitPattern: seq)) FROM sessions WHERE user_id = \(user)
             ON CONFLICT (session_id, room_id) DO UPDATE SET seq = excluded.seq
@@ -127,7 +127,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func unfollow(room: Int64, user: Int64) throws {
-        try run("DELETE FROM session_cursors WHERE room_id = \(room) AND session_id IN (SELECT id FROM sessions WHERE user_id = \(user))")
+        try execute("DELETE FROM session_cursors WHERE room_id = \(room) AND session_id IN (SELECT id FROM sessions WHERE user_id = \(user))")
     }
 
     func cursors(session: String) throws -> [IPCRoomCursor] {
@@ -148,7 +148,7 @@ struct PostgresTransaction: StoreTransaction {
     // MARK: Room event log
 
     func appendRoomEvent(room: Int64, seq: UInt64, body: [UInt8], now: Int64) throws {
-        try run("INSERT INTO room_events (room_id, seq, body, created_at) VALUES (\(room), \(Int64(bitPattern: seq)), \(Data(body)), \(now))")
+        try execute("INSERT INTO room_events (room_id, seq, body, created_at) VALUES (\(room), \(Int64(bitPattern: seq)), \(Data(body)), \(now))")
     }
 
     func roomEvents(roomId: String, after seq: UInt64, limit: Int) throws -> RoomEventRange? {
@@ -161,7 +161,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func deleteRoomEvents(before cutoff: Int64) throws -> Int {
-        try run("DELETE FROM room_events WHERE created_at < \(cutoff)")
+        try execute("DELETE FROM room_events WHERE created_at < \(cutoff)")
     }
 
     // MARK: Request results
@@ -176,7 +176,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func recordRequestResult(session: String, nonce: [UInt8], response: [UInt8], now: Int64) throws {
-        try run(
+        try execute(
             """
             INSERT INTO request_results (session_id, nonce, response, created_at)
                 SELECT id, \(Data(nonce)), \(Data(response)), \(now) FROM sessions WHERE session_id = \(session)
@@ -185,7 +185,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func deleteRequestResults(before cutoff: Int64) throws -> Int {
-        try run("DELETE FROM request_results WHERE created_at < \(cutoff)")
+        try execute("DELETE FROM request_results WHERE created_at < \(cutoff)")
     }
 
     // MARK: Users
@@ -213,11 +213,11 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func touchUser(rowId: Int64, now: Int64) throws {
-        try run("UPDATE users SET last_active_at = \(now) WHERE id = \(rowId)")
+        try execute("UPDATE users SET last_active_at = \(now) WHERE id = \(rowId)")
     }
 
     func setPasswordHash(user: Int64, hash: String?) throws {
-        try run("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
+        try execute("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
     }
 
     func allUsers() throws -> [UserRow] {
@@ -227,7 +227,7 @@ struct PostgresTransaction: StoreTransaction {
     func deleteUser(email: String) throws -> Int? {
         guard let user = try user(email: email) else { return nil }
         let messages = try rows("SELECT count(*) FROM messages WHERE user_id = \(user.rowId)").first?.decode(Int64.self) ?? 0
-        try run("DELETE FROM users WHERE id = \(user.rowId)")
+        try execute("DELETE FROM users WHERE id = \(user.rowId)")
         return Int(messages)
     }
 
@@ -274,7 +274,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func touchRoom(_ room: Int64, now: Int64) throws {
-        try run("UPDATE rooms SET last_active_at = \(now) WHERE id = \(room)")
+        try execute("UPDATE rooms SET last_active_at = \(now) WHERE id = \(room)")
     }
 
     func nextSequence(room: Int64) throws -> UInt64 {
@@ -285,7 +285,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func closeRoom(_ room: Int64, now: Int64) throws {
-        try run("UPDATE rooms SET closed_at = \(now) WHERE id = \(room)")
+        try execute("UPDATE rooms SET closed_at = \(now) WHERE id = \(room)")
     }
 
     // MARK: Members
@@ -295,11 +295,11 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func addMember(room: Int64, user: Int64, isAdmin: Bool, now: Int64) throws {
-        try run("INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (\(room), \(user), \(isAdmin), \(now))")
+        try execute("INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (\(room), \(user), \(isAdmin), \(now))")
     }
 
     func removeMember(room: Int64, user: Int64) throws {
-        try run("DELETE FROM members WHERE room_id = \(room) AND user_id = \(user)")
+        try execute("DELETE FROM members WHERE room_id = \(room) AND user_id = \(user)")
     }
 
     func members(room: Int64) throws -> [IPCMemberItem] {
@@ -382,27 +382,46 @@ struct PostgresTransaction: StoreTransaction {
 
     // MARK: AI jobs
 
-    private static let jobColumns = "job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at"
+    private static let jobColumns =
+        "job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at, leased_by, lease_until"
 
     private func jobRow(_ row: PostgresRow) throws -> JobRow {
-        let (jobId, room, user, session, mode, request, state, created, deadline) = try row.decode(
-            (String, Int64, Int64, String, String, Data, String, Int64, Int64).self)
+        let (jobId, room, user, session, mode, request, state, created, deadline, leasedBy, leaseUntil) = try row.decode(
+            (String, Int64, Int64, String, String, Data, String, Int64, Int64, String, Int64).self)
         return JobRow(
             jobId: jobId, roomRowId: room, userRowId: user, sessionId: session, mode: mode, request: [UInt8](request), state: state,
-            createdAt: created, deadlineAt: deadline)
+            createdAt: created, deadlineAt: deadline, leasedBy: leasedBy, leaseUntil: leaseUntil)
     }
 
     func insertJob(_ job: JobRow) throws {
-        try run(
+        try execute(
             """
-            INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at)
+            INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at, leased_by, lease_until)
             VALUES (\(job.jobId), \(job.roomRowId), \(job.userRowId), \(job.sessionId), \(job.mode), \(Data(job.request)), \(job.state),
-                \(job.createdAt), \(job.deadlineAt))
+                \(job.createdAt), \(job.deadlineAt), \(job.leasedBy), \(job.leaseUntil))
             """)
     }
 
     func job(id: String) throws -> JobRow? {
-        try rows("SELECT \(unescaped: Self.jobColumns) FROM ai_jobs WHERE job_id = \(id)").first.map(jobRow)
+        try rows("SELECT \(unescaped: Self.jobColumns) FROM ai_jobs WHERE job_id = \(id) FOR UPDATE").first.map(jobRow)
+    }
+
+    func renewJobLeases(run: String, until: Int64) throws -> Int {
+        try execute("UPDATE ai_jobs SET lease_until = \(until) WHERE leased_by = \(run) AND state = 'queued'")
+    }
+
+    func claimJobs(run: String, now: Int64, until: Int64, limit: Int, all: Bool) throws -> [JobRow] {
+        // SKIP LOCKED: a job another store is taking at this moment is left to it.
+        try rows(
+            """
+            UPDATE ai_jobs SET leased_by = \(run), lease_until = \(until)
+            WHERE id IN (
+                SELECT id FROM ai_jobs WHERE state = 'queued' AND leased_by != \(run) AND (\(all) OR lease_until < \(now))
+                ORDER BY id LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
+            )
+            RETURNING \(unescaped: Self.jobColumns)
+            """
+        ).map(jobRow).sorted { $0.createdAt < $1.createdAt }
     }
 
     func queuedJobs() throws -> [JobRow] {
@@ -414,11 +433,11 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func deleteEndedJobs(before cutoff: Int64) throws -> Int {
-        try run("DELETE FROM ai_jobs WHERE state != 'queued' AND finished_at < \(cutoff)")
+        try execute("DELETE FROM ai_jobs WHERE state != 'queued' AND finished_at < \(cutoff)")
     }
 
     func finishJob(id: String, state: String, messageId: Int64?, error: String?, now: Int64) throws -> Bool {
-        try run(
+        try execute(
             """
             UPDATE ai_jobs SET state = \(state), message_id = \(messageId), error = \(error), finished_at = \(now)
             WHERE job_id = \(id) AND state = 'queued'

@@ -430,24 +430,45 @@ struct SQLiteTransaction: StoreTransaction {
 
     // MARK: AI jobs
 
-    private static let jobColumns = "job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at"
+    private static let jobColumns =
+        "job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at, leased_by, lease_until"
 
     private func jobRow(_ row: Row) -> JobRow {
         JobRow(
             jobId: row[0], roomRowId: row[1], userRowId: row[2], sessionId: row[3], mode: row[4], request: [UInt8](row[5] as Data),
-            state: row[6], createdAt: row[7], deadlineAt: row[8])
+            state: row[6], createdAt: row[7], deadlineAt: row[8], leasedBy: row[9], leaseUntil: row[10])
     }
 
     func insertJob(_ job: JobRow) throws {
         try statement(
             """
-            INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at, leased_by, lease_until)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         ).execute(arguments: [
             job.jobId, job.roomRowId, job.userRowId, job.sessionId, job.mode, Data(job.request), job.state, job.createdAt,
-            job.deadlineAt,
+            job.deadlineAt, job.leasedBy, job.leaseUntil,
         ])
+    }
+
+    func renewJobLeases(run: String, until: Int64) throws -> Int {
+        try statement("UPDATE ai_jobs SET lease_until = ? WHERE leased_by = ? AND state = 'queued'").execute(arguments: [until, run])
+        return db.changesCount
+    }
+
+    func claimJobs(run: String, now: Int64, until: Int64, limit: Int, all: Bool) throws -> [JobRow] {
+        // One writer at a time: the select and the update see the same rows.
+        let rows = try Row.fetchAll(
+            statement(
+                """
+                SELECT \(Self.jobColumns) FROM ai_jobs
+                WHERE state = 'queued' AND leased_by != ? AND (? OR lease_until < ?) ORDER BY id LIMIT ?
+                """), arguments: [run, all, now, limit]
+        ).map(jobRow)
+        for row in rows {
+            try statement("UPDATE ai_jobs SET leased_by = ?, lease_until = ? WHERE job_id = ?").execute(arguments: [run, until, row.jobId])
+        }
+        return rows.map { var row = $0; row.leasedBy = run; row.leaseUntil = until; return row }
     }
 
     func job(id: String) throws -> JobRow? {

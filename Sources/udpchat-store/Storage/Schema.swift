@@ -123,6 +123,15 @@ enum Schema {
                     CREATE INDEX request_results_age ON request_results(created_at);
                     """)
         }
+        migrator.registerMigration("0005_job_leases") { db in
+            // The store process that hands a queued job out, and until when
+            // (ms): several stores on one database never hand out the same job.
+            try db.execute(
+                sql: """
+                    ALTER TABLE ai_jobs ADD COLUMN leased_by TEXT NOT NULL DEFAULT '';
+                    ALTER TABLE ai_jobs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+                    """)
+        }
         return migrator
     }
 }

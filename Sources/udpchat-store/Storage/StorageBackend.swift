@@ -111,7 +111,15 @@ protocol StoreTransaction {
 
     // AI jobs (times in Unix milliseconds)
     func insertJob(_ job: JobRow) throws
+    /// The job, locked until the transaction ends (a store finishing it at
+    /// the same time waits, then finds it ended). Write transactions only.
     func job(id: String) throws -> JobRow?
+    /// Extends the lease of every queued job `run` holds; returns how many.
+    func renewJobLeases(run: String, until: Int64) throws -> Int
+    /// Takes up to `limit` queued jobs whose lease ran out before `now`
+    /// (every queued job not held by `run` when `all`), for `run`, until
+    /// `until`; oldest first. Two stores never take the same job.
+    func claimJobs(run: String, now: Int64, until: Int64, limit: Int, all: Bool) throws -> [JobRow]
     /// Jobs not yet done or failed.
     func queuedJobs() throws -> [JobRow]
     /// Whether `user` already has a queued job of `mode` in `room`.
@@ -133,6 +141,9 @@ struct JobRow: Sendable {
     var state: String
     var createdAt: Int64
     var deadlineAt: Int64
+    /// The store process that hands it out, and until when (ms).
+    var leasedBy = ""
+    var leaseUntil: Int64 = 0
 }
 
 struct SessionRow: Sendable {
