@@ -5,6 +5,9 @@ struct EdgeSettings: Sendable {
     var common: CommonSettings
     var host: String
     var port: Int
+    /// Empty: the only edge (it delivers to every session).
+    var edgeId: String
+    var reusePort: Bool
     var bufferSize: Int
     var retryInterval: Duration
     var retryTransmissions: Int
@@ -28,6 +31,11 @@ struct EdgeSettings: Sendable {
         common = try CommonSettings(settings)
         host = settings.string(.serverIP, default: "127.0.0.1")
         port = try settings.int(.serverPort, default: WireSpec.defaultPort, range: 0...65535)
+        edgeId = settings.string(.edgeID, default: "")
+        guard edgeId.count <= 64, edgeId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+            throw ConfigurationError("\(Setting.edgeID.name)=\(edgeId): up to 64 letters, digits, '-', '_' or '.'")
+        }
+        reusePort = try settings.bool(.reusePort, default: false)
         bufferSize = try settings.int(.bufferSize, default: WireSpec.defaultBufferSize, range: 8192...WireSpec.maxDatagram)
         retryInterval = .milliseconds(try settings.int(.retryInterval, default: 2000, range: 50...600_000))
         retryTransmissions = try settings.int(.retryTransmissions, default: WireSpec.transmissions, range: 1...100)

@@ -51,7 +51,7 @@ final class LossyProxy: @unchecked Sendable {
     let port: Int
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let loop: any EventLoop
-    private let upstream: SocketAddress
+    private var upstream: SocketAddress
     private let impairments: Impairments
     // Loop-confined state.
     private var listener: (any Channel)!
@@ -105,6 +105,12 @@ final class LossyProxy: @unchecked Sendable {
         try await loop.submit {
             self.listener.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: datagram)), promise: nil)
         }.get()
+    }
+
+    /// What clients send from now on goes to `address` (a load balancer
+    /// moving them to another server); replies still reach them.
+    func route(to address: SocketAddress) async throws {
+        try await loop.submit { self.upstream = address }.get()
     }
 
     func close() async {

@@ -179,13 +179,26 @@ final class TestSystem: Sendable {
         try await startEdge(port: port)
     }
 
-    /// A client connected to the edge (pinning disabled unless `knownHosts` is given).
-    func client(acknowledge: Bool = true, record: Bool = false, keyBits: Int = 2048, knownHosts: KnownHosts? = nil) async throws
-        -> ChatClient
-    {
+    /// Starts another edge on a free port with `extra` settings; returns it and its port.
+    func startEdge(named name: String, extra: [String: String]) async throws -> (process: ProgramProcess, port: Int) {
+        var environment = self.environment.merging(extra) { $1 }
+        environment["SERVER_PORT"] = "0"
+        let edge = try ProgramProcess(
+            name: name, executable: binaries.appendingPathComponent("udpchat-edge"), environment: environment, directory: root)
+        extraProcesses.value.append(edge)
+        let line = try await edge.waitForLine(startingWith: "udpchat-edge ready")
+        guard let bound = Self.port(in: line, key: "udp") else { throw HarnessError("no port in '\(line)'") }
+        return (edge, bound)
+    }
+
+    /// A client connected to the edge, or to `port` (pinning disabled unless `knownHosts` is given).
+    func client(
+        port: Int? = nil, acknowledge: Bool = true, record: Bool = false, keyBits: Int = 2048, knownHosts: KnownHosts? = nil
+    ) async throws -> ChatClient {
         let client = try await ChatClient(
             options: .init(
-                host: environment["SERVER_IP"] ?? "127.0.0.1", port: port, knownHosts: knownHosts, keyBits: keyBits, timeout: .seconds(5),
+                host: environment["SERVER_IP"] ?? "127.0.0.1", port: port ?? self.port, knownHosts: knownHosts, keyBits: keyBits,
+                timeout: .seconds(5),
                 acknowledge: acknowledge, recordDatagrams: record))
         try await client.connect()
         return client

@@ -201,6 +201,47 @@ import Testing
         #expect(loaded.filter { $0.address.hasPrefix("[::1]:") }.count == 4)
     }
 
+    /// Several edges: the edge that heard a session last is recorded, a
+    /// session heard by another edge is announced as moved, and an edge
+    /// starting loads only its own sessions and those no edge claimed.
+    @Test(arguments: TestDatabase.available) func eachEdgeLoadsTheSessionsItHeardLastAndAMoveIsAnnounced(_ database: TestDatabase) async throws {
+        let store = try StoreHarness(database)
+        let (a, _) = await store.loggedIn("a@example.com")
+        let (b, _) = await store.loggedIn("b@example.com")
+        let (unclaimed, _) = await store.loggedIn("c@example.com")
+        func heard(_ session: StoreHarness.Session, by edge: String) async -> [IPCEvent] {
+            var activity = IPCSessionActivity()
+            activity.sessionID = session.id
+            activity.lastActiveAt = Int64(Date().timeIntervalSince1970)
+            activity.edge = edge
+            _ = store.takeEvents()
+            _ = await store.call(session, .touchSessions({ var touch = IPCTouchSessions(); touch.sessions = [activity]; return touch }()))
+            return store.takeEvents()
+        }
+        func moves(_ events: [IPCEvent]) -> [String] {
+            events.compactMap { if case .sessionMoved(let moved)? = $0.kind { "\(moved.sessionID == a.id ? "a" : moved.sessionID == b.id ? "b" : "?")@\(moved.edge)" } else { nil } }
+        }
+        #expect(moves(await heard(a, by: "edge-1")) == ["a@edge-1"])
+        #expect(moves(await heard(b, by: "edge-2")) == ["b@edge-2"])
+        #expect(moves(await heard(a, by: "edge-1")).isEmpty, "heard again by the same edge: no move")
+        #expect(moves(await heard(a, by: "")).isEmpty, "a report without an edge claims nothing")
+        #expect(moves(await heard(a, by: "edge-2")) == ["a@edge-2"])
+        _ = await heard(a, by: "edge-1")
+
+        func load(_ edge: String) async -> Set<String> {
+            var load = IPCLoadSessions()
+            load.activeSince = Int64(Date().timeIntervalSince1970) - 100
+            load.limit = 100
+            load.edge = edge
+            var request = IPCStoreRequest()
+            request.loadSessions = load
+            return Set(await store.service.handle(request).loadedSessions.sessions.map(\.sessionID))
+        }
+        #expect(await load("edge-1") == [a.id, unclaimed.id])
+        #expect(await load("edge-2") == [b.id, unclaimed.id])
+        #expect(await load("") == [a.id, b.id, unclaimed.id], "the only edge loads every session")
+    }
+
     @Test func theMigrationMakesExistingSessionsFollowTheirRooms() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-migrate-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

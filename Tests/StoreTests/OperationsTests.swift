@@ -411,7 +411,7 @@ import Testing
         let store = try StoreHarness()
         let path = store.directory.appendingPathComponent("test.db").path
         let result = try SQLiteBackend.migrate(path: path)
-        #expect(result.applied.isEmpty && result.all == ["0001_initial", "0002_ai_jobs", "0003_delivery", "0004_request_results", "0005_job_leases"])
+        #expect(result.applied.isEmpty && result.all == ["0001_initial", "0002_ai_jobs", "0003_delivery", "0004_request_results", "0005_job_leases", "0006_session_edges"])
         let level = try store.sqlite.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(level == 2 || level == 1)  // readers report their own connection; the writer is checked at open
         let writerLevel = try store.sqlite.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }

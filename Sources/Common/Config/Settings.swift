@@ -79,6 +79,11 @@ extension Setting {
     public static let serverIP = Setting(
         "SERVER_IP", default: "127.0.0.1", "UDP address the edge binds (IPv4 or IPv6; 0.0.0.0 or :: for all).")
     public static let serverPort = Setting("SERVER_PORT", default: "9999", "UDP port; 0 picks a free one, printed in the ready line.")
+    public static let edgeID = Setting(
+        "EDGE_ID", default: "",
+        "This edge's name when several edges serve one store tier (letters, digits, '-', '_', '.'): each delivers to the sessions it heard last.")
+    public static let reusePort = Setting(
+        "REUSE_PORT", default: "false", "Bind the UDP port with SO_REUSEPORT, so that several edges on one host share it (the kernel spreads clients).")
     public static let bufferSize = Setting(
         "BUFFER_SIZE", default: "8192", "Largest datagram accepted, in bytes (8192 to 65507; the original's receive buffer).")
     public static let retryMode = Setting(
@@ -175,7 +180,7 @@ extension Setting {
     public static let all: [Setting] = [
         envFile, dataDir, runDir, keysDir, dbPath, databaseURL, databasePasswordFile, metricsIP, keysMetricsPort, storeMetricsPort, edgeMetricsPort, metricsPort,
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
-        eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, bufferSize, retryMode, retryBudget,
+        eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, edgeID, reusePort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, sessionsPerSource, maxSessions, maxAnonymousSessions, edgeMemoryLimit, handshakesPerSource, errorsPerSource,
         rateLimitExempt, keyBits, requirePasswords, loginFailuresPerAccount, loginsPerSource, roomsPerUser, joinsPerUser, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,

@@ -38,6 +38,14 @@ extension EdgeMachine {
             let packet = full.trimmed { WireSpec.fitsSealed($0.count + CopyTemplate.copyOverhead) } ?? full
             guard let template = Self.template(packet) else { return }
             delivery.roomList(template, now: now.monotonic, &actions)
+        case .sessionMoved(let moved):
+            // Another edge heard the session last and delivers to it now;
+            // its cursors are in the store. (A session still busy with a
+            // request here is let go when it is next swept.)
+            guard moved.edge != settings.edgeId, let index = table.index(of: moved.sessionID), table[index]?.busy == false else { return }
+            table.remove(index)
+            delivery.removeSession(index)
+            return
         case .sessionNotice(let notice):
             // A late error (an AI job that failed): sent like a broadcast, so
             // it is retransmitted until acknowledged.

@@ -126,6 +126,7 @@ extension EdgeMachine {
         load.activeSince = now.wall - Int64(settings.broadcastIdle.components.seconds)
         load.afterSessionID = after
         load.limit = Self.loadPage
+        load.edge = settings.edgeId
         var request = IPCStoreRequest()
         request.loadSessions = load
         out.storeCalls.append((request, .loadPage(after: after, resync: resync)))
@@ -261,6 +262,8 @@ extension EdgeMachine {
             activity.lastActiveAt = session.lastSeenWall
             activity.replayMark = session.replay.highest
             if session.state == .active { activity.address = AddressText.format(session.address) }
+            // Heard here (not only delivered to): this edge delivers its broadcasts now.
+            if session.dirty { activity.edge = settings.edgeId }
             if let delivered {
                 activity.acknowledges = delivered.acknowledges
                 activity.cursors = delivered.cursors.map { roomId, seq in

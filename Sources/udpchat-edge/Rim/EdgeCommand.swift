@@ -71,6 +71,8 @@ struct EdgeCommand: AsyncParsableCommand {
             let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one
             channel = try await DatagramBootstrap(group: loop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Several edges on one host share the port when asked (the kernel spreads clients by address).
+                .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
                 // A deep receive queue rides out bursts and floods without dropping
                 // established sessions' datagrams (the kernel caps it at net.core.rmem_max).
                 .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)

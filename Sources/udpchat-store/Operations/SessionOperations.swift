@@ -16,7 +16,7 @@ extension Operations {
             activity.lastActiveAt = now
             activity.replayMark = context.replayMark
             activity.address = context.address
-            try tx.recordActivity(activity)
+            _ = try tx.recordActivity(activity)
         }
     }
 
@@ -34,7 +34,7 @@ extension Operations {
     /// A page of the sessions active since a time (a starting edge resumes them).
     static func loadSessions(_ tx: any StoreTransaction, _ load: IPCLoadSessions) throws -> Outcome {
         let limit = Int(min(max(load.limit, 1), maximumSessionPage))
-        let rows = try tx.activeSessions(since: load.activeSince, after: load.afterSessionID, limit: limit + 1)
+        let rows = try tx.activeSessions(since: load.activeSince, after: load.afterSessionID, limit: limit + 1, edge: load.edge)
         var page = IPCLoadedSessions()
         page.sessions = try rows.prefix(limit).map { try loadedSession(tx, $0) }
         page.more = rows.count > limit
@@ -64,8 +64,17 @@ extension Operations {
     /// sessions, batched by the edge so that no datagram or ACK costs a
     /// write of its own.
     static func touchSessions(_ tx: any StoreTransaction, _ touch: IPCTouchSessions) throws -> Outcome {
-        for activity in touch.sessions { try tx.recordActivity(activity) }
-        return .respond { $0.done = IPCDone() }
+        var outcome = Outcome.respond { $0.done = IPCDone() }
+        for activity in touch.sessions where try tx.recordActivity(activity) {
+            // Heard by another edge: the one that had it stops delivering to it.
+            var moved = IPCSessionMoved()
+            moved.sessionID = activity.sessionID
+            moved.edge = activity.edge
+            var event = IPCEvent()
+            event.sessionMoved = moved
+            outcome.events.append(event)
+        }
+        return outcome
     }
 
     /// Implementation constant: events returned per room and request.

@@ -126,6 +126,7 @@ enum PostgresSchema {
             ALTER TABLE ai_jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
             """
         ),
+        ("0006_session_edges", "ALTER TABLE sessions ADD COLUMN edge TEXT NOT NULL DEFAULT ''"),
     ]
 
     /// Tables in the order a copy fills them (each after those it refers to).

@@ -64,7 +64,15 @@ struct PostgresTransaction: StoreTransaction {
         try execute("DELETE FROM sessions WHERE last_active_at < \(cutoff)")
     }
 
-    func recordActivity(_ activity: IPCSessionActivity) throws {
+    func recordActivity(_ activity: IPCSessionActivity) throws -> Bool {
+        var moved = false
+        if !activity.edge.isEmpty {
+            let previous = try rows("SELECT edge FROM sessions WHERE session_id = \(activity.sessionID) FOR UPDATE").first?.decode(String.self)
+            if let previous, previous != activity.edge {
+                moved = true
+                try execute("UPDATE sessions SET edge = \(activity.edge) WHERE session_id = \(activity.sessionID)")
+            }
+        }
         let mark = Int64(bitPattern: activity.replayMark)
         try execute(
             """
@@ -74,7 +82,7 @@ struct PostgresTransaction: StoreTransaction {
                 acknowledges = acknowledges OR \(activity.acknowledges)
             WHERE session_id = \(activity.sessionID)
             """)
-        guard !activity.cursors.isEmpty else { return }
+        guard !activity.cursors.isEmpty else { return moved }
         // One statement for every cursor of the session: rooms and seqs as arrays.
         let rooms = activity.cursors.map(\.roomID)
         let seqs = activity.cursors.map { Int64(bitPattern: $0.seq) }
@@ -88,12 +96,14 @@ struct PostgresTransaction: StoreTransaction {
                 WHERE s.session_id = \(activity.sessionID)
             ON CONFLICT (session_id, room_id) DO UPDATE SET seq = GREATEST(session_cursors.seq, excluded.seq)
             """)
+        return moved
     }
 
-    func activeSessions(since: Int64, after: String, limit: Int) throws -> [SessionRow] {
+    func activeSessions(since: Int64, after: String, limit: Int, edge: String) throws -> [SessionRow] {
         try rows(
             """
             SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE last_active_at >= \(since) AND session_id > \(after)
+                AND (\(edge) = '' OR edge IN (\(edge), ''))
             ORDER BY session_id LIMIT \(Int64(limit))
             """
         ).map(sessionRow)

@@ -106,7 +106,15 @@ struct SQLiteTransaction: StoreTransaction {
         return db.changesCount
     }
 
-    func recordActivity(_ activity: IPCSessionActivity) throws {
+    func recordActivity(_ activity: IPCSessionActivity) throws -> Bool {
+        var moved = false
+        if !activity.edge.isEmpty {
+            let previous = try String.fetchOne(statement("SELECT edge FROM sessions WHERE session_id = ?"), arguments: [activity.sessionID])
+            if let previous, previous != activity.edge {
+                moved = true
+                try statement("UPDATE sessions SET edge = ? WHERE session_id = ?").execute(arguments: [activity.edge, activity.sessionID])
+            }
+        }
         try statement(
             """
             UPDATE sessions SET last_active_at = max(last_active_at, ?), replay_mark = max(replay_mark, ?),
@@ -117,7 +125,7 @@ struct SQLiteTransaction: StoreTransaction {
             activity.lastActiveAt, Int64(bitPattern: activity.replayMark), activity.address, activity.address,
             activity.acknowledges, activity.sessionID,
         ])
-        guard !activity.cursors.isEmpty else { return }
+        guard !activity.cursors.isEmpty else { return moved }
         let upsert = try statement(
             """
             INSERT INTO session_cursors (session_id, room_id, seq)
@@ -130,13 +138,17 @@ struct SQLiteTransaction: StoreTransaction {
         for cursor in activity.cursors {
             try upsert.execute(arguments: [Int64(bitPattern: cursor.seq), cursor.roomID, activity.sessionID])
         }
+        return moved
     }
 
-    func activeSessions(since: Int64, after: String, limit: Int) throws -> [SessionRow] {
+    func activeSessions(since: Int64, after: String, limit: Int, edge: String) throws -> [SessionRow] {
         try Row.fetchAll(
             statement(
-                "SELECT \(Self.sessionColumns) FROM sessions WHERE last_active_at >= ? AND session_id > ? ORDER BY session_id LIMIT ?"),
-            arguments: [since, after, limit]
+                """
+                SELECT \(Self.sessionColumns) FROM sessions WHERE last_active_at >= ? AND session_id > ? AND (? = '' OR edge IN (?, ''))
+                ORDER BY session_id LIMIT ?
+                """),
+            arguments: [since, after, edge, edge, limit]
         ).map(sessionRow)
     }
 

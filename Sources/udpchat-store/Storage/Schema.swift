@@ -132,6 +132,11 @@ enum Schema {
                     ALTER TABLE ai_jobs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
                     """)
         }
+        migrator.registerMigration("0006_session_edges") { db in
+            // The edge that heard each session last (several edges each
+            // deliver to their own).
+            try db.execute(sql: "ALTER TABLE sessions ADD COLUMN edge TEXT NOT NULL DEFAULT ''")
+        }
         return migrator
     }
 }

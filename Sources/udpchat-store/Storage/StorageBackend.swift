@@ -25,11 +25,13 @@ protocol StoreTransaction {
     /// Deletes sessions last active before `cutoff`; returns how many.
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int
     /// Records what an edge reported: liveness, replay mark, address,
-    /// whether it acknowledges, and cursors (each only moves forward, and
-    /// only for a room the session's user belongs to).
-    func recordActivity(_ activity: IPCSessionActivity) throws
-    /// Sessions active at or after `since` whose id sorts after `after`, by id.
-    func activeSessions(since: Int64, after: String, limit: Int) throws -> [SessionRow]
+    /// whether it acknowledges, cursors (each only moves forward, and only
+    /// for a room the session's user belongs to) and the edge that heard it.
+    /// Returns whether the session moved to that edge from another.
+    func recordActivity(_ activity: IPCSessionActivity) throws -> Bool
+    /// Sessions active at or after `since` whose id sorts after `after`, by
+    /// id; with `edge`, only those that edge heard last or no edge claimed.
+    func activeSessions(since: Int64, after: String, limit: Int, edge: String) throws -> [SessionRow]
 
     // Delivery cursors: per session, the rooms it follows and the last
     // sequence number delivered in each (ARCHITECTURE.md, "Delivery from

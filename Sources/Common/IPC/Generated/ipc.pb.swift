@@ -686,6 +686,10 @@ public nonisolated struct IPCSessionActivity: Sendable {
   /// the session's user belongs to.
   public var cursors: [IPCRoomCursor] = []
 
+  /// The edge that heard the session last (its EDGE_ID), when it has one:
+  /// that edge delivers the session's broadcasts.
+  public var edge: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -737,6 +741,10 @@ public nonisolated struct IPCLoadSessions: Sendable {
   public var afterSessionID: String = String()
 
   public var limit: UInt32 = 0
+
+  /// When set, only the sessions this edge heard last, or that no edge
+  /// claimed yet (several edges each deliver to their own).
+  public var edge: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1415,6 +1423,14 @@ public nonisolated struct IPCEvent: Sendable {
     set {kind = .mark(newValue)}
   }
 
+  public var sessionMoved: IPCSessionMoved {
+    get {
+      if case .sessionMoved(let v)? = kind {return v}
+      return IPCSessionMoved()
+    }
+    set {kind = .sessionMoved(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -1423,8 +1439,25 @@ public nonisolated struct IPCEvent: Sendable {
     case roomList(IPCRoomListChanged)
     case sessionNotice(IPCSessionNotice)
     case mark(IPCStreamMark)
+    case sessionMoved(IPCSessionMoved)
 
   }
+
+  public init() {}
+}
+
+/// A session was heard by another edge than the one that had it: the others
+/// stop delivering to it (its cursors are in the store).
+public nonisolated struct IPCSessionMoved: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sessionID: String = String()
+
+  public var edge: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -3123,7 +3156,7 @@ nonisolated extension IPCLoadSession: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionActivity"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}last_active_at\0\u{3}replay_mark\0\u{1}address\0\u{1}acknowledges\0\u{1}cursors\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}last_active_at\0\u{3}replay_mark\0\u{1}address\0\u{1}acknowledges\0\u{1}cursors\0\u{1}edge\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3137,6 +3170,7 @@ nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._
       case 4: try { try decoder.decodeSingularStringField(value: &self.address) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.acknowledges) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.cursors) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.edge) }()
       default: break
       }
     }
@@ -3161,6 +3195,9 @@ nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.cursors.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.cursors, fieldNumber: 6)
     }
+    if !self.edge.isEmpty {
+      try visitor.visitSingularStringField(value: self.edge, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3171,6 +3208,7 @@ nonisolated extension IPCSessionActivity: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.address != rhs.address {return false}
     if lhs.acknowledges != rhs.acknowledges {return false}
     if lhs.cursors != rhs.cursors {return false}
+    if lhs.edge != rhs.edge {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3248,7 +3286,7 @@ nonisolated extension IPCReadRoomEvents: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension IPCLoadSessions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadSessions"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}active_since\0\u{3}after_session_id\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}active_since\0\u{3}after_session_id\0\u{1}limit\0\u{1}edge\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3259,6 +3297,7 @@ nonisolated extension IPCLoadSessions: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.activeSince) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.afterSessionID) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.edge) }()
       default: break
       }
     }
@@ -3274,6 +3313,9 @@ nonisolated extension IPCLoadSessions: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.limit != 0 {
       try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 3)
     }
+    if !self.edge.isEmpty {
+      try visitor.visitSingularStringField(value: self.edge, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3281,6 +3323,7 @@ nonisolated extension IPCLoadSessions: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.activeSince != rhs.activeSince {return false}
     if lhs.afterSessionID != rhs.afterSessionID {return false}
     if lhs.limit != rhs.limit {return false}
+    if lhs.edge != rhs.edge {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4535,7 +4578,7 @@ nonisolated extension IPCProtocolError: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{1}run\0\u{2}\u{8}room\0\u{1}user\0\u{3}room_list\0\u{3}session_notice\0\u{1}mark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{1}run\0\u{2}\u{8}room\0\u{1}user\0\u{3}room_list\0\u{3}session_notice\0\u{1}mark\0\u{3}session_moved\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4610,6 +4653,19 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
           self.kind = .mark(v)
         }
       }()
+      case 15: try {
+        var v: IPCSessionMoved?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .sessionMoved(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .sessionMoved(v)
+        }
+      }()
       default: break
       }
     }
@@ -4647,6 +4703,10 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
       guard case .mark(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
     }()
+    case .sessionMoved?: try {
+      guard case .sessionMoved(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -4656,6 +4716,41 @@ nonisolated extension IPCEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if lhs.eventID != rhs.eventID {return false}
     if lhs.run != rhs.run {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCSessionMoved: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SessionMoved"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{1}edge\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.edge) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sessionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sessionID, fieldNumber: 1)
+    }
+    if !self.edge.isEmpty {
+      try visitor.visitSingularStringField(value: self.edge, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCSessionMoved, rhs: IPCSessionMoved) -> Bool {
+    if lhs.sessionID != rhs.sessionID {return false}
+    if lhs.edge != rhs.edge {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
