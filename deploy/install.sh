@@ -55,7 +55,8 @@ for program in "${programs[@]}"; do
   [ -x "$bin_dir/$program" ] || fail "$bin_dir/$program is missing: build first, or drop --bin-dir"
 done
 
-units=(udpchat.target udpchat-keys.service udpchat-store.service udpchat-edge.service udpchat-ai@.service)
+units=(udpchat.target udpchat-keys.service udpchat-store.service udpchat-edge.service udpchat-ai@.service
+  udpchat-store@.service udpchat-edge@.service)
 root() { printf '%s%s' "$destdir" "$1"; }
 
 # Programs and docs.
@@ -66,7 +67,7 @@ command -v strip >/dev/null 2>&1 && strip_flag="-s"
 for program in "${programs[@]}"; do
   install -m 0755 $strip_flag "$bin_dir/$program" "$(root "$prefix/bin/$program")"
 done
-install -m 0644 docs/operations.md docs/security.md README.md .env.sample "$(root "$prefix/share/doc/udpchat/")"
+install -m 0644 docs/operations.md docs/security.md docs/scaling.md README.md .env.sample "$(root "$prefix/share/doc/udpchat/")"
 
 # Units: the paths in them assume /usr/local; another prefix is written in.
 install -d -m 0755 "$(root /etc/systemd/system)" "$(root /etc/sysusers.d)" "$(root /etc/tmpfiles.d)"

@@ -14,27 +14,11 @@ cd "$(dirname "$0")/.."
 
 ./scripts/bootstrap.sh --test
 
-cluster=""
-stop_cluster() {
-  [ -n "$cluster" ] || return 0
-  as_owner "$pg_bin/pg_ctl" -D "$cluster/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$cluster"
-}
-as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# shellcheck source=lib/scratch-postgres.sh
+. ./scripts/lib/scratch-postgres.sh
 if [ -z "${UDPCHAT_TEST_POSTGRES:-}" ]; then
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  cluster=$(mktemp -d /tmp/udpchat-pg-XXXXXX)
-  trap stop_cluster EXIT
-  [ "$(id -u)" = 0 ] && chown postgres "$cluster"
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  as_owner "$pg_bin/initdb" -D "$cluster/data" -A trust -U udpchat_test >"$cluster/initdb.log" 2>&1 \
-    || { cat "$cluster/initdb.log" >&2; exit 1; }
-  as_owner "$pg_bin/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 \
-    -o "-k $cluster -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
-    || { cat "$cluster/server.log" >&2; exit 1; }
-  export UDPCHAT_TEST_POSTGRES="postgres://udpchat_test@127.0.0.1:$port/postgres?sslmode=disable"
+  trap stop_scratch_postgres EXIT
+  start_scratch_postgres
 fi
 
 swift build --build-tests

@@ -34,6 +34,9 @@ struct Migrate: ParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve the store (the default).")
 
+    @Option(help: "Port of /metrics, /healthz and /readyz (overrides STORE_METRICS_PORT; 0: any free one).")
+    var metricsPort: Int?
+
     func run() async throws {
         let logger: Logger
         let service: StoreService
@@ -45,7 +48,11 @@ struct Serve: AsyncParsableCommand {
         do {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
-            let endpoint = try OpsEndpoint(settings, port: .storeMetricsPort, default: 9102)
+            var endpoint = try OpsEndpoint(settings, port: .storeMetricsPort, default: 9102)
+            if let metricsPort {
+                guard (0...65535).contains(metricsPort) else { throw ConfigurationError("--metrics-port must be 0 to 65535") }
+                endpoint.port = metricsPort
+            }
             ProgramIO.bootstrapLogging(level: common.logLevel)
             Observability.bootstrap()
             StoreMetrics.prepare()

@@ -12,7 +12,13 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct DeployTests {
     static let repository = OperationsTests.repository
-    static let units = ["udpchat.target", "udpchat-keys.service", "udpchat-store.service", "udpchat-edge.service", "udpchat-ai@.service"]
+    static let units = [
+        "udpchat.target", "udpchat-keys.service", "udpchat-store.service", "udpchat-edge.service", "udpchat-ai@.service",
+        "udpchat-store@.service", "udpchat-edge@.service",
+    ]
+    /// Templates as `systemd-analyze verify` takes them: one instance each.
+    static let instances = ["udpchat-ai@.service": "udpchat-ai@9104.service", "udpchat-store@.service": "udpchat-store@9112.service",
+        "udpchat-edge@.service": "udpchat-edge@9113.service"]
 
     /// A unit file's `Key=value` lines, every value of each key in order
     /// (``last(_:)`` is the one systemd uses for single-valued keys).
@@ -136,9 +142,11 @@ struct DeployTests {
             // RuntimeDirectory= lives on /run, which systemd creates at each start:
             // nothing to install; the env file's endpoints must point into it.
             if let runtime = unit.last("RuntimeDirectory") {
+                // (A template's instances bind in their own directories, named in the unit.)
                 let env = try String(contentsOfFile: path(environmentFile), encoding: .utf8)
+                    + (unit.values["Environment"] ?? []).joined(separator: "\n")
                 for directory in runtime.split(separator: " ") {
-                    #expect(env.contains("ipc:///run/\(directory)/"), "the env file's endpoints use /run/\(directory)")
+                    #expect(env.contains("ipc:///run/\(directory)/"), "the env file's (or the unit's) endpoints use /run/\(directory)")
                 }
                 // Closed to other users (programs refuse a socket directory that is not).
                 let mode = UInt32(try #require(unit.last("RuntimeDirectoryMode")), radix: 8) ?? 0o777
@@ -224,7 +232,7 @@ struct DeployTests {
             try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
             try FileManager.default.copyItem(at: systemUnits, to: copy)
         }
-        let names = units.map { $0 == "udpchat-ai@.service" ? "udpchat-ai@9104.service" : $0 }
+        let names = units.map { instances[$0] ?? $0 }
         let result = try await runDetached(
             URL(fileURLWithPath: "/usr/bin/systemd-analyze"), ["verify", "--root=\(root.path)", "--man=no"] + names,
             environment: ["PATH": "/usr/bin:/bin", "SYSTEMD_LOG_COLOR": "0"], directory: root)

@@ -16,14 +16,20 @@ struct EdgeCommand: AsyncParsableCommand {
     var ip: String?
     @Option(help: "UDP port to bind; 0 picks a free one (overrides SERVER_PORT).")
     var port: Int?
+    @Option(help: "Port of /metrics, /healthz and /readyz (overrides EDGE_METRICS_PORT; 0: any free one).")
+    var metricsPort: Int?
 
     func run() async throws {
         var settings: EdgeSettings
-        let endpoint: OpsEndpoint
+        var endpoint: OpsEndpoint
         do {
             let reader = try SettingsReader.load()
             settings = try EdgeSettings(reader)
             endpoint = try OpsEndpoint(reader, port: .edgeMetricsPort, default: 9103, fallback: .metricsPort)
+            if let metricsPort {
+                guard (0...65535).contains(metricsPort) else { throw ConfigurationError("--metrics-port must be 0 to 65535") }
+                endpoint.port = metricsPort
+            }
         } catch {
             ProgramIO.printError("udpchat-edge: \(error)")
             throw ExitCode.failure
