@@ -57,18 +57,20 @@ enum DatabaseCopy {
             do {
                 var counts: [(String, Int)] = []
                 for table in PostgresSchema.tables {
-                    let copied = try copy(table, from: db, to: link, connection)
+                    _ = try copy(table, from: db, to: link, connection)
+                    let here = try Int64.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? -1
                     let there = try link.query(connection, "SELECT count(*) FROM \(unescaped: table)").rows.first?.decode(Int64.self) ?? -1
-                    guard there == Int64(copied) else {
-                        throw StoreFailure("\(table): \(copied) rows in SQLite but \(there) in PostgreSQL; nothing was committed")
+                    guard there == here else {
+                        throw StoreFailure("\(table): \(here) rows in SQLite but \(there) in PostgreSQL; nothing was committed")
                     }
-                    counts.append((table, copied))
+                    counts.append((table, Int(here)))
                 }
-                // The next ids follow the copied ones.
+                // The next ids follow every id SQLite gave out (deleted rows' too).
                 for table in ["users", "sessions", "rooms", "messages", "ai_jobs"] {
-                    try link.simple(
-                        connection,
-                        "SELECT setval(pg_get_serial_sequence('\(table)', 'id'), COALESCE((SELECT max(id) FROM \(table)), 0) + 1, false)")
+                    let used = max(
+                        try Int64.fetchOne(db, sql: "SELECT max(id) FROM \(table)") ?? 0,
+                        try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = ?", arguments: [table]) ?? 0)
+                    try link.simple(connection, "SELECT setval(pg_get_serial_sequence('\(table)', 'id'), \(used + 1), false)")
                 }
                 try link.simple(connection, "COMMIT")
                 return counts

@@ -279,6 +279,40 @@ import Testing
         #expect(resynchronised(), "a store started")
     }
 
+    /// Another edge heard a session last: this edge lets it go at once, or,
+    /// with a request of it under way, once that is answered.
+    @Test func aSessionAnotherEdgeHeardLastIsLetGo() throws {
+        var h = try Harness(["EDGE_ID": "edge-1"])
+        var idle = Client()
+        var busy = Client()
+        try h.start(with: [(Self.loaded(idle, cursor: 0), idle.cipher), (Self.loaded(busy, cursor: 0), busy.cipher)], events: [])
+        func moved(_ client: Client, to edge: String) {
+            h.publish {
+                var moved = IPCSessionMoved()
+                moved.sessionID = client.sessionId
+                moved.edge = edge
+                $0.sessionMoved = moved
+            }
+        }
+        h.receive(busy.datagram(.message(roomId: Self.room, content: "in flight")))
+        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        moved(idle, to: "edge-1")
+        #expect(h.machine.table[id: idle.sessionId] != nil, "a move to this edge changes nothing")
+        moved(idle, to: "edge-2")
+        moved(busy, to: "edge-2")
+        #expect(h.machine.table[id: idle.sessionId] == nil)
+        #expect(h.machine.table[id: busy.sessionId] != nil, "kept while its request is under way")
+        h.answerStore(call.call) { response in
+            response.messageSent.messageID = 9
+            response.messageSent.roomID = Self.room
+            response.messageSent.content = "in flight"
+        }
+        #expect(busy.open(try #require(h.takeDatagrams().first).bytes) != nil, "its reply still goes out")
+        h.advance(milliseconds: 10_001)
+        #expect(h.machine.table[id: busy.sessionId] == nil)
+        _ = idle.datagram(.hello)
+    }
+
     @Test func aResynchronisationUnwrapsOnlyTheKeysOfSessionsNewToTheEdge() throws {
         var h = try Harness()
         // The new session's id sorts first: the next page must start after the page's last, the known one.

@@ -209,11 +209,16 @@ import Testing
         let (a, _) = await store.loggedIn("a@example.com")
         let (b, _) = await store.loggedIn("b@example.com")
         let (unclaimed, _) = await store.loggedIn("c@example.com")
-        func heard(_ session: StoreHarness.Session, by edge: String) async -> [IPCEvent] {
+        var mark: UInt64 = 1_000
+        func heard(_ session: StoreHarness.Session, by edge: String, stale: Bool = false) async -> [IPCEvent] {
             var activity = IPCSessionActivity()
             activity.sessionID = session.id
             activity.lastActiveAt = Int64(Date().timeIntervalSince1970)
             activity.edge = edge
+            // Each report carries the replay mark its edge had; a stale one an older mark.
+            mark += 10
+            activity.replayMark = stale ? mark - 100 : mark
+            activity.address = "127.0.0.1:\(stale ? 1 : 2)"
             _ = store.takeEvents()
             _ = await store.call(session, .touchSessions({ var touch = IPCTouchSessions(); touch.sessions = [activity]; return touch }()))
             return store.takeEvents()
@@ -226,6 +231,10 @@ import Testing
         #expect(moves(await heard(a, by: "edge-1")).isEmpty, "heard again by the same edge: no move")
         #expect(moves(await heard(a, by: "")).isEmpty, "a report without an edge claims nothing")
         #expect(moves(await heard(a, by: "edge-2")) == ["a@edge-2"])
+        // A report edge-1 sent before edge-2 heard the session arrives late: it moves nothing.
+        #expect(moves(await heard(a, by: "edge-1", stale: true)).isEmpty)
+        let row = try #require(try await store.backend.read { tx in try tx.session(id: a.id) })
+        #expect(row.address == "127.0.0.1:2", "nor does it bring back the old address")
         _ = await heard(a, by: "edge-1")
 
         func load(_ edge: String) async -> Set<String> {

@@ -162,13 +162,15 @@ import Testing
         #expect(ended.isEmpty)
     }
 
-    /// Two stores looking at once on PostgreSQL each take different jobs.
+    /// Two stores looking at once on PostgreSQL: while one store's claim is
+    /// still open, another takes the other jobs at once, without waiting for
+    /// it and without taking the same ones.
     @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func storesTakingJobsAtOnceNeverTakeTheSameOne() async throws {
         let store = try StoreHarness(.postgres)
         try await store.backend.write { tx in
             let user = try tx.insertUser(userId: "u1", email: "alice@example.com", name: "alice", now: 1)
             let room = try tx.insertRoom(roomId: "r1", name: "General", now: 1)
-            for index in 0..<40 {
+            for index in 0..<10 {
                 try tx.insertJob(
                     JobRow(
                         jobId: "job-\(index)", roomRowId: room.rowId, userRowId: user.rowId, sessionId: "s", mode: "improve", request: [],
@@ -176,16 +178,22 @@ import Testing
             }
         }
         let location = try #require(store.scratch?.location)
-        let other = try PostgresBackend(location: location, logger: Logger(label: "test"))
         let later = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
-        async let first = store.backend.write { tx in
-            (0..<8).flatMap { _ in (try? tx.claimJobs(run: "a", now: later, until: later + 1, limit: 5, all: false)) ?? [] }
+        // Store A's transaction takes four jobs and stays open.
+        let first = PostgresLink(location: location, tls: .disable, logger: Logger(label: "test"))
+        defer { first.close() }
+        let open = try first.connection()
+        try first.simple(open, "BEGIN")
+        let a = try PostgresTransaction(link: first, connection: open).claimJobs(run: "a", now: later, until: later + 1, limit: 4, all: false)
+        // Store B: a statement that waited for A's locks would time out.
+        let second = PostgresLink(location: location, tls: .disable, logger: Logger(label: "test"))
+        defer { second.close() }
+        let b = try second.transaction(readOnly: false) { tx in
+            try (tx as! PostgresTransaction).link.simple((tx as! PostgresTransaction).connection, "SET LOCAL lock_timeout = '2s'")
+            return try tx.claimJobs(run: "b", now: later, until: later + 1, limit: 10, all: false)
         }
-        async let second = other.write { tx in
-            (0..<8).flatMap { _ in (try? tx.claimJobs(run: "b", now: later, until: later + 1, limit: 5, all: false)) ?? [] }
-        }
-        let (a, b) = try await (first, second)
+        try first.simple(open, "COMMIT")
+        #expect(a.count == 4 && b.count == 6, "\(a.count) + \(b.count)")
         #expect(Set(a.map(\.jobId)).isDisjoint(with: b.map(\.jobId)))
-        #expect(a.count + b.count == 40, "\(a.count) + \(b.count)")
     }
 }

@@ -40,11 +40,15 @@ extension EdgeMachine {
             delivery.roomList(template, now: now.monotonic, &actions)
         case .sessionMoved(let moved):
             // Another edge heard the session last and delivers to it now;
-            // its cursors are in the store. (A session still busy with a
-            // request here is let go when it is next swept.)
-            guard moved.edge != settings.edgeId, let index = table.index(of: moved.sessionID), table[index]?.busy == false else { return }
-            table.remove(index)
-            delivery.removeSession(index)
+            // its cursors are in the store. One with a request under way here
+            // is let go at the next sweep, unless it speaks here again.
+            guard moved.edge != settings.edgeId, let index = table.index(of: moved.sessionID) else { return }
+            if table[index]?.busy == true {
+                table.update(index) { $0.movedAway = true }
+            } else {
+                table.remove(index)
+                delivery.removeSession(index)
+            }
             return
         case .sessionNotice(let notice):
             // A late error (an AI job that failed): sent like a broadcast, so

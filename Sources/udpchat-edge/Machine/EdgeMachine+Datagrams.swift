@@ -275,6 +275,7 @@ extension EdgeMachine {
             session.lastSeen = now.monotonic
             session.lastSeenWall = now.wall
             session.dirty = true
+            session.movedAway = false
             session.state = .active
         }
         var actions: [DeliveryEngine.Output] = []

@@ -177,6 +177,12 @@ struct EdgeMachine {
             delivery.removeSession(index)
             freed += 1
         }
+        // Sessions another edge took while a request of theirs was under way here.
+        for index in table.indices where table[index]?.movedAway == true && table[index]?.busy == false {
+            table.remove(index)
+            delivery.removeSession(index)
+            freed += 1
+        }
         let quiet = Self.before(now.monotonic, Self.repliesKept)
         for index in table.idle(since: quiet) where !(table[index]!.replies.isEmpty) {
             table.update(index) { $0.replies = RecentReplies() }

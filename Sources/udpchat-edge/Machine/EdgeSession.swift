@@ -32,6 +32,9 @@ struct EdgeSession {
     var userId: String?
     /// Activity (liveness, address) not yet reported to the store.
     var dirty = false
+    /// Another edge heard the session last while a request of it was under
+    /// way here: it leaves at the next sweep unless it speaks here again.
+    var movedAway = false
     /// Store requests wait here and go one at a time, so a client that sends
     /// JOIN_ROOM then MESSAGE without waiting sees them applied in order.
     var queue: [StoreWork] = []

@@ -66,7 +66,15 @@ final class PostgresBackend: StorageBackend {
     /// stores starting together apply each once.
     private static func migrate(_ link: PostgresLink) throws -> (applied: [String], all: [String]) {
         let connection = try link.connection()
-        try link.simple(connection, "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        try link.simple(connection, "BEGIN")
+        do {
+            try link.simple(connection, "SELECT pg_advisory_xact_lock(\(migrationLock))")
+            try link.simple(connection, "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            try link.simple(connection, "COMMIT")
+        } catch {
+            try? link.simple(connection, "ROLLBACK")
+            throw error
+        }
         var applied: [String] = []
         for migration in PostgresSchema.migrations {
             try link.simple(connection, "BEGIN")
@@ -153,6 +161,8 @@ final class PostgresLink: @unchecked Sendable {
             let connection = try PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id, logger: logger
             ).wait()
+            // No statement waits for ever (a lock held by a stuck peer).
+            _ = try connection.query("SET statement_timeout = '30s'", logger: logger).wait()
             current = connection
             return connection
         } catch {
@@ -168,15 +178,26 @@ final class PostgresLink: @unchecked Sendable {
     /// Runs `body` in a transaction; commits unless it throws.
     func transaction<T>(readOnly: Bool, _ body: (any StoreTransaction) throws -> T) throws -> T {
         let connection = try connection()
-        try simple(connection, readOnly ? "BEGIN READ ONLY" : "BEGIN")
         do {
-            let value = try body(PostgresTransaction(link: self, connection: connection))
-            try simple(connection, "COMMIT")
-            return value
+            try simple(connection, readOnly ? "BEGIN READ ONLY" : "BEGIN")
         } catch {
-            if !connection.isClosed { try? simple(connection, "ROLLBACK") }
+            close()  // in an unknown state: the next transaction connects again
             throw error
         }
+        let value: T
+        do {
+            value = try body(PostgresTransaction(link: self, connection: connection))
+        } catch {
+            do { try simple(connection, "ROLLBACK") } catch { close() }
+            throw error
+        }
+        do {
+            try simple(connection, "COMMIT")
+        } catch {
+            close()
+            throw error
+        }
+        return value
     }
 
     /// A statement with binds; its rows and how many rows it changed.

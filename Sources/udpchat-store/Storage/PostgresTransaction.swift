@@ -66,27 +66,34 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func recordActivity(_ activity: IPCSessionActivity) throws -> Bool {
+        let mark = Int64(bitPattern: activity.replayMark)
         var moved = false
         if !activity.edge.isEmpty {
-            let previous = try rows("SELECT edge FROM sessions WHERE session_id = \(activity.sessionID) FOR UPDATE").first?.decode(String.self)
-            if let previous, previous != activity.edge {
+            // Only a report at least as new as the last one moves the session
+            // (one still on its way from the edge that had it does not).
+            let row = try rows("SELECT edge, replay_mark FROM sessions WHERE session_id = \(activity.sessionID) FOR UPDATE").first
+            if let (previous, stored) = try row?.decode((String, Int64).self), previous != activity.edge,
+                UInt64(bitPattern: mark) >= UInt64(bitPattern: stored)
+            {
                 moved = true
                 try execute("UPDATE sessions SET edge = \(activity.edge) WHERE session_id = \(activity.sessionID)")
             }
         }
-        let mark = Int64(bitPattern: activity.replayMark)
         try execute(
             """
             UPDATE sessions SET last_active_at = GREATEST(last_active_at, \(activity.lastActiveAt)),
+                address = CASE WHEN \(activity.address) = '' OR \(mark) < replay_mark THEN address ELSE \(activity.address) END,
                 replay_mark = GREATEST(replay_mark, \(mark)),
-                address = CASE WHEN \(activity.address) = '' THEN address ELSE \(activity.address) END,
                 acknowledges = acknowledges OR \(activity.acknowledges)
             WHERE session_id = \(activity.sessionID)
             """)
         guard !activity.cursors.isEmpty else { return moved }
-        // One statement for every cursor of the session: rooms and seqs as arrays.
-        let rooms = activity.cursors.map(\.roomID)
-        let seqs = activity.cursors.map { Int64(bitPattern: $0.seq) }
+        // One statement for every cursor of the session: rooms and seqs as
+        // arrays (a room named twice counts once, at its highest).
+        var highest: [String: UInt64] = [:]
+        for cursor in activity.cursors { highest[cursor.roomID] = max(highest[cursor.roomID] ?? 0, cursor.seq) }
+        let rooms = Array(highest.keys)
+        let seqs = rooms.map { Int64(bitPattern: highest[$0]!) }
         try execute(
             """
             INSERT INTO session_cursors (session_id, room_id, seq)
@@ -178,7 +185,11 @@ struct PostgresTransaction: StoreTransaction {
     // MARK: Request results
 
     func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]? {
-        try rows(
+        // Held to commit: the same request taken by another store at the
+        // same time waits here, then finds this one's answer.
+        let key = session + ":" + nonce.map { String(format: "%02x", $0) }.joined()
+        try execute("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))")
+        return try rows(
             """
             SELECT r.response FROM request_results r JOIN sessions s ON s.id = r.session_id
             WHERE s.session_id = \(session) AND r.nonce = \(Data(nonce))

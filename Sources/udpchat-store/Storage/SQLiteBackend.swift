@@ -109,8 +109,10 @@ struct SQLiteTransaction: StoreTransaction {
     func recordActivity(_ activity: IPCSessionActivity) throws -> Bool {
         var moved = false
         if !activity.edge.isEmpty {
-            let previous = try String.fetchOne(statement("SELECT edge FROM sessions WHERE session_id = ?"), arguments: [activity.sessionID])
-            if let previous, previous != activity.edge {
+            // Only a report at least as new as the last one moves the session
+            // (one still on its way from the edge that had it does not).
+            let row = try Row.fetchOne(statement("SELECT edge, replay_mark FROM sessions WHERE session_id = ?"), arguments: [activity.sessionID])
+            if let row, (row[0] as String) != activity.edge, activity.replayMark >= UInt64(bitPattern: row[1]) {
                 moved = true
                 try statement("UPDATE sessions SET edge = ? WHERE session_id = ?").execute(arguments: [activity.edge, activity.sessionID])
             }
@@ -118,12 +120,12 @@ struct SQLiteTransaction: StoreTransaction {
         try statement(
             """
             UPDATE sessions SET last_active_at = max(last_active_at, ?), replay_mark = max(replay_mark, ?),
-                address = CASE WHEN ? = '' THEN address ELSE ? END, acknowledges = max(acknowledges, ?)
+                address = CASE WHEN ? = '' OR ? < replay_mark THEN address ELSE ? END, acknowledges = max(acknowledges, ?)
             WHERE session_id = ?
             """
         ).execute(arguments: [
-            activity.lastActiveAt, Int64(bitPattern: activity.replayMark), activity.address, activity.address,
-            activity.acknowledges, activity.sessionID,
+            activity.lastActiveAt, Int64(bitPattern: activity.replayMark), activity.address, Int64(bitPattern: activity.replayMark),
+            activity.address, activity.acknowledges, activity.sessionID,
         ])
         guard !activity.cursors.isEmpty else { return moved }
         let upsert = try statement(
