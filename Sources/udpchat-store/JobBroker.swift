@@ -101,8 +101,11 @@ final class JobBroker: Sendable {
     private func holdJobs(service: StoreService, queue: inout JobQueue) async {
         let owner = service.aiPolicy.owner
         let until = Int64(Date().timeIntervalSince1970 * 1000) + owner.leaseMs
+        // Only the jobs held here: one dropped from memory (its end failed to
+        // commit) runs out and is taken again.
+        let held = Array(queue.heldJobIds)
         do {
-            _ = try await service.backend.write { tx in try tx.renewJobLeases(run: owner.run, until: until) }
+            _ = try await service.backend.write { tx in try tx.renewJobLeases(run: owner.run, jobIds: held, until: until) }
         } catch {
             logger.warning("cannot renew the AI jobs' leases: \(error)")
         }
@@ -124,7 +127,8 @@ final class JobBroker: Sendable {
             return 0
         }
         let now = MonotonicClock.now()
-        for row in rows {
+        let held = queue.heldJobIds
+        for row in rows where !held.contains(row.jobId) {
             guard row.deadlineAt > wallNow, let job = try? IPCAIJob(serializedBytes: row.request) else {
                 await end(row.jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: row.jobId, reason: "the store restarted and the job's time ran out.", nowMs: wallNow)

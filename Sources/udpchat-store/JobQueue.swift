@@ -81,6 +81,9 @@ struct JobQueue {
     private var ending: Set<String> = []
     private var nextLease: UInt64 = 1
 
+    /// Every job this queue holds: waiting, running or being ended.
+    var heldJobIds: Set<String> { Set(pending.map(\.jobId)).union(leases.keys).union(ending) }
+
     init(leaseDuration: UInt64, workerTimeout: UInt64, maxAttempts: Int = 3) {
         self.leaseDuration = leaseDuration
         self.workerTimeout = workerTimeout

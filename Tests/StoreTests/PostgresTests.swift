@@ -146,8 +146,9 @@ import Testing
         }
         #expect(early.isEmpty)
         // The holder renews: the lease moves on, and only its own.
-        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: job.leasedBy, until: job.leaseUntil + 5_000) } == 1)
-        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: "other", until: job.leaseUntil + 99_000) } == 0)
+        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: job.leasedBy, jobIds: [job.jobId], until: job.leaseUntil + 5_000) } == 1)
+        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: "other", jobIds: [job.jobId], until: job.leaseUntil + 99_000) } == 0)
+        #expect(try await store.backend.write { tx in try tx.renewJobLeases(run: job.leasedBy, jobIds: ["another"], until: job.leaseUntil + 99_000) } == 0)
         // The holder stopped renewing: once the lease ran out, the first store to look takes it, and only that one.
         let late = job.leaseUntil + 5_001
         let taken = try await store.backend.write { tx in try tx.claimJobs(run: "other", now: late, until: late + 15_000, limit: 10, all: false) }
@@ -156,6 +157,10 @@ import Testing
         #expect(again.isEmpty)
         let stored = try #require(try await store.backend.read { tx in try tx.queuedJobs() }.first)
         #expect(stored.leasedBy == "other" && stored.leaseUntil == late + 15_000)
+        // Its new holder let it go (not renewed): once run out, it takes it again itself.
+        let later = late + 15_001
+        let own = try await store.backend.write { tx in try tx.claimJobs(run: "other", now: later, until: later + 15_000, limit: 10, all: false) }
+        #expect(own.map(\.jobId) == [job.jobId])
         // An ended job is taken by nobody.
         _ = try await store.backend.write { tx in try Operations.failJob(tx, jobId: job.jobId, reason: "x.", nowMs: late) }
         let ended = try await store.backend.write { tx in try tx.claimJobs(run: "fourth", now: late + 99_000, until: late, limit: 10, all: true) }

@@ -428,8 +428,9 @@ struct PostgresTransaction: StoreTransaction {
         try rows("SELECT \(unescaped: Self.jobColumns) FROM ai_jobs WHERE job_id = \(id) FOR UPDATE").first.map(jobRow)
     }
 
-    func renewJobLeases(run: String, until: Int64) throws -> Int {
-        try execute("UPDATE ai_jobs SET lease_until = \(until) WHERE leased_by = \(run) AND state = 'queued'")
+    func renewJobLeases(run: String, jobIds: [String], until: Int64) throws -> Int {
+        try execute(
+            "UPDATE ai_jobs SET lease_until = \(until) WHERE job_id = ANY(\(jobIds)::text[]) AND leased_by = \(run) AND state = 'queued'")
     }
 
     func claimJobs(run: String, now: Int64, until: Int64, limit: Int, all: Bool) throws -> [JobRow] {
@@ -438,7 +439,7 @@ struct PostgresTransaction: StoreTransaction {
             """
             UPDATE ai_jobs SET leased_by = \(run), lease_until = \(until)
             WHERE id IN (
-                SELECT id FROM ai_jobs WHERE state = 'queued' AND leased_by != \(run) AND (\(all) OR lease_until < \(now))
+                SELECT id FROM ai_jobs WHERE state = 'queued' AND ((\(all) AND leased_by != \(run)) OR lease_until < \(now))
                 ORDER BY id LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
             )
             RETURNING \(unescaped: Self.jobColumns)

@@ -465,9 +465,14 @@ struct SQLiteTransaction: StoreTransaction {
         ])
     }
 
-    func renewJobLeases(run: String, until: Int64) throws -> Int {
-        try statement("UPDATE ai_jobs SET lease_until = ? WHERE leased_by = ? AND state = 'queued'").execute(arguments: [until, run])
-        return db.changesCount
+    func renewJobLeases(run: String, jobIds: [String], until: Int64) throws -> Int {
+        var renewed = 0
+        let update = try statement("UPDATE ai_jobs SET lease_until = ? WHERE job_id = ? AND leased_by = ? AND state = 'queued'")
+        for id in jobIds {
+            try update.execute(arguments: [until, id, run])
+            renewed += db.changesCount
+        }
+        return renewed
     }
 
     func claimJobs(run: String, now: Int64, until: Int64, limit: Int, all: Bool) throws -> [JobRow] {
@@ -476,8 +481,8 @@ struct SQLiteTransaction: StoreTransaction {
             statement(
                 """
                 SELECT \(Self.jobColumns) FROM ai_jobs
-                WHERE state = 'queued' AND leased_by != ? AND (? OR lease_until < ?) ORDER BY id LIMIT ?
-                """), arguments: [run, all, now, limit]
+                WHERE state = 'queued' AND ((? AND leased_by != ?) OR lease_until < ?) ORDER BY id LIMIT ?
+                """), arguments: [all, run, now, limit]
         ).map(jobRow)
         for row in rows {
             try statement("UPDATE ai_jobs SET leased_by = ?, lease_until = ? WHERE job_id = ?").execute(arguments: [run, until, row.jobId])

@@ -116,11 +116,13 @@ protocol StoreTransaction {
     /// The job, locked until the transaction ends (a store finishing it at
     /// the same time waits, then finds it ended). Write transactions only.
     func job(id: String) throws -> JobRow?
-    /// Extends the lease of every queued job `run` holds; returns how many.
-    func renewJobLeases(run: String, until: Int64) throws -> Int
+    /// Extends the lease of those of `jobIds` that `run` holds and are
+    /// still queued; returns how many.
+    func renewJobLeases(run: String, jobIds: [String], until: Int64) throws -> Int
     /// Takes up to `limit` queued jobs whose lease ran out before `now`
     /// (every queued job not held by `run` when `all`), for `run`, until
-    /// `until`; oldest first. Two stores never take the same job.
+    /// `until`; oldest first. Two stores never take the same job. A job of
+    /// `run`'s own whose lease ran out is taken again (its store let it go).
     func claimJobs(run: String, now: Int64, until: Int64, limit: Int, all: Bool) throws -> [JobRow]
     /// Jobs not yet done or failed.
     func queuedJobs() throws -> [JobRow]
