@@ -58,26 +58,9 @@ seconds=10; drain=30; settle=75; sessions=10000
 if [ "$quick" = 1 ]; then seconds=3; drain=10; settle=5; sessions=500; fi
 
 work=$(mktemp -d /tmp/udpchat-bench-XXXXXX)
-pids=()
-stop_all() {
-  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
+# shellcheck source=lib/bench-common.sh
+. ./scripts/lib/bench-common.sh
 trap 'stop_all; rm -rf "$work"' EXIT
-
-say() { printf '\n=== %s\n' "$*"; }
-record() {
-  # Runs a bench, prints its output and keeps its JSON line; a run that fails
-  # (a server that stopped answering) is reported and the next one goes on.
-  local output
-  if output=$("$@" 2>&1); then
-    printf '%s\n' "$output"
-    if [ -n "$out" ]; then printf '%s\n' "$output" | grep '^{' >> "$out"; fi
-  else
-    printf '%s\n(this run failed)\n' "$output"
-  fi
-}
 
 # Starts keys, store and edge on UDP $1 with extra settings in "$@"; waits for their ready lines.
 start_udpchat() {
@@ -97,10 +80,6 @@ start_udpchat() {
   for setting in "$@"; do unset "${setting%%=*}"; done
 }
 
-wait_for_line() {
-  for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "no '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
 
 fanout() { "$bench" bench fanout --duration "$seconds" --drain "$drain" "$@"; }
 # Closed-loop runs measure after two seconds: the per-user limit's burst at the start is not the steady state.

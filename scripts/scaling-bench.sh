@@ -36,32 +36,13 @@ seconds=10; drain=20
 if [ "$quick" = 1 ]; then seconds=3; drain=5; fi
 
 work=$(mktemp -d /tmp/udpchat-scaling-XXXXXX)
-pids=()
+# shellcheck source=lib/bench-common.sh
+. ./scripts/lib/bench-common.sh
 # shellcheck source=lib/scratch-postgres.sh
 . ./scripts/lib/scratch-postgres.sh
-stop_all() {
-  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
 trap 'stop_all; stop_scratch_postgres; rm -rf "$work"' EXIT
 SCRATCH_POSTGRES_FSYNC=on start_scratch_postgres
 admin="$UDPCHAT_TEST_POSTGRES"
-
-say() { printf '\n=== %s\n' "$*"; }
-wait_for_line() {
-  for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "no '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
-record() {
-  local output
-  if output=$("$@" 2>&1); then
-    printf '%s\n' "$output"
-    if [ -n "$out" ]; then printf '%s\n' "$output" | grep '^{' >> "$out"; fi
-  else
-    printf '%s\n(this run failed)\n' "$output"
-  fi
-}
 
 # Starts keys, STORES stores (on DATABASE: sqlite or postgres) and EDGES
 # edges on UDP PORT (several share it with REUSE_PORT).

@@ -57,7 +57,7 @@ enum DatabaseCopy {
             do {
                 var counts: [(String, Int)] = []
                 for table in PostgresSchema.tables {
-                    _ = try copy(table, from: db, to: link, connection)
+                    try copy(table, from: db, to: link, connection)
                     let here = try Int64.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? -1
                     let there = try link.query(connection, "SELECT count(*) FROM \(unescaped: table)").rows.first?.decode(Int64.self) ?? -1
                     guard there == here else {
@@ -81,13 +81,12 @@ enum DatabaseCopy {
         }
     }
 
-    /// Copies one table row by row; returns how many rows.
-    private static func copy(_ table: String, from db: Database, to link: PostgresLink, _ connection: PostgresConnection) throws -> Int {
+    /// Copies one table row by row.
+    private static func copy(_ table: String, from db: Database, to link: PostgresLink, _ connection: PostgresConnection) throws {
         let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(\(table))").map { $0["name"] as String }
         let list = columns.joined(separator: ", ")
         let placeholders = (1...columns.count).map { "$\($0)" }.joined(separator: ", ")
         let sql = "INSERT INTO \(table) (\(list)) VALUES (\(placeholders))"
-        var copied = 0
         let cursor = try Row.fetchCursor(db, sql: "SELECT \(list) FROM \(table)")
         while let row = try cursor.next() {
             var binds = PostgresBindings(capacity: columns.count)
@@ -106,8 +105,6 @@ enum DatabaseCopy {
                 }
             }
             _ = try link.query(connection, PostgresQuery(unsafeSQL: sql, binds: binds))
-            copied += 1
         }
-        return copied
     }
 }

@@ -60,11 +60,7 @@ final class JobBroker: Sendable {
             let now = MonotonicClock.now()
             switch event {
             case .enqueued(let queued):
-                StoreMetrics.job("queued")
-                queuedAt.mutate { $0[queued.row.jobId] = now }
-                let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
-                let remaining = UInt64(max(0, queued.row.deadlineAt - wallNow)) * 1_000_000
-                await perform(queue.enqueue(Self.job(queued, deadline: now &+ remaining), now: now), service: service, queue: &queue)
+                await enqueue(queued, now: now, wallNow: Int64(Date().timeIntervalSince1970 * 1000), service: service, queue: &queue)
             case .fromWorker(let peer, let body):
                 await received(body, from: peer, now: now, service: service, queue: &queue)
             case .tick:
@@ -135,12 +131,17 @@ final class JobBroker: Sendable {
                 }
                 continue
             }
-            StoreMetrics.job("queued")
-            queuedAt.mutate { $0[row.jobId] = now }
-            let remaining = UInt64(row.deadlineAt - wallNow) * 1_000_000
-            await perform(queue.enqueue(Self.job(QueuedJob(row: row, job: job), deadline: now &+ remaining), now: now), service: service, queue: &queue)
+            await enqueue(QueuedJob(row: row, job: job), now: now, wallNow: wallNow, service: service, queue: &queue)
         }
         return rows.count
+    }
+
+    /// Queues a job for the workers, its deadline on the monotonic clock.
+    private func enqueue(_ queued: QueuedJob, now: UInt64, wallNow: Int64, service: StoreService, queue: inout JobQueue) async {
+        StoreMetrics.job("queued")
+        queuedAt.mutate { $0[queued.row.jobId] = now }
+        let remaining = UInt64(max(0, queued.row.deadlineAt - wallNow)) * 1_000_000
+        await perform(queue.enqueue(Self.job(queued, deadline: now &+ remaining), now: now), service: service, queue: &queue)
     }
 
     /// Implementation constant: jobs taken from the database at once.

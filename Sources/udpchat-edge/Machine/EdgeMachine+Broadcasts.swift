@@ -46,8 +46,7 @@ extension EdgeMachine {
             if table[index]?.busy == true {
                 table.update(index) { $0.movedAway = true }
             } else {
-                table.remove(index)
-                delivery.removeSession(index)
+                forget(index)
             }
             return
         case .sessionNotice(let notice):

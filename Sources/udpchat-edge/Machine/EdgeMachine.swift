@@ -158,6 +158,12 @@ struct EdgeMachine {
         report(now, &out)
     }
 
+    /// Takes a session out of memory (it is still in the store).
+    mutating func forget(_ index: SessionTable.Index) {
+        table.remove(index)
+        delivery.removeSession(index)
+    }
+
     /// Forgets sessions silent longer than `SESSION_IDLE_SECONDS`, drops the
     /// replies kept for sessions silent a while, and forgets rooms nobody
     /// follows.
@@ -165,22 +171,19 @@ struct EdgeMachine {
         var freed = 0
         let cutoff = Self.before(now.monotonic, settings.sessionIdle.nanoseconds)
         for index in table.idle(since: cutoff) where table[index]?.busy == false {
-            table.remove(index)
-            delivery.removeSession(index)
+            forget(index)
             freed += 1
         }
         // A session that never logged in follows no room and is kept in the
         // store: after a short silence it leaves memory (a packet of its
         // own brings it back), so sessions made and left cost little.
         for index in table.anonymousIdle(since: Self.before(now.monotonic, Self.anonymousIdle)) where table[index]?.busy == false {
-            table.remove(index)
-            delivery.removeSession(index)
+            forget(index)
             freed += 1
         }
         // Sessions another edge took while a request of theirs was under way here.
         for index in table.indices where table[index]?.movedAway == true && table[index]?.busy == false {
-            table.remove(index)
-            delivery.removeSession(index)
+            forget(index)
             freed += 1
         }
         let quiet = Self.before(now.monotonic, Self.repliesKept)

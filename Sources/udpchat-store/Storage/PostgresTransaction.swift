@@ -67,18 +67,14 @@ struct PostgresTransaction: StoreTransaction {
 
     func recordActivity(_ activity: IPCSessionActivity) throws -> Bool {
         let mark = Int64(bitPattern: activity.replayMark)
-        var moved = false
-        if !activity.edge.isEmpty {
-            // Only a report at least as new as the last one moves the session
-            // (one still on its way from the edge that had it does not).
-            let row = try rows("SELECT edge, replay_mark FROM sessions WHERE session_id = \(activity.sessionID) FOR UPDATE").first
-            if let (previous, stored) = try row?.decode((String, Int64).self), previous != activity.edge,
-                UInt64(bitPattern: mark) >= UInt64(bitPattern: stored)
-            {
-                moved = true
-                try execute("UPDATE sessions SET edge = \(activity.edge) WHERE session_id = \(activity.sessionID)")
-            }
-        }
+        // Only a report at least as new as the last one moves the session
+        // (one still on its way from the edge that had it does not).
+        let moved = try !activity.edge.isEmpty && !rows(
+            """
+            UPDATE sessions SET edge = \(activity.edge)
+            WHERE session_id = \(activity.sessionID) AND edge <> \(activity.edge) AND \(mark) >= replay_mark RETURNING 1
+            """
+        ).isEmpty
         try execute(
             """
             UPDATE sessions SET last_active_at = GREATEST(last_active_at, \(activity.lastActiveAt)),
@@ -187,7 +183,7 @@ struct PostgresTransaction: StoreTransaction {
     func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]? {
         // Held to commit: the same request taken by another store at the
         // same time waits here, then finds this one's answer.
-        let key = session + ":" + nonce.map { String(format: "%02x", $0) }.joined()
+        let key = session + ":" + Hex.encode(nonce)
         try execute("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))")
         return try rows(
             """

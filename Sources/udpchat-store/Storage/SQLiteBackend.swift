@@ -107,16 +107,11 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     func recordActivity(_ activity: IPCSessionActivity) throws -> Bool {
-        var moved = false
-        if !activity.edge.isEmpty {
-            // Only a report at least as new as the last one moves the session
-            // (one still on its way from the edge that had it does not).
-            let row = try Row.fetchOne(statement("SELECT edge, replay_mark FROM sessions WHERE session_id = ?"), arguments: [activity.sessionID])
-            if let row, (row[0] as String) != activity.edge, activity.replayMark >= UInt64(bitPattern: row[1]) {
-                moved = true
-                try statement("UPDATE sessions SET edge = ? WHERE session_id = ?").execute(arguments: [activity.edge, activity.sessionID])
-            }
-        }
+        // Only a report at least as new as the last one moves the session
+        // (one still on its way from the edge that had it does not).
+        let moved = try !activity.edge.isEmpty && Row.fetchOne(
+            statement("UPDATE sessions SET edge = ? WHERE session_id = ? AND edge <> ? AND ? >= replay_mark RETURNING 1"),
+            arguments: [activity.edge, activity.sessionID, activity.edge, Int64(bitPattern: activity.replayMark)]) != nil
         try statement(
             """
             UPDATE sessions SET last_active_at = max(last_active_at, ?), replay_mark = max(replay_mark, ?),
