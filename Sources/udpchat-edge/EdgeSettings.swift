@@ -1,4 +1,7 @@
 import Common
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The edge's settings (the README and `.env.sample` document each).
 struct EdgeSettings: Sendable {
@@ -27,11 +30,25 @@ struct EdgeSettings: Sendable {
     var loginsPerSourcePerMinute: Double
     var messagesPerUser: Double
 
+    /// `EDGE_ID` with each `%H` replaced by the host's name, as systemd does:
+    /// replicas of one container service (`--scale`) each have a host name
+    /// of their own, so one setting names each differently.
+    static func edgeId(_ setting: String, hostName: String) -> String {
+        setting.replacingOccurrences(of: "%H", with: hostName)
+    }
+
+    /// This machine's (or container's) host name, empty if it has none.
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     init(_ settings: SettingsReader) throws {
         common = try CommonSettings(settings)
         host = settings.string(.serverIP, default: "127.0.0.1")
         port = try settings.int(.serverPort, default: WireSpec.defaultPort, range: 0...65535)
-        edgeId = settings.string(.edgeID, default: "")
+        edgeId = Self.edgeId(settings.string(.edgeID, default: ""), hostName: Self.hostName())
         guard edgeId.count <= 64, edgeId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
             throw ConfigurationError("\(Setting.edgeID.name)=\(edgeId): up to 64 letters, digits, '-', '_' or '.'")
         }

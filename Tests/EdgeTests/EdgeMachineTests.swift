@@ -279,6 +279,18 @@ import Testing
         #expect(resynchronised(), "a store started")
     }
 
+    /// `%H` in EDGE_ID is the host name, so replicas of one container
+    /// service (each its own host name) get names of their own from one
+    /// setting.
+    @Test func anEdgeIdMayNameTheHost() throws {
+        let host = EdgeSettings.hostName()
+        #expect(!host.isEmpty)
+        #expect(EdgeSettings.edgeId("edge-%H", hostName: "c0ffee") == "edge-c0ffee")
+        #expect(EdgeSettings.edgeId("edge-1", hostName: "c0ffee") == "edge-1")
+        let reader = try SettingsReader.load(environment: ["UDPCHAT_ENV_FILE": "/dev/null", "EDGE_ID": "edge-%H"])
+        #expect(try EdgeSettings(reader).edgeId == "edge-" + host)
+    }
+
     /// Another edge heard a session last: this edge lets it go at once, or,
     /// with a request of it under way, once that is answered.
     @Test func aSessionAnotherEdgeHeardLastIsLetGo() throws {

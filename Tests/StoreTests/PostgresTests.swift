@@ -76,6 +76,46 @@ import Testing
         }
     }
 
+    /// The server asks for a password (scripts/lib/scratch-postgres.sh has
+    /// the role udpchat_password sign in with SCRAM): the one in
+    /// DATABASE_PASSWORD_FILE is accepted, a wrong one refused, and neither
+    /// shows in the error.
+    @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func thePasswordInItsFileSignsIn() async throws {
+        let server = try #require(ScratchPostgres.server)
+        let password = SecureRandom.identifier()
+        let database = "udpchat_password_\(SecureRandom.identifier().prefix(12))"
+        try ScratchPostgres.administer(server, "DROP ROLE IF EXISTS udpchat_password")
+        try ScratchPostgres.administer(server, "CREATE ROLE udpchat_password LOGIN PASSWORD '\(password)'")
+        try ScratchPostgres.administer(server, "CREATE DATABASE \(database) OWNER udpchat_password")
+        defer {
+            try? ScratchPostgres.administer(server, "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            try? ScratchPostgres.administer(server, "DROP ROLE IF EXISTS udpchat_password")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-db-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = "postgres://udpchat_password@\(server.host):\(server.port)/\(database)?sslmode=disable"
+        for (written, accepted) in [(password + "\n", true), ("wrong-" + password, false)] {
+            let file = directory.appendingPathComponent("password")
+            try written.write(to: file, atomically: true, encoding: .utf8)
+            let chosen = try StoreDatabase.location(
+                SettingsReader.load(environment: ["UDPCHAT_ENV_FILE": "/dev/null", "DATABASE_URL": url, "DATABASE_PASSWORD_FILE": file.path]))
+            guard case .postgres(let location) = chosen else {
+                Issue.record("expected PostgreSQL, got \(chosen)")
+                return
+            }
+            do {
+                let backend = try PostgresBackend(location: location, logger: Logger(label: "test"))
+                let jobs = try await backend.read { tx in try tx.queuedJobs().count }
+                #expect(accepted && jobs == 0, "signed in with \(written)")
+            } catch {
+                #expect(!accepted, "\(error)")
+                let text = "\(error)"
+                #expect(text.contains("refused the connection: password authentication failed") && !text.contains(password), "\(text)")
+            }
+        }
+    }
+
     @Test func anUnreachableServerIsAClearError() throws {
         // A port nothing listens on (bound, then closed).
         let location = try PostgresLocation(url: "postgres://chat@127.0.0.1:1/udpchat?sslmode=disable", password: nil)

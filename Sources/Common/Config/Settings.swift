@@ -81,7 +81,7 @@ extension Setting {
     public static let serverPort = Setting("SERVER_PORT", default: "9999", "UDP port; 0 picks a free one, printed in the ready line.")
     public static let edgeID = Setting(
         "EDGE_ID", default: "",
-        "This edge's name when several edges serve one store tier (letters, digits, '-', '_', '.'): each delivers to the sessions it heard last.")
+        "This edge's name when several edges serve one store tier (letters, digits, '-', '_', '.'; %H stands for the host name): each delivers to the sessions it heard last.")
     public static let reusePort = Setting(
         "REUSE_PORT", default: "false", "Bind the UDP port with SO_REUSEPORT, so that several edges on one host share it (the kernel spreads clients).")
     public static let bufferSize = Setting(

@@ -166,7 +166,10 @@ final class PostgresLink: @unchecked Sendable {
             current = connection
             return connection
         } catch {
-            throw StoreFailure("PostgreSQL at \(location) is unreachable: \(Self.describe(error))")
+            // The server answered (a wrong password, an unknown database)
+            // or it could not be reached at all.
+            let answered = (error as? PSQLError)?.serverInfo != nil
+            throw StoreFailure("PostgreSQL at \(location) \(answered ? "refused the connection" : "is unreachable"): \(Self.describe(error))")
         }
     }
 
