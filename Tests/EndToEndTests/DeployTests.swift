@@ -282,6 +282,18 @@ struct DeployTests {
                 "the README with"
             ),
             ("deploy/container/Containerfile", "libsqlite3-dev pkg-config", "pkg-config", "does not install libsqlite3-dev"),
+            // The postgres profile.
+            ("deploy/container/compose.yaml", "${POSTGRES_EDGE_PORTS:-9999-10008}", "${POSTGRES_EDGE_PORTS:-9999}", "one host port"),
+            ("deploy/container/compose.yaml", "EDGE_ID: edge-%H", "EDGE_ID: edge", "needs an EDGE_ID with %H"),
+            (
+                "deploy/container/compose.yaml", "EVENTS_ENDPOINT: tcp://pg-store-1:7003,tcp://pg-store-2:7003",
+                "EVENTS_ENDPOINT: tcp://pg-store-1:7003", "not every store of the profile"
+            ),
+            ("deploy/container/compose.yaml", "postgres://udpchat@postgres:", "postgres://udpchat@127.0.0.1:", "naming the profile's PostgreSQL service"),
+            ("deploy/container/compose.yaml", "tcp://pg-store-2:7004", "tcp://pg-store-1:7004", "takes jobs from store 'pg-store-2'"),
+            ("deploy/container/compose.yaml", "networks: [backend, database]", "networks: [backend]", "shares no network"),
+            ("deploy/container/compose.yaml", "[\"CMD\", \"pg_isready\"", "[\"pg_isready\"", "needs a healthcheck test"),
+            ("deploy/container/compose.yaml", "      JOBS_ENDPOINT: tcp://store:7004", "      JOBS_ENDPOINT: tcp://pg-store-1:7004", "its profiles do not start"),
         ]
         for defect in defects {
             let root = try Self.temporaryRoot()

@@ -10,7 +10,13 @@
   (`NAME=` in .env.sample, or `NAME` in backquotes in the README);
 - the Containerfile builds with the README's build command, installs the
   Debian packages scripts/bootstrap.sh installs, and copies files that exist;
-- each health check probes the port its program serves by default.
+- each health check probes the port its program serves by default, and a
+  service of another image (PostgreSQL) has a health check of its own;
+- every address a service is given names a service that runs with it (its
+  profiles start it) on a network both join;
+- the `postgres` profile runs PostgreSQL, two or more stores on it (password
+  from a file), edges and stores that list every store, workers for each
+  store, and edges that can be scaled (a host port range, %H in EDGE_ID).
 
 Prints one line per problem and exits 1 if there is any.
 """
@@ -81,13 +87,6 @@ def main():
             dockerfile = os.path.join(context, build.get("dockerfile", "Dockerfile"))
             if not os.path.isfile(dockerfile):
                 problems.append(f"{where} builds from {dockerfile}, which does not exist")
-        command = service.get("command")
-        if not isinstance(command, list) or not command:
-            problems.append(f"{where} needs a command list naming the program")
-            continue
-        program = command[0]
-        if program not in PROGRAM_PORTS:
-            problems.append(f"{where} runs '{program}', not a udpchat program")
         for network in service.get("networks") or []:
             if network not in networks:
                 problems.append(f"{where} joins undeclared network '{network}'")
@@ -98,19 +97,34 @@ def main():
         for dependency in service.get("depends_on") or {}:
             if dependency not in services:
                 problems.append(f"{where} depends on unknown service '{dependency}'")
-        environment = service.get("environment") or {}
-        if isinstance(environment, list):
-            environment = dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
-        for setting in environment:
-            if setting not in documented:
-                problems.append(f"{where} sets {setting}, which is not a documented setting")
+            elif not set(profiles(services[dependency])) <= set(profiles(service)):
+                problems.append(f"{where} depends on '{dependency}', which its profiles do not start")
         health = service.get("healthcheck") or {}
         test = health.get("test")
-        if service.get("restart") == "no":
-            pass  # a one-shot set-up step (plane-keys): it serves nothing to check
+        one_shot = service.get("restart") == "no"  # a set-up step (plane-keys): it serves nothing to check
+        if not ours(service):
+            # Another project's image (PostgreSQL): its settings are its
+            # own, but it must say when it is ready.
+            if not one_shot and (not isinstance(test, list) or len(test) < 2 or test[0] not in ("CMD", "CMD-SHELL")):
+                problems.append(f"{where} needs a healthcheck test, which the services that wait for it use")
+            continue
+        command = service.get("command")
+        if not isinstance(command, list) or not command:
+            problems.append(f"{where} needs a command list naming the program")
+            continue
+        program = command[0]
+        if program not in PROGRAM_PORTS:
+            if not one_shot:
+                problems.append(f"{where} runs '{program}', not a udpchat program")
+            continue
+        for setting in environment_of(service):
+            if setting not in documented:
+                problems.append(f"{where} sets {setting}, which is not a documented setting")
+        if one_shot:
+            pass
         elif not isinstance(test, list) or len(test) < 3 or test[:2] != ["CMD", "udpchat-healthcheck"]:
             problems.append(f"{where} needs healthcheck test [CMD, udpchat-healthcheck, PORT]")
-        elif program in PROGRAM_PORTS and str(test[2]) != str(PROGRAM_PORTS[program]):
+        elif str(test[2]) != str(PROGRAM_PORTS[program]):
             problems.append(f"{where} checks port {test[2]}, but {program} serves health on {PROGRAM_PORTS[program]}")
         if program == "udpchat-ai":
             if "container_name" in service:
@@ -119,6 +133,21 @@ def main():
                 problems.append(f"{where} publishes host ports, so --scale would collide")
         if program == "udpchat-edge" and not any(str(port).endswith("/udp") for port in service.get("ports") or []):
             problems.append(f"{where} publishes no UDP port")
+        # Each address it is given names a service that runs with it, on a
+        # network both join.
+        for setting, value in environment_of(service).items():
+            for host in addressed_hosts(setting, value):
+                if host in ("0.0.0.0", "127.0.0.1", "localhost", "host.docker.internal") or "$" in host:
+                    continue
+                if host not in services:
+                    problems.append(f"{where}: {setting} names '{host}', which is no service")
+                elif not set(profiles(services[host])) <= set(profiles(service)):
+                    problems.append(f"{where}: {setting} names '{host}', which its profiles do not start")
+                elif not set(service.get("networks") or []) & set(services[host].get("networks") or []):
+                    problems.append(f"{where}: {setting} names '{host}', which shares no network with it")
+
+    problems += check_postgres_profile(services)
+
     if not built:
         problems.append("compose.yaml: no service builds the image")
 
@@ -152,6 +181,93 @@ def main():
     if not problems:
         print(f"ok: compose.yaml ({len(services)} services) and Containerfile")
     return 1 if problems else 0
+
+
+def profiles(service):
+    return service.get("profiles") or [] if isinstance(service, dict) else []
+
+
+def ours(service):
+    """Whether a service runs the udpchat image."""
+    return "build" in service or "UDPCHAT_IMAGE" in str(service.get("image", ""))
+
+
+def environment_of(service):
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
+    return environment
+
+
+def addressed_hosts(setting, value):
+    """The hosts a setting's value connects to (tcp:// endpoints, lists of
+    them, and the PostgreSQL URL)."""
+    if value is None or not (setting.endswith("_ENDPOINT") or setting == "DATABASE_URL"):
+        return []
+    return re.findall(r"^(?:tcp|postgres|postgresql)://(?:[^@/,]*@)?([^:/,]+)", str(value).replace(",", "\n"), re.MULTILINE)
+
+
+def check_postgres_profile(services):
+    """The `postgres` profile: PostgreSQL, two or more stores on it, every
+    edge subscribed to every store, each store with its own AI workers, and
+    edges that can be scaled."""
+    problems = []
+    member = {name: service for name, service in services.items() if isinstance(service, dict) and "postgres" in profiles(service)}
+    if not member:
+        return ["compose.yaml: no service has the profile 'postgres'"]
+
+    def program(service):
+        command = service.get("command")
+        return command[0] if isinstance(command, list) and command else None
+
+    databases = [name for name, service in member.items() if not ours(service) and "postgres" in str(service.get("image", ""))]
+    if not databases:
+        problems.append("compose.yaml: the postgres profile runs no PostgreSQL image")
+    stores = sorted(name for name, service in member.items() if program(service) == "udpchat-store")
+    if len(stores) < 2:
+        problems.append(f"compose.yaml: the postgres profile runs {len(stores)} store(s), not two or more")
+    for name in stores:
+        environment = environment_of(member[name])
+        url = str(environment.get("DATABASE_URL") or "")
+        if not any(host in databases for host in addressed_hosts("DATABASE_URL", url)):
+            problems.append(f"compose.yaml: store '{name}' has no DATABASE_URL naming the profile's PostgreSQL service")
+        if not environment.get("DATABASE_PASSWORD_FILE"):
+            problems.append(f"compose.yaml: store '{name}' has no DATABASE_PASSWORD_FILE")
+        for setting in ("STORE_BIND", "EVENTS_BIND", "JOBS_BIND"):
+            if not environment.get(setting):
+                problems.append(f"compose.yaml: store '{name}' has no {setting} of its own")
+    every = set(stores)
+    for name, service in member.items():
+        if program(service) in ("udpchat-edge", "udpchat-store"):
+            environment = environment_of(service)
+            for setting in ("STORE_ENDPOINT", "EVENTS_ENDPOINT"):
+                named = set(addressed_hosts(setting, environment.get(setting)))
+                if named != every:
+                    problems.append(
+                        f"compose.yaml: '{name}' has {setting} naming {sorted(named)}, not every store of the profile {sorted(every)}")
+    edges = [name for name, service in member.items() if program(service) == "udpchat-edge"]
+    if not edges:
+        problems.append("compose.yaml: the postgres profile runs no edge")
+    for name in edges:
+        service = member[name]
+        if "%H" not in str(environment_of(service).get("EDGE_ID") or ""):
+            problems.append(f"compose.yaml: edge '{name}' needs an EDGE_ID with %H, so each replica of --scale has a name of its own")
+        if "container_name" in service:
+            problems.append(f"compose.yaml: edge '{name}' has a container_name, so --scale cannot run more than one")
+        for port in service.get("ports") or []:
+            # ${VARIABLE:-DEFAULT} read as its default
+            published = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", str(port)).rsplit(":", 1)[0]
+            if "-" not in published:
+                problems.append(f"compose.yaml: edge '{name}' publishes {port}: one host port, which a second replica cannot take (give a range)")
+    workers = {}
+    for name, service in member.items():
+        if program(service) == "udpchat-ai":
+            for host in addressed_hosts("JOBS_ENDPOINT", environment_of(service).get("JOBS_ENDPOINT")):
+                workers.setdefault(host, []).append(name)
+    for name in stores:
+        if name not in workers:
+            problems.append(f"compose.yaml: no AI worker of the postgres profile takes jobs from store '{name}'")
+    return problems
 
 
 if __name__ == "__main__":
