@@ -81,14 +81,22 @@ start_tiers() {
 
 fanout() { "$bin_dir/udpchat" bench fanout --duration "$seconds" --drain "$drain" --warmup 1 "$@"; }
 
-# Rates around each setup's limit (docs/scaling.md).
-for setup in "sqlite 1 1000 2000 3000" "postgres 1 50 100 200" "postgres 2 50 100 200"; do
+# Rates around each setup's limit, then closed loop (each client sends its
+# next message when the last is confirmed: what the tier can do at most).
+# At a fixed rate a client sends every 100/RATE seconds whether or not the
+# last was answered, and the bench counts an answer that comes after the
+# next send as unanswered: past the tier's limit, read the fan-out times.
+for setup in "sqlite 1 1000 2000 3000 closed" "postgres 1 100 200 300 closed" "postgres 2 100 200 300 closed"; do
   set -- $setup
   database=$1 stores=$2; shift 2
   say "stores: $stores on $database; one edge; 100 clients in 50 rooms of two"
   start_tiers "$database" "$stores" 1 19981
   for rate in "$@"; do
-    record fanout --server 127.0.0.1:19981 --clients 100 --rooms 50 --rate "$rate" --label "stores-$database-$stores"
+    if [ "$rate" = closed ]; then
+      record fanout --server 127.0.0.1:19981 --clients 100 --rooms 50 --label "stores-$database-$stores-closed"
+    else
+      record fanout --server 127.0.0.1:19981 --clients 100 --rooms 50 --rate "$rate" --label "stores-$database-$stores"
+    fi
   done
 done
 

@@ -116,6 +116,111 @@ import Testing
         }
     }
 
+    /// Statements whose answers are not read are queued and sent with the
+    /// next awaited one (PostgresPipeline): a failure among them still
+    /// undoes its own savepoint alone and is reported as itself, and a
+    /// refused savepoint's statements count for nothing, sent or not.
+    @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func queuedStatementsFailInTheirOwnSavepoint() async throws {
+        let scratch = try ScratchPostgres()
+        let backend = try PostgresBackend(location: scratch.location, logger: Logger(label: "test"))
+        try await backend.write { tx in _ = try (tx as! PostgresTransaction).pipeline.run("CREATE TABLE probe (id INT PRIMARY KEY)") }
+        let failures = try await backend.write { tx -> [String] in
+            let pipeline = (tx as! PostgresTransaction).pipeline
+            var failures: [String] = []
+            do {
+                try tx.inSavepoint { () -> (value: Void, keep: Bool) in
+                    pipeline.send("INSERT INTO probe VALUES (1)")
+                    pipeline.send("INSERT INTO probe VALUES (1)")
+                    pipeline.send("INSERT INTO probe VALUES (2)")
+                    return ((), true)
+                }
+                failures.append("kept")
+            } catch {
+                failures.append("\(error)")
+            }
+            try tx.inSavepoint { () -> (value: Void, keep: Bool) in
+                pipeline.send("INSERT INTO probe VALUES (3)")
+                return ((), false)
+            }
+            try tx.inSavepoint { () -> (value: Void, keep: Bool) in
+                pipeline.send("INSERT INTO probe VALUES (4)")
+                _ = try pipeline.run("SELECT 1")
+                return ((), false)
+            }
+            try tx.inSavepoint { () -> (value: Void, keep: Bool) in
+                pipeline.send("INSERT INTO probe VALUES (5)")
+                return ((), true)
+            }
+            do {
+                try tx.inSavepoint { () -> (value: Void, keep: Bool) in
+                    pipeline.send("INSERT INTO no_such_table VALUES (1)")
+                    _ = try pipeline.run("SELECT 1")
+                    return ((), true)
+                }
+                failures.append("kept")
+            } catch {
+                failures.append("\(error)")
+            }
+            return failures
+        }
+        #expect(failures.count == 2)
+        #expect(failures.first?.contains("duplicate key") == true, "\(failures)")
+        #expect(failures.last?.contains("no_such_table") == true, "\(failures)")
+        let ids = try await backend.read { tx in
+            try (tx as! PostgresTransaction).pipeline.run("SELECT id FROM probe ORDER BY id").rows.map { try $0.decode(Int32.self) }
+        }
+        #expect(ids == [5])
+    }
+
+    /// Two stores whose batches lock the same rooms in opposite order: the
+    /// second batch waits for the first to commit instead of deadlocking
+    /// with it (which PostgreSQL breaks only after a second, failing one).
+    @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func twoStoresLockingRoomsInOppositeOrderDoNotDeadlock() async throws {
+        let scratch = try ScratchPostgres()
+        let a = try PostgresBackend(location: scratch.location, logger: Logger(label: "test"))
+        let b = try PostgresBackend(location: scratch.location, logger: Logger(label: "test"))
+        try await a.write { tx in
+            _ = try tx.insertRoom(roomId: "x", name: "X", now: 1)
+            _ = try tx.insertRoom(roomId: "y", name: "Y", now: 1)
+        }
+        let observer = PostgresLink(location: scratch.location, tls: .disable, logger: Logger(label: "test"))
+        defer { observer.close() }
+        let watching = try observer.connection()
+        /// Waits (at most 20 s) until a transaction of the database waits for a lock.
+        @Sendable func someoneWaits() throws {
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                let waiting = try observer.query(
+                    watching,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).rows.first?.decode(Int64.self) ?? 0
+                if waiting > 0 { return }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            throw StoreFailure("nothing waited for a lock within 20 s")
+        }
+        let (holdsX, holding) = AsyncStream<Void>.makeStream()
+        async let first: Void = a.write { tx in
+            let pipeline = (tx as! PostgresTransaction).pipeline
+            _ = try pipeline.run("UPDATE rooms SET last_active_at = 2 WHERE room_id = 'x'")
+            holding.yield()
+            try someoneWaits()  // b, for its turn or for room x
+            _ = try pipeline.run("UPDATE rooms SET last_active_at = 2 WHERE room_id = 'y'")
+        }
+        for await _ in holdsX { break }
+        async let second: Void = b.write { tx in
+            let pipeline = (tx as! PostgresTransaction).pipeline
+            _ = try pipeline.run("UPDATE rooms SET last_active_at = 3 WHERE room_id = 'y'")
+            _ = try pipeline.run("UPDATE rooms SET last_active_at = 3 WHERE room_id = 'x'")
+        }
+        try await first
+        try await second
+        let times = try await a.read { tx in
+            try (tx as! PostgresTransaction).pipeline.run("SELECT last_active_at FROM rooms ORDER BY room_id").rows.map { try $0.decode(Int64.self) }
+        }
+        #expect(times == [3, 3], "the second store's batch ran after the first's")
+    }
+
     @Test func anUnreachableServerIsAClearError() throws {
         // A port nothing listens on (bound, then closed).
         let location = try PostgresLocation(url: "postgres://chat@127.0.0.1:1/udpchat?sslmode=disable", password: nil)
@@ -229,12 +334,12 @@ import Testing
         defer { first.close() }
         let open = try first.connection()
         try first.simple(open, "BEGIN")
-        let a = try PostgresTransaction(link: first, connection: open).claimJobs(run: "a", now: later, until: later + 1, limit: 4, all: false)
+        let a = try PostgresTransaction(pipeline: PostgresPipeline(connection: open, logger: Logger(label: "test"))).claimJobs(run: "a", now: later, until: later + 1, limit: 4, all: false)
         // Store B: a statement that waited for A's locks would time out.
         let second = PostgresLink(location: location, tls: .disable, logger: Logger(label: "test"))
         defer { second.close() }
         let b = try second.transaction(readOnly: false) { tx in
-            try (tx as! PostgresTransaction).link.simple((tx as! PostgresTransaction).connection, "SET LOCAL lock_timeout = '2s'")
+            _ = try (tx as! PostgresTransaction).pipeline.run("SET LOCAL lock_timeout = '2s'")
             return try tx.claimJobs(run: "b", now: later, until: later + 1, limit: 10, all: false)
         }
         try first.simple(open, "COMMIT")

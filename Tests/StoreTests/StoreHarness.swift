@@ -121,7 +121,7 @@ final class StoreHarness: Sendable {
                     default: throw HarnessFailure("cannot bind \(argument)")
                     }
                 }
-                _ = try postgres.link.query(postgres.connection, PostgresQuery(unsafeSQL: numbered, binds: binds))
+                _ = try postgres.pipeline.run(PostgresQuery(unsafeSQL: numbered, binds: binds))
             }
         }
     }
@@ -131,7 +131,7 @@ final class StoreHarness: Sendable {
         try await backend.read { tx in
             if let sqlite = tx as? SQLiteTransaction { return try Int.fetchOne(sqlite.db, sql: "SELECT count(*) FROM \(table)") ?? -1 }
             let postgres = tx as! PostgresTransaction
-            return Int(try postgres.link.query(postgres.connection, "SELECT count(*) FROM \(unescaped: table)").rows.first?.decode(Int64.self) ?? -1)
+            return Int(try postgres.pipeline.run("SELECT count(*) FROM \(unescaped: table)").rows.first?.decode(Int64.self) ?? -1)
         }
     }
 

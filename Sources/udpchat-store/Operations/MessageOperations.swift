@@ -6,8 +6,8 @@ extension Operations {
     func postMessage(_ tx: any StoreTransaction, roomId: String, content: String) throws -> Outcome {
         let user = try requireUser(tx)
         guard !roomId.isEmpty, !content.isEmpty else { return .error(ProtocolText.roomIdAndContentRequired) }
-        guard let room = try tx.room(roomId: roomId) else { return .error(ProtocolText.roomNotFound) }
-        guard try tx.isMember(room: room.rowId, user: user.rowId) else { return .error(ProtocolText.joinBeforeSending) }
+        guard let (room, isMember) = try tx.room(roomId: roomId, member: user.rowId) else { return .error(ProtocolText.roomNotFound) }
+        guard isMember else { return .error(ProtocolText.joinBeforeSending) }
         let messageId = try tx.insertMessage(room: room.rowId, user: user.rowId, content: content, isAnnouncement: false, now: now)
         try tx.touchRoom(room.rowId, now: now)
         var sent = IPCMessageSent()
@@ -15,7 +15,10 @@ extension Operations {
         sent.roomID = room.roomId
         sent.content = content
         sent.timestamp = now
-        var outcome = Outcome.respond { $0.messageSent = sent }
+        var outcome = Outcome.respond {
+            $0.messageSent = sent
+            $0.sessionUserID = user.userId  // known: no second read for it
+        }
         outcome.events = [
             try roomEvent(tx, room) { event in
                 var message = IPCMessageEvent()

@@ -45,9 +45,8 @@ struct Operations {
 
     /// The session's row and logged-in user, if any.
     func caller(_ tx: any StoreTransaction) throws -> (session: SessionRow?, user: UserRow?) {
-        guard let session = try tx.session(id: sessionId) else { return (nil, nil) }
-        guard let userRow = session.userRowId else { return (session, nil) }
-        return (session, try tx.user(rowId: userRow))
+        guard let (session, user) = try tx.sessionWithUser(id: sessionId) else { return (nil, nil) }
+        return (session, user)
     }
 
     /// The logged-in user; refuses with the protocol's `Authentication required.`.

@@ -178,30 +178,45 @@ final class PostgresLink: @unchecked Sendable {
         current = nil
     }
 
-    /// Runs `body` in a transaction; commits unless it throws.
+    /// Runs `body` in a transaction; commits unless it throws. BEGIN goes
+    /// out with the first statement awaited (``PostgresPipeline``): it
+    /// fails only with the connection, and then so does all after it.
     func transaction<T>(readOnly: Bool, _ body: (any StoreTransaction) throws -> T) throws -> T {
         let connection = try connection()
-        do {
-            try simple(connection, readOnly ? "BEGIN READ ONLY" : "BEGIN")
-        } catch {
-            close()  // in an unknown state: the next transaction connects again
-            throw error
-        }
+        let pipeline = PostgresPipeline(connection: connection, logger: logger)
+        let start = pipeline.mark
+        pipeline.send(readOnly ? "BEGIN READ ONLY" : "BEGIN")
+        // One writing transaction at a time in the database, whichever
+        // store runs it: a batch locks rows (sessions, rooms) in the order
+        // of its requests, so two batches running at once could each wait
+        // for a row the other holds, and a deadlock costs a second before
+        // PostgreSQL breaks it (measured: two stores under load deadlocked
+        // many times a second). Taken before any row lock, so a batch
+        // waits here holding nothing. Reads take no lock.
+        if !readOnly { pipeline.send("SELECT pg_advisory_xact_lock(\(Self.writerLock))") }
         let value: T
         do {
-            value = try body(PostgresTransaction(link: self, connection: connection))
+            value = try body(PostgresTransaction(pipeline: pipeline))
         } catch {
-            do { try simple(connection, "ROLLBACK") } catch { close() }
+            do {
+                if pipeline.discard(since: start) { try pipeline.rollback("ROLLBACK") }
+            } catch {
+                close()  // in an unknown state: the next transaction connects again
+            }
             throw error
         }
         do {
-            try simple(connection, "COMMIT")
+            _ = try pipeline.run("COMMIT")
         } catch {
             close()
             throw error
         }
         return value
     }
+
+    /// Implementation constant: the advisory lock key every writing
+    /// transaction holds (migrations hold `migrationLock`).
+    static let writerLock: Int64 = 0x7564_7063_6861_7402
 
     /// A statement with binds; its rows and how many rows it changed.
     func query(_ connection: PostgresConnection, _ query: PostgresQuery) throws -> (rows: [PostgresRow], changed: Int) {

@@ -8,26 +8,33 @@ import PostgresNIO
 /// interpolation, `GREATEST` for SQLite's two-argument `max`, `RETURNING`
 /// for the new row id, booleans as booleans).
 struct PostgresTransaction: StoreTransaction {
-    let link: PostgresLink
-    let connection: PostgresConnection
+    let pipeline: PostgresPipeline
 
-    private func rows(_ query: PostgresQuery) throws -> [PostgresRow] { try link.query(connection, query).rows }
-    @discardableResult private func execute(_ query: PostgresQuery) throws -> Int { try link.query(connection, query).changed }
+    private func rows(_ query: PostgresQuery) throws -> [PostgresRow] { try pipeline.run(query).rows }
+    /// A statement whose changed-row count is read: sent and awaited.
+    private func execute(_ query: PostgresQuery) throws -> Int { try pipeline.run(query).changed }
+    /// A statement nobody reads the answer of: queued, sent with the next
+    /// one awaited (a failure shows there, or when the savepoint ends).
+    private func send(_ query: PostgresQuery) { pipeline.send(query) }
 
     private static let savepoints = NIOLockedValueBox(0)
 
+    /// What the body queued is settled before the savepoint is kept, so a
+    /// failure in it undoes this savepoint and not the next.
     func inSavepoint<T>(_ body: () throws -> (value: T, keep: Bool)) throws -> T {
         let name = "s\(Self.savepoints.withLockedValue { $0 += 1; return $0 })"
-        try link.simple(connection, "SAVEPOINT \(name)")
+        let start = pipeline.mark
+        try send("SAVEPOINT \(unescaped: name)")
         let outcome: (value: T, keep: Bool)
         do {
             outcome = try body()
+            if outcome.keep { try pipeline.settle() }
         } catch {
-            try link.simple(connection, "ROLLBACK TO SAVEPOINT \(name)")
+            if pipeline.discard(since: start) { try pipeline.rollback("ROLLBACK TO SAVEPOINT \(unescaped: name)") }
             throw error
         }
         // A kept savepoint is left to the commit to release: one round trip less.
-        if !outcome.keep { try link.simple(connection, "ROLLBACK TO SAVEPOINT \(name)") }
+        if !outcome.keep, pipeline.discard(since: start) { try pipeline.rollback("ROLLBACK TO SAVEPOINT \(unescaped: name)") }
         return outcome.value
     }
 
@@ -48,8 +55,27 @@ struct PostgresTransaction: StoreTransaction {
         try rows("SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE session_id = \(id)").first.map(sessionRow)
     }
 
+    func sessionWithUser(id: String) throws -> (session: SessionRow, user: UserRow?)? {
+        guard
+            let row = try rows(
+                """
+                SELECT s.session_id, s.user_id, s.wrapped_key, s.key_digest, s.replay_mark, s.last_active_at, s.address, s.acknowledges,
+                    u.id, u.user_id, u.email, u.name, u.password_hash, u.is_admin
+                FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.session_id = \(id)
+                """
+            ).first
+        else { return nil }
+        let (id, user, key, digest, mark, active, address, acknowledges, rowId, userId, email, name, hash, isAdmin) = try row.decode(
+            (String, Int64?, Data, Data, Int64, Int64, String, Bool, Int64?, String?, String?, String?, String?, Bool?).self)
+        let session = SessionRow(
+            sessionId: id, userRowId: user, wrappedKey: [UInt8](key), keyDigest: [UInt8](digest), replayMark: UInt64(bitPattern: mark),
+            lastActiveAt: active, address: address, acknowledges: acknowledges)
+        guard let rowId, let userId, let email, let name, let isAdmin else { return (session, nil) }
+        return (session, UserRow(rowId: rowId, userId: userId, email: email, name: name, passwordHash: hash, isAdmin: isAdmin))
+    }
+
     func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws {
-        try execute(
+        try send(
             """
             INSERT INTO sessions (session_id, wrapped_key, key_digest, replay_mark, created_at, last_active_at)
             VALUES (\(id), \(Data(wrappedKey)), \(Data(keyDigest)), \(Int64(bitPattern: replayMark)), \(now), \(now))
@@ -58,7 +84,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func setSessionUser(id: String, user: Int64?, now: Int64) throws {
-        try execute("UPDATE sessions SET user_id = \(user), last_active_at = GREATEST(last_active_at, \(now)) WHERE session_id = \(id)")
+        try send("UPDATE sessions SET user_id = \(user), last_active_at = GREATEST(last_active_at, \(now)) WHERE session_id = \(id)")
     }
 
     func deleteSessions(lastActiveBefore cutoff: Int64) throws -> Int {
@@ -75,7 +101,7 @@ struct PostgresTransaction: StoreTransaction {
             WHERE session_id = \(activity.sessionID) AND edge <> \(activity.edge) AND \(mark) >= replay_mark RETURNING 1
             """
         ).isEmpty
-        try execute(
+        try send(
             """
             UPDATE sessions SET last_active_at = GREATEST(last_active_at, \(activity.lastActiveAt)),
                 address = CASE WHEN \(activity.address) = '' OR \(mark) < replay_mark THEN address ELSE \(activity.address) END,
@@ -90,7 +116,7 @@ struct PostgresTransaction: StoreTransaction {
         for cursor in activity.cursors { highest[cursor.roomID] = max(highest[cursor.roomID] ?? 0, cursor.seq) }
         let rooms = Array(highest.keys)
         let seqs = rooms.map { Int64(bitPattern: highest[$0]!) }
-        try execute(
+        try send(
             """
             INSERT INTO session_cursors (session_id, room_id, seq)
                 SELECT s.id, r.id, c.seq FROM sessions s
@@ -116,12 +142,12 @@ struct PostgresTransaction: StoreTransaction {
     // MARK: Delivery cursors
 
     func resetCursors(session: String) throws {
-        try execute("DELETE FROM session_cursors WHERE session_id = (SELECT id FROM sessions WHERE session_id = \(session))")
+        try send("DELETE FROM session_cursors WHERE session_id = (SELECT id FROM sessions WHERE session_id = \(session))")
         try addMissingCursors(session: session)
     }
 
     func addMissingCursors(session: String) throws {
-        try execute(
+        try send(
             """
             INSERT INTO session_cursors (session_id, room_id, seq)
                 SELECT s.id, r.id, r.seq FROM sessions s
@@ -133,7 +159,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func follow(room: Int64, user: Int64, after seq: UInt64) throws {
-        try execute(
+        try send(
             """
             INSERT INTO session_cursors (session_id, room_id, seq) SELECT id, \(room), \(Int64(bitPattern: seq)) FROM sessions WHERE user_id = \(user)
             ON CONFLICT (session_id, room_id) DO UPDATE SET seq = excluded.seq
@@ -141,7 +167,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func unfollow(room: Int64, user: Int64) throws {
-        try execute("DELETE FROM session_cursors WHERE room_id = \(room) AND session_id IN (SELECT id FROM sessions WHERE user_id = \(user))")
+        try send("DELETE FROM session_cursors WHERE room_id = \(room) AND session_id IN (SELECT id FROM sessions WHERE user_id = \(user))")
     }
 
     func cursors(session: String) throws -> [IPCRoomCursor] {
@@ -162,7 +188,7 @@ struct PostgresTransaction: StoreTransaction {
     // MARK: Room event log
 
     func appendRoomEvent(room: Int64, seq: UInt64, body: [UInt8], now: Int64) throws {
-        try execute("INSERT INTO room_events (room_id, seq, body, created_at) VALUES (\(room), \(Int64(bitPattern: seq)), \(Data(body)), \(now))")
+        try send("INSERT INTO room_events (room_id, seq, body, created_at) VALUES (\(room), \(Int64(bitPattern: seq)), \(Data(body)), \(now))")
     }
 
     func roomEvents(roomId: String, after seq: UInt64, limit: Int) throws -> RoomEventRange? {
@@ -184,7 +210,7 @@ struct PostgresTransaction: StoreTransaction {
         // Held to commit: the same request taken by another store at the
         // same time waits here, then finds this one's answer.
         let key = session + ":" + Hex.encode(nonce)
-        try execute("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))")
+        try send("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))")
         return try rows(
             """
             SELECT r.response FROM request_results r JOIN sessions s ON s.id = r.session_id
@@ -194,7 +220,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func recordRequestResult(session: String, nonce: [UInt8], response: [UInt8], now: Int64) throws {
-        try execute(
+        try send(
             """
             INSERT INTO request_results (session_id, nonce, response, created_at)
                 SELECT id, \(Data(nonce)), \(Data(response)), \(now) FROM sessions WHERE session_id = \(session)
@@ -231,11 +257,11 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func touchUser(rowId: Int64, now: Int64) throws {
-        try execute("UPDATE users SET last_active_at = \(now) WHERE id = \(rowId)")
+        try send("UPDATE users SET last_active_at = \(now) WHERE id = \(rowId)")
     }
 
     func setPasswordHash(user: Int64, hash: String?) throws {
-        try execute("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
+        try send("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
     }
 
     func allUsers() throws -> [UserRow] {
@@ -245,7 +271,7 @@ struct PostgresTransaction: StoreTransaction {
     func deleteUser(email: String) throws -> Int? {
         guard let user = try user(email: email) else { return nil }
         let messages = try rows("SELECT count(*) FROM messages WHERE user_id = \(user.rowId)").first?.decode(Int64.self) ?? 0
-        try execute("DELETE FROM users WHERE id = \(user.rowId)")
+        try send("DELETE FROM users WHERE id = \(user.rowId)")
         return Int(messages)
     }
 
@@ -254,6 +280,19 @@ struct PostgresTransaction: StoreTransaction {
     private func roomRow(_ row: PostgresRow) throws -> RoomRow {
         let (rowId, roomId, name, active) = try row.decode((Int64, String, String, Int64).self)
         return RoomRow(rowId: rowId, roomId: roomId, name: name, lastActiveAt: active)
+    }
+
+    func room(roomId: String, member user: Int64) throws -> (room: RoomRow, isMember: Bool)? {
+        guard
+            let row = try rows(
+                """
+                SELECT id, room_id, name, last_active_at, EXISTS (SELECT 1 FROM members m WHERE m.room_id = rooms.id AND m.user_id = \(user))
+                FROM rooms WHERE room_id = \(roomId) AND closed_at IS NULL
+                """
+            ).first
+        else { return nil }
+        let (rowId, roomId, name, active, isMember) = try row.decode((Int64, String, String, Int64, Bool).self)
+        return (RoomRow(rowId: rowId, roomId: roomId, name: name, lastActiveAt: active), isMember)
     }
 
     func room(roomId: String) throws -> RoomRow? {
@@ -292,7 +331,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func touchRoom(_ room: Int64, now: Int64) throws {
-        try execute("UPDATE rooms SET last_active_at = \(now) WHERE id = \(room)")
+        try send("UPDATE rooms SET last_active_at = \(now) WHERE id = \(room)")
     }
 
     func nextSequence(room: Int64) throws -> UInt64 {
@@ -303,7 +342,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func closeRoom(_ room: Int64, now: Int64) throws {
-        try execute("UPDATE rooms SET closed_at = \(now) WHERE id = \(room)")
+        try send("UPDATE rooms SET closed_at = \(now) WHERE id = \(room)")
     }
 
     // MARK: Members
@@ -313,11 +352,11 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func addMember(room: Int64, user: Int64, isAdmin: Bool, now: Int64) throws {
-        try execute("INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (\(room), \(user), \(isAdmin), \(now))")
+        try send("INSERT INTO members (room_id, user_id, is_admin, joined_at) VALUES (\(room), \(user), \(isAdmin), \(now))")
     }
 
     func removeMember(room: Int64, user: Int64) throws {
-        try execute("DELETE FROM members WHERE room_id = \(room) AND user_id = \(user)")
+        try send("DELETE FROM members WHERE room_id = \(room) AND user_id = \(user)")
     }
 
     func members(room: Int64) throws -> [IPCMemberItem] {
@@ -412,7 +451,7 @@ struct PostgresTransaction: StoreTransaction {
     }
 
     func insertJob(_ job: JobRow) throws {
-        try execute(
+        try send(
             """
             INSERT INTO ai_jobs (job_id, room_id, user_id, session_id, mode, request, state, created_at, deadline_at, leased_by, lease_until)
             VALUES (\(job.jobId), \(job.roomRowId), \(job.userRowId), \(job.sessionId), \(job.mode), \(Data(job.request)), \(job.state),

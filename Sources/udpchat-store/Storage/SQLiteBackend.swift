@@ -87,6 +87,20 @@ struct SQLiteTransaction: StoreTransaction {
             .map(sessionRow)
     }
 
+    func sessionWithUser(id: String) throws -> (session: SessionRow, user: UserRow?)? {
+        guard
+            let row = try Row.fetchOne(
+                statement(
+                    """
+                    SELECT s.session_id, s.user_id, s.wrapped_key, s.key_digest, s.replay_mark, s.last_active_at, s.address, s.acknowledges,
+                        u.id, u.user_id, u.email, u.name, u.password_hash, u.is_admin
+                    FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.session_id = ?
+                    """), arguments: [id])
+        else { return nil }
+        let userRowId: Int64? = row[8]
+        return (sessionRow(row), userRowId.map { UserRow(rowId: $0, userId: row[9], email: row[10], name: row[11], passwordHash: row[12], isAdmin: row[13]) })
+    }
+
     func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws {
         try statement(
             """
@@ -290,6 +304,17 @@ struct SQLiteTransaction: StoreTransaction {
 
     private func roomRow(_ row: Row) -> RoomRow {
         RoomRow(rowId: row[0], roomId: row[1], name: row[2], lastActiveAt: row[3])
+    }
+
+    func room(roomId: String, member user: Int64) throws -> (room: RoomRow, isMember: Bool)? {
+        try Row.fetchOne(
+            statement(
+                """
+                SELECT id, room_id, name, last_active_at, EXISTS (SELECT 1 FROM members m WHERE m.room_id = rooms.id AND m.user_id = ?)
+                FROM rooms WHERE room_id = ? AND closed_at IS NULL
+                """),
+            arguments: [user, roomId]
+        ).map { (roomRow($0), $0[4]) }
     }
 
     func room(roomId: String) throws -> RoomRow? {

@@ -19,6 +19,8 @@ protocol StoreTransaction {
 
     // Sessions
     func session(id: String) throws -> SessionRow?
+    /// The session and its user (nil when it has none), in one read.
+    func sessionWithUser(id: String) throws -> (session: SessionRow, user: UserRow?)?
     /// Inserts the row unless one with that id exists.
     func insertSession(id: String, wrappedKey: [UInt8], keyDigest: [UInt8], replayMark: UInt64, now: Int64) throws
     func setSessionUser(id: String, user: Int64?, now: Int64) throws
@@ -80,6 +82,8 @@ protocol StoreTransaction {
 
     // Rooms (closed rooms are invisible to every query here)
     func room(roomId: String) throws -> RoomRow?
+    /// The room and whether `user` belongs to it, in one read.
+    func room(roomId: String, member user: Int64) throws -> (room: RoomRow, isMember: Bool)?
     func roomNameTaken(_ name: String) throws -> Bool
     func insertRoom(roomId: String, name: String, now: Int64) throws -> RoomRow
     /// Open public rooms in storage order.

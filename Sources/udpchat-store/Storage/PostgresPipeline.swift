@@ -1,0 +1,132 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import PostgresNIO
+
+/// The statements of one transaction on their way to PostgreSQL, for the
+/// thread that runs the transaction.
+///
+/// Each statement whose answer is awaited costs two thread wake-ups (the
+/// connection's event loop, then the waiting thread), and that, not the
+/// server, is where a store on PostgreSQL spent its time
+/// (docs/performance.md). So a statement whose answer nobody reads (an
+/// insert, an update, a savepoint) is only queued here, and goes out with
+/// the next statement that is awaited, in one hop to the event loop: the
+/// connection runs statements in the order sent, so the awaited one is
+/// answered after them. PostgreSQL fails every statement after one that
+/// failed in a transaction, so the first failure is the one reported.
+final class PostgresPipeline: @unchecked Sendable {
+    private let connection: PostgresConnection
+    private let logger: Logger
+    /// Statements not sent yet (touched by the transaction's thread only).
+    private var queued: [PostgresQuery] = []
+    /// 1 once the awaited statement was answered; `answer` and
+    /// `firstFailure` are written by the event loop under it.
+    private let answered = ConditionLock(value: 0)
+    private var answer: Result<PostgresQueryResult, any Error>?
+    private var firstFailure: (any Error)?
+
+    init(connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    /// Exchanges with the server so far.
+    private var exchanges = 0
+
+    /// A point in the statements, to undo what came after it.
+    struct Mark {
+        fileprivate let exchanges: Int
+        fileprivate let queued: Int
+    }
+
+    var mark: Mark { Mark(exchanges: exchanges, queued: queued.count) }
+
+    /// Queues a statement whose answer is not needed.
+    func send(_ query: PostgresQuery) {
+        queued.append(query)
+    }
+
+    /// Drops the statements queued since `mark` that were not sent; whether
+    /// any statement since `mark` reached the server (and must be rolled back there).
+    func discard(since mark: Mark) -> Bool {
+        if exchanges == mark.exchanges {
+            queued.removeSubrange(mark.queued...)
+            return false
+        }
+        // Everything still queued came after the last exchange, so after `mark`.
+        queued.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    /// Sends the queued statements and `query`, and waits for its answer.
+    /// Throws the first failure among them.
+    func run(_ query: PostgresQuery) throws -> (rows: [PostgresRow], changed: Int) {
+        let (answer, earlier) = exchange(query)
+        // After a failed statement PostgreSQL fails the rest of the
+        // transaction: the first failure is the one that says why.
+        if let earlier { throw Self.failure(earlier) }
+        do {
+            let result = try answer.get()
+            return (Array(result.rows), result.metadata.rows ?? 0)
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    /// Waits until every queued statement has been answered; throws the
+    /// first that failed.
+    func settle() throws {
+        guard let last = queued.popLast() else { return }
+        _ = try run(last)
+    }
+
+    /// Sends `query` (a rollback, after ``discard(since:)``) and waits for
+    /// it: what failed before it is undone by it, so only its own failure
+    /// is thrown.
+    func rollback(_ query: PostgresQuery) throws {
+        let (answer, _) = exchange(query)
+        do {
+            _ = try answer.get()
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    /// The awaited statement's answer, and the first failure of those sent before it.
+    private func exchange(_ query: PostgresQuery) -> (answer: Result<PostgresQueryResult, any Error>, earlier: (any Error)?) {
+        let batch = queued
+        queued.removeAll(keepingCapacity: true)
+        exchanges += 1
+        answered.lock()
+        answer = nil
+        firstFailure = nil
+        answered.unlock(withValue: 0)
+        let connection = connection
+        let logger = logger
+        connection.eventLoop.execute { [self] in
+            for statement in batch {
+                connection.query(statement, logger: logger).whenFailure { [self] error in
+                    answered.lock()
+                    if firstFailure == nil { firstFailure = error }
+                    answered.unlock()
+                }
+            }
+            connection.query(query, logger: logger).whenComplete { [self] result in
+                answered.lock()
+                answer = result
+                answered.unlock(withValue: 1)
+            }
+        }
+        answered.lock(whenValue: 1)
+        let result = answer ?? .failure(StoreFailure("no answer"))
+        let earlier = firstFailure
+        answered.unlock()
+        return (result, earlier)
+    }
+
+    private static func failure(_ error: any Error) -> StoreFailure {
+        StoreFailure("PostgreSQL: \(PostgresLink.describe(error))")
+    }
+}
