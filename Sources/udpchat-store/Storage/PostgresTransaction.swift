@@ -207,11 +207,10 @@ struct PostgresTransaction: StoreTransaction {
     // MARK: Request results
 
     func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]? {
-        // Held to commit: the same request taken by another store at the
-        // same time waits here, then finds this one's answer.
-        let key = session + ":" + Hex.encode(nonce)
-        try send("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))")
-        return try rows(
+        // The same request taken by another store at the same time runs in
+        // a writing transaction too, which waits for this one to commit
+        // (PostgresBackend.writerLock), then finds this one's answer.
+        try rows(
             """
             SELECT r.response FROM request_results r JOIN sessions s ON s.id = r.session_id
             WHERE s.session_id = \(session) AND r.nonce = \(Data(nonce))
