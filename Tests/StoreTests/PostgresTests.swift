@@ -107,7 +107,9 @@ import Testing
             do {
                 let backend = try PostgresBackend(location: location, logger: Logger(label: "test"))
                 let jobs = try await backend.read { tx in try tx.queuedJobs().count }
-                #expect(accepted && jobs == 0, "signed in with \(written)")
+                #expect(
+                    accepted && jobs == 0,
+                    "signed in with \(written): the server must ask udpchat_password for its password (scripts/lib/scratch-postgres.sh sets that)")
             } catch {
                 #expect(!accepted, "\(error)")
                 let text = "\(error)"
@@ -170,6 +172,58 @@ import Testing
             try (tx as! PostgresTransaction).pipeline.run("SELECT id FROM probe ORDER BY id").rows.map { try $0.decode(Int32.self) }
         }
         #expect(ids == [5])
+    }
+
+    /// A failure outside any savepoint (here a statement of the
+    /// transaction itself) is the one a later write reports, not the
+    /// missing savepoint it leaves behind; a transaction that failed is
+    /// not reported as committed even when its body swallowed the error.
+    @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func aFailedTransactionSaysWhyAndIsNotCommitted() async throws {
+        let scratch = try ScratchPostgres()
+        let backend = try PostgresBackend(location: scratch.location, logger: Logger(label: "test"))
+        try await backend.write { tx in _ = try (tx as! PostgresTransaction).pipeline.run("CREATE TABLE probe (id INT PRIMARY KEY)") }
+        do {
+            try await backend.write { tx in
+                let pipeline = (tx as! PostgresTransaction).pipeline
+                pipeline.send("INSERT INTO no_such_table VALUES (1)")
+                try tx.inSavepoint { () -> (value: Void, keep: Bool) in
+                    _ = try pipeline.run("INSERT INTO probe VALUES (1)")
+                    return ((), true)
+                }
+            }
+            Issue.record("committed a transaction that failed")
+        } catch {
+            #expect("\(error)".contains("no_such_table") && !"\(error)".contains("savepoint"), "\(error)")
+        }
+        do {
+            try await backend.write { tx in
+                let pipeline = (tx as! PostgresTransaction).pipeline
+                _ = try pipeline.run("INSERT INTO probe VALUES (2)")
+                _ = try? pipeline.run("INSERT INTO no_such_table VALUES (1)")
+            }
+            Issue.record("a transaction that failed was reported as committed")
+        } catch {
+            #expect("\(error)".contains("did not commit"), "\(error)")
+        }
+        let count = try await backend.read { tx in
+            try (tx as! PostgresTransaction).pipeline.run("SELECT count(*) FROM probe").rows.first?.decode(Int64.self)
+        }
+        #expect(count == 0)
+    }
+
+    /// A write that asks nothing of the database takes no turn: it returns
+    /// while another store's write holds the turn.
+    @Test(.enabled(if: TestDatabase.available.contains(.postgres))) func aWriteThatReadsNothingTakesNoTurn() async throws {
+        let scratch = try ScratchPostgres()
+        let backend = try PostgresBackend(location: scratch.location, logger: Logger(label: "test"))
+        let other = PostgresLink(location: scratch.location, tls: .disable, logger: Logger(label: "test"))
+        defer { other.close() }
+        let holding = try other.connection()
+        try other.simple(holding, "BEGIN")
+        try other.simple(holding, "SELECT pg_advisory_xact_lock(\(PostgresLink.writerLock))")
+        let answer = try await backend.write { _ in 42 }
+        try other.simple(holding, "COMMIT")
+        #expect(answer == 42)
     }
 
     /// Two stores whose batches lock the same rooms in opposite order: the

@@ -163,6 +163,10 @@ final class PostgresLink: @unchecked Sendable {
             ).wait()
             // No statement waits for ever (a lock held by a stuck peer).
             _ = try connection.query("SET statement_timeout = '30s'", logger: logger).wait()
+            // Every write waits for the one in progress (writerLock): a
+            // store that stops in the middle of one (hung, or cut off)
+            // loses its session, and the turn, after 30 s.
+            _ = try connection.query("SET idle_in_transaction_session_timeout = '30s'", logger: logger).wait()
             current = connection
             return connection
         } catch {
@@ -194,6 +198,7 @@ final class PostgresLink: @unchecked Sendable {
         // many times a second). Taken before any row lock, so a batch
         // waits here holding nothing. Reads take no lock.
         if !readOnly { pipeline.send("SELECT pg_advisory_xact_lock(\(Self.writerLock))") }
+        let begun = pipeline.mark
         let value: T
         do {
             value = try body(PostgresTransaction(pipeline: pipeline))
@@ -205,8 +210,14 @@ final class PostgresLink: @unchecked Sendable {
             }
             throw error
         }
+        // Nothing asked of the database (every write refused before it
+        // read anything): no transaction, and no turn taken from the others.
+        if pipeline.untouched(since: begun) {
+            _ = pipeline.discard(since: start)
+            return value
+        }
         do {
-            _ = try pipeline.run("COMMIT")
+            try pipeline.commit()
         } catch {
             close()
             throw error

@@ -43,6 +43,11 @@ final class PostgresPipeline: @unchecked Sendable {
 
     var mark: Mark { Mark(exchanges: exchanges, queued: queued.count) }
 
+    /// Whether nothing was sent or queued since `mark`.
+    func untouched(since mark: Mark) -> Bool {
+        exchanges == mark.exchanges && queued.count == mark.queued
+    }
+
     /// Queues a statement whose answer is not needed.
     func send(_ query: PostgresQuery) {
         queued.append(query)
@@ -75,6 +80,21 @@ final class PostgresPipeline: @unchecked Sendable {
         }
     }
 
+    /// Sends COMMIT with the queued statements; throws unless the server
+    /// committed (a transaction that had failed answers COMMIT with
+    /// ROLLBACK, and no error).
+    func commit() throws {
+        let (answer, earlier) = exchange("COMMIT")
+        if let earlier { throw Self.failure(earlier) }
+        let command: String
+        do {
+            command = try answer.get().metadata.command
+        } catch {
+            throw Self.failure(error)
+        }
+        guard command == "COMMIT" else { throw StoreFailure("PostgreSQL did not commit the transaction (\(command))") }
+    }
+
     /// Waits until every queued statement has been answered; throws the
     /// first that failed.
     func settle() throws {
@@ -94,11 +114,25 @@ final class PostgresPipeline: @unchecked Sendable {
         }
     }
 
+    /// Implementation constant: how long an answer may take (past the
+    /// server's statement timeout of 30 s, so only a connection that went
+    /// silent reaches it).
+    static let answerLimitSeconds = 45.0
+
+    /// Set when an answer did not come: the connection's state is unknown,
+    /// so nothing more is sent on it (the link connects again).
+    private var silent = false
+
     /// The awaited statement's answer, and the first failure of those sent before it.
     private func exchange(_ query: PostgresQuery) -> (answer: Result<PostgresQueryResult, any Error>, earlier: (any Error)?) {
         let batch = queued
         queued.removeAll(keepingCapacity: true)
         exchanges += 1
+        if silent || connection.isClosed {
+            return (.failure(StoreFailure("the connection is closed")), nil)
+        }
+        // Waiting here for the event loop that must answer would never end.
+        connection.eventLoop.preconditionNotInEventLoop()
         answered.lock()
         answer = nil
         firstFailure = nil
@@ -106,6 +140,12 @@ final class PostgresPipeline: @unchecked Sendable {
         let connection = connection
         let logger = logger
         connection.eventLoop.execute { [self] in
+            guard !connection.isClosed else {
+                answered.lock()
+                answer = .failure(StoreFailure("the connection closed"))
+                answered.unlock(withValue: 1)
+                return
+            }
             for statement in batch {
                 connection.query(statement, logger: logger).whenFailure { [self] error in
                     answered.lock()
@@ -119,7 +159,12 @@ final class PostgresPipeline: @unchecked Sendable {
                 answered.unlock(withValue: 1)
             }
         }
-        answered.lock(whenValue: 1)
+        guard answered.lock(whenValue: 1, timeoutSeconds: Self.answerLimitSeconds) else {
+            // A late answer may still come; it is not read: this pipeline
+            // sends nothing more, and its transaction fails.
+            silent = true
+            return (.failure(StoreFailure("no answer within \(Int(Self.answerLimitSeconds)) s")), nil)
+        }
         let result = answer ?? .failure(StoreFailure("no answer"))
         let earlier = firstFailure
         answered.unlock()

@@ -30,8 +30,17 @@ struct PostgresTransaction: StoreTransaction {
             outcome = try body()
             if outcome.keep { try pipeline.settle() }
         } catch {
-            if pipeline.discard(since: start) { try pipeline.rollback("ROLLBACK TO SAVEPOINT \(unescaped: name)") }
-            throw error
+            let failure = error
+            if pipeline.discard(since: start) {
+                do {
+                    try pipeline.rollback("ROLLBACK TO SAVEPOINT \(unescaped: name)")
+                } catch {
+                    // The savepoint never took (the transaction had failed
+                    // before it): the first failure says why.
+                    throw failure
+                }
+            }
+            throw failure
         }
         // A kept savepoint is left to the commit to release: one round trip less.
         if !outcome.keep, pipeline.discard(since: start) { try pipeline.rollback("ROLLBACK TO SAVEPOINT \(unescaped: name)") }
@@ -209,7 +218,7 @@ struct PostgresTransaction: StoreTransaction {
     func requestResult(session: String, nonce: [UInt8]) throws -> [UInt8]? {
         // The same request taken by another store at the same time runs in
         // a writing transaction too, which waits for this one to commit
-        // (PostgresBackend.writerLock), then finds this one's answer.
+        // (PostgresLink.writerLock), then finds this one's answer.
         try rows(
             """
             SELECT r.response FROM request_results r JOIN sessions s ON s.id = r.session_id
