@@ -294,6 +294,16 @@ struct DeployTests {
             ("deploy/container/compose.yaml", "networks: [backend, database]", "networks: [backend]", "shares no network"),
             ("deploy/container/compose.yaml", "[\"CMD\", \"pg_isready\"", "[\"pg_isready\"", "needs a healthcheck test"),
             ("deploy/container/compose.yaml", "      JOBS_ENDPOINT: tcp://store:7004", "      JOBS_ENDPOINT: tcp://pg-store-1:7004", "its profiles do not start"),
+            (
+                "deploy/container/compose.yaml", "      store: { condition: service_healthy }\n    extra_hosts",
+                "      pg-store-1: { condition: service_healthy }\n    extra_hosts", "depends on 'pg-store-1', which its profiles do not start"
+            ),
+            ("deploy/container/compose.yaml", "      - udpchat-keys\n      - plane-keys", "      - udpchat-key\n      - plane-keys", "not a udpchat program"),
+            ("deploy/container/compose.yaml", "chown 10002:999", "chown 10003:999", "the stores run as"),
+            (
+                "deploy/container/compose.yaml", "POSTGRES_PASSWORD_FILE: /var/lib/udpchat/postgres-secret/password",
+                "POSTGRES_PASSWORD_FILE: /run/secrets/password", "reads its password from"
+            ),
         ]
         for defect in defects {
             let root = try Self.temporaryRoot()

@@ -114,7 +114,8 @@ def main():
             continue
         program = command[0]
         if program not in PROGRAM_PORTS:
-            if not one_shot:
+            # A set-up step may be a shell script (postgres-secret); nothing else.
+            if not (one_shot and program == "sh"):
                 problems.append(f"{where} runs '{program}', not a udpchat program")
             continue
         for setting in environment_of(service):
@@ -236,6 +237,26 @@ def check_postgres_profile(services):
         for setting in ("STORE_BIND", "EVENTS_BIND", "JOBS_BIND"):
             if not environment.get(setting):
                 problems.append(f"compose.yaml: store '{name}' has no {setting} of its own")
+    # The password: one file, made by the profile's set-up step for the
+    # stores' user, where PostgreSQL and every store read it.
+    secret_files = {str(environment_of(member[name]).get("DATABASE_PASSWORD_FILE") or "") for name in stores}
+    for name in databases:
+        wanted = str(environment_of(member[name]).get("POSTGRES_PASSWORD_FILE") or "")
+        if secret_files and wanted not in secret_files:
+            problems.append(f"compose.yaml: '{name}' reads its password from {wanted or 'nowhere'}, the stores from {sorted(secret_files)}")
+    for name in stores + databases:
+        service = member[name]
+        path = str(environment_of(service).get("DATABASE_PASSWORD_FILE") or environment_of(service).get("POSTGRES_PASSWORD_FILE") or "")
+        mounted = [m.split(":")[1] for m in service.get("volumes") or [] if isinstance(m, str) and m.count(":") >= 1]
+        if path and not any(path.startswith(target.rstrip("/") + "/") for target in mounted):
+            problems.append(f"compose.yaml: '{name}' reads {path}, which no volume of it holds")
+    store_users = {str(member[name].get("user", "")).split(":")[0] for name in stores}
+    makers = [service for service in member.values() if service.get("restart") == "no" and "chown" in str(service.get("command"))]
+    for maker in makers:
+        owners = set(re.findall(r"chown (\d+):", str(maker.get("command"))))
+        if owners and not owners <= store_users:
+            problems.append(f"compose.yaml: the password file is given to uid {sorted(owners)}, the stores run as {sorted(store_users)}")
+
     every = set(stores)
     for name, service in member.items():
         if program(service) in ("udpchat-edge", "udpchat-store"):
