@@ -53,8 +53,10 @@ struct WorkerTests {
         ) { outbox.record($0) }
     }
 
+    /// Waits for `condition`, at most 30 s (a bound for a stuck worker,
+    /// far above what a loaded machine takes).
     static func waitFor(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !condition() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
     }
 
