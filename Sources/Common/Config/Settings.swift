@@ -1,3 +1,4 @@
+import ChatWire
 import Configuration
 import Foundation
 
@@ -337,9 +338,9 @@ public struct CommonSettings: Sendable {
             return try PlaneSecurity.load(
                 directory: curveDir, role: role, binds: [(storeBind, [.edge]), (eventsBind, [.edge]), (jobsBind, [.ai])], connects: [])
         case .edge:
-            return try PlaneSecurity.load(
-                directory: curveDir, role: role, binds: [],
-                connects: [(keysEndpoint, .keys), (storeEndpoint, .store), (eventsEndpoint, .store)])
+            // Several stores: each endpoint of the lists is connected to on its own.
+            let stores = try (Endpoint.list(storeEndpoint) + Endpoint.list(eventsEndpoint)).map { (endpoint: $0, server: PlaneRole.store) }
+            return try PlaneSecurity.load(directory: curveDir, role: role, binds: [], connects: [(endpoint: keysEndpoint, server: .keys)] + stores)
         case .ai:
             return try PlaneSecurity.load(directory: curveDir, role: role, binds: [], connects: [(jobsEndpoint, .store)])
         }
