@@ -31,9 +31,22 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CLibrary"),
+        // The wire and the session rules: codecs, the v1 wire's crypto, the
+        // replay window and limiters. No I/O: neither NIO nor ZeroMQ.
+        .target(
+            name: "ChatWire",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // What the server programs share: settings, ZeroMQ and the IPC
+        // messages, metrics, health and the program runner.
         .target(
             name: "Common",
             dependencies: [
+                "ChatWire",
                 "CZeroMQ",
                 "CLibrary",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -55,6 +68,7 @@ let package = Package(
         .executableTarget(
             name: "udpchat-keys",
             dependencies: [
+                "ChatWire",
                 "Common",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -63,6 +77,7 @@ let package = Package(
         .executableTarget(
             name: "udpchat-store",
             dependencies: [
+                "ChatWire",
                 "Common",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -75,6 +90,7 @@ let package = Package(
         .executableTarget(
             name: "udpchat-edge",
             dependencies: [
+                "ChatWire",
                 "Common",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -85,6 +101,7 @@ let package = Package(
         .executableTarget(
             name: "udpchat-ai",
             dependencies: [
+                "ChatWire",
                 "Common",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -96,7 +113,7 @@ let package = Package(
         .target(
             name: "ChatClient",
             dependencies: [
-                "Common",
+                "ChatWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -106,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "udpchat",
             dependencies: [
-                "Common",
+                "ChatWire",
                 "ChatClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -115,14 +132,14 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        .testTarget(name: "CommonTests", dependencies: ["Common"]),
-        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "Common"]),
-        .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "Common"]),
-        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "Common"]),
+        .testTarget(name: "CommonTests", dependencies: ["ChatWire", "Common"]),
+        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "Common"]),
+        .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "Common"]),
+        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "Common"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Common", "ChatClient",
+                "ChatWire", "Common", "ChatClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -3,7 +3,7 @@
 
     scripts/original-probe.py HOST:PORT [--key-bits N] [--retry-test] [--quiet]
 
-Walks through the protocol (PROTOCOL.md, §2-§6) against a running server and
+Walks through the protocol (docs/protocol.md, §2-§6) against a running server and
 checks each reply:
 
   1. SESSION_INIT: RSA client key (2048 bits unless --key-bits), checks the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the ORIGINAL Python UDPChat-AI server (github.com/agonych/udp_chat,
-# server/ at revision 4ef9cd9, the SQLite-era server that PROTOCOL.md
+# server/ at revision 4ef9cd9, the SQLite-era server that docs/protocol.md
 # calls [R1]) on 127.0.0.1:PORT, for side-by-side benchmarks and wire checks.
 #
 #   scripts/original-server.sh [--port PORT] [--dir DIR] [--host HOST]

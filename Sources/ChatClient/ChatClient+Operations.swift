@@ -1,13 +1,13 @@
-import Common
+import ChatWire
 
-/// The protocol's requests as typed calls (PROTOCOL.md §5).
+/// The protocol's requests as typed calls (docs/protocol.md §5).
 extension ChatClient {
     public func hello() async throws -> String {
         guard case .hello(let message) = try await request(.hello, expecting: ["HELLO"]) else { throw unexpected() }
         return message
     }
 
-    /// Logs in; a new email creates the account (PROTOCOL.md §5.3).
+    /// Logs in; a new email creates the account (docs/protocol.md §5.3).
     public func login(email: String, password: String? = nil) async throws -> UserInfo {
         switch try await request(.login(email: email, password: password), expecting: ["WELCOME", "PLEASE_LOGIN", "UNAUTHORISED"]) {
         case .welcome(let user): return user
@@ -91,7 +91,7 @@ extension ChatClient {
         return members
     }
 
-    /// Asks for an AI reply. Nothing answers success (PROTOCOL.md §5.12):
+    /// Asks for an AI reply. Nothing answers success (docs/protocol.md §5.12):
     /// the reply arrives as a `MESSAGE` broadcast, a refusal or failure as
     /// an `ERROR` event (``nextEvent(timeout:where:)``).
     public func askAI(roomId: String, draft: String) throws {

@@ -1,4 +1,4 @@
-import Common
+import ChatWire
 import Crypto
 import CryptoExtras
 import Foundation
@@ -6,7 +6,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A client of the UDPChat-AI protocol (PROTOCOL.md), as the existing
+/// A client of the UDPChat-AI protocol (docs/protocol.md), as the existing
 /// clients speak it: RSA handshake with fingerprint pinning, AES-GCM
 /// packets, ACKs for every broadcast copy.
 ///
@@ -35,7 +35,7 @@ public final class ChatClient: Sendable {
         /// The local address to send from (default: any).
         public var bindHost: String?
         /// The server sets the top bit of every nonce it makes (udpchat
-        /// does, PROTOCOL.md §3.3; the original server draws them at
+        /// does, docs/protocol.md §3.3; the original server draws them at
         /// random): a packet without it is the client's own, reflected, and
         /// is dropped. Off for a server that does not set it.
         public var serverNoncesMarked = true
@@ -148,7 +148,7 @@ public final class ChatClient: Sendable {
 
     // MARK: - Handshake
 
-    /// Runs the handshake (PROTOCOL.md §2.5): checks that the fingerprint is
+    /// Runs the handshake (docs/protocol.md §2.5): checks that the fingerprint is
     /// the SHA-256 of the key sent, that it matches the pinned one (pinning it
     /// on first use), opens the session key and verifies its signature.
     @discardableResult

@@ -1,4 +1,4 @@
-import Common
+import ChatWire
 
 /// Why a client operation failed, in words a user can act on.
 public enum ChatClientError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import ChatWire
 import Common
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 
 /// Why a job produced no reply, in words for the requester: the store

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChatWire
 import Common
 import NIOCore
 

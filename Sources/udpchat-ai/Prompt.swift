@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 
 /// One chat-completion message.
@@ -10,7 +11,7 @@ struct ChatMessage: Equatable, Sendable {
     var content: String
 }
 
-/// The prompt and the reply's clean-up (PROTOCOL.md §8.2), written for the
+/// The prompt and the reply's clean-up (docs/protocol.md §8.2), written for the
 /// later original revision's intent: the model writes as the user,
 /// knowledgeable and helpful, and the room's history comes oldest first
 /// (the original fed it newest first).

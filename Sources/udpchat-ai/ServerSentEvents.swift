@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 
 /// One server-sent event (the `data:` lines joined with newlines).

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Crypto
 import CryptoExtras
@@ -6,7 +7,7 @@ import Foundation
 /// The key files under `KEYS_DIR`:
 ///
 /// - `server_private_key.pem`: the RSA identity key, PKCS#8 PEM, mode 0600
-///   (the original server's file name and format, PROTOCOL.md §2.4);
+///   (the original server's file name and format, docs/protocol.md §2.4);
 /// - `server_public_key.pem`: its SubjectPublicKeyInfo PEM;
 /// - `key_encryption_key`: 32 random bytes as hex, mode 0600, which seal
 ///   session keys for the database.

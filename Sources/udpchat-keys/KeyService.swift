@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Crypto
 import CryptoExtras
@@ -73,7 +74,7 @@ struct KeyService: Sendable {
         return response
     }
 
-    /// SESSION_INIT's server half (PROTOCOL.md §2.2): a fresh session id and
+    /// SESSION_INIT's server half (docs/protocol.md §2.2): a fresh session id and
     /// key, the key encrypted to the client (step 3), signed with PSS,
     /// SHA-256, MGF1-SHA-256 and a 32-byte salt over the raw key (step 4),
     /// and wrapped for the store.

@@ -1,8 +1,9 @@
+import ChatWire
 import Common
 import Foundation
 import Synchronization
 
-/// The single writer (ARCHITECTURE.md, "Group commit"): write requests that
+/// The single writer (docs/architecture.md, "Group commit"): write requests that
 /// arrive while a transaction is committing are collected and run together
 /// in the next one, each in its own savepoint, and each is answered only
 /// after that transaction committed. Under light load a batch is one

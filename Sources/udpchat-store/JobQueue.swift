@@ -1,7 +1,8 @@
+import ChatWire
 import Common
 import DequeModule
 
-/// The AI job queue with leases (ARCHITECTURE.md, "AI reply"): the zguide's
+/// The AI job queue with leases (docs/architecture.md, "AI reply"): the zguide's
 /// load-balancing pattern with Paranoid Pirate heartbeats. A pure state
 /// machine: it takes events with the current time (monotonic nanoseconds)
 /// and returns what to send; the broker owns the socket, the database and

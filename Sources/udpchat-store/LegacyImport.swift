@@ -1,9 +1,10 @@
+import ChatWire
 import Common
 import Foundation
 import GRDB
 
 /// Copies users, rooms, members and messages from the original server's
-/// SQLite database (PROTOCOL.md §9, first revision) into this store. Each
+/// SQLite database (docs/protocol.md §9, first revision) into this store. Each
 /// room comes with its members and its messages in their original order;
 /// passwords come as their MD5 hashes, checked once and replaced by scrypt
 /// at the next successful login. Users and rooms already here (same public
@@ -113,7 +114,7 @@ enum LegacyImport {
         }
     }
 
-    /// Booleans were 0/1 in the first revision (PROTOCOL.md §1.3).
+    /// Booleans were 0/1 in the first revision (docs/protocol.md §1.3).
     private static func bool(_ value: DatabaseValue) -> Bool {
         if let number = Int64.fromDatabaseValue(value) { return number != 0 }
         if let text = String.fromDatabaseValue(value) { return ["1", "true", "t"].contains(text.lowercased()) }

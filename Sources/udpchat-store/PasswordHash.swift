@@ -1,10 +1,11 @@
+import ChatWire
 import Common
 import Crypto
 import CryptoExtras
 import Foundation
 
 /// Passwords as memory-hard scrypt hashes with a per-user salt
-/// (ARCHITECTURE.md, "Storage"): `scrypt$N$r$p$<salt hex>$<hash hex>`.
+/// (docs/architecture.md, "Storage"): `scrypt$N$r$p$<salt hex>$<hash hex>`.
 /// Checking one costs about 35 ms and 16 MiB, which is the point.
 ///
 /// Hashes imported from the original server are unsalted MD5, kept as

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 
 /// Token buckets per key that hold a minute's allowance and refill

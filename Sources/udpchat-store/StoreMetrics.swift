@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Metrics
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatWire
 import Common
 import Foundation
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ChatClient
-import Common
+import ChatWire
 import Foundation
 import Synchronization
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ChatClient
-import Common
+import ChatWire
 import Foundation
 
 @main
@@ -86,7 +86,7 @@ func reportingFailure(_ body: () async throws -> Void) async throws {
     } catch let error as ExitCode {
         throw error
     } catch {
-        ProgramIO.printError("udpchat: \(error)")
+        FileHandle.standardError.write(Data("udpchat: \(error)\n".utf8))
         throw ExitCode.failure
     }
 }

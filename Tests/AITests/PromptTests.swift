@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Testing
 
@@ -33,7 +34,7 @@ import Testing
         #expect(messages.last?.content.contains("Rewrite") == true)
     }
 
-    /// PROTOCOL.md §8.2's clean-up, numbered.
+    /// docs/protocol.md §8.2's clean-up, numbered.
     @Test(arguments: [
         (1, "  \"Sure thing!\"  ", "Sure thing!"),
         (2, "'quoted'", "quoted"),

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Logging
 import Synchronization

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Testing
 
@@ -24,7 +25,7 @@ import Testing
         #expect(ClientPacket.hello.json == ["type": "HELLO", "data": [:]])
     }
 
-    /// PROTOCOL.md §5.0 and §5.3: text is trimmed, the email lower-cased, the password kept.
+    /// docs/protocol.md §5.0 and §5.3: text is trimmed, the email lower-cased, the password kept.
     @Test func decodingAppliesTheTextRules() throws {
         let login = try ClientPacket.decode(Array(#"{"type":"LOGIN","data":{"email":"  Alice@Example.COM ","password":" pw "}}"#.utf8))
         #expect(login == .login(email: "alice@example.com", password: " pw "))

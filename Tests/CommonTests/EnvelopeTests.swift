@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Testing
 
@@ -24,7 +25,7 @@ import Testing
         #expect(object == ["type": "SERVER_ERROR", "message": "x"])
     }
 
-    /// PROTOCOL.md §4.1: the SERVER_ERROR text for each malformed datagram.
+    /// docs/protocol.md §4.1: the SERVER_ERROR text for each malformed datagram.
     @Test(arguments: [
         (#"{"type":"SECURE_MSG","session_id":"a","nonce":"b"}"#, "Message format is incomplete"),
         (#"{"type":"SECURE_MSG","session_id":"","nonce":"b","ciphertext":"c"}"#, "Message format is incomplete"),

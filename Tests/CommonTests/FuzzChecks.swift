@@ -1,8 +1,8 @@
 // Shared by the CI regression test over the fuzz corpus and by the libFuzzer
 // target (scripts/fuzz.sh compiles this file with the codec sources into
-// one module, where there is no Common module to import).
-#if canImport(Common)
-    import Common
+// one module, where there is no ChatWire module to import).
+#if canImport(ChatWire)
+    import ChatWire
 #endif
 
 /// What must hold for any datagram, however malformed: the decoders throw

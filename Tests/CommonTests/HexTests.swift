@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Testing
 
@@ -17,7 +18,7 @@ import Testing
     }
 
     /// The original accepted other spellings of the same bytes, which let a
-    /// captured packet be replayed (PROTOCOL.md §12 item 3).
+    /// captured packet be replayed (docs/protocol.md §12 item 3).
     @Test(arguments: ["0", "abc", "DEADBEEF", "dE", "de ad", " dead", "0x00", "zz", "dé"])
     func rejectsAnythingButLowercaseHexPairs(text: String) {
         #expect(Hex.decode(text) == nil)

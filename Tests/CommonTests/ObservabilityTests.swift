@@ -1,5 +1,6 @@
 import Testing
 
+@testable import ChatWire
 @testable import Common
 
 /// The `# HELP` lines the exposition gains from the catalog.

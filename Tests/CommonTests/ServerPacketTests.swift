@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Testing
 
@@ -31,7 +32,7 @@ import Testing
         }
     }
 
-    /// The shapes of PROTOCOL.md §5.16 and Appendix A, including the odd ones.
+    /// The shapes of docs/protocol.md §5.16, including the odd ones.
     @Test func shapesMatchTheProtocol() throws {
         #expect(ServerPacket.hello(message: "Welcome to UDPChat-AI.").json() == ["type": "HELLO", "message": "Welcome to UDPChat-AI."])
         #expect(ServerPacket.mergeSessionFailed.json() == ["type": "MERGE_SESSION_FAILED"])
@@ -49,7 +50,7 @@ import Testing
         #expect(
             ServerPacket.welcome(UserInfo(email: "e@x.io", name: "e", userId: "u", room: nil)).json()
                 == ["type": "WELCOME", "data": ["user": ["email": "e@x.io", "name": "e", "user_id": "u", "room": nil]]])
-        // The later revision's booleans (PROTOCOL.md §1.3).
+        // The later revision's booleans (docs/protocol.md §1.3).
         #expect(
             ServerPacket.roomMembers(roomId: nil, members: [Self.member]).json()
                 == ["type": "ROOM_MEMBERS", "data": [["user_id": "u1", "name": "alice", "is_admin": true, "joined_at": 1_747_300_000]]])

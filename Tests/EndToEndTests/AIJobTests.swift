@@ -1,4 +1,5 @@
 import ChatClient
+import ChatWire
 import Common
 import Foundation
 import Testing
@@ -67,7 +68,7 @@ struct AIJobTests {
             try scene.alice.askAI(roomId: scene.room.roomId, draft: "")
             for client in [scene.alice, scene.bob] {
                 let reply = try #require(await scene.aiMessage(client))
-                // Cleaned (no quotes, no name prefix) and attributed to the requester (PROTOCOL.md §5.12).
+                // Cleaned (no quotes, no name prefix) and attributed to the requester (docs/protocol.md §5.12).
                 #expect(reply.content == "Sounds good to me" && reply.userId == scene.alicesUser.userId && reply.name == "alice")
             }
             let request = try #require(provider.requests().first)

@@ -1,4 +1,5 @@
 import ChatClient
+import ChatWire
 import Common
 import Foundation
 import Logging
@@ -178,7 +179,7 @@ struct AttackTests {
             _ = try await scene.bob.expectEvent {
                 if case .message(let e) = $0.packet { return e.content == "original" } else { return false }
             }
-            // Bob's copy of alice's MESSAGE, sent back to the server, would re-post it as bob (PROTOCOL.md §12 item 5).
+            // Bob's copy of alice's MESSAGE, sent back to the server, would re-post it as bob (docs/protocol.md §12 item 5).
             let reflected = try #require(
                 scene.bob.recordedDatagrams.first { datagram in
                     if case .message(let event)? = scene.bob.open(datagram)?.packet { return event.content == "original" }

@@ -1,10 +1,11 @@
 import ChatClient
+import ChatWire
 import Common
 import Foundation
 import Testing
 
 /// Two (and three) clients talking through the real programs, checking what
-/// PROTOCOL.md §5 and §6 say they see.
+/// docs/protocol.md §5 and §6 say they see.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct ConversationTests {
     @Test func handshakeRepliesWithTheFiveFieldsSignedWithASalt32PSS() async throws {
@@ -127,7 +128,7 @@ struct ConversationTests {
                 _ = try await bob.sendMessage(roomId: room.roomId, content: "x")
             }
 
-            // AI_MESSAGE's checks answer with ERROR at once (PROTOCOL.md §5.12).
+            // AI_MESSAGE's checks answer with ERROR at once (docs/protocol.md §5.12).
             for (client, text) in [
                 (anonymous, "Authentication required."), (bob, "You must join the room to request AI messages."),
             ] {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A UDPChat-AI client written against PROTOCOL.md with Python's
+"""A UDPChat-AI client written against docs/protocol.md with Python's
 `cryptography` package, the way the existing Python clients do it.
 
 It checks the handshake (five fields, lowercase hex, fingerprint, PSS with a
@@ -39,7 +39,7 @@ def exchange(sock, address, payload, timeout=5.0):
 
 
 def client_nonce():
-    # PROTOCOL.md §3.3: (nanosecond timestamp << 32) | 32 random bits, big-endian.
+    # docs/protocol.md §3.3: (nanosecond timestamp << 32) | 32 random bits, big-endian.
     value = (time.time_ns() << 32) | int.from_bytes(os.urandom(4), "big")
     return value.to_bytes(12, "big")
 

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Crypto
 import Foundation
@@ -6,7 +7,7 @@ import Testing
 
 @testable import udpchat_store
 
-/// The original server's first (SQLite) revision, as PROTOCOL.md §9 describes it.
+/// The original server's first (SQLite) revision, as docs/protocol.md §9 describes it.
 enum LegacyFixture {
     static func make(at path: String) throws {
         let db = try DatabaseQueue(path: path)

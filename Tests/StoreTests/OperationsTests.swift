@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Foundation
 import GRDB
@@ -285,7 +286,7 @@ import Testing
         let joined = events[1].room
         #expect(joined.memberJoined.member.userID == bobUser.userID && !joined.memberJoined.member.isAdmin)
         #expect(Set(joined.recipientUserIds) == [aliceUser.userID, bobUser.userID] && joined.seq == 1)
-        // Joining again: the same answer, nothing broadcast (PROTOCOL.md §12 item 28).
+        // Joining again: the same answer, nothing broadcast (docs/protocol.md §12 item 28).
         #expect(await store.join(bob, room.roomID).joinedRoom.roomID == room.roomID)
         #expect(store.takeEvents().isEmpty)
         // The joiner's current room is now this one.
@@ -347,7 +348,7 @@ import Testing
         #expect(history.roomID == room.roomID)
         #expect(history.items.map(\.content) == (30..<130).map { "m\($0)" })
         #expect(await store.history(bob, room.roomID).errorText == "You are not a member of this room.")
-        // Without room_id: the user's current room (PROTOCOL.md §12 item 31).
+        // Without room_id: the user's current room (docs/protocol.md §12 item 31).
         #expect(await store.history(alice, nil).history.items.count == 100)
         #expect(await store.history(bob, nil).errorText == "Room ID is required.")
         #expect(await store.members(bob, room.roomID).errorText == "You are not a member of this room.")

@@ -2,7 +2,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 
-/// The public-key operations of the handshake (PROTOCOL.md §2.2, §2.5).
+/// The public-key operations of the handshake (docs/protocol.md §2.2, §2.5).
 ///
 /// The server side here needs only public keys: it encrypts the session key
 /// to the client. Signing with the server's private key happens in

@@ -1,4 +1,4 @@
-/// The 12-byte AES-GCM IVs of PROTOCOL.md §3.3 and what the server reads
+/// The 12-byte AES-GCM IVs of docs/protocol.md §3.3 and what the server reads
 /// from them.
 ///
 /// Clients build `(T << 32) | R`: bytes 0–7 a big-endian nanosecond

@@ -6,7 +6,7 @@ import Crypto
     import Darwin
 #endif
 
-/// AES-256-GCM under one session's key, as PROTOCOL.md §3.1 fixes it:
+/// AES-256-GCM under one session's key, as docs/protocol.md §3.1 fixes it:
 /// 12-byte IV, the 16-byte tag appended to the ciphertext, no associated
 /// data, the same key in both directions.
 public struct SessionCipher: Sendable {
@@ -22,7 +22,7 @@ public struct SessionCipher: Sendable {
         self.key = SymmetricKey(data: keyBytes)
     }
 
-    /// A new random session key (PROTOCOL.md §2.2, step 2).
+    /// A new random session key (docs/protocol.md §2.2, step 2).
     public static func random() -> SessionCipher {
         SessionCipher(keyBytes: SecureRandom.bytes(WireSpec.sessionKeyBytes))!
     }
@@ -94,6 +94,6 @@ public enum SecureRandom {
     }
 
     /// 128 random bits as 32 lowercase hex characters: the form of every
-    /// public identifier on the wire (PROTOCOL.md §1.3).
+    /// public identifier on the wire (docs/protocol.md §1.3).
     public static func identifier() -> String { Hex.encode(bytes(WireSpec.idBytes)) }
 }

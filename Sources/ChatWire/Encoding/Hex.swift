@@ -1,5 +1,5 @@
 /// Lowercase hexadecimal, the encoding of every binary field on the wire
-/// (PROTOCOL.md §1.3).
+/// (docs/protocol.md §1.3).
 ///
 /// Both directions take concrete types so that the optimiser specialises
 /// them across module boundaries (a generic version measured 34× slower).
@@ -45,7 +45,7 @@ public enum Hex {
     /// Decodes lowercase hex. Returns nil for an odd length, an uppercase
     /// letter or any other character: the wire format is lowercase only, and
     /// accepting other spellings of the same bytes is how the original
-    /// server's replay table was bypassed (PROTOCOL.md §12, item 3).
+    /// server's replay table was bypassed (docs/protocol.md §12, item 3).
     public static func decode(_ text: String) -> [UInt8]? {
         var text = text
         return text.withUTF8 { decode(utf8: $0) }

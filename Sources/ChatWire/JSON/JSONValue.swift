@@ -43,7 +43,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// A boolean; the integers 0 and 1 count too, since the original
-    /// server's first revision wrote booleans that way (PROTOCOL.md §1.3).
+    /// server's first revision wrote booleans that way (docs/protocol.md §1.3).
     public var boolValue: Bool? {
         switch self {
         case .bool(let value): return value

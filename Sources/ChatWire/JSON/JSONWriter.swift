@@ -1,7 +1,7 @@
 /// Compact JSON output with raw UTF-8, the way browser clients write it.
 ///
 /// Python's default style (`", "` separators, `\uXXXX` for non-ASCII) is not
-/// needed: every client parses any valid formatting (PROTOCOL.md §1.3), and
+/// needed: every client parses any valid formatting (docs/protocol.md §1.3), and
 /// raw UTF-8 keeps non-Latin text at a third of the size.
 extension JSONValue {
     /// The value serialised as UTF-8 JSON text.

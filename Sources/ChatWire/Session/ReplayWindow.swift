@@ -1,7 +1,7 @@
 import DequeModule
 
 /// Rejects a session's replayed datagrams with memory that does not grow
-/// with the number of messages (ARCHITECTURE.md, "Replay with the v1 nonce").
+/// with the number of messages (docs/architecture.md, "Replay with the v1 nonce").
 ///
 /// A client nonce starts with the client's nanosecond timestamp, and the
 /// AES-GCM tag authenticates the nonce, so once the tag verifies the

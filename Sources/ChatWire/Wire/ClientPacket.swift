@@ -1,4 +1,4 @@
-/// An inner packet a client sends inside `SECURE_MSG` (PROTOCOL.md §5).
+/// An inner packet a client sends inside `SECURE_MSG` (docs/protocol.md §5).
 ///
 /// Decoding applies the protocol's text rules: text fields are trimmed
 /// (§5.0), the email is also lower-cased (§5.3); the password is kept as
@@ -18,7 +18,7 @@ public enum ClientPacket: Equatable, Sendable {
     case message(roomId: String, content: String)
     case aiMessage(roomId: String, content: String)
     /// `roomId` is nil when the request carried no `room_id` at all; the
-    /// server then uses the user's current room (PROTOCOL.md §12, item 31).
+    /// server then uses the user's current room (docs/protocol.md §12, item 31).
     case listMessages(roomId: String?)
     case listMembers(roomId: String?)
 

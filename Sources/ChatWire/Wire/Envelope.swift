@@ -1,4 +1,4 @@
-/// The `SESSION_INIT` reply fields (PROTOCOL.md §2.3), all lowercase hex
+/// The `SESSION_INIT` reply fields (docs/protocol.md §2.3), all lowercase hex
 /// except the session id, which is hex already.
 public struct SessionInitReply: Equatable, Sendable {
     public var sessionId: String
@@ -16,7 +16,7 @@ public struct SessionInitReply: Equatable, Sendable {
     }
 }
 
-/// The `SECURE_MSG` fields (PROTOCOL.md §3.1), as received: the hex is
+/// The `SECURE_MSG` fields (docs/protocol.md §3.1), as received: the hex is
 /// checked when the payload is opened, not here.
 public struct SecureEnvelope: Equatable, Sendable {
     public var sessionId: String
@@ -30,7 +30,7 @@ public struct SecureEnvelope: Equatable, Sendable {
     }
 }
 
-/// One datagram's outer JSON object (PROTOCOL.md §1.2).
+/// One datagram's outer JSON object (docs/protocol.md §1.2).
 public enum Envelope: Equatable, Sendable {
     case sessionInitRequest(clientKey: String)
     case sessionInitReply(SessionInitReply)

@@ -1,5 +1,5 @@
 /// The two JSON shapes the edge reads most, read without building JSON
-/// values: the `SECURE_MSG` envelope of every datagram (PROTOCOL.md §3.1)
+/// values: the `SECURE_MSG` envelope of every datagram (docs/protocol.md §3.1)
 /// and the `ACK` inside most of them (§5.1). Each reader accepts only the
 /// plain form (string values without escapes, each key once, whitespace
 /// anywhere JSON allows it) and returns nil for anything else, which then

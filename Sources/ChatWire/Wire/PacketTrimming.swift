@@ -1,6 +1,6 @@
 extension ServerPacket {
     /// The packet cut down until its JSON satisfies `fits`, for the replies
-    /// whose size grows with the data (PROTOCOL.md §12 item 17): a history
+    /// whose size grows with the data (docs/protocol.md §12 item 17): a history
     /// keeps its newest messages (still oldest first), a room list its most
     /// recently active rooms (most recent first), a member list its first
     /// members. Other packets, and lists that fit, come back unchanged;
@@ -36,7 +36,7 @@ extension ServerPacket {
 extension WireSpec {
     /// Whether inner JSON of `count` bytes fits in one datagram once sealed:
     /// the `SECURE_MSG` envelope's fixed fields plus the ciphertext and tag
-    /// as hex (PROTOCOL.md §3.5).
+    /// as hex (docs/protocol.md §3.5).
     public static func fitsSealed(_ count: Int) -> Bool {
         secureEnvelopeOverhead + 2 * (count + tagBytes) <= maxDatagram
     }

@@ -1,32 +1,32 @@
 /// Values fixed by the wire protocol. Changing one breaks existing clients.
 public enum WireSpec {
-    /// PROTOCOL.md §1.1: default UDP port of the original server.
+    /// docs/protocol.md §1.1: default UDP port of the original server.
     public static let defaultPort = 9999
-    /// PROTOCOL.md §10.1: the original receive buffer; requests up to this size must work.
+    /// docs/protocol.md §10.1: the original receive buffer; requests up to this size must work.
     public static let defaultBufferSize = 8192
-    /// PROTOCOL.md §1.1: the largest UDP payload over IPv4.
+    /// docs/protocol.md §1.1: the largest UDP payload over IPv4.
     public static let maxDatagram = 65_507
-    /// PROTOCOL.md §3.1: AES-256-GCM.
+    /// docs/protocol.md §3.1: AES-256-GCM.
     public static let sessionKeyBytes = 32
-    /// PROTOCOL.md §3.1: 96-bit IV.
+    /// docs/protocol.md §3.1: 96-bit IV.
     public static let nonceBytes = 12
-    /// PROTOCOL.md §3.1: 128-bit tag appended to the ciphertext.
+    /// docs/protocol.md §3.1: 128-bit tag appended to the ciphertext.
     public static let tagBytes = 16
-    /// PROTOCOL.md §2.2: the web client verifies with a fixed salt of 32 bytes.
+    /// docs/protocol.md §2.2: the web client verifies with a fixed salt of 32 bytes.
     public static let pssSaltBytes = 32
-    /// PROTOCOL.md §1.3: 128 random bits as 32 hex characters.
+    /// docs/protocol.md §1.3: 128 random bits as 32 hex characters.
     public static let idBytes = 16
-    /// PROTOCOL.md §5.13: history returns the 100 newest messages.
+    /// docs/protocol.md §5.13: history returns the 100 newest messages.
     public static let historyLimit = 100
-    /// PROTOCOL.md §6.2: retransmit every 2 s, 5 transmissions in all.
+    /// docs/protocol.md §6.2: retransmit every 2 s, 5 transmissions in all.
     public static let retryIntervalSeconds = 2.0
     public static let transmissions = 5
 }
 
 /// Every text the protocol puts on the wire, spelled exactly as the original
-/// server spells it (PROTOCOL.md §4 and §5). Clients show some of them.
+/// server spells it (docs/protocol.md §4 and §5). Clients show some of them.
 public enum ProtocolText {
-    // SERVER_ERROR (PROTOCOL.md §4.1)
+    // SERVER_ERROR (docs/protocol.md §4.1)
     public static let packetFailurePrefix = "Packet processing failure: "
     public static let invalidMessageFormat = "Invalid message format"
     public static func unknownMessageType(_ type: String) -> String { "Unknown message type '\(type)'" }
@@ -36,7 +36,7 @@ public enum ProtocolText {
     public static let nonceReused = "This nonce was already used"
     public static let decryptionFailed = "Message decryption failed: Invalid key or message."
 
-    // Inner ERROR (PROTOCOL.md §4.2)
+    // Inner ERROR (docs/protocol.md §4.2)
     public static func unknownPacketType(_ type: String) -> String { "Unknown packet type: \(type)" }
     public static let invalidEmail = "Please provide a valid email address"
     public static let notLoggedIn = "You are not logged in."
@@ -54,7 +54,7 @@ public enum ProtocolText {
     public static let invalidAIMode = "Invalid AI mode configured."
     public static func aiFailed(_ reason: String) -> String { "AI generation failed: \(reason)" }
 
-    // Other fixed texts (PROTOCOL.md §5)
+    // Other fixed texts (docs/protocol.md §5)
     public static let helloMessage = "Welcome to UDPChat-AI."
     public static let pleaseTypePassword = "Please type your password to continue"
     public static let incorrectPassword = "Incorrect password"

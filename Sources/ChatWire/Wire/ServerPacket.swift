@@ -1,4 +1,4 @@
-/// What `STATUS` says about the user (PROTOCOL.md §5.4–§5.5): a logged-in
+/// What `STATUS` says about the user (docs/protocol.md §5.4–§5.5): a logged-in
 /// user, the empty object `{}` that `STATUS` sends when logged out, or the
 /// `null` that `LOGOUT` sends.
 public enum StatusUser: Equatable, Sendable {
@@ -7,7 +7,7 @@ public enum StatusUser: Equatable, Sendable {
     case null
 }
 
-/// An inner packet the server sends (PROTOCOL.md §5.16 and §6.1).
+/// An inner packet the server sends (docs/protocol.md §5.16 and §6.1).
 public enum ServerPacket: Equatable, Sendable {
     case hello(message: String)
     case welcome(UserInfo)

@@ -1,4 +1,4 @@
-/// The object shapes of PROTOCOL.md §5.0, with their JSON forms.
+/// The object shapes of docs/protocol.md §5.0, with their JSON forms.
 ///
 /// Encoding writes exactly the original's field names; decoding (used by
 /// clients) accepts both revisions' spellings of booleans and tolerates
@@ -202,7 +202,7 @@ public struct WireDecodeError: Error, Equatable, Sendable, CustomStringConvertib
         return elements
     }
 
-    /// Timestamps may be `null` at the later original revision (PROTOCOL.md §1.3); that reads as 0.
+    /// Timestamps may be `null` at the later original revision (docs/protocol.md §1.3); that reads as 0.
     static func timestamp(_ object: JSONObject, _ key: String) -> Int64 {
         object[key]?.intValue ?? 0
     }

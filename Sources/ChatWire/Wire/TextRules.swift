@@ -1,4 +1,4 @@
-/// Text rules shared by the server and clients (PROTOCOL.md §5.0, §5.3).
+/// Text rules shared by the server and clients (docs/protocol.md §5.0, §5.3).
 public enum TextRules {
     /// `text` without leading and trailing whitespace, as Python's `str.strip()`.
     public static func trimmed(_ text: String) -> String {

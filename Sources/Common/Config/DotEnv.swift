@@ -1,3 +1,4 @@
+import ChatWire
 import Foundation
 
 /// Reads environment files by the rules that systemd's `EnvironmentFile=`

@@ -1,7 +1,8 @@
+import ChatWire
 import Crypto
 
 /// Seals session keys under the key-encryption key (KEK) for storage, so
-/// the database never holds a usable session key (PROTOCOL.md §12, item 8).
+/// the database never holds a usable session key (docs/protocol.md §12, item 8).
 ///
 /// Format: `0x01 ‖ nonce (12) ‖ AES-256-GCM(key) ‖ tag (16)`, 61 bytes for a
 /// 32-byte key. The session id is authenticated as associated data, so a

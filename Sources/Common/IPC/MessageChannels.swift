@@ -1,3 +1,4 @@
+import ChatWire
 import CZeroMQ
 import Logging
 import Synchronization

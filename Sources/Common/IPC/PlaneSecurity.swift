@@ -1,3 +1,4 @@
+import ChatWire
 import CZeroMQ
 import Foundation
 import Logging

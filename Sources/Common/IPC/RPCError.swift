@@ -30,7 +30,7 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(code): \(message)" }
 }
 
-/// The binary headers that frame RPCs on the wire (ARCHITECTURE.md,
+/// The binary headers that frame RPCs on the wire (docs/architecture.md,
 /// "contracts between processes"). A request is two frames,
 /// `[header, body]`: version, request id and the caller's timeout, so the
 /// server can drop work nobody waits for any more. A reply is

@@ -1,3 +1,4 @@
+import ChatWire
 import Metrics
 
 /// A request that names its method, for RPC metrics.

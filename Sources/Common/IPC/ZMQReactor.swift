@@ -1,3 +1,4 @@
+import ChatWire
 import CZeroMQ
 import Foundation
 import Logging
@@ -6,15 +7,6 @@ import Synchronization
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// Monotonic time in nanoseconds, for deadlines inside one process.
-public enum MonotonicClock {
-    public static func now() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
-}
 
 /// A socket served by a ``ZMQReactor``. Every method is called on the
 /// reactor's thread only.
@@ -34,7 +26,7 @@ protocol ReactorDriver: AnyObject {
 
 /// The one thread that owns a process's ZeroMQ sockets (ZeroMQ sockets are
 /// not thread-safe). It polls them with `zmq_poll`; other threads hand it
-/// work through each driver's locked queue and wake it through an eventfd,
+/// work through each driver's locked queue and wake it through a pipe,
 /// so no caller ever blocks on a socket.
 public final class ZMQReactor: @unchecked Sendable {
     public let context: ZMQContext

@@ -1,3 +1,4 @@
+import ChatWire
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import ChatWire
 import Logging
 
 /// Where a program serves `/metrics`, `/healthz` and `/readyz`.

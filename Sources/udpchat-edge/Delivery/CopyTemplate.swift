@@ -1,9 +1,10 @@
+import ChatWire
 import Common
 
 /// A broadcast's inner JSON, encoded once for all its copies. Copies differ
 /// only in their `msg_id`, the last member of the object, so a copy is the
 /// shared prefix with the id spliced in before the closing brace
-/// (PROTOCOL.md §6.2). The prefix is shared, never copied, between the
+/// (docs/protocol.md §6.2). The prefix is shared, never copied, between the
 /// copies in flight.
 struct CopyTemplate: Equatable {
     /// The packet's JSON without its closing brace.

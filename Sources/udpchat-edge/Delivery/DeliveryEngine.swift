@@ -1,9 +1,10 @@
+import ChatWire
 import Common
 import HeapModule
 
 /// Reliable, ordered delivery of broadcasts, derived from the rooms' logs
-/// and each session's cursors (ARCHITECTURE.md, "Delivery from durable
-/// state"; PROTOCOL.md §6).
+/// and each session's cursors (docs/architecture.md, "Delivery from durable
+/// state"; docs/protocol.md §6).
 ///
 /// Rooms hold their events once (``RoomLog``); sessions hold a cursor per
 /// room and the few copies on their way (``SessionDelivery``). A copy is
@@ -86,7 +87,7 @@ struct DeliveryEngine {
     /// timing keeps the original's one datagram per transmission.
     /// The transmission number a `msg_id` carries: its own with adaptive
     /// timing; with fixed timing every transmission carries the first's id,
-    /// as the original server's copies did (PROTOCOL.md §6.2).
+    /// as the original server's copies did (docs/protocol.md §6.2).
     func numbered(_ transmission: Int) -> Int {
         guard case .adaptive = policy.timing else { return 1 }
         return transmission

@@ -1,8 +1,9 @@
+import ChatWire
 import Common
 import Crypto
 
 /// A copy's `msg_id`: 16 bytes, sent as 32 lowercase hex characters
-/// (PROTOCOL.md §6.2; clients treat it as opaque and echo it in their ACK).
+/// (docs/protocol.md §6.2; clients treat it as opaque and echo it in their ACK).
 ///
 /// Each transmission of a copy has its own: the room's key, the event's
 /// sequence number and the transmission's number (1 to 255), mixed with the
@@ -10,7 +11,7 @@ import Crypto
 /// every ACK is a round-trip sample, as QUIC's packet numbers make every
 /// acknowledgement one (RFC 9002 §5.1), where TCP can sample only segments
 /// sent once (Karn's rule) and starves on a lossy or overloaded path. Every
-/// session's copy has an id of its own (PROTOCOL.md §12 item 15), the ACK
+/// session's copy has an id of its own (docs/protocol.md §12 item 15), the ACK
 /// names its event without a table of ids, and the ids are the same on every
 /// edge, before and after a restart (unless the session was given up as
 /// unreachable meanwhile: its salt then moves on, and an ACK that crosses

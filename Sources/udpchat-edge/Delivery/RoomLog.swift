@@ -1,7 +1,8 @@
+import ChatWire
 import Common
 
 /// One room's events as the edge holds them: a cache over the store's
-/// durable log (ARCHITECTURE.md, "Delivery from durable state"), keyed by
+/// durable log (docs/architecture.md, "Delivery from durable state"), keyed by
 /// the room's sequence number. Each event is encoded once, as the inner
 /// JSON every copy shares; a copy adds only its `msg_id`.
 ///

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 
 /// Where one session's delivery stands: a cursor per room it follows and
@@ -15,8 +16,8 @@ struct SessionDelivery {
     var userId: String?
     /// The session has acknowledged a copy: its rooms' events go to it one
     /// at a time, each after the previous one's ACK, so a client that shows
-    /// messages in arrival order shows them in commit order (PROTOCOL.md
-    /// §6.4 has no order; ARCHITECTURE.md "Order and exactly-once display").
+    /// messages in arrival order shows them in commit order (docs/protocol.md
+    /// §6.4 has no order; docs/architecture.md "Order and exactly-once display").
     var acknowledges: Bool
     /// Proved itself on this edge (a packet passed its tag, or it was
     /// loaded from the store with the address it last used).

@@ -1,8 +1,9 @@
+import ChatWire
 import Common
 import Foundation
 
 extension EdgeMachine {
-    // MARK: - Events the store published (PROTOCOL.md §6)
+    // MARK: - Events the store published (docs/protocol.md §6)
 
     /// An event from the store's stream.
     mutating func published(_ event: IPCEvent, _ now: EdgeTime, _ out: inout EdgeOutput) {

@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Crypto
 import Foundation
@@ -40,7 +41,7 @@ extension EdgeMachine {
         secureMessage(secure, answering: request, now, &out)
     }
 
-    // MARK: - Handshake (PROTOCOL.md §2)
+    // MARK: - Handshake (docs/protocol.md §2)
 
     private mutating func handshake(clientKey: String, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
         let address = request.address
@@ -153,7 +154,7 @@ extension EdgeMachine {
         write(Envelope.sessionInitReply(reply).encoded(), to: request.address, &out)
     }
 
-    // MARK: - Secure messages (PROTOCOL.md §3)
+    // MARK: - Secure messages (docs/protocol.md §3)
 
     private mutating func secureMessage(_ secure: SecureDatagram, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
         if let index = table.index(of: secure.sessionId) {
@@ -199,7 +200,7 @@ extension EdgeMachine {
         }
     }
 
-    /// PROTOCOL.md §3.4, reordered so that nothing about the session changes
+    /// docs/protocol.md §3.4, reordered so that nothing about the session changes
     /// before the AES-GCM tag verifies (§12 item 4): decode, reject reflected
     /// server nonces, open, check replay, and only then take the address and
     /// liveness.
@@ -295,7 +296,7 @@ extension EdgeMachine {
         dispatch(packet, session: index, nonce: nonce, from: address, now, &out)
     }
 
-    // MARK: - Inner packets (PROTOCOL.md §5)
+    // MARK: - Inner packets (docs/protocol.md §5)
 
     private mutating func dispatch(
         _ packet: ClientPacket, session index: SessionTable.Index, nonce: [UInt8], from address: SocketAddress, _ now: EdgeTime,

@@ -1,10 +1,11 @@
+import ChatWire
 import Common
 import Foundation
 import NIOCore
 
 extension EdgeMachine {
     /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
-    /// (PROTOCOL.md §3.5), or nil when it would be too large for UDP. The
+    /// (docs/protocol.md §3.5), or nil when it would be too large for UDP. The
     /// same bytes as `Envelope.secure(...).encoded()`, written directly.
     static func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, nonces: inout Nonce.ServerPool) -> [UInt8]? {
         guard WireSpec.fitsSealed(json.count) else { return nil }

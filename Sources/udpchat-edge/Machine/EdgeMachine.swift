@@ -1,11 +1,12 @@
+import ChatWire
 import Common
 import Crypto
 import Foundation
 import Logging
 import NIOCore
 
-/// The edge's protocol engine (ARCHITECTURE.md, "The edge as a machine and
-/// a rim"): it takes events (a datagram, an answer from udpchat-keys or
+/// The edge's protocol engine (docs/architecture.md, "The edge as a machine and
+/// its rim"): it takes events (a datagram, an answer from udpchat-keys or
 /// udpchat-store, a published event, a tick, the start of a drain) with
 /// the time passed in, changes its state, and returns what to do in an
 /// ``EdgeOutput``: datagrams to send and calls to make. It never blocks,
@@ -220,7 +221,7 @@ struct EdgeMachine {
 
     func isExempt(_ address: SocketAddress) -> Bool { settings.exemptSources.contains(address.ipAddress ?? "") }
 
-    /// Session ids are 32 lowercase hex characters (PROTOCOL.md §1.3);
+    /// Session ids are 32 lowercase hex characters (docs/protocol.md §1.3);
     /// anything else cannot be in the store, so it is not looked up.
     static func isIdentifier(_ text: String) -> Bool {
         text.utf8.count == 2 * WireSpec.idBytes && Hex.decode(text) != nil

@@ -1,7 +1,7 @@
 /// The replies to a session's last few requests, by request nonce, so that
 /// a client that sends the same datagram again (its reply was lost) gets
 /// the same reply again instead of an error, and the request is not
-/// carried out twice (PROTOCOL.md §12, item 21). Bounded; not thread-safe.
+/// carried out twice (docs/protocol.md §12, item 21). Bounded; not thread-safe.
 struct RecentReplies {
     struct Entry {
         var nonce: [UInt8]

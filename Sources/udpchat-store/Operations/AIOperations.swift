@@ -1,10 +1,11 @@
+import ChatWire
 import Common
 import Foundation
 import SwiftProtobuf
 
 /// How AI requests are shaped and bounded (the README lists the settings).
 struct AIPolicy: Sendable {
-    /// Most messages of context a job carries (PROTOCOL.md §8.2: 100).
+    /// Most messages of context a job carries (docs/protocol.md §8.2: 100).
     var contextMessages = WireSpec.historyLimit
     /// Most bytes of context text; the oldest messages go first.
     var contextBytes = 16_384
@@ -34,7 +35,7 @@ struct QueuedJob: Sendable {
 }
 
 extension Operations {
-    /// AI_MESSAGE (PROTOCOL.md §5.12, §8): the checks in the original's
+    /// AI_MESSAGE (docs/protocol.md §5.12, §8): the checks in the original's
     /// order, then a job for the workers. A request to write the user's next
     /// message is dropped without an answer when one is already queued for
     /// them in the room (clients in "bot" mode ask again for every copy they
@@ -87,7 +88,7 @@ extension Operations {
     }
 
     /// Stores a worker's reply as the requester's message (marked as AI
-    /// written, PROTOCOL.md §5.12) and broadcasts it. A job that already
+    /// written, docs/protocol.md §5.12) and broadcasts it. A job that already
     /// ended stores nothing: a second worker's late reply is dropped here.
     static func completeJob(_ tx: any StoreTransaction, jobId: String, text: String, nowMs: Int64) throws -> Outcome {
         let done = Outcome.respond { $0.done = IPCDone() }

@@ -1,8 +1,9 @@
+import ChatWire
 import Common
 import Foundation
 
 extension Operations {
-    /// LOGIN (PROTOCOL.md §5.3). Hashing is too slow for the single
+    /// LOGIN (docs/protocol.md §5.3). Hashing is too slow for the single
     /// writer, so the password was checked before the transaction: `check`
     /// says against which stored hash, and brings the scrypt hash that
     /// replaces an imported MD5 one. With `requirePasswords`, an email alone

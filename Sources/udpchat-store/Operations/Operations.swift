@@ -1,3 +1,4 @@
+import ChatWire
 import Common
 import Foundation
 
@@ -33,14 +34,14 @@ struct Outcome: Sendable {
 }
 
 /// The store's operations on behalf of one session, written once against
-/// ``StoreTransaction``. Checks come in the order PROTOCOL.md §5 gives, so
+/// ``StoreTransaction``. Checks come in the order docs/protocol.md §5 gives, so
 /// the first failing check decides the error text, as in the original.
 struct Operations {
     /// Seconds since 1970 when the request is handled.
     let now: Int64
     /// The session the request acts for.
     let sessionId: String
-    /// History length for LIST_MESSAGES (PROTOCOL.md §5.13: 100).
+    /// History length for LIST_MESSAGES (docs/protocol.md §5.13: 100).
     var historyLimit = WireSpec.historyLimit
 
     /// The session's row and logged-in user, if any.
@@ -55,7 +56,7 @@ struct Operations {
         return user
     }
 
-    /// PROTOCOL.md §5.0 room lookup on an already trimmed id.
+    /// docs/protocol.md §5.0 room lookup on an already trimmed id.
     func lookUpRoom(_ tx: any StoreTransaction, _ roomId: String) throws -> RoomRow {
         guard !roomId.isEmpty else { throw RefusalText(ProtocolText.roomIdRequired) }
         guard let room = try tx.room(roomId: roomId) else { throw RefusalText(ProtocolText.roomNotFound) }

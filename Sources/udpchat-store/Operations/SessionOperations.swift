@@ -1,9 +1,10 @@
+import ChatWire
 import Common
 import Foundation
 
 extension Operations {
     /// Creates the session's row on its first authenticated packet
-    /// (ARCHITECTURE.md, "Handshake"), and records its liveness and replay mark.
+    /// (docs/architecture.md, "Handshake"), and records its liveness and replay mark.
     func ensureSession(_ tx: any StoreTransaction, _ context: IPCSessionContext) throws {
         if !context.wrappedKey.isEmpty {
             try tx.insertSession(

@@ -1,6 +1,7 @@
+import ChatWire
 import Common
 
-/// The seam between the store's logic and its database (ARCHITECTURE.md,
+/// The seam between the store's logic and its database (docs/architecture.md,
 /// "Storage"): the operations in `Operations/` are written once against
 /// ``StoreTransaction``; a backend (SQLite now, PostgreSQL later) supplies
 /// transactions.
@@ -36,7 +37,7 @@ protocol StoreTransaction {
     func activeSessions(since: Int64, after: String, limit: Int, edge: String) throws -> [SessionRow]
 
     // Delivery cursors: per session, the rooms it follows and the last
-    // sequence number delivered in each (ARCHITECTURE.md, "Delivery from
+    // sequence number delivered in each (docs/architecture.md, "Delivery from
     // durable state")
     /// The session follows exactly the open rooms of its user, each from
     /// the room's current sequence number (a new login).

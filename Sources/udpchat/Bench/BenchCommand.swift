@@ -1,5 +1,5 @@
 import ArgumentParser
-import Common
+import ChatWire
 import CryptoExtras
 import Foundation
 import NIOCore

@@ -1,4 +1,4 @@
-import Common
+import ChatWire
 import NIOCore
 
 /// One simulated client of `udpchat bench`: its session, the request it
@@ -9,7 +9,7 @@ final class BenchSession: @unchecked Sendable {
     let socket: Int
     var id = ""
     var cipher: SessionCipher?
-    /// Client nonces carry a strictly increasing nanosecond timestamp (PROTOCOL.md §3.3).
+    /// Client nonces carry a strictly increasing nanosecond timestamp (docs/protocol.md §3.3).
     private var nonceClock: UInt64 = 0
 
     var handshakeTimer: Scheduled<Void>?

@@ -1,4 +1,4 @@
-import Common
+import ChatWire
 import CryptoExtras
 import DequeModule
 import Foundation

@@ -8,7 +8,7 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Messages between the udpchat programs (ARCHITECTURE.md, "The contracts
+/// Messages between the udpchat programs (docs/architecture.md, "The contracts
 /// between processes"). Version 1. Fields are only ever added; a removed
 /// field's number is reserved. Regenerate the Swift code with
 /// scripts/generate-protos.sh after any change.
@@ -226,7 +226,7 @@ public nonisolated struct IPCIdentity: Sendable {
   public init() {}
 }
 
-/// A new session for a client's public key (SESSION_INIT, PROTOCOL.md §2.2):
+/// A new session for a client's public key (SESSION_INIT, docs/protocol.md §2.2):
 /// keys draws the session id and key, encrypts the key to the client, signs
 /// it and wraps it for storage.
 public nonisolated struct IPCNewSession: Sendable {
@@ -408,7 +408,7 @@ public nonisolated struct IPCSessionContext: Sendable {
   public var sessionID: String = String()
 
   /// Set while the session has no row yet: the store creates it (first
-  /// authenticated packet, ARCHITECTURE.md "Handshake").
+  /// authenticated packet, docs/architecture.md "Handshake").
   public var wrappedKey: Data = Data()
 
   /// SHA-256 of the session key, stored with a new row to check MERGE_SESSION.
@@ -928,7 +928,7 @@ public nonisolated struct IPCListMembers: Sendable {
   fileprivate var _roomID: String? = nil
 }
 
-/// AI_MESSAGE (PROTOCOL.md §5.12): queue a job for an AI worker.
+/// AI_MESSAGE (docs/protocol.md §5.12): queue a job for an AI worker.
 public nonisolated struct IPCRequestAI: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
