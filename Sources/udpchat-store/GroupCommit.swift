@@ -23,6 +23,9 @@ final class GroupCommit: Sendable {
         /// Wall-clock Unix milliseconds after which the caller no longer
         /// waits: the write is then dropped, untouched, if it has not started.
         var deadlineUnixMs: Int64? = nil
+        /// For a write past its deadline: the answer it got when an earlier
+        /// copy of it was carried out, if one was (nil: none was).
+        var recorded: (@Sendable (any StoreTransaction) throws -> Outcome?)? = nil
     }
 
     /// A write dropped because its caller's deadline passed before it could start.
@@ -82,7 +85,11 @@ final class GroupCommit: Sendable {
                         Result { () throws -> Outcome in
                             if let deadline = write.deadlineUnixMs {
                                 let now = Int64(Date().timeIntervalSince1970 * 1000)
-                                if now > deadline { throw Expired(lateByMs: now - deadline) }
+                                if now > deadline {
+                                    // Not carried out now; but a copy that was says so.
+                                    if let recorded = write.recorded, let outcome = try recorded(tx) { return outcome }
+                                    throw Expired(lateByMs: now - deadline)
+                                }
                             }
                             if let setup = write.setup { try tx.inSavepoint { (try setup(tx), true) } }
                             return try tx.inSavepoint {

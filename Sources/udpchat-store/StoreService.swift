@@ -254,8 +254,10 @@ final class StoreService: Sendable {
     /// Runs a write through the group commit. One carrying the client's
     /// nonce runs once per session and nonce: a repeat (the client asking
     /// again after the edge gave up waiting) gets the first answer and
-    /// changes nothing. One carrying a deadline is dropped if it has not
-    /// started by then: the client was already told it failed.
+    /// changes nothing. One carrying a deadline is not carried out if it has
+    /// not started by then (its caller stopped waiting); if an earlier copy
+    /// of it was, that copy's answer is given. So the edge's last question,
+    /// sent past the deadline, learns for certain whether the write was done.
     private func write(
         _ ops: Operations, setup: (@Sendable (any StoreTransaction) throws -> Void)?,
         _ body: @escaping @Sendable (any StoreTransaction) throws -> Outcome
@@ -265,14 +267,17 @@ final class StoreService: Sendable {
         let sessionId = ops.sessionId
         let now = ops.now
         var operation = withSessionUser(ops, body)
+        var recorded: (@Sendable (any StoreTransaction) throws -> Outcome?)? = nil
         if !nonce.isEmpty {
             let run = operation
+            let lookUp: @Sendable (any StoreTransaction) throws -> Outcome? = { tx in
+                try tx.requestResult(session: sessionId, nonce: nonce)
+                    .flatMap { try? IPCStoreResponse(serializedBytes: $0) }
+                    .map { Outcome(response: $0) }
+            }
+            recorded = lookUp
             operation = { @Sendable tx in
-                if let recorded = try tx.requestResult(session: sessionId, nonce: nonce),
-                    let response = try? IPCStoreResponse(serializedBytes: recorded)
-                {
-                    return Outcome(response: response)
-                }
+                if let outcome = try lookUp(tx) { return outcome }
                 let outcome = try run(tx)
                 if !outcome.isRefusal {
                     try tx.recordRequestResult(session: sessionId, nonce: nonce, response: try outcome.response.serializedBytes(), now: now)
@@ -281,7 +286,7 @@ final class StoreService: Sendable {
             }
         }
         let deadline = (context?.deadlineUnixMs ?? 0) > 0 ? context?.deadlineUnixMs : nil
-        switch await commit.submit(GroupCommit.Write(setup: setup, operation: operation, deadlineUnixMs: deadline)) {
+        switch await commit.submit(GroupCommit.Write(setup: setup, operation: operation, deadlineUnixMs: deadline, recorded: recorded)) {
         case .success(let outcome): return outcome.response
         case .failure(let error as GroupCommit.Expired):
             StoreMetrics.expired()

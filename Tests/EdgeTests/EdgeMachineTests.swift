@@ -480,9 +480,17 @@ import Testing
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         #expect(first.request.session.deadlineUnixMs > now && first.request.session.deadlineUnixMs <= now + 3000)
         h.machine.storeAnswered(first.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
-        for _ in 1..<EdgeMachine.writeAttempts {
+        // The other attempts, then the last question, past its deadline.
+        for attempt in 2...EdgeMachine.writeAttempts + 1 {
             let asked = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
             #expect(asked.request.session.requestNonce == first.request.session.requestNonce)
+            let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+            if attempt > EdgeMachine.writeAttempts {
+                #expect(asked.request.session.deadlineUnixMs <= wallNow, "the last question is already late")
+            } else {
+                #expect(asked.request.session.deadlineUnixMs > wallNow)
+            }
+            #expect(h.takeDatagrams().isEmpty, "the client is told nothing before the last question is answered")
             h.machine.storeAnswered(asked.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
         }
         let errors = h.takeDatagrams()
@@ -493,6 +501,30 @@ import Testing
         h.receive(datagram)
         #expect(h.takeStoreCalls().isEmpty)
         #expect(h.takeDatagrams().map(\.bytes) == errors.map(\.bytes))
+    }
+
+    /// Every attempt went unanswered, but the store had carried one out
+    /// (it committed as the edge gave up): the last question learns so, and
+    /// the client is told the message was sent, not that it failed.
+    @Test func aWriteCommittedAsTheEdgeGaveUpIsReportedAsDone() throws {
+        var h = try Harness(["RPC_TIMEOUT_MS": "3000"])
+        var client = Client()
+        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
+        _ = h.takeDatagrams()
+        h.receive(client.datagram(.message(roomId: Self.room, content: "late but done")))
+        for _ in 1...EdgeMachine.writeAttempts {
+            let asked = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+            h.machine.storeAnswered(asked.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
+        }
+        let last = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        h.answerStore(last.call) { response in
+            response.messageSent.messageID = 9
+            response.messageSent.roomID = Self.room
+            response.messageSent.content = "late but done"
+        }
+        let replies = h.takeDatagrams().compactMap { client.open($0.bytes)?.packet }
+        #expect(replies.count == 1)
+        if case .messageSent(let id, _, _, _)? = replies.first { #expect(id == 9) } else { Issue.record("\(replies)") }
     }
 
     /// A read's reply (a history can fill a datagram) is not kept for a

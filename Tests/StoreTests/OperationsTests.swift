@@ -213,6 +213,11 @@ import Testing
         let future = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
         #expect(await store.call(alice, Self.post(room.roomID, "in time"), nonce: [2], deadlineUnixMs: future).messageSent.messageID > 0)
         #expect(await store.history(alice, room.roomID).history.items.map(\.content) == ["in time"])
+        // The same request asked past its deadline: not carried out again,
+        // but answered as it was (the edge's last question).
+        let asked = await store.call(alice, Self.post(room.roomID, "in time"), nonce: [2], deadlineUnixMs: past)
+        #expect(asked.messageSent.content == "in time" && asked.messageSent.messageID > 0)
+        #expect(await store.history(alice, room.roomID).history.items.map(\.content) == ["in time"])
     }
 
     /// A user over the room-creation limit gets a clear error, and nothing

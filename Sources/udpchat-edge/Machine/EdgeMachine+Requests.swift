@@ -44,7 +44,12 @@ extension EdgeMachine {
         if Translation.isWrite(work.op) {
             // Carried out once per nonce, and not at all once this edge has stopped waiting.
             if let nonce = work.nonce { request.session.requestNonce = Data(nonce) }
-            request.session.deadlineUnixMs = Int64(Date().timeIntervalSince1970 * 1000) + Int64(settings.common.rpcTimeout.nanoseconds / 1_000_000)
+            let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+            // The last question (every attempt unanswered) is already past
+            // its deadline: the store answers whether an attempt was carried
+            // out, and carries none out now.
+            request.session.deadlineUnixMs =
+                work.unanswered >= Self.writeAttempts ? wallNow : wallNow + Int64(settings.common.rpcTimeout.nanoseconds / 1_000_000)
         }
         request.op = work.op
         out.storeCalls.append((request, .request(session: index, sessionId: session.id, work: work, carriedKey: carriesKey)))
@@ -89,10 +94,13 @@ extension EdgeMachine {
                     reply(packet, session: index, answering: keep, to: replyTo, &out)
                     if keep == nil, let nonce = work.nonce { table.update(index) { $0.replies.sendAgainWhenRepeated(nonce, work) } }
                 }
-            case .failure(let error) where work.nonce != nil && Translation.isWrite(work.op) && work.unanswered + 1 < Self.writeAttempts:
+            case .failure(let error) where work.nonce != nil && Translation.isWrite(work.op) && work.unanswered < Self.writeAttempts:
                 // Asked again, with the same nonce: the store carries a write
                 // out once, so the answer says whether it was (a store that
                 // committed and then died answers from its database once back).
+                // After the last attempt, once more past its deadline: an
+                // attempt the store began before it may still have been
+                // committed, and the client is told only what happened.
                 logger.info("store request failed: \(error); asking again", metadata: ["session": "\(sessionId)"])
                 var again = work
                 again.unanswered += 1

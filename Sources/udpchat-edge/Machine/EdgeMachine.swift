@@ -28,8 +28,9 @@ struct EdgeMachine {
     static let maxHeldPerSession = 16
     /// Store requests one session may have waiting.
     static let maxQueuedPerSession = 64
-    /// Times a write is sent to the store before the client is told it got
-    /// no answer (each with the RPC deadline; the store runs it once).
+    /// Times a write is sent to the store to be carried out (each with the
+    /// RPC deadline; the store runs it once). Then the edge asks once more,
+    /// past the deadline, whether one was, before it tells the client.
     static let writeAttempts = 3
     /// How often idle sessions are swept, and how often liveness, addresses
     /// and cursors are reported to the store (no datagram and no ACK costs
