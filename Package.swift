@@ -63,6 +63,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
@@ -136,6 +137,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "Common"]),
         .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "Common"]),
         .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "Common"]),
+        .testTarget(name: "KeysTests", dependencies: ["udpchat-keys", "ChatWire"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -55,18 +55,6 @@ func rsaKeySize(_ bits: Int, named name: String) throws -> _RSA.Signing.KeySize 
     }
 }
 
-/// Runs `body`, turning a failure into one clear line on stderr and exit code 1.
-func reportingFailure(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        ProgramIO.printError("udpchat-keys: \(error)")
-        throw ExitCode.failure
-    }
-}
-
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create the identity key pair and, if missing, the key-encryption key.")
@@ -78,7 +66,7 @@ struct Generate: ParsableCommand {
     var force = false
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (settings, common) = try loadSettings()
             let size = try bits ?? settings.int(.keyBits, default: 2048, range: 2048...4096)
             let keySize = try rsaKeySize(size, named: "--bits")
@@ -109,7 +97,7 @@ struct Import: ParsableCommand {
     var force = false
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (_, common) = try loadSettings()
             let files = try options.filesAsOwner(common)
             guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw KeysError("cannot read \(path)") }
@@ -142,7 +130,7 @@ struct Rotate: ParsableCommand {
     var bits: Int?
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (_, common) = try loadSettings()
             let files = try options.filesAsOwner(common)
             let old = try files.loadIdentity()
@@ -184,7 +172,7 @@ struct PlaneKeys: ParsableCommand {
     var owners: [String] = []
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (settings, common) = try loadSettings()
             var owned: [PlaneRole: (uid: UInt32, gid: UInt32)] = [:]
             for owner in owners {
@@ -210,7 +198,7 @@ struct Show: ParsableCommand {
     @OptionGroup var options: KeysOptions
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (_, common) = try loadSettings()
             let files = options.files(common)
             let key = try files.loadIdentity()

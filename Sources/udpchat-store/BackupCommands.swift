@@ -17,7 +17,7 @@ struct Backup: ParsableCommand {
     var force = false
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
             if case .postgres(let location) = try StoreDatabase.location(settings) {
@@ -48,7 +48,7 @@ struct Restore: ParsableCommand {
     var path: String
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
             if case .postgres(let location) = try StoreDatabase.location(settings) {

@@ -24,7 +24,7 @@ struct CopyTo: ParsableCommand {
     var url: String
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
             guard FileManager.default.fileExists(atPath: common.dbPath) else { throw StoreFailure("no database at \(common.dbPath) (DB_PATH)") }

@@ -13,18 +13,6 @@ struct UserCommand: ParsableCommand {
         commandName: "user", abstract: "Manage accounts.", subcommands: [SetPassword.self, ListUsers.self, DeleteUser.self])
 }
 
-/// Runs a command, turning a failure into one clear line on stderr and exit code 1.
-func reportingFailure(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        ProgramIO.printError("udpchat-store: \(error)")
-        throw ExitCode.failure
-    }
-}
-
 struct SetPassword: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-password",
@@ -34,7 +22,7 @@ struct SetPassword: ParsableCommand {
     var email: String
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             let email = TextRules.trimmed(self.email).lowercased()
             guard TextRules.isValidEmail(email) else { throw StoreFailure("\(email) is not a valid email address") }
             let password = try Self.readPassword()
@@ -87,7 +75,7 @@ struct ListUsers: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List the accounts.")
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             let users = try AdminDatabase.open().read { tx in try tx.allUsers() }
             for user in users {
                 let password: String
@@ -111,7 +99,7 @@ struct DeleteUser: ParsableCommand {
     var email: String
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             let email = TextRules.trimmed(self.email).lowercased()
             guard let messages = try AdminDatabase.open().write({ tx in try tx.deleteUser(email: email) }) else {
                 throw StoreFailure("no account \(email)")
@@ -130,7 +118,7 @@ struct ImportLegacy: ParsableCommand {
     var path: String
 
     func run() throws {
-        try reportingFailure {
+        try ProgramIO.reportingFailure(of: "udpchat-store") {
             guard case .sqlite(let backend) = try AdminDatabase.open() else {
                 throw StoreFailure("import-legacy writes SQLite: import with DATABASE_URL unset, then `udpchat-store copy-to DATABASE_URL`")
             }

@@ -120,13 +120,8 @@ public final class MessageDealer: Sendable {
     /// `routingId` names this peer to the server (and in its logs).
     public init(reactor: ZMQReactor, connect endpoint: String, routingId: String, logger: Logger, handler: @escaping Handler) throws {
         self.reactor = reactor
-        let socket = try ZMQSocket(context: reactor.context, type: ZMQ_DEALER)
-        try socket.set(ZMQ_LINGER, 500)
-        try socket.set(ZMQ_IMMEDIATE, 1)
-        try socket.set(ZMQ_RECONNECT_IVL, 100)
-        try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
-        try socket.set(ZMQ_ROUTING_ID, bytes: Array(routingId.utf8))
-        try socket.connect(endpoint)
+        // Half a second for a worker's last results to reach the store.
+        let socket = try ZMQSocket.dealer(context: reactor.context, connectingTo: [endpoint], linger: .milliseconds(500), routingId: routingId)
         reactor.add(
             MessageDriver(socket: socket, outgoing: outgoing, logger: logger) { frames in
                 guard frames.count == 1 else {

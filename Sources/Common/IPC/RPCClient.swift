@@ -47,12 +47,8 @@ public final class RPCClient: @unchecked Sendable {
     public init(reactor: ZMQReactor, endpoints: [String], name: String, logger: Logger) throws {
         self.reactor = reactor
         self.peerName = name
-        let socket = try ZMQSocket(context: reactor.context, type: ZMQ_DEALER)
-        try socket.set(ZMQ_LINGER, 0)
-        try socket.set(ZMQ_IMMEDIATE, 1)
-        try socket.set(ZMQ_RECONNECT_IVL, 100)
-        try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
-        for endpoint in endpoints { try socket.connect(endpoint) }
+        // No linger: a request unsent at close has no one waiting for it.
+        let socket = try ZMQSocket.dealer(context: reactor.context, connectingTo: endpoints, linger: .zero)
         driver = Driver(socket: socket, name: name, logger: logger)
         driver.client = self
         reactor.add(driver)

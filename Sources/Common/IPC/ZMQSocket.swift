@@ -49,6 +49,24 @@ final class ZMQSocket {
 
     deinit { close() }
 
+    /// The connecting side of a conversation with servers of one kind,
+    /// made one way for every client: messages go only to a server that is
+    /// connected (ZMQ_IMMEDIATE), round-robin over several, and a lost
+    /// connection is retried from 100 ms, backing off to 2 s. `linger`:
+    /// how long messages still queued may hold up closing it (none for
+    /// requests nobody will wait for; a little for results a server
+    /// should still get).
+    static func dealer(context: ZMQContext, connectingTo endpoints: [String], linger: Duration, routingId: String? = nil) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context: context, type: ZMQ_DEALER)
+        try socket.set(ZMQ_LINGER, Int32(linger.components.seconds * 1000 + linger.components.attoseconds / 1_000_000_000_000_000))
+        try socket.set(ZMQ_IMMEDIATE, 1)
+        try socket.set(ZMQ_RECONNECT_IVL, 100)
+        try socket.set(ZMQ_RECONNECT_IVL_MAX, 2000)
+        if let routingId { try socket.set(ZMQ_ROUTING_ID, bytes: Array(routingId.utf8)) }
+        for endpoint in endpoints { try socket.connect(endpoint) }
+        return socket
+    }
+
     func set(_ option: Int32, _ value: Int32) throws {
         var value = value
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else {

@@ -1,4 +1,5 @@
 import ChatWire
+import ArgumentParser
 import Foundation
 import Logging
 
@@ -24,5 +25,18 @@ public enum ProgramIO {
     /// Prints a message to stderr.
     public static func printError(_ message: String) {
         FileHandle.standardError.write(Data((message + "\n").utf8))
+    }
+
+    /// Runs a command of `program`, turning a failure into one clear line
+    /// on stderr ("PROGRAM: why") and exit status 1.
+    public static func reportingFailure(of program: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            printError("\(program): \(error)")
+            throw ExitCode.failure
+        }
     }
 }

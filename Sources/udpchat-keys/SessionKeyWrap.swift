@@ -7,11 +7,11 @@ import Crypto
 /// Format: `0x01 ‖ nonce (12) ‖ AES-256-GCM(key) ‖ tag (16)`, 61 bytes for a
 /// 32-byte key. The session id is authenticated as associated data, so a
 /// wrapped key copied to another session's row does not unwrap.
-public struct SessionKeyWrap: Sendable {
+struct SessionKeyWrap: Sendable {
     static let version: UInt8 = 1
     private let kek: SymmetricKey
 
-    public init?(kekBytes: [UInt8]) {
+    init?(kekBytes: [UInt8]) {
         guard kekBytes.count == 32 else { return nil }
         kek = SymmetricKey(data: kekBytes)
     }
@@ -20,7 +20,7 @@ public struct SessionKeyWrap: Sendable {
         Array("udpchat session key v1:\(sessionId)".utf8)
     }
 
-    public func wrap(sessionKey: [UInt8], sessionId: String) -> [UInt8] {
+    func wrap(sessionKey: [UInt8], sessionId: String) -> [UInt8] {
         let nonce = SecureRandom.bytes(WireSpec.nonceBytes)
         let box = try! AES.GCM.seal(
             sessionKey, using: kek, nonce: try! AES.GCM.Nonce(data: nonce), authenticating: Self.associatedData(sessionId))
@@ -28,7 +28,7 @@ public struct SessionKeyWrap: Sendable {
     }
 
     /// The session key, or nil when `wrapped` was not made by this KEK for `sessionId`.
-    public func unwrap(_ wrapped: [UInt8], sessionId: String) -> [UInt8]? {
+    func unwrap(_ wrapped: [UInt8], sessionId: String) -> [UInt8]? {
         let overhead = 1 + WireSpec.nonceBytes + WireSpec.tagBytes
         guard wrapped.count > overhead, wrapped[0] == Self.version,
             let nonce = try? AES.GCM.Nonce(data: wrapped[1..<13])
