@@ -55,7 +55,7 @@ struct WorkerSettings: Sendable {
             firstToken: .milliseconds(try settings.int(.aiFirstTokenTimeout, default: 20_000, range: 100...3_600_000)),
             total: .milliseconds(try settings.int(.aiTimeout, default: 60_000, range: 100...3_600_000)))
         concurrency = try settings.int(.aiConcurrency, default: 4, range: 1...1024)
-        heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
+        heartbeat = try settings.aiHeartbeat()
     }
 
     /// The model client for the configured provider.

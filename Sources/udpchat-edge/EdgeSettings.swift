@@ -62,7 +62,7 @@ struct EdgeSettings: Sendable {
             throw ConfigurationError("\(Setting.retryMode.name)=\(retryMode): expected adaptive or fixed")
         }
         retryBudget = .milliseconds(try settings.int(.retryBudget, default: 60_000, range: 1_000...3_600_000))
-        sessionIdle = .seconds(try settings.int(.sessionIdle, default: 600, range: 60...31_536_000))
+        sessionIdle = .seconds(try settings.sessionIdleSeconds())
         // docs/protocol.md Appendix B, item 7: at least 60 s after the last packet.
         broadcastIdle = .seconds(try settings.int(.broadcastIdle, default: 90, range: 60...31_536_000))
         maxPendingHandshakes = try settings.int(.maxPendingHandshakes, default: 4096, range: 16...10_000_000)

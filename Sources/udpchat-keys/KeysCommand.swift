@@ -45,6 +45,11 @@ func loadSettings() throws -> (SettingsReader, CommonSettings) {
     return (settings, try CommonSettings(settings))
 }
 
+/// `KEY_BITS`: the size of a new identity key when no option names one.
+func configuredKeyBits(_ settings: SettingsReader) throws -> Int {
+    try settings.int(.keyBits, default: 2048, range: 2048...4096)
+}
+
 /// The RSA sizes the key commands make; `name` is the option or setting that asked.
 func rsaKeySize(_ bits: Int, named name: String) throws -> _RSA.Signing.KeySize {
     switch bits {
@@ -68,7 +73,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (settings, common) = try loadSettings()
-            let size = try bits ?? settings.int(.keyBits, default: 2048, range: 2048...4096)
+            let size = try bits ?? configuredKeyBits(settings)
             let keySize = try rsaKeySize(size, named: "--bits")
             let files = try options.filesAsOwner(common)
             // Before the slow key generation, not only when writing.
@@ -231,7 +236,7 @@ struct Serve: AsyncParsableCommand {
             logger = Logger(label: "udpchat-keys")
             let files = options.files(common)
             if generateIfMissing && !files.identityExists {
-                let size = try rsaKeySize(settings.int(.keyBits, default: 2048, range: 2048...4096), named: "KEY_BITS")
+                let size = try rsaKeySize(configuredKeyBits(settings), named: "KEY_BITS")
                 try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
                 try files.ensureKeyEncryptionKey()
                 logger.notice("generated a new identity key in \(files.directory.path)")

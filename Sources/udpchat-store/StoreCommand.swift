@@ -58,7 +58,7 @@ struct Serve: AsyncParsableCommand {
             Observability.bootstrap()
             StoreMetrics.prepare()
             logger = Logger(label: "udpchat-store")
-            let idle = try settings.int(.sessionIdle, default: 600, range: 60...31_536_000)
+            let idle = try settings.sessionIdleSeconds()
             var policy = AIPolicy()
             policy.contextMessages = try settings.int(.aiContextMessages, default: 100, range: 0...WireSpec.historyLimit)
             policy.contextBytes = try settings.int(.aiContextBytes, default: 16_384, range: 0...1_048_576)
@@ -67,7 +67,7 @@ struct Serve: AsyncParsableCommand {
                 perUserPerMinute: try settings.int(.aiUserRate, default: 10, range: 1...100_000),
                 perRoomPerMinute: try settings.int(.aiRoomRate, default: 30, range: 1...100_000))
             var timing = JobBroker.Timing()
-            timing.heartbeat = .milliseconds(try settings.int(.aiHeartbeat, default: 1000, range: 50...60_000))
+            timing.heartbeat = try settings.aiHeartbeat()
             timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
             let database = try StoreDatabase.location(settings)
             if common.storeBind.isEmpty || common.eventsBind.isEmpty {

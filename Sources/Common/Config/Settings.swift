@@ -190,6 +190,17 @@ extension Setting {
     ]
 }
 
+/// Settings that more than one program reads, each read one way (its
+/// default and range spelled once).
+extension SettingsReader {
+    /// `SESSION_IDLE_SECONDS`: the edge forgets a silent session after this,
+    /// and the store deletes its row.
+    public func sessionIdleSeconds() throws -> Int { try int(.sessionIdle, default: 600, range: 60...31_536_000) }
+
+    /// `AI_HEARTBEAT_MS`: the pace of the store's and the workers' heartbeats.
+    public func aiHeartbeat() throws -> Duration { .milliseconds(try int(.aiHeartbeat, default: 1000, range: 50...60_000)) }
+}
+
 /// The settings as the programs see them: environment variables first,
 /// then the environment file, then defaults. Values are checked: a value
 /// that does not parse is an error naming the variable, never a silent
