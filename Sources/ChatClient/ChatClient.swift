@@ -154,12 +154,13 @@ public final class ChatClient: Sendable {
     @discardableResult
     public func connect() async throws -> Session {
         let privateKey: _RSA.Encryption.PrivateKey
-        switch options.keyBits {
-        case 2048: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
-        case 1024: privateKey = try _RSA.Encryption.PrivateKey(unsafeKeySize: _RSA.Signing.KeySize(bitCount: 1024))
-        case 3072: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits3072)
-        case 4096: privateKey = try _RSA.Encryption.PrivateKey(keySize: .bits4096)
-        default: throw ChatClientError.handshake("unsupported client key size \(options.keyBits)")
+        if let size = HandshakeCrypto.keySize(bits: options.keyBits) {
+            privateKey = try _RSA.Encryption.PrivateKey(keySize: size)
+        } else if options.keyBits == 1024 {
+            // What the web client makes; the server accepts it (docs/protocol.md §2.1).
+            privateKey = try _RSA.Encryption.PrivateKey(unsafeKeySize: _RSA.Signing.KeySize(bitCount: 1024))
+        } else {
+            throw ChatClientError.handshake("unsupported client key size \(options.keyBits)")
         }
         let request = Envelope.sessionInitRequest(clientKey: privateKey.publicKey.derRepresentation.base64EncodedString()).encoded()
         // A lost handshake is asked for again; each request makes a session on

@@ -52,12 +52,8 @@ func configuredKeyBits(_ settings: SettingsReader) throws -> Int {
 
 /// The RSA sizes the key commands make; `name` is the option or setting that asked.
 func rsaKeySize(_ bits: Int, named name: String) throws -> _RSA.Signing.KeySize {
-    switch bits {
-    case 2048: .bits2048
-    case 3072: .bits3072
-    case 4096: .bits4096
-    default: throw KeysError("\(name) must be 2048, 3072 or 4096, not \(bits)")
-    }
+    guard let size = HandshakeCrypto.keySize(bits: bits) else { throw KeysError("\(name) must be 2048, 3072 or 4096, not \(bits)") }
+    return size
 }
 
 struct Generate: ParsableCommand {

@@ -68,3 +68,17 @@ public enum HandshakeCrypto {
         return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: message, padding: .PSS)
     }
 }
+
+extension HandshakeCrypto {
+    /// The RSA key sizes keys are made in, by bit count: 2048, 3072 or 4096
+    /// (nil for any other). The one list both the key service and the
+    /// client use.
+    public static func keySize(bits: Int) -> _RSA.Signing.KeySize? {
+        switch bits {
+        case 2048: .bits2048
+        case 3072: .bits3072
+        case 4096: .bits4096
+        default: nil
+        }
+    }
+}

@@ -3,7 +3,7 @@ import Common
 
 /// The seam between the store's logic and its database (docs/architecture.md,
 /// "Storage"): the operations in `Operations/` are written once against
-/// ``StoreTransaction``; a backend (SQLite now, PostgreSQL later) supplies
+/// ``StoreTransaction``; a backend (SQLite, or PostgreSQL with DATABASE_URL) supplies
 /// transactions.
 protocol StorageBackend: Sendable {
     /// Runs `body` in a read-only transaction that sees every committed write.
