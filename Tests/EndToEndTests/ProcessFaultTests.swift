@@ -138,6 +138,26 @@ struct ProcessFaultTests {
         }
     }
 
+    /// Waits (at most 10 s) until every thread of `pid` is stopped (state
+    /// T in /proc/PID/task/*/stat); whether they all are.
+    static func waitUntilStopped(_ pid: pid_t) async throws -> Bool {
+        let tasks = "/proc/\(pid)/task"
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let threads = (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []
+            let states = threads.compactMap { thread -> Character? in
+                guard let stat = try? String(contentsOfFile: "\(tasks)/\(thread)/stat", encoding: .utf8),
+                    let close = stat.lastIndex(of: ")")
+                else { return nil }
+                // "PID (NAME) STATE ...": the state follows the name.
+                return stat[stat.index(after: close)...].first { $0 != " " }
+            }
+            if !states.isEmpty, states.count == threads.count, states.allSatisfy({ $0 == "T" }) { return true }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
     /// A message the store could not take in time (it is frozen) is
     /// answered with an error, and it is not stored later when the store
     /// wakes up: the store drops a write whose caller gave up on it.
@@ -147,6 +167,9 @@ struct ProcessFaultTests {
             _ = try await alice.login(email: "alice@example.com")
             let room = try await alice.createRoom(name: "Frozen")
             kill(system.store.pid, SIGSTOP)
+            // kill() returns before every thread has stopped: wait until
+            // they have, so that the store cannot take the message first.
+            #expect(try await Self.waitUntilStopped(system.store.pid), "the store stopped")
             var failure = ""
             do {
                 _ = try await alice.sendMessage(roomId: room.roomId, content: "told it failed")
