@@ -92,11 +92,9 @@ for setup in "sqlite 1 1000 2000 3000 closed" "postgres 1 100 200 300 closed" "p
   say "stores: $stores on $database; one edge; 100 clients in 50 rooms of two"
   start_tiers "$database" "$stores" 1 19981
   for rate in "$@"; do
-    if [ "$rate" = closed ]; then
-      record fanout --server 127.0.0.1:19981 --clients 100 --rooms 50 --label "stores-$database-$stores-closed"
-    else
-      record fanout --server 127.0.0.1:19981 --clients 100 --rooms 50 --rate "$rate" --label "stores-$database-$stores"
-    fi
+    pace=(--rate "$rate"); label="stores-$database-$stores"
+    if [ "$rate" = closed ]; then pace=(); label="$label-closed"; fi
+    record fanout --server 127.0.0.1:19981 --clients 100 --rooms 50 "${pace[@]}" --label "$label"
   done
 done
 

@@ -236,8 +236,13 @@ final class PostgresLink: @unchecked Sendable {
             let result = try connection.query(query, logger: logger).wait()
             return (Array(result.rows), result.metadata.rows ?? 0)
         } catch {
-            throw StoreFailure("PostgreSQL: \(Self.describe(error))")
+            throw Self.failure(error)
         }
+    }
+
+    /// A statement's failure as the store reports it.
+    static func failure(_ error: any Error) -> StoreFailure {
+        StoreFailure("PostgreSQL: \(describe(error))")
     }
 
     /// Statements without binds, separated by semicolons (none may hold

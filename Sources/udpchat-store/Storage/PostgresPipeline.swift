@@ -71,12 +71,12 @@ final class PostgresPipeline: @unchecked Sendable {
         let (answer, earlier) = exchange(query)
         // After a failed statement PostgreSQL fails the rest of the
         // transaction: the first failure is the one that says why.
-        if let earlier { throw Self.failure(earlier) }
+        if let earlier { throw PostgresLink.failure(earlier) }
         do {
             let result = try answer.get()
             return (Array(result.rows), result.metadata.rows ?? 0)
         } catch {
-            throw Self.failure(error)
+            throw PostgresLink.failure(error)
         }
     }
 
@@ -85,12 +85,12 @@ final class PostgresPipeline: @unchecked Sendable {
     /// ROLLBACK, and no error).
     func commit() throws {
         let (answer, earlier) = exchange("COMMIT")
-        if let earlier { throw Self.failure(earlier) }
+        if let earlier { throw PostgresLink.failure(earlier) }
         let command: String
         do {
             command = try answer.get().metadata.command
         } catch {
-            throw Self.failure(error)
+            throw PostgresLink.failure(error)
         }
         guard command == "COMMIT" else { throw StoreFailure("PostgreSQL did not commit the transaction (\(command))") }
     }
@@ -110,7 +110,7 @@ final class PostgresPipeline: @unchecked Sendable {
         do {
             _ = try answer.get()
         } catch {
-            throw Self.failure(error)
+            throw PostgresLink.failure(error)
         }
     }
 
@@ -169,9 +169,5 @@ final class PostgresPipeline: @unchecked Sendable {
         let earlier = firstFailure
         answered.unlock()
         return (result, earlier)
-    }
-
-    private static func failure(_ error: any Error) -> StoreFailure {
-        StoreFailure("PostgreSQL: \(PostgresLink.describe(error))")
     }
 }
