@@ -2,7 +2,6 @@ import ChatWire
 import Common
 import Foundation
 import Logging
-import NIOCore
 import Testing
 
 @testable import udpchat_edge
@@ -11,7 +10,7 @@ import Testing
 /// client, udpchat-keys and udpchat-store, and moves the clock.
 @Suite struct EdgeMachineTests {
     static let room = "a0000000000000000000000000000001"
-    static let clientAddress = try! SocketAddress(ipAddress: "127.0.0.1", port: 40_000)
+    static let clientAddress = PeerAddress(ip: "127.0.0.1", port: 40_000)!
 
     /// A client of the machine: a session id and key, sealing and opening like the web client.
     struct Client {
@@ -54,7 +53,7 @@ import Testing
             machine.tick(time, &out)
         }
 
-        mutating func receive(_ datagram: [UInt8], from address: SocketAddress = EdgeMachineTests.clientAddress) {
+        mutating func receive(_ datagram: [UInt8], from address: PeerAddress = EdgeMachineTests.clientAddress) {
             machine.receive(datagram, from: address, time, &out)
         }
 
@@ -368,7 +367,7 @@ import Testing
                 sessionId: client.sessionId, nonce: Hex.encode(Nonce.client(nanoseconds: client.clock + 500)),
                 ciphertext: Hex.encode([UInt8](repeating: 7, count: 48)))
         ).encoded()
-        h.receive(forged, from: try SocketAddress(ipAddress: "127.0.0.9", port: 5555))
+        h.receive(forged, from: PeerAddress(ip: "127.0.0.9", port: 5555)!)
         let restore = try #require(h.takeStoreCalls().first { if case .restore = $0.call { true } else { false } })
         h.answerStore(restore.call) { $0.loadedSession = Self.loaded(client, cursor: 3) }
         var key = IPCKeysResponse()
@@ -654,7 +653,7 @@ import Testing
 
     /// Completes a handshake from `address` as keys would; returns the
     /// SERVER_ERROR text when the machine refused it instead.
-    static func handshake(_ h: inout Harness, from address: SocketAddress) -> String? {
+    static func handshake(_ h: inout Harness, from address: PeerAddress) -> String? {
         h.receive(sessionInit, from: address)
         guard let call = h.takeKeysCalls().first else {
             let replies = h.takeDatagrams()
@@ -674,51 +673,51 @@ import Testing
 
     @Test func aSourceAtItsSessionLimitGetsAnErrorAndOthersDoNot() throws {
         var h = try Harness(["SESSIONS_PER_SOURCE": "3", "HANDSHAKES_PER_SOURCE": "1000"])
-        let crowded = try SocketAddress(ipAddress: "192.0.2.7", port: 1000)
+        let crowded = PeerAddress(ip: "192.0.2.7", port: 1000)!
         for _ in 0..<3 { #expect(Self.handshake(&h, from: crowded) == nil) }
         let refused = Self.handshake(&h, from: crowded)
         #expect(refused == ProtocolText.packetFailurePrefix + "too many sessions from your address (3); close some, or wait for them to expire")
         #expect(h.machine.table.count == 3)
         // Another port of the same address is the same source; another address is not.
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "192.0.2.7", port: 2000)) != nil)
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "192.0.2.8", port: 1000)) == nil)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "192.0.2.7", port: 2000)!) != nil)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "192.0.2.8", port: 1000)!) == nil)
     }
 
     /// IPv6 sources count by their /64: a host cannot take a new budget per address.
     @Test func ipv6SourcesAreCountedByTheirSlash64() throws {
         var h = try Harness(["SESSIONS_PER_SOURCE": "2", "HANDSHAKES_PER_SOURCE": "1000"])
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "2001:db8:1:2::1", port: 1)) == nil)
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "2001:db8:1:2:ffff::9", port: 1)) == nil)
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "2001:db8:1:2::abcd", port: 1))?.contains("too many sessions") == true)
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "2001:db8:1:3::1", port: 1)) == nil)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "2001:db8:1:2::1", port: 1)!) == nil)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "2001:db8:1:2:ffff::9", port: 1)!) == nil)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "2001:db8:1:2::abcd", port: 1)!)?.contains("too many sessions") == true)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "2001:db8:1:3::1", port: 1)!) == nil)
     }
 
     @Test func atTheSessionOrMemoryLimitNewSessionsAreRefusedAndEstablishedOnesKept() throws {
         var h = try Harness(["MAX_SESSIONS": "4", "HANDSHAKES_PER_SOURCE": "1000"])
-        for i in 0..<4 { #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "198.51.100.\(i + 1)", port: 1)) == nil) }
-        let full = Self.handshake(&h, from: try SocketAddress(ipAddress: "198.51.100.99", port: 1))
+        for i in 0..<4 { #expect(Self.handshake(&h, from: PeerAddress(ip: "198.51.100.\(i + 1)", port: 1)!) == nil) }
+        let full = Self.handshake(&h, from: PeerAddress(ip: "198.51.100.99", port: 1)!)
         #expect(full?.contains("as many sessions as it takes (4)") == true, "\(full ?? "")")
         #expect(h.machine.table.count == 4)
 
         var m = try Harness(["EDGE_MEMORY_LIMIT_MB": "64", "HANDSHAKES_PER_SOURCE": "1000"])
-        #expect(Self.handshake(&m, from: try SocketAddress(ipAddress: "198.51.100.1", port: 1)) == nil)
+        #expect(Self.handshake(&m, from: PeerAddress(ip: "198.51.100.1", port: 1)!) == nil)
         m.machine.memoryInUse = 65 << 20
-        #expect(Self.handshake(&m, from: try SocketAddress(ipAddress: "198.51.100.2", port: 1))?.contains("memory limit") == true)
+        #expect(Self.handshake(&m, from: PeerAddress(ip: "198.51.100.2", port: 1)!)?.contains("memory limit") == true)
         #expect(m.machine.table.count == 1)
         m.machine.memoryInUse = 63 << 20
-        #expect(Self.handshake(&m, from: try SocketAddress(ipAddress: "198.51.100.2", port: 1)) == nil)
+        #expect(Self.handshake(&m, from: PeerAddress(ip: "198.51.100.2", port: 1)!) == nil)
     }
 
     /// Sessions that never log in are capped in number, and leave memory
     /// after two minutes of silence, which makes room for new ones.
     @Test func sessionsThatNeverLogInAreCappedAndLeaveMemorySoon() throws {
         var h = try Harness(["MAX_ANONYMOUS_SESSIONS": "3", "HANDSHAKES_PER_SOURCE": "1000"])
-        for i in 0..<3 { #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "203.0.113.\(i + 1)", port: 1)) == nil) }
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "203.0.113.9", port: 1))?.contains("as many sessions") == true)
+        for i in 0..<3 { #expect(Self.handshake(&h, from: PeerAddress(ip: "203.0.113.\(i + 1)", port: 1)!) == nil) }
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "203.0.113.9", port: 1)!)?.contains("as many sessions") == true)
         h.advance(milliseconds: 119_000)
         #expect(h.machine.table.count == 3)
         h.advance(milliseconds: 11_000)
         #expect(h.machine.table.count == 0)
-        #expect(Self.handshake(&h, from: try SocketAddress(ipAddress: "203.0.113.9", port: 1)) == nil)
+        #expect(Self.handshake(&h, from: PeerAddress(ip: "203.0.113.9", port: 1)!) == nil)
     }
 }

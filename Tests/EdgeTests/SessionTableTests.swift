@@ -1,6 +1,5 @@
 import ChatWire
 import Common
-import NIOCore
 import Testing
 
 @testable import udpchat_edge
@@ -9,7 +8,7 @@ import Testing
     static func session(_ id: String, state: EdgeSession.State = .handshake, user: String? = nil, lastSeen: UInt64 = 0) -> EdgeSession {
         EdgeSession(
             id: id, cipher: SessionCipher.random(), wrappedKey: [], keyDigest: [], persisted: false, state: state,
-            address: try! SocketAddress(ipAddress: "127.0.0.1", port: 9), lastSeen: lastSeen, lastSeenWall: 0,
+            address: PeerAddress(ip: "127.0.0.1", port: 9)!, lastSeen: lastSeen, lastSeenWall: 0,
             replay: SessionReplay(), userId: user)
     }
 

@@ -1,7 +1,6 @@
 import ChatWire
 import Common
 import Foundation
-import NIOCore
 
 /// The time as the edge's machine sees it, passed in with every event so a
 /// test can run the machine on virtual time.
@@ -19,7 +18,7 @@ struct EdgeTime {
 /// A datagram to send.
 struct OutboundDatagram {
     var bytes: [UInt8]
-    var address: SocketAddress
+    var address: PeerAddress
 }
 
 /// What the machine asks the rim to do after an event: datagrams to send

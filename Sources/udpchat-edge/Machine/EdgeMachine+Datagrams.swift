@@ -2,11 +2,10 @@ import ChatWire
 import Common
 import Crypto
 import Foundation
-import NIOCore
 
 extension EdgeMachine {
     /// One datagram from `address`.
-    mutating func receive(_ bytes: [UInt8], from address: SocketAddress, _ now: EdgeTime, _ out: inout EdgeOutput) {
+    mutating func receive(_ bytes: [UInt8], from address: PeerAddress, _ now: EdgeTime, _ out: inout EdgeOutput) {
         metrics.datagramsIn.increment()
         let request = Request(address: address, size: bytes.count)
         guard bytes.count <= settings.bufferSize else {
@@ -46,9 +45,9 @@ extension EdgeMachine {
     private mutating func handshake(clientKey: String, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
         let address = request.address
         // Cheap checks before any RSA work: the source's budget, then the global cap.
-        guard isExempt(address) || handshakeLimiter.allow(Self.source(address), now: now.monotonic) else {
+        guard isExempt(address) || handshakeLimiter.allow(address.source, now: now.monotonic) else {
             metrics.handshakesDropped.increment()
-            logger.debug("handshake over its source's budget dropped", metadata: ["source": "\(Self.source(address))"])
+            logger.debug("handshake over its source's budget dropped", metadata: ["source": "\(address.source)"])
             return
         }
         guard handshakesInFlight < Self.maxHandshakesInFlight else {
@@ -82,9 +81,9 @@ extension EdgeMachine {
     /// Why a new session from `address` cannot be had now, or nil: too many
     /// sessions from its source, too many in all or not logged in, or the
     /// edge over its memory limit. Each is logged at most once a minute.
-    private mutating func capacityRefusal(for address: SocketAddress, _ now: EdgeTime) -> String? {
+    private mutating func capacityRefusal(for address: PeerAddress, _ now: EdgeTime) -> String? {
         let refusal: (reason: String, text: String)
-        if !isExempt(address), table.sessions(from: Self.source(address)) >= settings.sessionsPerSource {
+        if !isExempt(address), table.sessions(from: address.source) >= settings.sessionsPerSource {
             refusal = ("sessions per source", "too many sessions from your address (\(settings.sessionsPerSource)); close some, or wait for them to expire")
         } else if table.count >= settings.maxSessions {
             refusal = ("sessions", "the server has as many sessions as it takes (\(settings.maxSessions)); try again later")
@@ -101,7 +100,7 @@ extension EdgeMachine {
                 "new sessions refused: at the limit of \(refusal.reason)",
                 metadata: [
                     "sessions": "\(table.count)", "anonymous": "\(table.anonymousCount)", "memory_bytes": "\(memoryInUse)",
-                    "source": "\(Self.source(address))",
+                    "source": "\(address.source)",
                 ])
         }
         return refusal.text
@@ -143,11 +142,11 @@ extension EdgeMachine {
                 id: sessionId, cipher: cipher, wrappedKey: [UInt8](made.wrappedKey),
                 keyDigest: [UInt8](SHA256.hash(data: cipher.keyBytes)), persisted: false, state: .handshake,
                 address: request.address, lastSeen: now.monotonic, lastSeenWall: now.wall, replay: SessionReplay(), userId: nil),
-            source: Self.source(request.address))
+            source: request.address.source)
         for index in forgotten { delivery.removeSession(index) }
         // It receives nothing until a packet of its own verifies.
         delivery.addSession(
-            index, salt: MessageIdentifier.salt(sessionId: sessionId), source: Self.source(request.address), userId: nil, acknowledges: false, active: false, follows: [], now: now.monotonic)
+            index, salt: MessageIdentifier.salt(sessionId: sessionId), source: request.address.source, userId: nil, acknowledges: false, active: false, follows: [], now: now.monotonic)
         let reply = SessionInitReply(
             sessionId: sessionId, encryptedKey: Hex.encode([UInt8](made.encryptedKey)), serverPublicKey: Hex.encode([UInt8](made.publicKeyDer)),
             signature: Hex.encode([UInt8](made.signature)), fingerprint: made.fingerprint)
@@ -173,7 +172,7 @@ extension EdgeMachine {
             return
         }
         // A lookup in the store is unauthenticated work: it counts against the source's budget.
-        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: now.monotonic) else {
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(request.address.source, now: now.monotonic) else {
             return
         }
         guard restoring.count < Self.maxRestoring else {
@@ -299,7 +298,7 @@ extension EdgeMachine {
     // MARK: - Inner packets (docs/protocol.md §5)
 
     private mutating func dispatch(
-        _ packet: ClientPacket, session index: SessionTable.Index, nonce: [UInt8], from address: SocketAddress, _ now: EdgeTime,
+        _ packet: ClientPacket, session index: SessionTable.Index, nonce: [UInt8], from address: PeerAddress, _ now: EdgeTime,
         _ out: inout EdgeOutput
     ) {
         switch packet {
@@ -313,7 +312,7 @@ extension EdgeMachine {
         case .hello:
             reply(.hello(message: ProtocolText.helloMessage), session: index, answering: nonce, to: address, &out)
             ensurePersisted(index, &out)
-        case .login where !isExempt(address) && !loginLimiter.allow(Self.source(address), now: now.monotonic):
+        case .login where !isExempt(address) && !loginLimiter.allow(address.source, now: now.monotonic):
             reply(
                 .error(message: "Too many login attempts from your address; try again in a minute."), session: index,
                 answering: nonce, to: address, &out)

@@ -1,7 +1,6 @@
 import ChatWire
 import Common
 import Foundation
-import NIOCore
 
 extension EdgeMachine {
     /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
@@ -29,7 +28,7 @@ extension EdgeMachine {
     /// size of the datagram it answers (a reply that cannot be shortened to
     /// fit is not sent): the server never amplifies a spoofed packet.
     mutating func sendError(_ message: String, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
-        guard isExempt(request.address) || unauthenticatedLimiter.allow(Self.source(request.address), now: now.monotonic),
+        guard isExempt(request.address) || unauthenticatedLimiter.allow(request.address.source, now: now.monotonic),
             let datagram = Self.errorDatagram(message, budget: Self.amplificationFactor * request.size)
         else {
             metrics.errorRepliesSuppressed.increment()
@@ -57,7 +56,7 @@ extension EdgeMachine {
     /// Replies to unauthenticated datagrams are at most this many times their size.
     static let amplificationFactor = 3
 
-    func write(_ datagram: [UInt8], to address: SocketAddress, _ out: inout EdgeOutput) {
+    func write(_ datagram: [UInt8], to address: PeerAddress, _ out: inout EdgeOutput) {
         metrics.datagramsOut.increment()
         out.datagrams.append(OutboundDatagram(bytes: datagram, address: address))
     }

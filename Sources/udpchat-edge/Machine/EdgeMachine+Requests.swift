@@ -1,7 +1,6 @@
 import ChatWire
 import Common
 import Foundation
-import NIOCore
 
 extension EdgeMachine {
     /// Makes sure the store has the session's row, for first packets that
@@ -39,7 +38,7 @@ extension EdgeMachine {
         }
         if carriesKey || Translation.isWrite(work.op) {
             request.session.replayMark = session.replay.highest
-            if session.state == .active { request.session.address = AddressText.format(session.address) }
+            if session.state == .active { request.session.address = session.address.description }
         }
         if Translation.isWrite(work.op) {
             // Carried out once per nonce, and not at all once this edge has stopped waiting.
@@ -121,7 +120,7 @@ extension EdgeMachine {
     /// A direct response, remembered by its request's nonce for a client that
     /// asks again. One that does not fit in a datagram becomes an ERROR.
     mutating func reply(
-        _ packet: ServerPacket, session index: SessionTable.Index, answering nonce: [UInt8]? = nil, to address: SocketAddress,
+        _ packet: ServerPacket, session index: SessionTable.Index, answering nonce: [UInt8]? = nil, to address: PeerAddress,
         _ out: inout EdgeOutput
     ) {
         guard let id = table[index]?.id, let cipher = table[index]?.cipher else { return }

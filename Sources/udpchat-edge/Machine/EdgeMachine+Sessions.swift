@@ -2,7 +2,6 @@ import ChatWire
 import Common
 import Crypto
 import Foundation
-import NIOCore
 
 extension EdgeMachine {
     // MARK: - Answers
@@ -83,7 +82,7 @@ extension EdgeMachine {
 
     /// Adds a session loaded from the store, with the rooms it follows.
     private mutating func addLoaded(
-        _ id: String, _ loaded: IPCLoadedSession, cipher: SessionCipher, address: SocketAddress, active: Bool, _ now: EdgeTime
+        _ id: String, _ loaded: IPCLoadedSession, cipher: SessionCipher, address: PeerAddress, active: Bool, _ now: EdgeTime
     ) -> SessionTable.Index {
         // Its last packet was this long ago, as far as the store knows.
         let silence = UInt64(max(0, now.wall - loaded.lastActiveAt)) * 1_000_000_000
@@ -93,9 +92,9 @@ extension EdgeMachine {
                 id: id, cipher: cipher, wrappedKey: [], keyDigest: [],
                 persisted: true, state: active ? .active : .restored, address: address, lastSeen: lastSeen,
                 lastSeenWall: active ? loaded.lastActiveAt : now.wall, replay: SessionReplay(floor: loaded.replayMark),
-                userId: loaded.userID.isEmpty ? nil : loaded.userID), source: Self.source(address))
+                userId: loaded.userID.isEmpty ? nil : loaded.userID), source: address.source)
         delivery.addSession(
-            index, salt: MessageIdentifier.salt(sessionId: id), source: Self.source(address), userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
+            index, salt: MessageIdentifier.salt(sessionId: id), source: address.source, userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
             follows: loaded.cursors.map { ($0.roomID, $0.seq) }, now: lastSeen)
         logger.debug("session restored", metadata: ["session": "\(id)"])
         return index
@@ -189,7 +188,7 @@ extension EdgeMachine {
                 merge(loaded, into: index, now, &actions)
                 continue
             }
-            guard let cipher = SessionCipher(keyBytes: [UInt8](key)), let address = AddressText.parse(loaded.address) else { continue }
+            guard let cipher = SessionCipher(keyBytes: [UInt8](key)), let address = PeerAddress(loaded.address) else { continue }
             _ = addLoaded(loaded.sessionID, loaded, cipher: cipher, address: address, active: true, now)
             added += 1
         }
@@ -213,7 +212,7 @@ extension EdgeMachine {
     private mutating func merge(_ loaded: IPCLoadedSession, into index: SessionTable.Index, _ now: EdgeTime, _ actions: inout [DeliveryEngine.Output]) {
         // Restored for a datagram that never verified (anyone may name a
         // session): the store's address is the one its client used.
-        if table[index]?.state == .restored, let address = AddressText.parse(loaded.address) {
+        if table[index]?.state == .restored, let address = PeerAddress(loaded.address) {
             table.update(index) { session in
                 session.address = address
                 session.state = .active
@@ -262,7 +261,7 @@ extension EdgeMachine {
             activity.sessionID = session.id
             activity.lastActiveAt = session.lastSeenWall
             activity.replayMark = session.replay.highest
-            if session.state == .active { activity.address = AddressText.format(session.address) }
+            if session.state == .active { activity.address = session.address.description }
             // Heard here (not only delivered to): this edge delivers its broadcasts now.
             if session.dirty { activity.edge = settings.edgeId }
             if let delivered {
@@ -289,21 +288,5 @@ extension EdgeMachine {
         reportsInFlight += 1
         activities.removeAll()
         reports.removeAll()
-    }
-}
-
-/// Addresses as the store keeps them: `ip:port`, `[ipv6]:port`.
-enum AddressText {
-    static func format(_ address: SocketAddress) -> String {
-        guard let ip = address.ipAddress, let port = address.port else { return "" }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-    }
-
-    static func parse(_ text: String) -> SocketAddress? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
-        else { return nil }
-        var host = text[..<colon]
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        return try? SocketAddress(ipAddress: String(host), port: port)
     }
 }

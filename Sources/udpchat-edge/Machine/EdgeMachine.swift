@@ -3,7 +3,6 @@ import Common
 import Crypto
 import Foundation
 import Logging
-import NIOCore
 
 /// The edge's protocol engine (docs/architecture.md, "The edge as a machine and
 /// its rim"): it takes events (a datagram, an answer from udpchat-keys or
@@ -211,16 +210,13 @@ struct EdgeMachine {
 
     // MARK: - Helpers
 
-    /// The part of an address a budget is kept for: the IP, not the port.
     /// `span` before `now`, or 0: the monotonic clock counts from boot, so
     /// early on it is smaller than the spans (a wrapped cutoff would make
     /// every session look idle).
     static func before(_ now: UInt64, _ span: UInt64) -> UInt64 { now > span ? now - span : 0 }
 
-    /// The key of every per-source limit: IPv4, or IPv6 by its /64.
-    static func source(_ address: SocketAddress) -> String { SourceAddress.key(ofIP: address.ipAddress ?? "\(address)") }
-
-    func isExempt(_ address: SocketAddress) -> Bool { settings.exemptSources.contains(address.ipAddress ?? "") }
+    /// Addresses in RATE_LIMIT_EXEMPT pass every per-source limit.
+    func isExempt(_ address: PeerAddress) -> Bool { settings.exemptSources.contains(address.ip) }
 
     /// Session ids are 32 lowercase hex characters (docs/protocol.md §1.3);
     /// anything else cannot be in the store, so it is not looked up.

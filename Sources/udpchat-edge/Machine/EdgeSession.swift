@@ -1,6 +1,5 @@
 import ChatWire
 import Common
-import NIOCore
 
 /// One session as the edge holds it in memory: what it needs to open and
 /// seal packets and to carry out requests. Where its broadcasts stand is
@@ -21,7 +20,7 @@ struct EdgeSession {
     /// where the handshake or the restoring packet came from, which nothing
     /// is sent to but their direct replies; or, for a session loaded at
     /// start, the address it last used).
-    var address: SocketAddress
+    var address: PeerAddress
     /// Monotonic time of the last authenticated packet (or the handshake).
     var lastSeen: UInt64
     /// Wall-clock seconds of the same, for the store's expiry.
@@ -43,7 +42,7 @@ struct EdgeSession {
 
     init(
         id: String, cipher: SessionCipher, wrappedKey: [UInt8], keyDigest: [UInt8], persisted: Bool, state: State,
-        address: SocketAddress, lastSeen: UInt64, lastSeenWall: Int64, replay: SessionReplay, userId: String?
+        address: PeerAddress, lastSeen: UInt64, lastSeenWall: Int64, replay: SessionReplay, userId: String?
     ) {
         self.id = id
         self.cipher = cipher
@@ -108,7 +107,7 @@ extension EdgeSession {
 struct StoreWork: Sendable {
     var op: IPCStoreRequest.OneOf_Op
     /// nil when nothing is sent back (creating the row only).
-    var replyTo: SocketAddress?
+    var replyTo: PeerAddress?
     /// The request's nonce, to remember its reply by.
     var nonce: [UInt8]? = nil
     /// Times the store was asked and gave no answer.
@@ -154,6 +153,6 @@ struct SecureDatagram: Sendable {
 /// A datagram as far as replies to it go: where it came from and how big it
 /// was (the budget of an unauthenticated reply).
 struct Request: Sendable {
-    var address: SocketAddress
+    var address: PeerAddress
     var size: Int
 }

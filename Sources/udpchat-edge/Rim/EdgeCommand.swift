@@ -105,7 +105,7 @@ struct EdgeCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         server.start(channel: channel)
-        let bound = channel.localAddress.map(Self.describe) ?? "\(settings.host):\(settings.port)"
+        let bound = channel.localAddress.flatMap(PeerAddress.init)?.description ?? "\(settings.host):\(settings.port)"
         logger.info(
             "serving UDP on \(bound)",
             metadata: ["keys": "\(settings.common.keysEndpoint)", "store": "\(settings.common.storeEndpoint)"])
@@ -125,10 +125,4 @@ struct EdgeCommand: AsyncParsableCommand {
 
     /// Implementation constant: datagrams read with one system call.
     static let readBatch = 16
-
-    static func describe(_ address: SocketAddress) -> String {
-        let host = address.ipAddress ?? "?"
-        let port = address.port ?? 0
-        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-    }
 }

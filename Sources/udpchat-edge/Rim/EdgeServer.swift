@@ -62,7 +62,8 @@ final class EdgeServer: @unchecked Sendable {
     /// One datagram (from the channel handler, on the loop).
     func received(_ bytes: [UInt8], from address: SocketAddress) {
         reading = true
-        machine.receive(bytes, from: address, .now(), &output)
+        guard let peer = PeerAddress(address) else { return }
+        machine.receive(bytes, from: peer, .now(), &output)
         carryOut()
     }
 
@@ -99,7 +100,7 @@ final class EdgeServer: @unchecked Sendable {
     private func carryOut() {
         if let channel, !output.datagrams.isEmpty {
             for datagram in output.datagrams {
-                let envelope = AddressedEnvelope(remoteAddress: datagram.address, data: channel.allocator.buffer(bytes: datagram.bytes))
+                let envelope = AddressedEnvelope(remoteAddress: datagram.address.socketAddress, data: channel.allocator.buffer(bytes: datagram.bytes))
                 channel.write(envelope, promise: nil)
             }
             if !reading { channel.flush() }
