@@ -41,26 +41,41 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        // What the server programs share: settings, ZeroMQ and the IPC
-        // messages, metrics, health and the program runner.
+        // The messages the server programs exchange (generated from
+        // Protos/) and the error a call ends with. No I/O.
         .target(
-            name: "Common",
+            name: "IPCMessages",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // How the server programs talk: ZeroMQ sockets and their reactor,
+        // RPC client and server, PUB/SUB, job channels, CURVE keys.
+        .target(
+            name: "IPC",
             dependencies: [
                 "ChatWire",
+                "IPCMessages",
                 "CZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // How a server program runs: settings, the program runner, metrics,
+        // health, systemd notification.
+        .target(
+            name: "Ops",
+            dependencies: [
+                "ChatWire",
+                "IPC",
                 "CLibrary",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -70,7 +85,9 @@ let package = Package(
             name: "udpchat-keys",
             dependencies: [
                 "ChatWire",
-                "Common",
+                "IPCMessages",
+                "IPC",
+                "Ops",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -79,7 +96,9 @@ let package = Package(
             name: "udpchat-store",
             dependencies: [
                 "ChatWire",
-                "Common",
+                "IPCMessages",
+                "IPC",
+                "Ops",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -92,7 +111,9 @@ let package = Package(
             name: "udpchat-edge",
             dependencies: [
                 "ChatWire",
-                "Common",
+                "IPCMessages",
+                "IPC",
+                "Ops",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -103,7 +124,9 @@ let package = Package(
             name: "udpchat-ai",
             dependencies: [
                 "ChatWire",
-                "Common",
+                "IPCMessages",
+                "IPC",
+                "Ops",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -133,15 +156,17 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        .testTarget(name: "CommonTests", dependencies: ["ChatWire", "Common"]),
-        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "Common"]),
-        .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "Common"]),
-        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "Common"]),
+        .testTarget(name: "ChatWireTests", dependencies: ["ChatWire"]),
+        .testTarget(name: "IPCTests", dependencies: ["ChatWire", "IPCMessages", "IPC"]),
+        .testTarget(name: "OpsTests", dependencies: ["ChatWire", "IPC", "Ops"]),
+        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "IPCMessages", "IPC", "Ops"]),
+        .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "IPCMessages", "IPC", "Ops"]),
+        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "IPCMessages", "IPC", "Ops"]),
         .testTarget(name: "KeysTests", dependencies: ["udpchat-keys", "ChatWire"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "ChatWire", "Common", "ChatClient",
+                "ChatWire", "IPCMessages", "IPC", "Ops", "ChatClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -15,7 +15,7 @@ out=.build-fuzz
 mkdir -p "$out/new"
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name FuzzDecoders \
   Sources/ChatWire/JSON/*.swift Sources/ChatWire/Wire/*.swift Sources/ChatWire/Encoding/Hex.swift \
-  Tests/CommonTests/FuzzChecks.swift Tests/Fuzz/FuzzEntry.swift -o "$out/fuzz-decoders"
+  Tests/ChatWireTests/FuzzChecks.swift Tests/Fuzz/FuzzEntry.swift -o "$out/fuzz-decoders"
 "$out/fuzz-decoders" -runs="$runs" -max_len=9000 -artifact_prefix="$out/" -print_final_stats=1 \
   "$out/new" Tests/FuzzCorpus 2>&1 | tail -n 25
 "$out/fuzz-decoders" -merge=1 Tests/FuzzCorpus "$out/new" 2>&1 | tail -n 2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/Common/IPC/Generated/*.pb.swift from Protos/*.proto.
+# Regenerates Sources/IPCMessages/Generated/*.pb.swift from Protos/*.proto.
 # Needs protoc (Debian: protobuf-compiler) and protoc-gen-swift built from
 # apple/swift-protobuf at the version Package.swift names; the plugin is
 # built once into .build-protoc/ (that takes a few minutes). Run it after
@@ -21,7 +21,7 @@ if [ -z "$plugin" ]; then
   plugin="$work/swift-protobuf/.build/release/protoc-gen-swift"
 fi
 
-out=Sources/Common/IPC/Generated
+out=Sources/IPCMessages/Generated
 mkdir -p "$out"
 protoc --plugin=protoc-gen-swift="$plugin" --proto_path=Protos \
   --swift_opt=Visibility=Public --swift_out="$out" Protos/*.proto

@@ -1,10 +1,11 @@
 import ArgumentParser
 import AsyncHTTPClient
 import ChatWire
-import Common
 import Foundation
+import IPC
 import Logging
 import NIOCore
+import Ops
 import ServiceLifecycle
 
 @main

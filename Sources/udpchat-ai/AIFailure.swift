@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 
 /// Why a job produced no reply, in words for the requester: the store
 /// sends them as `AI generation failed: <message>`.

@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import ChatWire
-import Common
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import ChatWire
-import Common
 import NIOCore
 
 /// Ollama's `/api/chat`, streamed as newline-delimited JSON.

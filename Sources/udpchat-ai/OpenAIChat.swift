@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import ChatWire
-import Common
 import NIOCore
 
 /// OpenAI chat completions, streamed as server-sent events: OpenAI itself,

@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 
 /// One chat-completion message.
 struct ChatMessage: Equatable, Sendable {

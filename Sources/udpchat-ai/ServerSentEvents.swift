@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 
 /// One server-sent event (the `data:` lines joined with newlines).
 struct ServerSentEvent: Equatable, Sendable {

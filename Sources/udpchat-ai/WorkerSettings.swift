@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import ChatWire
-import Common
 import Foundation
+import Ops
 
 /// The AI worker's settings (the README and `.env.sample` document each).
 struct WorkerSettings: Sendable {

@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import Ops
 #if canImport(Glibc)
 import Glibc
 #endif

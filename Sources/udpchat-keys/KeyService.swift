@@ -1,8 +1,8 @@
 import ChatWire
-import Common
 import Crypto
 import CryptoExtras
 import Foundation
+import IPCMessages
 import Logging
 import Metrics
 

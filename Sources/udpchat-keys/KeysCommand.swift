@@ -1,10 +1,12 @@
 import ArgumentParser
 import ChatWire
-import Common
 import Crypto
 import CryptoExtras
 import Foundation
+import IPC
+import IPCMessages
 import Logging
+import Ops
 import ServiceLifecycle
 
 @main

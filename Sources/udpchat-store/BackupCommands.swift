@@ -1,8 +1,9 @@
 import ArgumentParser
 import ChatWire
-import Common
 import Foundation
 import GRDB
+import IPC
+import Ops
 
 /// `udpchat-store backup PATH`: a consistent copy of the live database,
 /// taken with SQLite's online backup while the store keeps serving.

@@ -1,9 +1,9 @@
 import ArgumentParser
 import ChatWire
-import Common
 import Foundation
 import GRDB
 import Logging
+import Ops
 import PostgresNIO
 
 /// `udpchat-store copy-to DATABASE_URL`: moves the SQLite database into an

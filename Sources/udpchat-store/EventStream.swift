@@ -1,5 +1,6 @@
 import ChatWire
-import Common
+import IPC
+import IPCMessages
 import Logging
 import Synchronization
 

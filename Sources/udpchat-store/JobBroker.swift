@@ -1,6 +1,7 @@
 import ChatWire
-import Common
 import Foundation
+import IPC
+import IPCMessages
 import Logging
 
 /// Runs the ``JobQueue`` against the workers' socket, the clock and the

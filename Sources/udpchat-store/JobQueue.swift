@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import DequeModule
+import IPCMessages
 
 /// The AI job queue with leases (docs/architecture.md, "AI reply"): the zguide's
 /// load-balancing pattern with Paranoid Pirate heartbeats. A pure state

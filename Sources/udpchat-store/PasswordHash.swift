@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Crypto
 import CryptoExtras
 import Foundation

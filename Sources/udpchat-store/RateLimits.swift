@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 
 /// Token buckets per key that hold a minute's allowance and refill
 /// continuously: `perMinute` actions in any minute, with no burst beyond

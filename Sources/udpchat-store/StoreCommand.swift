@@ -1,8 +1,10 @@
 import ArgumentParser
 import ChatWire
-import Common
 import Foundation
+import IPC
+import IPCMessages
 import Logging
+import Ops
 import ServiceLifecycle
 
 @main

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Metrics
 
 /// The store's metrics beyond the RPC ones (the README lists them).

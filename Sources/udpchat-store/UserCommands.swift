@@ -1,7 +1,7 @@
 import ArgumentParser
 import ChatWire
-import Common
 import Foundation
+import Ops
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 import Logging
 import Synchronization
 import Testing

@@ -1,7 +1,8 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 import Logging
+import Ops
 import Testing
 
 @testable import udpchat_edge

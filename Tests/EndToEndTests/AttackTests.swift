@@ -1,7 +1,8 @@
 import ChatClient
 import ChatWire
-import Common
 import Foundation
+import IPC
+import IPCMessages
 import Logging
 import Testing
 

@@ -1,8 +1,9 @@
 import ChatWire
-import Common
 import Crypto
 import CryptoExtras
 import Foundation
+import IPC
+import IPCMessages
 import Logging
 import Testing
 

@@ -1,6 +1,5 @@
 import ChatClient
 import ChatWire
-import Common
 import Foundation
 import NIOCore
 import Testing

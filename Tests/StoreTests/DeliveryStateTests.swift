@@ -1,7 +1,7 @@
 import ChatWire
-import Common
 import Foundation
 import GRDB
+import IPCMessages
 import Testing
 
 @testable import udpchat_store

@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 import Testing
 
 @testable import udpchat_store

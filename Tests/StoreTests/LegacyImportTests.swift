@@ -1,8 +1,8 @@
 import ChatWire
-import Common
 import Crypto
 import Foundation
 import GRDB
+import IPCMessages
 import Testing
 
 @testable import udpchat_store

@@ -1,10 +1,10 @@
 import ChatWire
-import Common
 import Crypto
 import Foundation
 import GRDB
-import PostgresNIO
+import IPCMessages
 import Logging
+import PostgresNIO
 import Synchronization
 import Testing
 

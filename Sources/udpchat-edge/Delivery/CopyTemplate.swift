@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 
 /// A broadcast's inner JSON, encoded once for all its copies. Copies differ
 /// only in their `msg_id`, the last member of the object, so a copy is the

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import HeapModule
 
 /// Reliable, ordered delivery of broadcasts, derived from the rooms' logs

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Crypto
 
 /// A copy's `msg_id`: 16 bytes, sent as 32 lowercase hex characters

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 
 /// One room's events as the edge holds them: a cache over the store's
 /// durable log (docs/architecture.md, "Delivery from durable state"), keyed by

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 
 /// Where one session's delivery stands: a cursor per room it follows and
 /// the few copies on their way to it, never a queue of copies. Memory per

@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 
 /// The time as the edge's machine sees it, passed in with every event so a
 /// test can run the machine on virtual time.
@@ -28,13 +28,17 @@ struct EdgeOutput {
     var datagrams: [OutboundDatagram] = []
     var keysCalls: [(request: IPCKeysRequest, call: KeysCall)] = []
     var storeCalls: [(request: IPCStoreRequest, call: StoreCall)] = []
+    /// Many sessions' memory was freed: give the allocator's free pages
+    /// back to the system (``MemoryTrim``).
+    var releaseFreeMemory = false
 
-    var isEmpty: Bool { datagrams.isEmpty && keysCalls.isEmpty && storeCalls.isEmpty }
+    var isEmpty: Bool { datagrams.isEmpty && keysCalls.isEmpty && storeCalls.isEmpty && !releaseFreeMemory }
 
     mutating func removeAll() {
         datagrams.removeAll(keepingCapacity: true)
         keysCalls.removeAll(keepingCapacity: true)
         storeCalls.removeAll(keepingCapacity: true)
+        releaseFreeMemory = false
     }
 }
 

@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 
 extension EdgeMachine {
     // MARK: - Events the store published (docs/protocol.md §6)

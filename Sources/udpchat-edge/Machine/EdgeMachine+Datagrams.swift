@@ -1,7 +1,7 @@
 import ChatWire
-import Common
 import Crypto
 import Foundation
+import IPCMessages
 
 extension EdgeMachine {
     /// One datagram from `address`.

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Foundation
 
 extension EdgeMachine {

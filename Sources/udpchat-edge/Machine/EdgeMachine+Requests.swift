@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 
 extension EdgeMachine {
     /// Makes sure the store has the session's row, for first packets that

@@ -1,7 +1,7 @@
 import ChatWire
-import Common
 import Crypto
 import Foundation
+import IPCMessages
 import Logging
 
 /// The edge's protocol engine (docs/architecture.md, "The edge as a machine and
@@ -122,7 +122,7 @@ struct EdgeMachine {
         metrics.sessions.record(table.count)
         if now.monotonic &- lastSweep >= Self.sweepInterval {
             lastSweep = now.monotonic
-            sweep(now)
+            sweep(now, &out)
         }
         // One report at a time: while the store is still writing the last,
         // what moves meanwhile waits and goes in the next, so a busy store
@@ -168,7 +168,7 @@ struct EdgeMachine {
     /// Forgets sessions silent longer than `SESSION_IDLE_SECONDS`, drops the
     /// replies kept for sessions silent a while, and forgets rooms nobody
     /// follows.
-    private mutating func sweep(_ now: EdgeTime) {
+    private mutating func sweep(_ now: EdgeTime, _ out: inout EdgeOutput) {
         var freed = 0
         let cutoff = Self.before(now.monotonic, settings.sessionIdle.nanoseconds)
         for index in table.idle(since: cutoff) where table[index]?.busy == false {
@@ -201,7 +201,7 @@ struct EdgeMachine {
         forgetSilentStreams(now)
         delivery.pruneRooms()
         // What those sessions held goes back to the system, not only to the allocator.
-        if freed >= Self.trimAfter { MemoryTrim.releaseFreeMemory() }
+        if freed >= Self.trimAfter { out.releaseFreeMemory = true }
     }
 
     /// Implementation constant: sessions whose memory was freed in one sweep

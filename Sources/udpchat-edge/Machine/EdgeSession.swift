@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 
 /// One session as the edge holds it in memory: what it needs to open and
 /// seal packets and to carry out requests. Where its broadcasts stand is

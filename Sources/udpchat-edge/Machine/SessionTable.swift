@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import DequeModule
 
 /// The edge's sessions in a slab: each has a small integer index that stays

@@ -1,7 +1,7 @@
 import ChatWire
-import Common
 import Crypto
 import Foundation
+import IPCMessages
 
 /// Translation between the wire's inner packets and the store's RPCs.
 enum Translation {

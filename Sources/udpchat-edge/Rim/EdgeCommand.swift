@@ -1,9 +1,10 @@
 import ArgumentParser
 import ChatWire
-import Common
+import IPC
 import Logging
 import NIOCore
 import NIOPosix
+import Ops
 import ServiceLifecycle
 
 @main

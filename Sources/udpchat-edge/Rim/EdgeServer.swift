@@ -1,8 +1,10 @@
 import ChatWire
-import Common
 import Foundation
+import IPC
+import IPCMessages
 import Logging
 import NIOCore
+import Ops
 
 /// The rim around the edge's ``EdgeMachine``: it feeds the machine the
 /// datagrams the UDP channel reads, the events the store publishes, the
@@ -121,6 +123,7 @@ final class EdgeServer: @unchecked Sendable {
                 }
             }
         }
+        if output.releaseFreeMemory { MemoryTrim.releaseFreeMemory() }
         output.removeAll()
         armTimer()
     }

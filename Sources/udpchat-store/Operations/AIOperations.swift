@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 import SwiftProtobuf
 
 /// How AI requests are shaped and bounded (the README lists the settings).

@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 
 extension Operations {
     /// LOGIN (docs/protocol.md §5.3). Hashing is too slow for the single

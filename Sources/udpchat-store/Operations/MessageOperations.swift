@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 
 extension Operations {
     /// MESSAGE (§5.11): stored, then broadcast to every member, the sender

@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 
 /// The result of one request: the response, and the events to publish
 /// once the transaction that produced them has committed.

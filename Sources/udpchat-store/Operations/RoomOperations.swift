@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 
 extension Operations {
     /// Room names longer than this are refused; the later original revision

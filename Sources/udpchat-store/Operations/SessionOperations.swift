@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import IPCMessages
 
 extension Operations {
     /// Creates the session's row on its first authenticated packet

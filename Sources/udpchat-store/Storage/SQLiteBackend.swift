@@ -1,7 +1,7 @@
 import ChatWire
-import Common
 import Foundation
 import GRDB
+import IPCMessages
 
 /// SQLite through GRDB: one file in WAL mode, readers in parallel with the
 /// single writer, `synchronous = FULL` so a commit survives a power cut.

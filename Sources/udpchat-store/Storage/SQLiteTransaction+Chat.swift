@@ -1,7 +1,7 @@
 import ChatWire
-import Common
 import Foundation
 import GRDB
+import IPCMessages
 
 /// Users, rooms, members, messages and AI jobs on SQLite (sessions and
 /// delivery state are in SQLiteBackend.swift).

@@ -1,5 +1,5 @@
 import ChatWire
-import Common
+import IPCMessages
 
 /// The seam between the store's logic and its database (docs/architecture.md,
 /// "Storage"): the operations in `Operations/` are written once against

@@ -1,7 +1,8 @@
 import ChatWire
-import Common
 import Foundation
+import IPC
 import Logging
+import Ops
 
 /// The database the settings name: SQLite at `DB_PATH` unless
 /// `DATABASE_URL` names a PostgreSQL server.

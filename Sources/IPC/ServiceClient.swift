@@ -1,4 +1,5 @@
 import ChatWire
+import IPCMessages
 import Logging
 import Metrics
 import SwiftProtobuf

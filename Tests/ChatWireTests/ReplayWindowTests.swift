@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Testing
 
 /// Numbered vectors in the style of wireguard-go's replay_test.go.

@@ -2,7 +2,8 @@ import Foundation
 import Testing
 
 @testable import ChatWire
-@testable import Common
+@testable import IPC
+import Ops
 
 /// CURVE keys for the programs' tcp:// endpoints.
 @Suite struct PlaneSecurityTests {

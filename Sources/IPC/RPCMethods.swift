@@ -1,4 +1,5 @@
 import ChatWire
+import IPCMessages
 import Metrics
 
 /// A request that names its method, for RPC metrics.

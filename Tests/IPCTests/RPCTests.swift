@@ -1,6 +1,7 @@
 import ChatWire
-import Common
 import Foundation
+import IPC
+import IPCMessages
 import Logging
 import Synchronization
 import Testing

@@ -1,7 +1,7 @@
 import Testing
 
 @testable import ChatWire
-@testable import Common
+@testable import Ops
 
 /// The `# HELP` lines the exposition gains from the catalog.
 struct ObservabilityTests {

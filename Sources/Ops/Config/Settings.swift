@@ -1,4 +1,5 @@
 import ChatWire
+import IPC
 import Configuration
 import Foundation
 

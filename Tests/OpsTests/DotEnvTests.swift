@@ -1,6 +1,6 @@
 import ChatWire
-import Common
 import Foundation
+import Ops
 import Testing
 
 @Suite struct DotEnvTests {

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Testing
 
 @Suite struct HexTests {

@@ -1,8 +1,7 @@
 import ChatWire
-import Common
 import Crypto
-import Foundation
 import CryptoExtras
+import Foundation
 import Testing
 
 /// Fixed vectors made with Python's `cryptography` package (an independent

@@ -1,5 +1,4 @@
 import ChatWire
-import Common
 import Testing
 
 /// The fast readers of the SECURE_MSG envelope and the ACK answer exactly

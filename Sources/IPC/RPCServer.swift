@@ -1,4 +1,5 @@
 import ChatWire
+import IPCMessages
 import CZeroMQ
 import Logging
 import Synchronization
