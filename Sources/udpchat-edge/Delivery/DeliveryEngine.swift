@@ -98,30 +98,34 @@ struct DeliveryEngine {
     }
 
     let policy: Policy
-    private(set) var rooms: [Int32: RoomLog] = [:]
-    private var roomIndex: [String: Int32] = [:]
-    private var roomByKey: [UInt64: Int32] = [:]
-    private var followers: [Int32: Set<Int32>] = [:]
-    private var nextRoom: Int32 = 0
-    private(set) var sessions: [Int32: SessionDelivery] = [:]
+
+    // The engine's state, kept by its three files (this one, +Sending and
+    // +Timers). Outside the engine it is read, never written: callers go
+    // through the methods.
+    var rooms: [Int32: RoomLog] = [:]
+    var roomIndex: [String: Int32] = [:]
+    var roomByKey: [UInt64: Int32] = [:]
+    var followers: [Int32: Set<Int32>] = [:]
+    var nextRoom: Int32 = 0
+    var sessions: [Int32: SessionDelivery] = [:]
     /// A user's sessions here (few: an array costs less than a set).
-    private var byUser: [String: [Int32]] = [:]
-    private var deadlines = Heap<Deadline>()
-    private var readRetries: [(room: Int32, at: UInt64)] = []
+    var byUser: [String: [Int32]] = [:]
+    var deadlines = Heap<Deadline>()
+    var readRetries: [(room: Int32, at: UInt64)] = []
     /// Reads of the store under way per room: the first sequence number each asked for.
-    private var reads: [Int32: [UInt64]] = [:]
-    private var latestRoomList: CopyTemplate?
-    private var roomListVersion: UInt64 = 0
+    var reads: [Int32: [UInt64]] = [:]
+    var latestRoomList: CopyTemplate?
+    var roomListVersion: UInt64 = 0
     /// The round trip last measured from each source address, for sessions
     /// that start there (``RTTEstimator/adopt(_:)``); bounded.
-    private var paths: [String: RTTEstimator] = [:]
+    var paths: [String: RTTEstimator] = [:]
 
     /// Implementation constant: sources whose round trip is remembered.
     static let pathCapacity = 16_384
     /// Shutting down: copies on their way may still be confirmed, nothing new is sent.
-    private(set) var draining = false
+    var draining = false
 
-    private struct Deadline: Comparable {
+    struct Deadline: Comparable {
         var due: UInt64
         var session: Int32
         /// The room, or -1 for a control copy.
@@ -277,7 +281,7 @@ struct DeliveryEngine {
         }
     }
 
-    private mutating func sendNewestRoomList(_ s: Int32, now: UInt64, _ out: inout [Output]) {
+    mutating func sendNewestRoomList(_ s: Int32, now: UInt64, _ out: inout [Output]) {
         guard let latest = latestRoomList else { return }
         sessions[s]!.roomListVersion = roomListVersion
         sendControl(s, latest, kind: .roomList, now: now, &out)
@@ -291,419 +295,4 @@ struct DeliveryEngine {
 
     /// Sessions of a user on this edge.
     func sessions(ofUser user: String) -> [Int32] { byUser[user] ?? [] }
-
-    // MARK: - Acknowledgements and timers
-
-    /// An ACK from the session: the copy is done, the round trip is
-    /// measured (for a copy sent once), and the room's next event goes out.
-    mutating func acknowledge(_ s: Int32, _ msgId: MessageIdentifier, now: UInt64, _ out: inout [Output]) {
-        guard sessions[s] != nil else { return }
-        if !sessions[s]!.acknowledges {
-            sessions[s]!.acknowledges = true
-            sessions[s]!.acknowledgesReported = false
-        }
-        if let index = sessions[s]!.control.firstIndex(where: { msgId.transmission(of: $0.msgId) != nil }) {
-            let copy = sessions[s]!.control.remove(at: index)
-            sessions[s]!.releaseEmptyStorage()
-            let transmission = msgId.transmission(of: copy.msgId)!
-            measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
-            // A newer room list came meanwhile: now it goes.
-            if copy.kind == .roomList, sessions[s]!.roomListVersion < roomListVersion, canSend(s, now: now) {
-                sendNewestRoomList(s, now: now, &out)
-            }
-            return
-        }
-        let (roomKey, seq, transmission) = msgId.roomEvent(salt: sessions[s]!.salt)
-        guard let room = roomByKey[roomKey], let f = sessions[s]!.followIndex(room),
-            let index = sessions[s]!.follows[f].inFlight.firstIndex(where: { $0.seq == seq })
-        else { return }
-        let copy = sessions[s]!.follows[f].inFlight.remove(at: index)
-        sessions[s]!.follows[f].settle()
-        measure(s, sentAt: copy.sent.time(of: transmission, latest: copy.transmissions), first: copy.firstSent, now: now, &out)
-        pump(s, room: room, now: now, &out)
-        sessions[s]?.releaseEmptyStorage()
-    }
-
-    /// When the next retransmission or retry is due, if any.
-    mutating func nextDeadline() -> UInt64? {
-        while let top = deadlines.min {
-            if isCurrent(top) { return min(top.due, readRetries.map(\.at).min() ?? .max) }
-            deadlines.removeMin()
-        }
-        return readRetries.map(\.at).min()
-    }
-
-    /// Retransmissions, expiries and retries due at `now`.
-    mutating func due(now: UInt64, _ out: inout [Output]) {
-        while let top = deadlines.min, top.due <= now {
-            deadlines.removeMin()
-            guard isCurrent(top) else { continue }
-            if top.room < 0 { controlTimedOut(top, now: now, &out) } else { copyTimedOut(top, now: now, &out) }
-        }
-        if !readRetries.isEmpty {
-            let ready = readRetries.filter { $0.at <= now }
-            readRetries.removeAll { $0.at <= now }
-            for (room, _) in ready { pumpFollowers(of: room, now: now, &out) }
-        }
-    }
-
-    /// From now on nothing new is sent; copies on their way are still
-    /// retransmitted and may be confirmed.
-    mutating func startDraining() { draining = true }
-
-    /// Copies on their way to sessions that acknowledge and are reachable:
-    /// those a graceful shutdown waits for.
-    var awaitedByAcknowledgers: Int {
-        sessions.values.reduce(0) { $0 + ($1.acknowledges && !$1.unreachable ? $1.inFlight : 0) }
-    }
-
-    /// Copies on their way, in all.
-    var inFlight: Int { sessions.values.reduce(0) { $0 + $1.inFlight } }
-
-    /// Cursors that moved since they were last reported, marking them
-    /// reported; and whether `acknowledges` changed.
-    mutating func takeReport(_ s: Int32) -> (cursors: [(String, UInt64)], acknowledges: Bool)? {
-        guard let session = sessions[s] else { return nil }
-        var cursors: [(String, UInt64)] = []
-        for (f, follow) in session.follows.enumerated() where follow.delivered > follow.reported {
-            cursors.append((rooms[follow.room]!.roomId, follow.delivered))
-            sessions[s]!.follows[f].reported = follow.delivered
-        }
-        let acknowledgesChanged = !session.acknowledgesReported
-        sessions[s]!.acknowledgesReported = true
-        guard !cursors.isEmpty || acknowledgesChanged else { return nil }
-        return (cursors, session.acknowledges)
-    }
-
-    /// A report failed: its cursors are reported again next time.
-    mutating func reportFailed(_ s: Int32, cursors: [(String, UInt64)]) {
-        guard sessions[s] != nil else { return }
-        for (roomId, seq) in cursors {
-            guard let room = roomIndex[roomId], let f = sessions[s]!.followIndex(room) else { continue }
-            if sessions[s]!.follows[f].reported <= seq { sessions[s]!.follows[f].reported = 0 }
-        }
-        sessions[s]!.acknowledgesReported = false
-    }
-
-    /// Forgets rooms nobody follows (their logs go with them).
-    mutating func pruneRooms() {
-        // What every follower of a room has had need not stay in memory.
-        for (room, ids) in followers where !ids.isEmpty && rooms[room] != nil {
-            var least = UInt64.max
-            for s in ids {
-                guard let session = sessions[s], let f = session.followIndex(room) else { continue }
-                least = min(least, session.follows[f].delivered)
-            }
-            if least != .max && least > 0 { rooms[room]!.release(through: least) }
-        }
-        for (room, ids) in followers where ids.isEmpty && reads[room, default: []].isEmpty {
-            followers[room] = nil
-            if let log = rooms.removeValue(forKey: room) {
-                roomIndex[log.roomId] = nil
-                roomByKey[log.key] = nil
-            }
-            reads[room] = nil
-        }
-    }
-
-    // MARK: - Sending
-
-    private func canSend(_ s: Int32, now: UInt64) -> Bool {
-        guard !draining, let session = sessions[s] else { return false }
-        return session.active && !session.unreachable && now &- session.lastHeard <= policy.broadcastIdle
-    }
-
-    private mutating func pumpFollowers(of room: Int32, now: UInt64, _ out: inout [Output]) {
-        guard let ids = followers[room] else { return }
-        for s in ids { pump(s, room: room, now: now, &out) }
-    }
-
-    private mutating func pumpAll(_ s: Int32, now: UInt64, _ out: inout [Output]) {
-        guard sessions[s] != nil else { return }
-        for room in sessions[s]!.follows.map(\.room) { pump(s, room: room, now: now, &out) }
-        // The newest room list, if one went out while it was silent.
-        if canSend(s, now: now), sessions[s]!.roomListVersion < roomListVersion,
-            !sessions[s]!.control.contains(where: { $0.kind == .roomList })
-        {
-            sendNewestRoomList(s, now: now, &out)
-        }
-    }
-
-    /// Whether a read after `seq` should be sent now: false when one that
-    /// covers `seq + 1` is already under way. Records the read when true.
-    private mutating func beginRead(_ room: Int32, after seq: UInt64) -> Bool {
-        let first = seq + 1
-        let page = UInt64(RoomLog.pageSize)
-        if reads[room, default: []].contains(where: { first >= $0 && first < $0 + page }) { return false }
-        reads[room, default: []].append(first)
-        return true
-    }
-
-    private mutating func endRead(_ room: Int32, after seq: UInt64) {
-        if let index = reads[room]?.firstIndex(of: seq + 1) { reads[room]!.remove(at: index) }
-    }
-
-    /// Sends the session the room's next events, as many as its window allows.
-    private mutating func pump(_ s: Int32, room: Int32, now: UInt64, _ out: inout [Output]) {
-        guard canSend(s, now: now), let f = sessions[s]!.followIndex(room), rooms[room] != nil else { return }
-        let window = sessions[s]!.acknowledges ? 1 : policy.unorderedWindow
-        let userId = sessions[s]!.userId
-        let head = rooms[room]!.head
-        while sessions[s]!.follows[f].inFlight.count < window {
-            let sent = sessions[s]!.follows[f].sent
-            let next = sent + 1
-            if next > head {
-                if rooms[room]!.closed && sessions[s]!.follows[f].inFlight.isEmpty { removeFollow(s, room: room) }
-                return
-            }
-            if sessions[s]!.follows[f].inFlight.isEmpty, head - sessions[s]!.follows[f].delivered > policy.maximumBacklog {
-                let target = head - policy.maximumBacklog
-                out.append(.skipped(session: s, room: rooms[room]!.roomId, count: target - sent))
-                sessions[s]!.follows[f].sent = target
-                sessions[s]!.follows[f].settle()
-                continue
-            }
-            let entry: RoomLog.Entry
-            switch rooms[room]!.lookup(next) {
-            case .entry(let found): entry = found
-            case .forgotten:
-                sessions[s]!.follows[f].sent = next
-                sessions[s]!.follows[f].settle()
-                continue
-            case .beyondHead: return
-            case .missing:
-                if beginRead(room, after: sent) { out.append(.read(room: rooms[room]!.roomId, after: sent)) }
-                return
-            }
-            sessions[s]!.follows[f].sent = next
-            let memberBefore = sessions[s]!.follows[f].member
-            var deliver = memberBefore
-            switch entry.subject {
-            case .joined(let user) where user == userId:
-                sessions[s]!.follows[f].member = true
-                deliver = true
-            case .left(let user) where user == userId:
-                sessions[s]!.follows[f].member = false
-                deliver = false
-            case .unsendable:
-                deliver = false
-            default: break
-            }
-            if deliver {
-                let due = now &+ firstTimeout(s)
-                var copy = InFlightCopy(seq: next, firstSent: now, lastSent: now, transmissions: 1, due: due, memberBefore: memberBefore)
-                copy.sent.record(1, at: now)
-                sessions[s]!.follows[f].inFlight.append(copy)
-                deadlines.insert(Deadline(due: due, session: s, room: room, seq: next))
-                out.append(
-                    .send(
-                        session: s, msgId: .roomEvent(roomKey: rooms[room]!.key, seq: next, salt: sessions[s]!.salt, transmission: 1),
-                        template: entry.template, retransmission: false))
-            }
-            sessions[s]!.follows[f].settle()
-        }
-    }
-
-    private mutating func sendControl(
-        _ s: Int32, _ template: CopyTemplate, kind: ControlCopy.Kind, now: UInt64, _ out: inout [Output]
-    ) {
-        let msgId = MessageIdentifier.random()
-        let due = now &+ firstTimeout(s)
-        var copy = ControlCopy(
-            msgId: msgId, template: template, kind: kind, firstSent: now, lastSent: now, transmissions: 1, due: due)
-        copy.sent.record(1, at: now)
-        if kind == .roomList, let index = sessions[s]!.control.firstIndex(where: { $0.kind == .roomList }) {
-            sessions[s]!.control[index] = copy
-        } else {
-            if sessions[s]!.control.count >= Self.controlCapacity {
-                // The oldest notice gives way; a room list is replaced, never dropped.
-                if let oldest = sessions[s]!.control.firstIndex(where: { $0.kind == .notice }) {
-                    sessions[s]!.control.remove(at: oldest)
-                } else {
-                    return
-                }
-            }
-            sessions[s]!.control.append(copy)
-        }
-        deadlines.insert(Deadline(due: due, session: s, room: -1, seq: msgId.low))
-        out.append(.send(session: s, msgId: msgId, template: template, retransmission: false))
-    }
-
-    private mutating func firstTimeout(_ s: Int32) -> UInt64 {
-        switch policy.timing {
-        case .fixed(let interval, _): return interval
-        case .adaptive(let budget):
-            adoptPath(s)
-            return min(sessions[s]!.estimator.rto, budget)
-        }
-    }
-
-    /// A session with no round trip of its own yet takes the one measured
-    /// from its address lately (sessions that shook hands together before
-    /// any of them had one learn it from the first that did).
-    private mutating func adoptPath(_ s: Int32) {
-        guard sessions[s]!.estimator.smoothed == nil, let source = sessions[s]!.source, let known = paths[source] else { return }
-        sessions[s]!.estimator.adopt(known)
-    }
-
-    /// An ACK of the transmission sent at `sentAt` (nil when it is no longer
-    /// known): the backoff ends, and its round trip is a sample.
-    private mutating func measure(_ s: Int32, sentAt: UInt64?, first: UInt64, now: UInt64, _ out: inout [Output]) {
-        sessions[s]!.estimator.acknowledged()
-        if let sentAt, now >= sentAt {
-            sessions[s]!.estimator.sample(now - sentAt)
-            if let source = sessions[s]!.source {
-                if paths[source] == nil && paths.count >= Self.pathCapacity { paths.remove(at: paths.startIndex) }
-                paths[source] = sessions[s]!.estimator
-            }
-        }
-        out.append(.acknowledged(roundTrip: now &- first))
-    }
-
-    // MARK: - Timeouts
-
-    private func isCurrent(_ deadline: Deadline) -> Bool {
-        guard let session = sessions[deadline.session] else { return false }
-        if deadline.room < 0 {
-            return session.control.contains { $0.msgId.low == deadline.seq && $0.due == deadline.due }
-        }
-        guard let f = session.followIndex(deadline.room) else { return false }
-        return session.follows[f].inFlight.contains { $0.seq == deadline.seq && $0.due == deadline.due }
-    }
-
-    /// What becomes of a copy whose timeout passed: sent again, given up, or
-    /// its session declared unreachable.
-    private enum Verdict {
-        case retransmit(due: UInt64)
-        case giveUp
-        case unreachable
-    }
-
-    private mutating func verdict(_ s: Int32, firstSent: UInt64, transmissions: Int, now: UInt64) -> Verdict {
-        switch policy.timing {
-        case .fixed(let interval, let total):
-            return transmissions >= total ? .giveUp : .retransmit(due: now &+ interval)
-        case .adaptive(let budget):
-            if now &- firstSent >= budget { return sessions[s]!.acknowledges ? .unreachable : .giveUp }
-            // A lone loss is not congestion: the first retransmissions wait one
-            // timeout each; only a copy still unacknowledged after that many
-            // backs off (see `persistentLoss`).
-            adoptPath(s)
-            if transmissions >= Self.persistentLoss { sessions[s]!.estimator.timedOut() }
-            return .retransmit(due: min(now &+ sessions[s]!.estimator.rto, firstSent &+ budget))
-        }
-    }
-
-    private mutating func copyTimedOut(_ deadline: Deadline, now: UInt64, _ out: inout [Output]) {
-        let s = deadline.session
-        let f = sessions[s]!.followIndex(deadline.room)!
-        let index = sessions[s]!.follows[f].inFlight.firstIndex { $0.seq == deadline.seq }!
-        let copy = sessions[s]!.follows[f].inFlight[index]
-        switch verdict(s, firstSent: copy.firstSent, transmissions: copy.transmissions, now: now) {
-        case .retransmit(let due):
-            let transmission = copy.transmissions + 1
-            sessions[s]!.follows[f].inFlight[index].transmissions = transmission
-            sessions[s]!.follows[f].inFlight[index].sent.record(transmission, at: now)
-            sessions[s]!.follows[f].inFlight[index].lastSent = now
-            sessions[s]!.follows[f].inFlight[index].due = due
-            deadlines.insert(Deadline(due: due, session: s, room: deadline.room, seq: copy.seq))
-            guard case .entry(let entry)? = rooms[deadline.room]?.lookup(copy.seq), let key = rooms[deadline.room]?.key else {
-                // Evicted from memory meanwhile (a huge burst): read it back, send it then.
-                sessions[s]!.follows[f].rewind(to: copy.seq)
-                pump(s, room: deadline.room, now: now, &out)
-                return
-            }
-            let msgId = MessageIdentifier.roomEvent(
-                roomKey: key, seq: copy.seq, salt: sessions[s]!.salt, transmission: numbered(transmission))
-            for _ in 0..<datagrams(afterTransmissions: copy.transmissions) {
-                out.append(.send(session: s, msgId: msgId, template: entry.template, retransmission: true))
-            }
-        case .giveUp:
-            sessions[s]!.follows[f].inFlight.remove(at: index)
-            sessions[s]!.follows[f].settle()
-            pump(s, room: deadline.room, now: now, &out)
-        case .unreachable:
-            markUnreachable(s, &out)
-        }
-    }
-
-    private mutating func controlTimedOut(_ deadline: Deadline, now: UInt64, _ out: inout [Output]) {
-        let s = deadline.session
-        let index = sessions[s]!.control.firstIndex { $0.msgId.low == deadline.seq }!
-        var copy = sessions[s]!.control[index]
-        // A room list outdated on its way: the newest goes in its place, with an id of its own.
-        if copy.kind == .roomList, sessions[s]!.roomListVersion < roomListVersion, let latest = latestRoomList {
-            sessions[s]!.roomListVersion = roomListVersion
-            copy.template = latest
-            copy.msgId = MessageIdentifier.random()
-            sessions[s]!.control[index] = copy
-        }
-        switch verdict(s, firstSent: copy.firstSent, transmissions: copy.transmissions, now: now) {
-        case .retransmit(let due):
-            let transmission = copy.transmissions + 1
-            sessions[s]!.control[index].transmissions = transmission
-            sessions[s]!.control[index].sent.record(transmission, at: now)
-            sessions[s]!.control[index].lastSent = now
-            sessions[s]!.control[index].due = due
-            deadlines.insert(Deadline(due: due, session: s, room: -1, seq: copy.msgId.low))
-            for _ in 0..<datagrams(afterTransmissions: copy.transmissions) {
-                out.append(
-                    .send(session: s, msgId: copy.msgId.transmission(numbered(transmission)), template: copy.template, retransmission: true))
-            }
-        case .giveUp:
-            sessions[s]!.control.remove(at: index)
-        case .unreachable:
-            markUnreachable(s, &out)
-        }
-    }
-
-    /// Stops sending to the session. Its cursors stay where they are, so
-    /// when it speaks again it receives everything from there on; its
-    /// notices are dropped. Copies sent again then carry new ids: a late
-    /// ACK of an earlier transmission would otherwise pass for theirs and
-    /// give a round trip of almost nothing.
-    private mutating func markUnreachable(_ s: Int32, _ out: inout [Output]) {
-        sessions[s]!.unreachable = true
-        sessions[s]!.salt = MessageIdentifier.nextSalt(sessions[s]!.salt)
-        sessions[s]!.control.removeAll()
-        for f in sessions[s]!.follows.indices {
-            sessions[s]!.follows[f].rewind(to: sessions[s]!.follows[f].delivered + 1)
-        }
-        out.append(.unreachable(session: s))
-    }
-
-    // MARK: - Rooms and follows
-
-    private mutating func room(for roomId: String) -> Int32 {
-        if let room = roomIndex[roomId] { return room }
-        let room = nextRoom
-        nextRoom += 1
-        let log = RoomLog(roomId: roomId)
-        rooms[room] = log
-        roomIndex[roomId] = room
-        roomByKey[log.key] = room
-        followers[room] = []
-        return room
-    }
-
-    private mutating func addFollow(_ s: Int32, room: Int32, after seq: UInt64) {
-        guard sessions[s] != nil, sessions[s]!.followIndex(room) == nil else { return }
-        sessions[s]!.follows.append(RoomFollow(room: room, after: seq))
-        followers[room, default: []].insert(s)
-    }
-
-    private mutating func removeFollow(_ s: Int32, room: Int32) {
-        guard sessions[s] != nil, let f = sessions[s]!.followIndex(room) else { return }
-        sessions[s]!.follows.remove(at: f)
-        followers[room]?.remove(s)
-    }
-
-    private mutating func removeFromUser(_ user: String, _ s: Int32) {
-        byUser[user]?.removeAll { $0 == s }
-        if byUser[user]?.isEmpty == true { byUser[user] = nil }
-    }
-
-    private mutating func addToUser(_ user: String, _ s: Int32) {
-        if byUser[user]?.contains(s) != true { byUser[user, default: []].append(s) }
-    }
 }

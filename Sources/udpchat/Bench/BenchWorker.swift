@@ -1,3 +1,4 @@
+import ChatClient
 import ChatWire
 import CryptoExtras
 import DequeModule
@@ -72,7 +73,7 @@ final class BenchWorker: @unchecked Sendable {
                 .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.largestDatagram))
                 .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(BenchHandler(box: box)) }
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramReceiver { bytes, _ in box.worker?.received(bytes, socket: box.socket) }) }
                 }
                 .bind(host: bindHost, port: 0)
                 .get()
@@ -274,7 +275,7 @@ final class BenchWorker: @unchecked Sendable {
 
     // MARK: - Receiving
 
-    fileprivate func received(_ bytes: [UInt8], socket: Int) {
+    func received(_ bytes: [UInt8], socket: Int) {
         // Most datagrams are plain SECURE_MSG envelopes: read without the full parser.
         let fast = bytes.withUnsafeBytes { raw -> SecureEnvelope? in
             guard let fields = HotPaths.secureEnvelope(raw) else { return nil }
@@ -388,19 +389,4 @@ private final class WorkerBox: @unchecked Sendable {
     weak var worker: BenchWorker?
     var socket = 0
     init(_ worker: BenchWorker) { self.worker = worker }
-}
-
-private final class BenchHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let box: WorkerBox
-
-    init(box: WorkerBox) { self.box = box }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = Self.unwrapInboundIn(data)
-        let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
-        box.worker?.received(bytes, socket: box.socket)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
 }
