@@ -85,7 +85,8 @@ public final class ChatClient: Sendable {
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: WireSpec.maxDatagram + 1))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramReceiver { box.client.withLock { $0.value }?.received($0, from: $1) })
+                    try channel.pipeline.syncOperations.addHandler(
+                        DatagramReceiver { bytes, source in box.client.withLock { $0.value }?.received(bytes, from: source) })
                 }
             }
             .bind(host: bindHost, port: 0)

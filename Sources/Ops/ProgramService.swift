@@ -1,6 +1,5 @@
 import ChatWire
 import IPC
-import Logging
 import ServiceLifecycle
 
 /// Keeps a program's reactor running until SIGTERM or SIGINT, then stops
@@ -28,16 +27,5 @@ public struct ReactorService: Service {
         reactor.shutdown()
         watchdog.cancel()
         await ops?.close()
-    }
-}
-
-extension ServiceGroup {
-    /// The group every udpchat program runs: graceful shutdown on SIGTERM
-    /// and SIGINT, cancellation if draining takes longer than `drainLimit`.
-    public static func program(services: [any Service], logger: Logger, drainLimit: Duration = .seconds(10)) -> ServiceGroup {
-        var configuration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
-        configuration.maximumGracefulShutdownDuration = drainLimit
-        return ServiceGroup(configuration: configuration)
     }
 }

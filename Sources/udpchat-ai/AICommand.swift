@@ -3,10 +3,8 @@ import AsyncHTTPClient
 import ChatWire
 import Foundation
 import IPC
-import Logging
 import NIOCore
 import Ops
-import ServiceLifecycle
 
 @main
 struct AICommand: AsyncParsableCommand {
@@ -26,34 +24,18 @@ struct AICommand: AsyncParsableCommand {
     var metricsPort: Int?
 
     func run() async throws {
-        var settings: WorkerSettings
-        var endpoint: OpsEndpoint
-        do {
-            let reader = try SettingsReader.load()
-            settings = try WorkerSettings(reader)
-            endpoint = try OpsEndpoint(reader, port: .aiMetricsPort, default: 9104)
-        } catch {
-            ProgramIO.printError("udpchat-ai: \(error)")
-            throw ExitCode.failure
-        }
+        try await ProgramRunner("udpchat-ai", metricsPort: .aiMetricsPort, default: 9104)
+            .run(metricsPortOverride: metricsPort) { program in try await serve(program) }
+    }
+
+    private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
+        var settings = try WorkerSettings(program.settings)
         if let concurrency {
-            guard (1...1024).contains(concurrency) else {
-                ProgramIO.printError("udpchat-ai: --concurrency must be 1 to 1024")
-                throw ExitCode.failure
-            }
+            guard (1...1024).contains(concurrency) else { throw ConfigurationError("--concurrency must be 1 to 1024") }
             settings.concurrency = concurrency
         }
-        if let metricsPort {
-            guard (0...65535).contains(metricsPort) else {
-                ProgramIO.printError("udpchat-ai: --metrics-port must be 0 to 65535")
-                throw ExitCode.failure
-            }
-            endpoint.port = metricsPort
-        }
-        ProgramIO.bootstrapLogging(level: settings.common.logLevel)
-        Observability.bootstrap()
         Worker.prepareMetrics()
-        let logger = Logger(label: "udpchat-ai")
+        let logger = program.logger
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
 
         var httpConfiguration = HTTPClient.Configuration()
@@ -62,41 +44,23 @@ struct AICommand: AsyncParsableCommand {
         // the deadline: the requester hears at once that the model is down.
         httpConfiguration.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
+        program.atExit { try? await client.shutdown() }
         let model = settings.model(client: client)
-        let security: PlaneSecurity?
-        do {
-            security = try settings.common.planeSecurity(for: .ai)
-        } catch {
-            ProgramIO.printError("udpchat-ai: \(error)")
-            try? await client.shutdown()
-            throw ExitCode.failure
-        }
-        let reactor = ZMQReactor(context: ZMQContext(security: security), name: "ai-zmq")
-        let worker: Worker
-        let ops: OpsServer
-        do {
-            try SocketDirectory.check([settings.common.jobsEndpoint])
-            let inbox = MutexBox<Worker?>(nil)
-            let dealer = try MessageDealer(
-                reactor: reactor, connect: settings.common.jobsEndpoint,
-                routingId: "\(workerName)-\(SecureRandom.identifier().prefix(8))", logger: logger
-            ) { body in inbox.value?.received(body) }
-            worker = Worker(
-                options: .init(name: workerName, concurrency: settings.concurrency, heartbeat: settings.heartbeat, limits: settings.limits),
-                model: model, logger: logger
-            ) { dealer.send($0) }
-            inbox.value = worker
-            ops = try await endpoint.start(logger: logger) { [worker] in OpsServer.readiness([("udpchat-store", worker.storeResponds)]) }
-        } catch {
-            ProgramIO.printError("udpchat-ai: \(error)")
-            try? await client.shutdown()
-            throw ExitCode.failure
-        }
+        let reactor = ZMQReactor(context: ZMQContext(security: try settings.common.planeSecurity(for: .ai)), name: "ai-zmq")
+        try SocketDirectory.check([settings.common.jobsEndpoint])
+        let inbox = MutexBox<Worker?>(nil)
+        let dealer = try MessageDealer(
+            reactor: reactor, connect: settings.common.jobsEndpoint,
+            routingId: "\(workerName)-\(SecureRandom.identifier().prefix(8))", logger: logger
+        ) { body in inbox.value?.received(body) }
+        let worker = Worker(
+            options: .init(name: workerName, concurrency: settings.concurrency, heartbeat: settings.heartbeat, limits: settings.limits),
+            model: model, logger: logger
+        ) { dealer.send($0) }
+        inbox.value = worker
+        let ops = try await program.startOps { [worker] in OpsServer.readiness([("udpchat-store", worker.storeResponds)]) }
         worker.sendStatus()
         logger.info("taking jobs from \(settings.common.jobsEndpoint)", metadata: ["model": "\(model.summary)"])
-        ProgramIO.announceReady(
-            "udpchat-ai ready jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency) metrics=\(ops.url(host: endpoint.host)) "
-                + model.summary)
 
         let heartbeat = Task { await worker.heartbeat() }
         // On SIGTERM: take no more jobs, finish the running ones (or hand them
@@ -105,7 +69,8 @@ struct AICommand: AsyncParsableCommand {
             await worker.drain(limit: .seconds(10))
             heartbeat.cancel()
         }
-        try await ServiceGroup.program(services: [service], logger: logger, drainLimit: .seconds(15)).run()
-        try? await client.shutdown()
+        return .init(
+            ready: "jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency) \(model.summary)", services: [service],
+            drainLimit: .seconds(15))
     }
 }

@@ -5,9 +5,7 @@ import CryptoExtras
 import Foundation
 import IPC
 import IPCMessages
-import Logging
 import Ops
-import ServiceLifecycle
 
 @main
 struct KeysCommand: AsyncParsableCommand {
@@ -219,42 +217,29 @@ struct Serve: AsyncParsableCommand {
     var generateIfMissing = false
 
     func run() async throws {
-        let logger: Logger
-        let service: KeyService
-        let reactor: ZMQReactor
-        let ops: OpsServer
-        let common: CommonSettings
-        let endpoint: OpsEndpoint
-        do {
-            let settings = try SettingsReader.load()
-            common = try CommonSettings(settings)
-            endpoint = try OpsEndpoint(settings, port: .keysMetricsPort, default: 9101)
-            ProgramIO.bootstrapLogging(level: common.logLevel)
-            Observability.bootstrap()
-            logger = Logger(label: "udpchat-keys")
-            let files = options.files(common)
-            if generateIfMissing && !files.identityExists {
-                let size = try rsaKeySize(configuredKeyBits(settings), named: "KEY_BITS")
-                try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
-                try files.ensureKeyEncryptionKey()
-                logger.notice("generated a new identity key in \(files.directory.path)")
-            }
-            service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
-            try SocketDirectory.prepare(binding: [common.keysBind])
-            var plane = common
-            plane.curveDir = options.curveDirectory(settings, common)
-            reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")
-            _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
-                service.handle($0)
-            }
-            ops = try await endpoint.start(logger: logger) { OpsServer.readiness([("identity key", true)]) }
-        } catch {
-            ProgramIO.printError("udpchat-keys: \(error)")
-            throw ExitCode.failure
+        try await ProgramRunner("udpchat-keys", metricsPort: .keysMetricsPort, default: 9101).run { program in try await serve(program) }
+    }
+
+    private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
+        let (settings, common, logger) = (program.settings, program.common, program.logger)
+        let files = options.files(common)
+        if generateIfMissing && !files.identityExists {
+            let size = try rsaKeySize(configuredKeyBits(settings), named: "KEY_BITS")
+            try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
+            try files.ensureKeyEncryptionKey()
+            logger.notice("generated a new identity key in \(files.directory.path)")
         }
+        let service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
+        try SocketDirectory.prepare(binding: [common.keysBind])
+        var plane = common
+        plane.curveDir = options.curveDirectory(settings, common)
+        let reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")
+        _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
+            service.handle($0)
+        }
+        let ops = try await program.startOps { OpsServer.readiness([("identity key", true)]) }
         logger.info("serving on \(common.keysBind)", metadata: ["fingerprint": "\(service.fingerprint)"])
-        ProgramIO.announceReady(
-            "udpchat-keys ready endpoint=\(common.keysBind) fingerprint=\(service.fingerprint) metrics=\(ops.url(host: endpoint.host))")
-        try await ServiceGroup.program(services: [ReactorService(reactor: reactor, ops: ops)], logger: logger).run()
+        return .init(
+            ready: "endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)", services: [ReactorService(reactor: reactor, ops: ops)])
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ChatWire
-import Foundation
 import IPC
 import IPCMessages
 import Logging
@@ -41,78 +40,59 @@ struct Serve: AsyncParsableCommand {
     var metricsPort: Int?
 
     func run() async throws {
-        let logger: Logger
-        let service: StoreService
-        let reactor: ZMQReactor
-        let broker: JobBroker
-        let server: RPCServer
-        let ops: OpsServer
-        let events: EventStream
-        do {
-            let settings = try SettingsReader.load()
-            let common = try CommonSettings(settings)
-            var endpoint = try OpsEndpoint(settings, port: .storeMetricsPort, default: 9102)
-            if let metricsPort {
-                guard (0...65535).contains(metricsPort) else { throw ConfigurationError("--metrics-port must be 0 to 65535") }
-                endpoint.port = metricsPort
-            }
-            ProgramIO.bootstrapLogging(level: common.logLevel)
-            Observability.bootstrap()
-            StoreMetrics.prepare()
-            logger = Logger(label: "udpchat-store")
-            let idle = try settings.sessionIdleSeconds()
-            var policy = AIPolicy()
-            policy.contextMessages = try settings.int(.aiContextMessages, default: 100, range: 0...WireSpec.historyLimit)
-            policy.contextBytes = try settings.int(.aiContextBytes, default: 16_384, range: 0...1_048_576)
-            policy.jobTimeoutMs = Int64(try settings.int(.aiJobTimeout, default: 120_000, range: 1_000...3_600_000))
-            let limiter = AIRateLimiter(
-                perUserPerMinute: try settings.int(.aiUserRate, default: 10, range: 1...100_000),
-                perRoomPerMinute: try settings.int(.aiRoomRate, default: 30, range: 1...100_000))
-            var timing = JobBroker.Timing()
-            timing.heartbeat = try settings.aiHeartbeat()
-            timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
-            let database = try StoreDatabase.location(settings)
-            if common.storeBind.isEmpty || common.eventsBind.isEmpty {
-                throw ConfigurationError(
-                    "STORE_ENDPOINT or EVENTS_ENDPOINT lists several stores: set this store's own STORE_BIND and EVENTS_BIND")
-            }
-            if case .sqlite = database, common.storeEndpoint.contains(",") {
-                throw ConfigurationError("STORE_ENDPOINT lists several stores, which share one database: set DATABASE_URL (PostgreSQL)")
-            }
-            let backend = try StoreDatabase.open(database, logger: logger)
-            try SocketDirectory.prepare(binding: [common.storeBind, common.eventsBind, common.jobsBind])
-            reactor = ZMQReactor(context: ZMQContext(security: try common.planeSecurity(for: .store)), name: "store-zmq")
-            events = EventStream(
-                publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)
-            broker = try JobBroker(reactor: reactor, endpoint: common.jobsBind, timing: timing, logger: logger)
-            service = StoreService(
-                backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter,
-                writeLimits: WriteLimits(
-                    roomsPerMinute: try settings.int(.roomsPerUser, default: 10, range: 1...100_000),
-                    membershipChangesPerMinute: try settings.int(.joinsPerUser, default: 120, range: 1...100_000)),
-                requirePasswords: try settings.bool(.requirePasswords, default: false),
-                loginFailuresPerAccount: try settings.int(.loginFailuresPerAccount, default: 5, range: 1...1_000), logger: logger
-            ) { [broker] outcomes in
-                events.publish(outcomes.flatMap(\.events))
-                for job in outcomes.flatMap(\.jobs) { broker.post.yield(.enqueued(job)) }
-                StoreMetrics.committed(outcomes)
-            }
-            server = try RPCServer(reactor: reactor, endpoint: common.storeBind, logger: logger, requestType: IPCStoreRequest.self) {
-                await service.handle($0)
-            }
-            ops = try await endpoint.start(logger: logger) { [service] in
-                OpsServer.readiness([("database", await service.databaseResponds())])
-            }
-            logger.info(
-                "serving on \(common.storeBind), events on \(common.eventsBind), AI jobs on \(common.jobsBind)",
-                metadata: ["db": "\(database)"])
-            ProgramIO.announceReady(
-                "udpchat-store ready endpoint=\(common.storeBind) events=\(common.eventsBind) jobs=\(common.jobsBind)"
-                    + " metrics=\(ops.url(host: endpoint.host))")
-        } catch {
-            ProgramIO.printError("udpchat-store: \(error)")
-            throw ExitCode.failure
+        try await ProgramRunner("udpchat-store", metricsPort: .storeMetricsPort, default: 9102)
+            .run(metricsPortOverride: metricsPort) { program in try await serve(program) }
+    }
+
+    private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
+        let (settings, common, logger) = (program.settings, program.common, program.logger)
+        StoreMetrics.prepare()
+        let idle = try settings.sessionIdleSeconds()
+        var policy = AIPolicy()
+        policy.contextMessages = try settings.int(.aiContextMessages, default: 100, range: 0...WireSpec.historyLimit)
+        policy.contextBytes = try settings.int(.aiContextBytes, default: 16_384, range: 0...1_048_576)
+        policy.jobTimeoutMs = Int64(try settings.int(.aiJobTimeout, default: 120_000, range: 1_000...3_600_000))
+        let limiter = AIRateLimiter(
+            perUserPerMinute: try settings.int(.aiUserRate, default: 10, range: 1...100_000),
+            perRoomPerMinute: try settings.int(.aiRoomRate, default: 30, range: 1...100_000))
+        var timing = JobBroker.Timing()
+        timing.heartbeat = try settings.aiHeartbeat()
+        timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
+        let database = try StoreDatabase.location(settings)
+        if common.storeBind.isEmpty || common.eventsBind.isEmpty {
+            throw ConfigurationError(
+                "STORE_ENDPOINT or EVENTS_ENDPOINT lists several stores: set this store's own STORE_BIND and EVENTS_BIND")
         }
+        if case .sqlite = database, common.storeEndpoint.contains(",") {
+            throw ConfigurationError("STORE_ENDPOINT lists several stores, which share one database: set DATABASE_URL (PostgreSQL)")
+        }
+        let backend = try StoreDatabase.open(database, logger: logger)
+        try SocketDirectory.prepare(binding: [common.storeBind, common.eventsBind, common.jobsBind])
+        let reactor = ZMQReactor(context: ZMQContext(security: try common.planeSecurity(for: .store)), name: "store-zmq")
+        let events = EventStream(
+            publisher: try Publisher(reactor: reactor, endpoint: common.eventsBind, logger: logger), logger: logger)
+        let broker = try JobBroker(reactor: reactor, endpoint: common.jobsBind, timing: timing, logger: logger)
+        let service = StoreService(
+            backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter,
+            writeLimits: WriteLimits(
+                roomsPerMinute: try settings.int(.roomsPerUser, default: 10, range: 1...100_000),
+                membershipChangesPerMinute: try settings.int(.joinsPerUser, default: 120, range: 1...100_000)),
+            requirePasswords: try settings.bool(.requirePasswords, default: false),
+            loginFailuresPerAccount: try settings.int(.loginFailuresPerAccount, default: 5, range: 1...1_000), logger: logger
+        ) { [broker] outcomes in
+            events.publish(outcomes.flatMap(\.events))
+            for job in outcomes.flatMap(\.jobs) { broker.post.yield(.enqueued(job)) }
+            StoreMetrics.committed(outcomes)
+        }
+        let server = try RPCServer(reactor: reactor, endpoint: common.storeBind, logger: logger, requestType: IPCStoreRequest.self) {
+            await service.handle($0)
+        }
+        let ops = try await program.startOps { [service] in
+            OpsServer.readiness([("database", await service.databaseResponds())])
+        }
+        logger.info(
+            "serving on \(common.storeBind), events on \(common.eventsBind), AI jobs on \(common.jobsBind)",
+            metadata: ["db": "\(database)"])
         // On SIGTERM: refuse new requests, let those in flight commit and be
         // answered, then stop (a drained group commit leaves nothing unwritten).
         let services: [any Service] = [
@@ -120,7 +100,7 @@ struct Serve: AsyncParsableCommand {
             SessionExpiry(service: service, logger: logger), BrokerService(broker: broker, service: service),
             StreamMarks(events: events),
         ]
-        try await ServiceGroup.program(services: services, logger: logger).run()
+        return .init(ready: "endpoint=\(common.storeBind) events=\(common.eventsBind) jobs=\(common.jobsBind)", services: services)
     }
 }
 

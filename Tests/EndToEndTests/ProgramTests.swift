@@ -113,6 +113,33 @@ struct ProgramTests {
             #expect(keysMissing.status != 0 && keysMissing.output.contains("udpchat-keys generate"))
         }
     }
+
+    /// Every server program starts through one runner: a setting it cannot
+    /// use, read before serving or while starting, is one line naming the
+    /// program and the setting, and exit status 1, with no ready line.
+    @Test(arguments: [
+        ("udpchat-edge", ["EDGE_METRICS_PORT": "70000"], "EDGE_METRICS_PORT=70000"),
+        ("udpchat-store", ["STORE_METRICS_PORT": "70000"], "STORE_METRICS_PORT=70000"),
+        ("udpchat-keys", ["KEYS_METRICS_PORT": "70000"], "KEYS_METRICS_PORT=70000"),
+        ("udpchat-ai", ["AI_METRICS_PORT": "70000"], "AI_METRICS_PORT=70000"),
+        ("udpchat-edge", ["SERVER_PORT": "70000"], "SERVER_PORT=70000"),
+        (
+            "udpchat-store",
+            ["STORE_ENDPOINT": "ipc:///tmp/a.sock,ipc:///tmp/b.sock", "STORE_BIND": "ipc:///tmp/a.sock", "EVENTS_BIND": "ipc:///tmp/b.sock"],
+            "share one database"
+        ),
+        ("udpchat-ai", ["AI_MODE": "nonsense"], "AI_MODE"),
+    ])
+    func aServerProgramThatCannotStartSaysWhyInOneLine(_ program: String, _ environment: [String: String], _ says: String)
+        async throws
+    {
+        try await withSystem { system in
+            let result = try await system.run(program, [], environment: environment)
+            let lines = result.output.split(separator: "\n")
+            #expect(result.status == 1, "\(result.output)")
+            #expect(lines.count == 1 && lines[0].hasPrefix("\(program): ") && lines[0].contains(says), "\(result.output)")
+        }
+    }
 }
 
 /// The README's first command, as a user runs it (without the build step,

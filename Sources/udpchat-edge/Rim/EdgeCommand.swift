@@ -1,11 +1,9 @@
 import ArgumentParser
 import ChatWire
 import IPC
-import Logging
 import NIOCore
 import NIOPosix
 import Ops
-import ServiceLifecycle
 
 @main
 struct EdgeCommand: AsyncParsableCommand {
@@ -22,95 +20,65 @@ struct EdgeCommand: AsyncParsableCommand {
     var metricsPort: Int?
 
     func run() async throws {
-        var settings: EdgeSettings
-        var endpoint: OpsEndpoint
-        do {
-            let reader = try SettingsReader.load()
-            settings = try EdgeSettings(reader)
-            endpoint = try OpsEndpoint(reader, port: .edgeMetricsPort, default: 9103, fallback: .metricsPort)
-            if let metricsPort {
-                guard (0...65535).contains(metricsPort) else { throw ConfigurationError("--metrics-port must be 0 to 65535") }
-                endpoint.port = metricsPort
-            }
-        } catch {
-            ProgramIO.printError("udpchat-edge: \(error)")
-            throw ExitCode.failure
-        }
+        try await ProgramRunner("udpchat-edge", metricsPort: .edgeMetricsPort, default: 9103, fallback: .metricsPort)
+            .run(metricsPortOverride: metricsPort) { program in try await serve(program) }
+    }
+
+    private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
+        var settings = try EdgeSettings(program.settings)
         if let ip { settings.host = ip }
         if let port {
-            guard (0...65535).contains(port) else {
-                ProgramIO.printError("udpchat-edge: --port must be 0 to 65535")
-                throw ExitCode.failure
-            }
+            guard (0...65535).contains(port) else { throw ConfigurationError("--port must be 0 to 65535") }
             settings.port = port
         }
-        ProgramIO.bootstrapLogging(level: settings.common.logLevel)
-        Observability.bootstrap()
-        let logger = Logger(label: "udpchat-edge")
-
-        let security: PlaneSecurity?
-        do {
-            security = try settings.common.planeSecurity(for: .edge)
-        } catch {
-            ProgramIO.printError("udpchat-edge: \(error)")
-            throw ExitCode.failure
-        }
-        let reactor = ZMQReactor(context: ZMQContext(security: security), name: "edge-zmq")
+        let logger = program.logger
+        let reactor = ZMQReactor(context: ZMQContext(security: try settings.common.planeSecurity(for: .edge)), name: "edge-zmq")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server: EdgeServer
-        let channel: any Channel
-        let ops: OpsServer
-        do {
-            let timeout = settings.common.rpcTimeout
-            let stores = try Endpoint.list(settings.common.storeEndpoint)
-            let streams = try Endpoint.list(settings.common.eventsEndpoint)
-            try SocketDirectory.check([settings.common.keysEndpoint] + stores + streams)
-            let keys = KeysClient(
-                rpc: try RPCClient(reactor: reactor, endpoint: settings.common.keysEndpoint, name: "udpchat-keys", logger: logger),
-                timeout: timeout)
-            let store = StoreClient(
-                rpc: try RPCClient(reactor: reactor, endpoints: stores, name: "udpchat-store", logger: logger),
-                timeout: timeout)
-            let loop = group.next()
-            server = EdgeServer(settings: settings, loop: loop, keys: keys, store: store, logger: logger)
-            _ = try Subscriber(reactor: reactor, endpoints: streams, logger: logger) { _, body in
-                server.eventArrived(body)
-            }
-            let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one
-            channel = try await DatagramBootstrap(group: loop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                // Several edges on one host share the port when asked (the kernel spreads clients by address).
-                .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
-                // A deep receive queue rides out bursts and floods without dropping
-                // established sessions' datagrams (the kernel caps it at net.core.rmem_max).
-                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-                // recvmmsg: up to 16 datagrams a read, each with room for the largest accepted.
-                .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * readSize))
-                // Nothing is read before the server starts (its machine and channel set).
-                .channelOption(.autoRead, value: false)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(DatagramHandler(server: server, logger: logger))
-                    }
+        program.atExit { try? await group.shutdownGracefully() }
+        let timeout = settings.common.rpcTimeout
+        let stores = try Endpoint.list(settings.common.storeEndpoint)
+        let streams = try Endpoint.list(settings.common.eventsEndpoint)
+        try SocketDirectory.check([settings.common.keysEndpoint] + stores + streams)
+        let keys = KeysClient(
+            rpc: try RPCClient(reactor: reactor, endpoint: settings.common.keysEndpoint, name: "udpchat-keys", logger: logger),
+            timeout: timeout)
+        let store = StoreClient(
+            rpc: try RPCClient(reactor: reactor, endpoints: stores, name: "udpchat-store", logger: logger),
+            timeout: timeout)
+        let loop = group.next()
+        let server = EdgeServer(settings: settings, loop: loop, keys: keys, store: store, logger: logger)
+        _ = try Subscriber(reactor: reactor, endpoints: streams, logger: logger) { _, body in
+            server.eventArrived(body)
+        }
+        let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Several edges on one host share the port when asked (the kernel spreads clients by address).
+            .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
+            // A deep receive queue rides out bursts and floods without dropping
+            // established sessions' datagrams (the kernel caps it at net.core.rmem_max).
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            // recvmmsg: up to 16 datagrams a read, each with room for the largest accepted.
+            .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * readSize))
+            // Nothing is read before the server starts (its machine and channel set).
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramHandler(server: server, logger: logger))
                 }
-                .bind(host: settings.host, port: settings.port)
-                .get()
-            ops = try await endpoint.start(logger: logger) { [server] in
-                let (keys, store) = await server.peersRespond(within: .milliseconds(800))
-                return OpsServer.readiness([("udpchat-keys", keys), ("udpchat-store", store)])
             }
-        } catch {
-            ProgramIO.printError("udpchat-edge: \(error)")
-            try? await group.shutdownGracefully()
-            throw ExitCode.failure
+            .bind(host: settings.host, port: settings.port)
+            .get()
+        let ops = try await program.startOps { [server] in
+            let (keys, store) = await server.peersRespond(within: .milliseconds(800))
+            return OpsServer.readiness([("udpchat-keys", keys), ("udpchat-store", store)])
         }
         server.start(channel: channel)
         let bound = channel.localAddress.flatMap(PeerAddress.init)?.description ?? "\(settings.host):\(settings.port)"
         logger.info(
             "serving UDP on \(bound)",
             metadata: ["keys": "\(settings.common.keysEndpoint)", "store": "\(settings.common.storeEndpoint)"])
-        ProgramIO.announceReady("udpchat-edge ready udp=\(bound) metrics=\(ops.url(host: endpoint.host))")
 
         // On SIGTERM: take no new requests (only ACKs), answer the requests
         // in flight, let acknowledging clients confirm the broadcasts sent to
@@ -120,8 +88,7 @@ struct EdgeCommand: AsyncParsableCommand {
             try? await channel.setOption(.autoRead, value: false).get()
             try? await channel.close()
         }
-        try await ServiceGroup.program(services: [service], logger: logger, drainLimit: .seconds(15)).run()
-        try? await group.shutdownGracefully()
+        return .init(ready: "udp=\(bound)", services: [service], drainLimit: .seconds(15))
     }
 
     /// Implementation constant: datagrams read with one system call.
