@@ -156,7 +156,9 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        .testTarget(name: "ChatWireTests", dependencies: ["ChatWire"]),
+        // What several test targets share; no program links it.
+        .target(name: "TestSupport", path: "Tests/Support"),
+        .testTarget(name: "ChatWireTests", dependencies: ["ChatWire", "TestSupport"]),
         .testTarget(name: "IPCTests", dependencies: ["ChatWire", "IPCMessages", "IPC"]),
         .testTarget(name: "OpsTests", dependencies: ["ChatWire", "IPC", "Ops"]),
         .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "IPCMessages", "IPC", "Ops"]),
@@ -166,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "ChatWire", "IPCMessages", "IPC", "Ops", "ChatClient",
+                "ChatWire", "IPCMessages", "IPC", "Ops", "ChatClient", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -89,9 +89,7 @@ public final class MessageRouter: Sendable {
 
     public init(reactor: ZMQReactor, bind endpoint: String, logger: Logger, handler: @escaping Handler) throws {
         self.reactor = reactor
-        let socket = try ZMQSocket(context: reactor.context, type: ZMQ_ROUTER)
-        try socket.set(ZMQ_LINGER, 200)
-        try socket.bind(endpoint)
+        let socket = try ZMQSocket.bound(context: reactor.context, type: ZMQ_ROUTER, to: endpoint)
         reactor.add(
             MessageDriver(socket: socket, outgoing: outgoing, logger: logger) { frames in
                 guard frames.count == 2 else {

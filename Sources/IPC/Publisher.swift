@@ -8,14 +8,13 @@ import Synchronization
 /// sequence numbers reveal.
 public final class Publisher: @unchecked Sendable {
     private let reactor: ZMQReactor
-    private let queue = Mutex<[[[UInt8]]]>([])
+    /// Messages wait here for the reactor thread, which hands all of them to
+    /// the socket at its next wake.
+    fileprivate let queue = OutgoingQueue(limit: .max)
 
     public init(reactor: ZMQReactor, endpoint: String, logger: Logger) throws {
         self.reactor = reactor
-        let socket = try ZMQSocket(context: reactor.context, type: ZMQ_PUB)
-        try socket.set(ZMQ_LINGER, 200)
-        try socket.set(ZMQ_SNDHWM, 100_000)
-        try socket.bind(endpoint)
+        let socket = try ZMQSocket.bound(context: reactor.context, type: ZMQ_PUB, to: endpoint, highWaterMark: 100_000)
         let driver = Driver(socket: socket, logger: logger)
         driver.publisher = self
         reactor.add(driver)
@@ -23,15 +22,8 @@ public final class Publisher: @unchecked Sendable {
 
     /// Queues `[topic, body]` for every subscriber of `topic`.
     public func publish(topic: String, body: [UInt8]) {
-        queue.withLock { $0.append([Array(topic.utf8), body]) }
+        queue.push([Array(topic.utf8), body])
         reactor.wakeUp()
-    }
-
-    fileprivate func take() -> [[[UInt8]]] {
-        queue.withLock { queue in
-            defer { queue.removeAll() }
-            return queue
-        }
     }
 
     final class Driver: ReactorDriver {
@@ -48,7 +40,7 @@ public final class Publisher: @unchecked Sendable {
         func readable(now: UInt64) {}
 
         func service(now: UInt64) -> UInt64? {
-            for message in publisher?.take() ?? [] {
+            for message in publisher?.queue.take() ?? [] {
                 if case .failed(let error) = socket.send(message) { logger.warning("publish failed: \(error)") }
             }
             return nil

@@ -39,11 +39,7 @@ public final class RPCServer: @unchecked Sendable {
         self.handler = handler
         self.logger = logger
         self.maxInFlight = maxInFlight
-        let socket = try ZMQSocket(context: reactor.context, type: ZMQ_ROUTER)
-        try socket.set(ZMQ_LINGER, 200)
-        try socket.set(ZMQ_SNDHWM, 100_000)
-        try socket.set(ZMQ_RCVHWM, 100_000)
-        try socket.bind(endpoint)
+        let socket = try ZMQSocket.bound(context: reactor.context, type: ZMQ_ROUTER, to: endpoint, highWaterMark: 100_000)
         let driver = Driver(socket: socket, logger: logger)
         driver.server = self
         reactor.add(driver)

@@ -68,6 +68,20 @@ final class ZMQSocket {
         return socket
     }
 
+    /// A socket of `type` bound to `endpoint`, as every bound socket of the
+    /// plane is made: unsent messages kept 200 ms at close, and queues of
+    /// `highWaterMark` messages each way when given (ZeroMQ's 1,000 otherwise).
+    static func bound(context: ZMQContext, type: Int32, to endpoint: String, highWaterMark: Int32? = nil) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context: context, type: type)
+        try socket.set(ZMQ_LINGER, 200)
+        if let highWaterMark {
+            try socket.set(ZMQ_SNDHWM, highWaterMark)
+            try socket.set(ZMQ_RCVHWM, highWaterMark)
+        }
+        try socket.bind(endpoint)
+        return socket
+    }
+
     func set(_ option: Int32, _ value: Int32) throws {
         var value = value
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else {

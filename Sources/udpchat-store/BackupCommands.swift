@@ -19,17 +19,13 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
-            let settings = try SettingsReader.load()
-            let common = try CommonSettings(settings)
-            if case .postgres(let location) = try StoreDatabase.location(settings) {
-                throw StoreFailure("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
+            let database = try DatabaseFiles.sqlitePath()
+            guard FileManager.default.fileExists(atPath: database) else {
+                throw StoreFailure("no database at \(database) (DB_PATH)")
             }
-            guard FileManager.default.fileExists(atPath: common.dbPath) else {
-                throw StoreFailure("no database at \(common.dbPath) (DB_PATH)")
-            }
-            try FileOwner.become(ownerOf: common.dbPath)
-            let counts = try DatabaseFiles.copy(from: common.dbPath, to: path, force: force)
-            print("backup: \(path) from \(common.dbPath)")
+            try FileOwner.become(ownerOf: database)
+            let counts = try DatabaseFiles.copy(from: database, to: path, force: force)
+            print("backup: \(path) from \(database)")
             print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
         }
     }
@@ -50,22 +46,18 @@ struct Restore: ParsableCommand {
 
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
-            let settings = try SettingsReader.load()
-            let common = try CommonSettings(settings)
-            if case .postgres(let location) = try StoreDatabase.location(settings) {
-                throw StoreFailure("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
-            }
+            let database = try DatabaseFiles.sqlitePath()
             guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("no backup at \(path)") }
-            try FileOwner.become(ownerOf: common.dbPath)
+            try FileOwner.become(ownerOf: database)
             try DatabaseFiles.check(path)
             var kept: String?
-            if FileManager.default.fileExists(atPath: common.dbPath) {
+            if FileManager.default.fileExists(atPath: database) {
                 let stamp = Int(Date().timeIntervalSince1970)
-                kept = "\(common.dbPath).before-restore-\(stamp)"
-                _ = try DatabaseFiles.copy(from: common.dbPath, to: kept!, force: false)
+                kept = "\(database).before-restore-\(stamp)"
+                _ = try DatabaseFiles.copy(from: database, to: kept!, force: false)
             }
-            let counts = try DatabaseFiles.copy(from: path, to: common.dbPath, force: true, inPlace: true)
-            print("restored: \(common.dbPath) from \(path)")
+            let counts = try DatabaseFiles.copy(from: path, to: database, force: true, inPlace: true)
+            print("restored: \(database) from \(path)")
             print("contains \(counts.users) users, \(counts.rooms) rooms, \(counts.messages) messages")
             if let kept { print("previous database kept at \(kept)") }
         }
@@ -73,6 +65,15 @@ struct Restore: ParsableCommand {
 }
 
 enum DatabaseFiles {
+    /// The SQLite database's path (DB_PATH); PostgreSQL is backed up with its own tools.
+    static func sqlitePath() throws -> String {
+        let settings = try SettingsReader.load()
+        if case .postgres(let location) = try StoreDatabase.location(settings) {
+            throw StoreFailure("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
+        }
+        return try CommonSettings(settings).dbPath
+    }
+
     struct Counts {
         var users = 0
         var rooms = 0

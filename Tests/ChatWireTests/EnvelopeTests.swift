@@ -19,6 +19,16 @@ import Testing
         }
     }
 
+    @Test func theSecureDatagramWrittenDirectlyIsTheEncodedEnvelope() throws {
+        let nonce: [UInt8] = [0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xff]
+        let ciphertext: [UInt8] = Array(0...40)
+        let direct = SecureEnvelope.datagram(sessionId: Self.secure.sessionId, nonce: nonce, ciphertext: ciphertext)
+        let envelope = Envelope.secure(
+            SecureEnvelope(sessionId: Self.secure.sessionId, nonce: Hex.encode(nonce), ciphertext: Hex.encode(ciphertext)))
+        #expect(direct == envelope.encoded())
+        #expect(try Envelope.decodeRequest(direct) == envelope)
+    }
+
     @Test func serverErrorHasTheOriginalShape() throws {
         let object = try #require(try JSONParser.parse(Envelope.serverError(message: "x").encoded()).objectValue)
         #expect(object == ["type": "SERVER_ERROR", "message": "x"])

@@ -1,6 +1,7 @@
 import ChatWire
 import Foundation
 import Testing
+import TestSupport
 
 /// The fuzzer's corpus (Tests/FuzzCorpus, grown by scripts/fuzz.sh) as a
 /// regression test: every input that once mattered is run again.
@@ -22,7 +23,7 @@ import Testing
     @Test func mutatedCorpusInputsKeepTheInvariants() throws {
         let files = try FileManager.default.contentsOfDirectory(at: Self.corpus, includingPropertiesForKeys: nil)
         let inputs = try files.map { [UInt8](try Data(contentsOf: $0)) }
-        var random = SplitMix(seed: 2026)
+        var random = SplitMix64(seed: 2026)
         for round in 0..<20_000 {
             var bytes = inputs[Int(random.next() % UInt64(inputs.count))]
             for _ in 0..<(1 + Int(random.next() % 4)) {

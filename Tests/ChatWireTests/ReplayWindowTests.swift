@@ -1,5 +1,6 @@
 import ChatWire
 import Testing
+import TestSupport
 
 /// Numbered vectors in the style of wireguard-go's replay_test.go.
 @Suite struct ReplayWindowTests {
@@ -85,7 +86,7 @@ import Testing
     /// Whatever the order and repetition, no nonce is accepted twice and
     /// memory stays within the capacity.
     @Test func neverAcceptsTheSameNonceTwice() {
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
         var window = ReplayWindow(span: 500, capacity: 32)
         var accepted = Set<[UInt8]>()
         var sent: [[UInt8]] = []
@@ -126,18 +127,5 @@ import Testing
         for time in times { #expect(window.admit(Self.nonce(time, 1)) == .accepted, "\(time)") }
         for time in times { #expect(window.admit(Self.nonce(time, 1)) == .duplicate, "\(time) again") }
         #expect(window.admit(Self.nonce(15, 2)) == .accepted, "same time, other random bytes")
-    }
-}
-
-/// A small deterministic generator for property tests.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -139,10 +139,7 @@ import Testing
         loaded.address = address
         loaded.lastActiveAt = 1_800_000_000 - 5
         loaded.acknowledges = acknowledges
-        var position = IPCRoomCursor()
-        position.roomID = room
-        position.seq = cursor
-        loaded.cursors = [position]
+        loaded.cursors = [IPCRoomCursor(roomId: room, seq: cursor)]
         return loaded
     }
 

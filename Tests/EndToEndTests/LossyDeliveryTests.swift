@@ -231,24 +231,28 @@ struct LossyDeliveryTests {
                 + " path: \(outcome.proxy.forwarded) forwarded, \(outcome.proxy.dropped) dropped, \(outcome.proxy.duplicated) duplicated")
     }
 
-    @Test func tenPercentLossTwentyClientsTwoRoomsTwentyMessagesASecond() async throws {
+    /// Runs `scenario` on a fresh system (every client exempt from rate
+    /// limits: the load is the scenario's), reports it under `label` and
+    /// checks that nothing confirmed was lost or shown out of order.
+    static func runChecked(_ scenario: Scenario, _ label: String) async throws -> Outcome {
+        var result: Outcome?
         try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1"]) { system in
-            let scenario = Scenario(
-                impairments: Impairments(drop: 0.1), perRoomRate: 10, seconds: Self.long ? 60 : 8)
             let outcome = try await Self.run(scenario, system)
-            Self.check(outcome, rooms: scenario.rooms, "10% loss, 20 messages/s")
-            Self.report(outcome, "10% loss, 20 clients, 2 rooms, 20 messages/s")
+            Self.report(outcome, label)
+            Self.check(outcome, rooms: scenario.rooms, label)
+            result = outcome
         }
+        return try #require(result)
+    }
+
+    @Test func tenPercentLossTwentyClientsTwoRoomsTwentyMessagesASecond() async throws {
+        let scenario = Scenario(impairments: Impairments(drop: 0.1), perRoomRate: 10, seconds: Self.long ? 60 : 8)
+        _ = try await Self.runChecked(scenario, "10% loss, 20 clients, 2 rooms, 20 messages/s")
     }
 
     @Test func thirtyPercentLossTwoMessagesASecondPerRoom() async throws {
-        try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1"]) { system in
-            let scenario = Scenario(
-                impairments: Impairments(drop: 0.3), perRoomRate: 2, seconds: Self.long ? 60 : 10)
-            let outcome = try await Self.run(scenario, system)
-            Self.check(outcome, rooms: scenario.rooms, "30% loss, 2 messages/s per room")
-            Self.report(outcome, "30% loss, 20 clients, 2 rooms, 2 messages/s per room")
-        }
+        let scenario = Scenario(impairments: Impairments(drop: 0.3), perRoomRate: 2, seconds: Self.long ? 60 : 10)
+        _ = try await Self.runChecked(scenario, "30% loss, 20 clients, 2 rooms, 2 messages/s per room")
     }
 
     /// The hard case: a third of all datagrams lost both ways, with
@@ -256,16 +260,13 @@ struct LossyDeliveryTests {
     /// printed; asserted: nothing confirmed is lost, order holds, and the
     /// edge's memory stays bounded.
     @Test func thirtyPercentLossTenMessagesASecondPerRoom() async throws {
-        try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1"]) { system in
-            let scenario = Scenario(
-                impairments: Impairments(drop: 0.3, duplicate: 0.05, reorder: 0.1), perRoomRate: 10, seconds: Self.long ? 60 : 10,
-                drain: .seconds(120))
-            let outcome = try await Self.run(scenario, system)
-            Self.report(outcome, "30% loss, 5% duplication, 10% reordering, 20 clients, 2 rooms, 10 messages/s per room")
-            Self.check(outcome, rooms: scenario.rooms, "30% loss, 10 messages/s per room")
-            // Bounded: the edge holds cursors and the copies on their way, not a
-            // queue of copies per member.
-            #expect(outcome.edgeRSS.peak < outcome.edgeRSS.before + 64 << 20, "the edge's memory stays bounded")
-        }
+        let scenario = Scenario(
+            impairments: Impairments(drop: 0.3, duplicate: 0.05, reorder: 0.1), perRoomRate: 10, seconds: Self.long ? 60 : 10,
+            drain: .seconds(120))
+        let outcome = try await Self.runChecked(
+            scenario, "30% loss, 5% duplication, 10% reordering, 20 clients, 2 rooms, 10 messages/s per room")
+        // Bounded: the edge holds cursors and the copies on their way, not a
+        // queue of copies per member.
+        #expect(outcome.edgeRSS.peak < outcome.edgeRSS.before + 64 << 20, "the edge's memory stays bounded")
     }
 }

@@ -3,6 +3,7 @@ import ChatWire
 import Foundation
 import NIOCore
 import NIOPosix
+import TestSupport
 
 /// What happens to the datagrams on a path, decided by a seeded generator
 /// so a failing run can be repeated. Pure.
@@ -18,7 +19,7 @@ struct Impairments: Sendable {
     var corrupt = 0.0
 
     /// The copies to deliver for one datagram: a delay each, and whether to corrupt it.
-    func decide(_ random: inout SplitMixRandom) -> [(delayMs: Int, corrupt: Bool)] {
+    func decide(_ random: inout SplitMix64) -> [(delayMs: Int, corrupt: Bool)] {
         if random.chance(drop) { return [] }
         let copies = random.chance(duplicate) ? 2 : 1
         return (0..<copies).map { _ in
@@ -27,20 +28,6 @@ struct Impairments: Sendable {
             return (delay, random.chance(corrupt))
         }
     }
-}
-
-/// A deterministic generator (SplitMix64) for the impairments.
-struct SplitMixRandom: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func chance(_ probability: Double) -> Bool { probability > 0 && Double.random(in: 0..<1, using: &self) < probability }
 }
 
 /// A UDP proxy for tests that drops, duplicates, reorders, delays and
@@ -56,14 +43,14 @@ final class LossyProxy: @unchecked Sendable {
     // Loop-confined state.
     private var listener: (any Channel)!
     private var upstreams: [SocketAddress: any Channel] = [:]
-    private var random: SplitMixRandom
+    private var random: SplitMix64
     private var toServer: Set<[UInt8]> = []
     private(set) var counts = (forwarded: 0, dropped: 0, duplicated: 0, corrupted: 0)
 
     init(upstream: SocketAddress, impairments: Impairments, seed: UInt64) async throws {
         self.upstream = upstream
         self.impairments = impairments
-        random = SplitMixRandom(seed: seed)
+        random = SplitMix64(seed: seed)
         loop = group.next()
         let relay = Relay()
         let channel = try await DatagramBootstrap(group: loop)

@@ -13,12 +13,7 @@ import Testing
     private func read(_ store: StoreHarness, _ rooms: [(String, UInt64)], limit: UInt32 = 100) async -> IPCRoomEventPages {
         var read = IPCReadRoomEvents()
         read.limit = limit
-        read.rooms = rooms.map { room, seq in
-            var cursor = IPCRoomCursor()
-            cursor.roomID = room
-            cursor.seq = seq
-            return cursor
-        }
+        read.rooms = rooms.map(IPCRoomCursor.init)
         var request = IPCStoreRequest()
         request.readRoomEvents = read
         return await store.service.handle(request).roomEvents
@@ -125,12 +120,7 @@ import Testing
         activity.lastActiveAt = time
         activity.address = address
         activity.acknowledges = acknowledges
-        activity.cursors = cursors.map { room, seq in
-            var cursor = IPCRoomCursor()
-            cursor.roomID = room
-            cursor.seq = seq
-            return cursor
-        }
+        activity.cursors = cursors.map(IPCRoomCursor.init)
         var request = IPCStoreRequest()
         request.touchSessions.sessions = [activity]
         let response = await store.service.handle(request)

@@ -30,6 +30,24 @@ public struct SecureEnvelope: Equatable, Sendable {
     }
 }
 
+extension SecureEnvelope {
+    /// The `SECURE_MSG` datagram carrying `ciphertext`, written byte by byte:
+    /// the same bytes as `Envelope.secure(...).encoded()` without building a
+    /// JSON tree (every broadcast copy and every bench request takes this path).
+    public static func datagram(sessionId: String, nonce: [UInt8], ciphertext: [UInt8]) -> [UInt8] {
+        var datagram: [UInt8] = []
+        datagram.reserveCapacity(WireSpec.secureEnvelopeOverhead + 2 * ciphertext.count)
+        datagram.append(contentsOf: #"{"type":"SECURE_MSG","session_id":""#.utf8)
+        datagram.append(contentsOf: sessionId.utf8)
+        datagram.append(contentsOf: #"","nonce":""#.utf8)
+        Hex.append(nonce, to: &datagram)
+        datagram.append(contentsOf: #"","ciphertext":""#.utf8)
+        Hex.append(ciphertext, to: &datagram)
+        datagram.append(contentsOf: #""}"#.utf8)
+        return datagram
+    }
+}
+
 /// One datagram's outer JSON object (docs/protocol.md §1.2).
 public enum Envelope: Equatable, Sendable {
     case sessionInitRequest(clientKey: String)

@@ -65,20 +65,12 @@ public enum DotEnv {
             skipSpaces()
             let startLine = line
             var value = ""
-            if i < chars.count, chars[i] == "'" {
+            if i < chars.count, let quote = chars[i] == "'" || chars[i] == "\"" ? chars[i] : nil {
+                // Single quotes keep every character; double quotes take
+                // backslash escapes. Either may span lines.
                 i += 1
-                while i < chars.count, chars[i] != "'" {
-                    if chars[i] == "\n" { line += 1 }
-                    value.append(chars[i])
-                    i += 1
-                }
-                guard i < chars.count else { throw ParseError(line: startLine, reason: "unterminated ' quote in \(name)") }
-                i += 1
-                guard restOfLineIsEmpty() else { throw ParseError(line: line, reason: "text after the closing quote of \(name)") }
-            } else if i < chars.count, chars[i] == "\"" {
-                i += 1
-                while i < chars.count, chars[i] != "\"" {
-                    if chars[i] == "\\", i + 1 < chars.count {
+                while i < chars.count, chars[i] != quote {
+                    if quote == "\"", chars[i] == "\\", i + 1 < chars.count {
                         i += 1
                         switch chars[i] {
                         case "n": value.append("\n")
@@ -95,7 +87,7 @@ public enum DotEnv {
                     }
                     i += 1
                 }
-                guard i < chars.count else { throw ParseError(line: startLine, reason: "unterminated \" quote in \(name)") }
+                guard i < chars.count else { throw ParseError(line: startLine, reason: "unterminated \(quote) quote in \(name)") }
                 i += 1
                 guard restOfLineIsEmpty() else { throw ParseError(line: line, reason: "text after the closing quote of \(name)") }
             } else {

@@ -154,10 +154,7 @@ extension EdgeMachine {
                 write(datagram, to: session.address, &out)
             case .read(let roomId, let after):
                 var read = IPCReadRoomEvents()
-                var position = IPCRoomCursor()
-                position.roomID = roomId
-                position.seq = after
-                read.rooms = [position]
+                read.rooms = [IPCRoomCursor(roomId: roomId, seq: after)]
                 read.limit = RoomLog.pageSize
                 var request = IPCStoreRequest()
                 request.readRoomEvents = read

@@ -3,22 +3,11 @@ import Foundation
 
 extension EdgeMachine {
     /// The `SECURE_MSG` datagram carrying `json` under a fresh server nonce
-    /// (docs/protocol.md §3.5), or nil when it would be too large for UDP. The
-    /// same bytes as `Envelope.secure(...).encoded()`, written directly.
+    /// (docs/protocol.md §3.5), or nil when it would be too large for UDP.
     static func seal(_ json: [UInt8], sessionId: String, cipher: SessionCipher, nonces: inout Nonce.ServerPool) -> [UInt8]? {
         guard WireSpec.fitsSealed(json.count) else { return nil }
         let nonce = nonces.take()
-        let sealed = cipher.seal(json, nonce: nonce)
-        var datagram: [UInt8] = []
-        datagram.reserveCapacity(WireSpec.secureEnvelopeOverhead + 2 * sealed.count)
-        datagram.append(contentsOf: #"{"type":"SECURE_MSG","session_id":""#.utf8)
-        datagram.append(contentsOf: sessionId.utf8)
-        datagram.append(contentsOf: #"","nonce":""#.utf8)
-        Hex.append(nonce, to: &datagram)
-        datagram.append(contentsOf: #"","ciphertext":""#.utf8)
-        Hex.append(sealed, to: &datagram)
-        datagram.append(contentsOf: #""}"#.utf8)
-        return datagram
+        return SecureEnvelope.datagram(sessionId: sessionId, nonce: nonce, ciphertext: cipher.seal(json, nonce: nonce))
     }
 
     /// A plaintext `SERVER_ERROR` for a datagram that proved nothing about

@@ -266,12 +266,7 @@ extension EdgeMachine {
             if session.dirty { activity.edge = settings.edgeId }
             if let delivered {
                 activity.acknowledges = delivered.acknowledges
-                activity.cursors = delivered.cursors.map { roomId, seq in
-                    var cursor = IPCRoomCursor()
-                    cursor.roomID = roomId
-                    cursor.seq = seq
-                    return cursor
-                }
+                activity.cursors = delivered.cursors.map(IPCRoomCursor.init)
             }
             table.update(index) { $0.dirty = false }
             activities.append(activity)

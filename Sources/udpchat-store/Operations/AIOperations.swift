@@ -112,18 +112,7 @@ extension Operations {
         try tx.touchRoom(room.rowId, now: ops.now)
         _ = try tx.finishJob(id: jobId, state: "done", messageId: messageId, error: nil, now: nowMs)
         var outcome = done
-        outcome.events = [
-            try ops.roomEvent(tx, room) { event in
-                var message = IPCMessageEvent()
-                message.roomID = room.roomId
-                message.messageID = messageId
-                message.userID = user.userId
-                message.name = user.name
-                message.content = text
-                message.timestamp = ops.now
-                event.message = message
-            }
-        ]
+        outcome.events = [try ops.messageEvent(tx, room, messageId, by: user, text)]
         return outcome
     }
 

@@ -34,14 +34,7 @@ extension Operations {
         } else if requirePasswords {
             return hasPassword ? unauthorised : pleaseLogin
         }
-        try setUser(tx, user)
-        try tx.touchUser(rowId: user.rowId, now: now)
-        let info = try userInfo(tx, user)
-        let follows = try follows(tx)
-        return .respond { response in
-            response.welcome = info
-            response.follows = follows
-        }
+        return try welcome(tx, user)
     }
 
     /// LOGOUT (§5.4): this session only.
@@ -78,6 +71,12 @@ extension Operations {
             old.keyDigest.count == 32, constantTimeEqual(old.keyDigest, oldKeyDigest),
             let userRow = old.userRowId, let user = try tx.user(rowId: userRow)
         else { return failed }
+        return try welcome(tx, user)
+    }
+
+    /// Logs this session in as `user`: a WELCOME with the rooms it follows
+    /// (LOGIN and MERGE_SESSION).
+    private func welcome(_ tx: any StoreTransaction, _ user: UserRow) throws -> Outcome {
         try setUser(tx, user)
         try tx.touchUser(rowId: user.rowId, now: now)
         let info = try userInfo(tx, user)

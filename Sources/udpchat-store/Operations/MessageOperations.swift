@@ -20,19 +20,24 @@ extension Operations {
             $0.messageSent = sent
             $0.sessionUserID = user.userId  // known: no second read for it
         }
-        outcome.events = [
-            try roomEvent(tx, room) { event in
-                var message = IPCMessageEvent()
-                message.roomID = room.roomId
-                message.messageID = messageId
-                message.userID = user.userId
-                message.name = user.name
-                message.content = content
-                message.timestamp = now
-                event.message = message
-            }
-        ]
+        outcome.events = [try messageEvent(tx, room, messageId, by: user, content)]
         return outcome
+    }
+
+    /// The MESSAGE broadcast of a stored message: one a member posted, or an AI reply.
+    func messageEvent(_ tx: any StoreTransaction, _ room: RoomRow, _ messageId: Int64, by user: UserRow, _ content: String) throws
+        -> IPCEvent
+    {
+        try roomEvent(tx, room) { event in
+            var message = IPCMessageEvent()
+            message.roomID = room.roomId
+            message.messageID = messageId
+            message.userID = user.userId
+            message.name = user.name
+            message.content = content
+            message.timestamp = now
+            event.message = message
+        }
     }
 
     /// LIST_MESSAGES (§5.13): the newest messages, oldest first, in commit order.

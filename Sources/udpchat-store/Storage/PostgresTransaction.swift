@@ -188,10 +188,7 @@ struct PostgresTransaction: StoreTransaction {
             """
         ).map { row in
             let (roomId, seq) = try row.decode((String, Int64).self)
-            var cursor = IPCRoomCursor()
-            cursor.roomID = roomId
-            cursor.seq = UInt64(bitPattern: seq)
-            return cursor
+            return IPCRoomCursor(roomId: roomId, seq: UInt64(bitPattern: seq))
         }
     }
 

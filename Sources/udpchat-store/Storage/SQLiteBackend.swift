@@ -206,12 +206,7 @@ struct SQLiteTransaction: StoreTransaction {
                 SELECT r.room_id, c.seq FROM session_cursors c JOIN rooms r ON r.id = c.room_id
                 WHERE c.session_id = (SELECT id FROM sessions WHERE session_id = ?) AND r.closed_at IS NULL ORDER BY r.id
                 """), arguments: [session]
-        ).map { row in
-            var cursor = IPCRoomCursor()
-            cursor.roomID = row[0]
-            cursor.seq = UInt64(bitPattern: row[1])
-            return cursor
-        }
+        ).map { row in IPCRoomCursor(roomId: row[0], seq: UInt64(bitPattern: row[1])) }
     }
 
     // MARK: Room event log

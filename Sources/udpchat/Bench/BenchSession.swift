@@ -55,17 +55,7 @@ final class BenchSession: @unchecked Sendable {
     func seal(_ packet: ClientPacket, wallNanoseconds: UInt64, random: inout SecureRandom.Pool) -> [UInt8] {
         nonceClock = max(wallNanoseconds, nonceClock + 1)
         let nonce = Nonce.client(nanoseconds: nonceClock, random: random.take(4))
-        let ciphertext = cipher!.seal(packet.json.serialized(), nonce: nonce)
-        var datagram: [UInt8] = []
-        datagram.reserveCapacity(96 + 2 * ciphertext.count)
-        datagram.append(contentsOf: #"{"type":"SECURE_MSG","session_id":""#.utf8)
-        datagram.append(contentsOf: id.utf8)
-        datagram.append(contentsOf: #"","nonce":""#.utf8)
-        Hex.append(nonce, to: &datagram)
-        datagram.append(contentsOf: #"","ciphertext":""#.utf8)
-        Hex.append(ciphertext, to: &datagram)
-        datagram.append(contentsOf: #""}"#.utf8)
-        return datagram
+        return SecureEnvelope.datagram(sessionId: id, nonce: nonce, ciphertext: cipher!.seal(packet.json.serialized(), nonce: nonce))
     }
 }
 
