@@ -77,7 +77,7 @@ struct InternalPlaneTests {
             let response = try IPCKeysResponse(serializedBytes: reply)
             #expect(response.failure.code == "invalid_request", "\(response)")
             // Nothing in the reply verifies as the identity's signature over the chosen bytes.
-            let identity = try await keys.call({ var r = IPCKeysRequest(); r.getIdentity = IPCGetIdentity(); return r }()).identity
+            let identity = try await keys.call(.identity).identity
             #expect(!identity.publicKeyDer.isEmpty)
             for candidate in Self.byteStrings(in: reply) {
                 #expect(
@@ -194,12 +194,8 @@ struct InternalPlaneTests {
             }
             #expect(reply != nil)
 
-            var ping = IPCStoreRequest()
-            ping.ping = IPCPing()
-            let pingBody: [UInt8] = try ping.serializedBytes()
-            var identity = IPCKeysRequest()
-            identity.getIdentity = IPCGetIdentity()
-            let identityBody: [UInt8] = try identity.serializedBytes()
+            let pingBody: [UInt8] = try IPCStoreRequest.ping.serializedBytes()
+            let identityBody: [UInt8] = try IPCKeysRequest.identity.serializedBytes()
             let keysEndpoint = try #require(settings["KEYS_ENDPOINT"]), storeEndpoint = try #require(settings["STORE_ENDPOINT"])
             // The edge's keys are answered (what the refusals below are measured against).
             let (edgeToKeys, r1) = try Self.client(system, keysEndpoint, as: .edge, server: .keys)

@@ -11,11 +11,9 @@ import Testing
 /// edge loads.
 @Suite struct DeliveryStateTests {
     private func read(_ store: StoreHarness, _ rooms: [(String, UInt64)], limit: UInt32 = 100) async -> IPCRoomEventPages {
-        var read = IPCReadRoomEvents()
-        read.limit = limit
-        read.rooms = rooms.map(IPCRoomCursor.init)
         var request = IPCStoreRequest()
-        request.readRoomEvents = read
+        request.readRoomEvents.limit = limit
+        request.readRoomEvents.rooms = rooms.map(IPCRoomCursor.init)
         return await store.service.handle(request).roomEvents
     }
 
@@ -171,13 +169,7 @@ import Testing
         var after = ""
         var pages = 0
         repeat {
-            var load = IPCLoadSessions()
-            load.activeSince = now - 100
-            load.afterSessionID = after
-            load.limit = 2
-            var request = IPCStoreRequest()
-            request.loadSessions = load
-            let page = await store.service.handle(request).loadedSessions
+            let page = await store.service.handle(.loadSessions(activeSince: now - 100, after: after, limit: 2, edge: "")).loadedSessions
             loaded += page.sessions
             pages += 1
             after = page.sessions.last?.sessionID ?? ""
@@ -229,12 +221,7 @@ import Testing
         _ = await heard(a, by: "edge-1")
 
         func load(_ edge: String) async -> Set<String> {
-            var load = IPCLoadSessions()
-            load.activeSince = Int64(Date().timeIntervalSince1970) - 100
-            load.limit = 100
-            load.edge = edge
-            var request = IPCStoreRequest()
-            request.loadSessions = load
+            let request = IPCStoreRequest.loadSessions(activeSince: Int64(Date().timeIntervalSince1970) - 100, after: "", limit: 100, edge: edge)
             return Set(await store.service.handle(request).loadedSessions.sessions.map(\.sessionID))
         }
         #expect(await load("edge-1") == [a.id, unclaimed.id])

@@ -153,11 +153,7 @@ extension EdgeMachine {
                 guard let datagram = Self.seal(inner, sessionId: session.id, cipher: session.cipher, nonces: &nonces) else { continue }
                 write(datagram, to: session.address, &out)
             case .read(let roomId, let after):
-                var read = IPCReadRoomEvents()
-                read.rooms = [IPCRoomCursor(roomId: roomId, seq: after)]
-                read.limit = RoomLog.pageSize
-                var request = IPCStoreRequest()
-                request.readRoomEvents = read
+                let request = IPCStoreRequest.readRoomEvents(roomId: roomId, after: after, limit: RoomLog.pageSize)
                 out.storeCalls.append((request, .read(roomId: roomId, after: after)))
             case .acknowledged(let roundTrip):
                 metrics.ackRoundTrip.recordNanoseconds(Int64(roundTrip))

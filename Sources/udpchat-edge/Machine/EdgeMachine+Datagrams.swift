@@ -71,11 +71,7 @@ extension EdgeMachine {
             return
         }
         handshakesInFlight += 1
-        var new = IPCNewSession()
-        new.clientKeyDer = Data(der)
-        var call = IPCKeysRequest()
-        call.newSession = new
-        out.keysCalls.append((call, .newSession(request: request)))
+        out.keysCalls.append((.newSession(clientKey: der), .newSession(request: request)))
     }
 
     /// Why a new session from `address` cannot be had now, or nil: too many
@@ -180,11 +176,7 @@ extension EdgeMachine {
             return
         }
         restoring[secure.sessionId] = [(secure, request)]
-        var load = IPCLoadSession()
-        load.sessionID = secure.sessionId
-        var storeRequest = IPCStoreRequest()
-        storeRequest.loadSession = load
-        out.storeCalls.append((storeRequest, .restore(sessionId: secure.sessionId)))
+        out.storeCalls.append((.loadSession(id: secure.sessionId), .restore(sessionId: secure.sessionId)))
     }
 
     /// Datagrams held for a session that is now restored (or could not be).

@@ -51,12 +51,7 @@ extension EdgeMachine {
                 releaseHeld(id, restored: nil, failure: ProtocolText.sessionNotFound(id), now, &out)
                 return
             }
-            var unwrap = IPCUnwrapSessionKey()
-            unwrap.sessionID = id
-            unwrap.wrappedKey = loaded.wrappedKey
-            var request = IPCKeysRequest()
-            request.unwrapSessionKey = unwrap
-            out.keysCalls.append((request, .unwrap(sessionId: id, loaded: loaded)))
+            out.keysCalls.append((.unwrap(sessionId: id, wrappedKey: loaded.wrappedKey), .unwrap(sessionId: id, loaded: loaded)))
         case .failure(let error):
             logger.warning("restoring a session failed: udpchat-store \(error)", metadata: ["session": "\(id)"])
             releaseHeld(id, restored: nil, failure: ProtocolText.packetFailurePrefix + "the store is unavailable; try again", now, &out)
@@ -122,13 +117,9 @@ extension EdgeMachine {
     }
 
     func loadSessions(after: String, resync: Bool, _ now: EdgeTime, _ out: inout EdgeOutput) {
-        var load = IPCLoadSessions()
-        load.activeSince = now.wall - Int64(settings.broadcastIdle.components.seconds)
-        load.afterSessionID = after
-        load.limit = Self.loadPage
-        load.edge = settings.edgeId
-        var request = IPCStoreRequest()
-        request.loadSessions = load
+        let request = IPCStoreRequest.loadSessions(
+            activeSince: now.wall - Int64(settings.broadcastIdle.components.seconds), after: after, limit: Self.loadPage,
+            edge: settings.edgeId)
         out.storeCalls.append((request, .loadPage(after: after, resync: resync)))
     }
 
@@ -157,15 +148,7 @@ extension EdgeMachine {
             nextPage(after: page.sessions.last!.sessionID, more: page.more, resync: resync, now, &out)
             return
         }
-        var unwrap = IPCUnwrapSessionKeys()
-        unwrap.keys = unknown.map { session in
-            var key = IPCUnwrapSessionKey()
-            key.sessionID = session.sessionID
-            key.wrappedKey = session.wrappedKey
-            return key
-        }
-        var request = IPCKeysRequest()
-        request.unwrapSessionKeys = unwrap
+        let request = IPCKeysRequest.unwrap(unknown.map { ($0.sessionID, $0.wrappedKey) })
         out.keysCalls.append((request, .unwrapPage(unknown, resync: resync, more: page.more, last: page.sessions.last!.sessionID)))
     }
 
@@ -277,9 +260,7 @@ extension EdgeMachine {
     }
 
     private mutating func sendReport(_ activities: inout [IPCSessionActivity], _ reports: inout [SessionReport], _ out: inout EdgeOutput) {
-        var request = IPCStoreRequest()
-        request.touchSessions.sessions = activities
-        out.storeCalls.append((request, .report(reports)))
+        out.storeCalls.append((.touchSessions(activities), .report(reports)))
         reportsInFlight += 1
         activities.removeAll()
         reports.removeAll()

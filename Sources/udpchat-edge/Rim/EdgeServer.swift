@@ -197,14 +197,10 @@ final class EdgeServer: @unchecked Sendable {
 
     /// Whether udpchat-keys and udpchat-store answer now (for `/readyz`).
     func peersRespond(within timeout: Duration) async -> (keys: Bool, store: Bool) {
-        var identity = IPCKeysRequest()
-        identity.getIdentity = IPCGetIdentity()
-        var ping = IPCStoreRequest()
-        ping.ping = IPCPing()
         let quickKeys = KeysClient(rpc: keys.rpc, timeout: timeout)
         let quickStore = StoreClient(rpc: store.rpc, timeout: timeout)
-        async let keysAnswer = try? quickKeys.call(identity)
-        async let storeAnswer = try? quickStore.call(ping)
+        async let keysAnswer = try? quickKeys.call(.identity)
+        async let storeAnswer = try? quickStore.call(.ping)
         let (keysResult, storeResult) = await (keysAnswer, storeAnswer)
         let storeOK: Bool
         if case .done? = storeResult?.result { storeOK = true } else { storeOK = false }
