@@ -47,12 +47,15 @@ let package = Package(
             name: "IPCMessages",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // The names of the values log lines carry, one per kind of value.
+        .target(name: "ChatLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // How the server programs talk: ZeroMQ sockets and their reactor,
         // RPC client and server, PUB/SUB, job channels, CURVE keys.
         .target(
             name: "IPC",
             dependencies: [
                 "ChatWire",
+                "ChatLog",
                 "IPCMessages",
                 "CZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
@@ -67,6 +70,7 @@ let package = Package(
             name: "Ops",
             dependencies: [
                 "ChatWire",
+                "ChatLog",
                 "IPC",
                 "CLibrary",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -88,6 +92,7 @@ let package = Package(
                 "IPCMessages",
                 "IPC",
                 "Ops",
+                "ChatLog",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -99,6 +104,7 @@ let package = Package(
                 "IPCMessages",
                 "IPC",
                 "Ops",
+                "ChatLog",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -114,6 +120,7 @@ let package = Package(
                 "IPCMessages",
                 "IPC",
                 "Ops",
+                "ChatLog",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -127,6 +134,7 @@ let package = Package(
                 "IPCMessages",
                 "IPC",
                 "Ops",
+                "ChatLog",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,6 @@
-import ChatWire
 import CZeroMQ
+import ChatLog
+import ChatWire
 import Logging
 import Synchronization
 
@@ -51,7 +52,7 @@ final class MessageDriver: ReactorDriver {
                 guard let frames = try socket.receive() else { return }
                 received(frames)
             } catch {
-                logger.warning("receive failed: \(error)")
+                logger.warning("receive failed", metadata: .fields(.error(error)))
                 return
             }
         }
@@ -64,7 +65,7 @@ final class MessageDriver: ReactorDriver {
         while index < backlog.count {
             let result = socket.send(backlog[index])
             if case .wouldBlock = result { break }
-            if case .failed(let error) = result { logger.warning("send failed: \(error)") }
+            if case .failed(let error) = result { logger.warning("send failed", metadata: .fields(.error(error))) }
             index += 1
         }
         backlog.removeFirst(index)
@@ -93,7 +94,7 @@ public final class MessageRouter: Sendable {
         reactor.add(
             MessageDriver(socket: socket, outgoing: outgoing, logger: logger) { frames in
                 guard frames.count == 2 else {
-                    logger.warning("malformed message dropped (\(frames.count) frames)")
+                    logger.warning("malformed message dropped", metadata: .fields(.value("frames", "\(frames.count)")))
                     return
                 }
                 handler(frames[0], frames[1])
@@ -123,7 +124,7 @@ public final class MessageDealer: Sendable {
         reactor.add(
             MessageDriver(socket: socket, outgoing: outgoing, logger: logger) { frames in
                 guard frames.count == 1 else {
-                    logger.warning("malformed message dropped (\(frames.count) frames)")
+                    logger.warning("malformed message dropped", metadata: .fields(.value("frames", "\(frames.count)")))
                     return
                 }
                 handler(frames[0])

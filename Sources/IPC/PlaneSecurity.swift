@@ -1,5 +1,6 @@
-import ChatWire
 import CZeroMQ
+import ChatLog
+import ChatWire
 import Foundation
 import Logging
 
@@ -204,7 +205,7 @@ final class ZAPHandler: ReactorDriver {
         for _ in 0..<256 {
             guard let frames = try? socket.receive() else { return }
             let reply = answer(frames)
-            if case .failed(let error) = socket.send(reply) { logger.warning("ZAP reply failed: \(error)") }
+            if case .failed(let error) = socket.send(reply) { logger.warning("ZAP reply failed", metadata: .fields(.error(error))) }
         }
     }
 
@@ -218,7 +219,7 @@ final class ZAPHandler: ReactorDriver {
         let address = String(decoding: frames[3], as: UTF8.self)
         let mechanism = String(decoding: frames[5], as: UTF8.self)
         func refuse(_ why: String) -> [[UInt8]] {
-            logger.warning("internal connection refused: \(why)", metadata: ["address": "\(address)", "domain": "\(domain)"])
+            logger.warning("internal connection refused", metadata: .fields(.reason(why), .address(address), .value("domain", domain)))
             return [Array("1.0".utf8), requestId, Array("400".utf8), Array(why.utf8), [], []]
         }
         guard let server = security.server(forDomain: domain) else { return refuse("no CURVE endpoint has this domain") }

@@ -1,5 +1,6 @@
-import ChatWire
 import CZeroMQ
+import ChatLog
+import ChatWire
 import Logging
 import Synchronization
 
@@ -41,7 +42,7 @@ public final class Publisher: @unchecked Sendable {
 
         func service(now: UInt64) -> UInt64? {
             for message in publisher?.queue.take() ?? [] {
-                if case .failed(let error) = socket.send(message) { logger.warning("publish failed: \(error)") }
+                if case .failed(let error) = socket.send(message) { logger.warning("publish failed", metadata: .fields(.error(error))) }
             }
             return nil
         }
@@ -96,12 +97,12 @@ public final class Subscriber: @unchecked Sendable {
                 do {
                     guard let frames = try socket.receive() else { return }
                     guard frames.count == 2 else {
-                        logger.warning("malformed event dropped (\(frames.count) frames)")
+                        logger.warning("malformed event dropped", metadata: .fields(.value("frames", "\(frames.count)")))
                         continue
                     }
                     handler(String(decoding: frames[0], as: UTF8.self), frames[1])
                 } catch {
-                    logger.warning("event receive failed: \(error)")
+                    logger.warning("event receive failed", metadata: .fields(.error(error)))
                     return
                 }
             }

@@ -1,7 +1,8 @@
-import ChatWire
-import IPCMessages
 import CZeroMQ
+import ChatLog
+import ChatWire
 import HeapModule
+import IPCMessages
 import Logging
 import Synchronization
 
@@ -129,11 +130,11 @@ public final class RPCClient: @unchecked Sendable {
                     guard let received = try socket.receive() else { return }
                     frames = received
                 } catch {
-                    logger.warning("receive from \(name) failed: \(error)")
+                    logger.warning("RPC receive failed", metadata: .fields(.peer(name), .error(error)))
                     return
                 }
                 guard frames.count == 2, let header = RPCFrame.parseReplyHeader(frames[0]) else {
-                    logger.warning("malformed reply from \(name) dropped")
+                    logger.warning("malformed RPC reply dropped", metadata: .fields(.peer(name)))
                     continue
                 }
                 guard let request = pending.removeValue(forKey: header.id) else { continue }  // late: already timed out

@@ -1,6 +1,7 @@
+import CZeroMQ
+import ChatLog
 import ChatWire
 import IPCMessages
-import CZeroMQ
 import Logging
 import Synchronization
 
@@ -78,7 +79,7 @@ public final class RPCServer: @unchecked Sendable {
                     identity: identity, header: RPCFrame.replyHeader(id: id, status: .failure), body: Array("\(error)".utf8))
             }
             if MonotonicClock.now() > deadline {
-                logger.debug("reply to request \(id) is later than the caller's deadline")
+                logger.debug("reply later than the caller's deadline", metadata: .fields(.value("request", "\(id)")))
             }
             enqueue(reply, finished: true)
         }
@@ -124,11 +125,11 @@ public final class RPCServer: @unchecked Sendable {
                     guard let received = try socket.receive() else { return }
                     frames = received
                 } catch {
-                    logger.warning("RPC receive failed: \(error)")
+                    logger.warning("RPC receive failed", metadata: .fields(.error(error)))
                     return
                 }
                 guard frames.count == 3, let header = RPCFrame.parseRequestHeader(frames[1]) else {
-                    logger.warning("malformed RPC request dropped (\(frames.count) frames)")
+                    logger.warning("malformed RPC request dropped", metadata: .fields(.value("frames", "\(frames.count)")))
                     continue
                 }
                 server?.dispatch(identity: frames[0], id: header.id, timeoutMs: header.timeoutMs, body: frames[2])

@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Logging
 import NIOCore
@@ -47,7 +48,7 @@ public final class OpsServer: Sendable {
             }
             .bind(host: host, port: port).get()
         self.port = channel.localAddress?.port ?? port
-        logger.info("metrics and health on http://\(host):\(self.port)")
+        logger.info("metrics and health", metadata: .fields(.address("http://\(host):\(self.port)")))
     }
 
     public func close() async {

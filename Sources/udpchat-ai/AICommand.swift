@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import ChatLog
 import ChatWire
 import Foundation
 import IPC
@@ -60,7 +61,7 @@ struct AICommand: AsyncParsableCommand {
         inbox.value = worker
         let ops = try await program.startOps { [worker] in OpsServer.readiness([("udpchat-store", worker.storeResponds)]) }
         worker.sendStatus()
-        logger.info("taking jobs from \(settings.common.jobsEndpoint)", metadata: ["model": "\(model.summary)"])
+        logger.info("taking jobs", metadata: .fields(.address(settings.common.jobsEndpoint), .value("model", model.summary)))
 
         let heartbeat = Task { await worker.heartbeat() }
         // On SIGTERM: take no more jobs, finish the running ones (or hand them

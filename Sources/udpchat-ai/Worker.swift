@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Foundation
 import IPCMessages
@@ -133,8 +134,9 @@ final class Worker: Sendable {
         Timer(label: "udpchat_ai_job_seconds", dimensions: [("outcome", label)]).recordNanoseconds(
             Int64((ContinuousClock.now - started).milliseconds * 1_000_000))
         logger.info(
-            "AI job done: \(outcome)",
-            metadata: ["job": "\(assignment.jobID)", "ms": "\((ContinuousClock.now - started).milliseconds)"])
+            "AI job done",
+            metadata: .fields(
+                .job(assignment.jobID), .value("outcome", "\(outcome)"), .value("ms", "\((ContinuousClock.now - started).milliseconds)")))
         state.withLock { state in
             state.running[assignment.jobID] = nil
             state.unconfirmed[assignment.jobID] = Pending(result: result, sentAt: .now)

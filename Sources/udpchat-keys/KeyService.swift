@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Crypto
 import CryptoExtras
@@ -52,7 +53,7 @@ struct KeyService: Sendable {
                 unwrapped.sessionKey = Data(key)
                 response.unwrapped = unwrapped
             } else {
-                logger.warning("a wrapped session key did not open", metadata: ["session": "\(unwrap.sessionID)"])
+                logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID)))
                 response.failure = failure("unwrap_failed", "the wrapped key was not made by this key-encryption key for that session")
             }
         case .unwrapSessionKeys(let batch):
@@ -64,7 +65,7 @@ struct KeyService: Sendable {
             keys.sessionKeys = batch.keys.map { unwrap in
                 let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
                 (key == nil ? refused : unwrapped).increment()
-                if key == nil { logger.warning("a wrapped session key did not open", metadata: ["session": "\(unwrap.sessionID)"]) }
+                if key == nil { logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID))) }
                 return Data(key ?? [])
             }
             response.unwrappedKeys = keys
@@ -104,7 +105,7 @@ struct KeyService: Sendable {
             signatures.increment()
             response.newSession = keys
         } catch {
-            logger.error("signing failed: \(error)")
+            logger.error("signing failed", metadata: .fields(.error(error)))
             response.failure = failure("signing_failed", "\(error)")
         }
         return response

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatLog
 import ChatWire
 import Crypto
 import CryptoExtras
@@ -227,7 +228,7 @@ struct Serve: AsyncParsableCommand {
             let size = try rsaKeySize(configuredKeyBits(settings), named: "KEY_BITS")
             try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
             try files.ensureKeyEncryptionKey()
-            logger.notice("generated a new identity key in \(files.directory.path)")
+            logger.notice("generated a new identity key", metadata: .fields(.path(files.directory.path)))
         }
         let service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
         try SocketDirectory.prepare(binding: [common.keysBind])
@@ -238,7 +239,7 @@ struct Serve: AsyncParsableCommand {
             service.handle($0)
         }
         let ops = try await program.startOps { OpsServer.readiness([("identity key", true)]) }
-        logger.info("serving on \(common.keysBind)", metadata: ["fingerprint": "\(service.fingerprint)"])
+        logger.info("serving", metadata: .fields(.address(common.keysBind), .value("fingerprint", service.fingerprint)))
         return .init(
             ready: "endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)", services: [ReactorService(reactor: reactor, ops: ops)])
     }

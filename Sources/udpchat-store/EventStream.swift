@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import IPC
 import IPCMessages
@@ -39,7 +40,7 @@ final class EventStream: Sendable {
                     publisher.publish(topic: Self.topic, body: try event.serializedBytes())
                     lastId += 1
                 } catch {
-                    logger.error("cannot encode event: \(error)")
+                    logger.error("cannot encode event", metadata: .fields(.error(error)))
                 }
             }
         }

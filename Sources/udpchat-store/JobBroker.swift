@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Foundation
 import IPC
@@ -91,7 +92,7 @@ final class JobBroker: Sendable {
     /// several stores, those whose store's lease ran out.
     private func recover(service: StoreService, into queue: inout JobQueue) async {
         let taken = await claim(service: service, all: service.backend is SQLiteBackend, into: &queue)
-        if taken > 0 { logger.info("queued \(taken) AI jobs again after a restart") }
+        if taken > 0 { logger.info("AI jobs queued again after a restart", metadata: .fields(.count(taken))) }
     }
 
     /// Every few seconds: renews the lease of the jobs this store holds, and
@@ -105,10 +106,10 @@ final class JobBroker: Sendable {
         do {
             _ = try await service.backend.write { tx in try tx.renewJobLeases(run: owner.run, jobIds: held, until: until) }
         } catch {
-            logger.warning("cannot renew the AI jobs' leases: \(error)")
+            logger.warning("cannot renew the AI jobs' leases", metadata: .fields(.error(error)))
         }
         let taken = await claim(service: service, all: false, into: &queue)
-        if taken > 0 { logger.info("took \(taken) AI jobs of a store that stopped") }
+        if taken > 0 { logger.info("took the AI jobs of a store that stopped", metadata: .fields(.count(taken))) }
     }
 
     /// Claims queued jobs in the database and queues them; how many.
@@ -121,7 +122,7 @@ final class JobBroker: Sendable {
                 try tx.claimJobs(run: owner.run, now: wallNow, until: wallNow + owner.leaseMs, limit: Self.claimBatch, all: all)
             }
         } catch {
-            logger.error("cannot take queued AI jobs: \(error)")
+            logger.error("cannot take queued AI jobs", metadata: .fields(.error(error)))
             return 0
         }
         let now = MonotonicClock.now()
@@ -156,7 +157,7 @@ final class JobBroker: Sendable {
         }
         switch message.kind {
         case .status(let status):
-            if queue.workers[peer] == nil { logger.info("AI worker \(status.workerName) joined with \(status.freeSlots) free slots") }
+            if queue.workers[peer] == nil { logger.info("AI worker joined", metadata: .fields(.worker(status.workerName), .value("free_slots", "\(status.freeSlots)"))) }
             await perform(queue.status(from: peer, status, now: now), service: service, queue: &queue)
         case .result(let result):
             let (disposition, actions) = queue.result(from: peer, result, now: now)
@@ -195,14 +196,14 @@ final class JobBroker: Sendable {
                 message.assignment.job = job
                 send(message, to: peer)
                 StoreMetrics.job("leased")
-                logger.debug("AI job leased", metadata: ["job": "\(jobId)", "lease": "\(lease)"])
+                logger.debug("AI job leased", metadata: .fields(.job(jobId), .value("lease", "\(lease)")))
             case .fail(let jobId, let reason):
                 let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
                 }
             case .dropped(let name, let jobs):
-                logger.warning("AI worker \(name) went silent; \(jobs.count) of its jobs queued again")
+                logger.warning("AI worker went silent; its jobs are queued again", metadata: .fields(.worker(name), .count(jobs.count)))
             }
         }
     }
@@ -214,7 +215,7 @@ final class JobBroker: Sendable {
     ) async {
         let result = await service.commit.submit(GroupCommit.Write(setup: nil, operation: write))
         if case .failure(let error) = result {
-            logger.error("ending AI job failed: \(error)", metadata: ["job": "\(jobId)"])
+            logger.error("ending AI job failed", metadata: .fields(.job(jobId), .error(error)))
         }
         queue.ended(jobId)
         // What was committed decides, not what was asked: a reply can still

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatLog
 import ChatWire
 import IPC
 import IPCMessages
@@ -91,8 +92,9 @@ struct Serve: AsyncParsableCommand {
             OpsServer.readiness([("database", await service.databaseResponds())])
         }
         logger.info(
-            "serving on \(common.storeBind), events on \(common.eventsBind), AI jobs on \(common.jobsBind)",
-            metadata: ["db": "\(database)"])
+            "serving", metadata: .fields(
+                .address(common.storeBind), .value("events", common.eventsBind), .value("jobs", common.jobsBind),
+                .value("db", "\(database)")))
         // On SIGTERM: refuse new requests, let those in flight commit and be
         // answered, then stop (a drained group commit leaves nothing unwritten).
         let services: [any Service] = [
@@ -114,7 +116,7 @@ struct SessionExpiry: Service {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let deleted = await service.expireIdleSessions()
-            if deleted > 0 { logger.info("expired \(deleted) idle sessions") }
+            if deleted > 0 { logger.info("idle sessions expired", metadata: .fields(.count(deleted))) }
         }
     }
 }

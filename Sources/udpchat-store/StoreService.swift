@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Foundation
 import IPC
@@ -170,7 +171,7 @@ final class StoreService: Sendable {
         switch result {
         case .success(let outcome): return outcome.affectedRows
         case .failure(let error):
-            logger.error("expiring idle sessions failed: \(error)")
+            logger.error("expiring idle sessions failed", metadata: .fields(.error(error)))
             return 0
         }
     }
@@ -291,7 +292,7 @@ final class StoreService: Sendable {
         case .success(let outcome): return outcome.response
         case .failure(let error as GroupCommit.Expired):
             StoreMetrics.expired()
-            logger.info("\(error)", metadata: ["session": "\(ops.sessionId)"])
+            logger.info("request refused", metadata: .fields(.session(ops.sessionId), .error(error)))
             return Self.beforeTheOperation(Outcome.error(ProtocolText.packetFailurePrefix + "the store did not answer in time").response)
         case .failure(let error): return failure(error, ops)
         }
@@ -305,7 +306,7 @@ final class StoreService: Sendable {
     }
 
     private func failure(_ error: any Error, _ ops: Operations) -> IPCStoreResponse {
-        logger.error("storage failure: \(error)", metadata: ["session": "\(ops.sessionId)"])
+        logger.error("storage failure", metadata: .fields(.session(ops.sessionId), .error(error)))
         return Self.beforeTheOperation(Outcome.error(ProtocolText.packetFailurePrefix + "the store could not complete the request").response)
     }
 

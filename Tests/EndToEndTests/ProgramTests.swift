@@ -114,6 +114,26 @@ struct ProgramTests {
         }
     }
 
+    /// A second edge on a port an edge serves is refused (unless both ask
+    /// for REUSE_PORT): it must not take a share of the first one's clients.
+    @Test func aSecondEdgeCannotTakeAPortInUse() async throws {
+        try await withSystem { system in
+            var environment = system.environment
+            environment["SERVER_PORT"] = String(system.port)
+            environment["EDGE_METRICS_PORT"] = "0"
+            let second = try ProgramProcess(
+                name: "edge-2", executable: system.binaries.appendingPathComponent("udpchat-edge"), environment: environment,
+                directory: system.root)
+            defer { Task { _ = await second.stop(signal: SIGKILL) } }
+            await #expect(throws: HarnessError.self) { _ = try await second.waitForLine(startingWith: "udpchat-edge ready") }
+            #expect(await second.stop() == 1, "\(second.log())")
+            #expect(second.log().contains("udpchat-edge: ") && second.log().contains("in use"), "\(second.log())")
+            // The first edge still answers its clients.
+            let client = try await system.client()
+            #expect(try await client.hello() == "Welcome to UDPChat-AI.")
+        }
+    }
+
     /// Every server program starts through one runner: a setting it cannot
     /// use, read before serving or while starting, is one line naming the
     /// program and the setting, and exit status 1, with no ready line.

@@ -61,6 +61,26 @@ import Testing
         #expect(!Self.matches("IPCMessages", "IPC") && Self.matches("IPC", "IPC"))
     }
 
+    /// Log messages say what happened in fixed words; the values go in
+    /// typed metadata (`LogField`), so a collector can filter by them.
+    @Test func noLogMessageCarriesAValueInItsText() throws {
+        let call = try NSRegularExpression(
+            pattern: #"logger\.(trace|debug|info|notice|warning|error|critical)\(\s*"((?:[^"\\]|\\.)*)""#)
+        var messages = 0
+        for file in try Self.swiftFiles("Sources") {
+            let text = file.text as NSString
+            for match in call.matches(in: file.text, range: NSRange(location: 0, length: text.length)) {
+                messages += 1
+                let message = text.substring(with: match.range(at: 2))
+                #expect(!message.contains("\\("), "\(file.path): \(message)")
+            }
+        }
+        #expect(messages >= 60, "read \(messages) log messages")
+        // The rule sees a value where there is one.
+        let sample = #"logger.info("took \(n) jobs")"#
+        #expect(call.firstMatch(in: sample, range: NSRange(location: 0, length: sample.utf16.count)).map { (sample as NSString).substring(with: $0.range(at: 2)) } == #"took \(n) jobs"#)
+    }
+
     /// Implementation constant: the longest hand-written source file.
     static let longestFile = 400
 

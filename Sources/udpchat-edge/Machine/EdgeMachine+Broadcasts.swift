@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Foundation
 import IPCMessages
@@ -106,9 +107,9 @@ extension EdgeMachine {
         streams[event.run]!.lastEventId = id
         guard id != last + 1 else { return }
         if id < last {
-            logger.info("a store's events start again: it restarted; reading what was missed", metadata: ["run": "\(event.run)", "id": "\(id)"])
+            logger.info("a store's events start again: it restarted; reading what was missed", metadata: .fields(.run(event.run), .value("id", "\(id)")))
         } else {
-            logger.info("events missed: reading them from the store", metadata: ["run": "\(event.run)", "from": "\(last + 1)", "to": "\(id - 1)"])
+            logger.info("events missed: reading them from the store", metadata: .fields(.run(event.run), .value("from", "\(last + 1)"), .value("to", "\(id - 1)")))
         }
         resynchronise(now, &out)
     }
@@ -118,7 +119,7 @@ extension EdgeMachine {
     /// events were missed. Each store publishes a stream of its own.
     private mutating func streamMark(_ mark: IPCStreamMark, _ now: EdgeTime, _ out: inout EdgeOutput) {
         guard let known = streams[mark.run] else {
-            if !streams.isEmpty { logger.info("a store started: reading what was missed", metadata: ["run": "\(mark.run)"]) }
+            if !streams.isEmpty { logger.info("a store started: reading what was missed", metadata: .fields(.run(mark.run))) }
             streams[mark.run] = EventStreamState(lastEventId: mark.lastEventID, lastMark: now.monotonic)
             resynchronise(now, &out)
             return
@@ -126,7 +127,7 @@ extension EdgeMachine {
         streams[mark.run]!.lastMark = now.monotonic
         if mark.lastEventID > known.lastEventId {
             logger.info(
-                "events missed: reading them", metadata: ["run": "\(mark.run)", "received": "\(known.lastEventId)", "published": "\(mark.lastEventID)"])
+                "events missed: reading them", metadata: .fields(.run(mark.run), .value("received", "\(known.lastEventId)"), .value("published", "\(mark.lastEventID)")))
             streams[mark.run]!.lastEventId = mark.lastEventID
             resynchronise(now, &out)
         }
@@ -160,12 +161,12 @@ extension EdgeMachine {
             case .unreachable(let index):
                 metrics.unreachable.increment()
                 logger.info(
-                    "session unreachable: broadcasts stop until it speaks", metadata: ["session": "\(table[index]?.id ?? "?")"])
+                    "session unreachable: broadcasts stop until it speaks", metadata: .fields(.session(table[index]?.id ?? "?")))
             case .skipped(let index, let roomId, let count):
                 metrics.backlogSkipped.increment(by: Int64(count))
                 logger.info(
-                    "session too far behind: skipped \(count) events of room \(roomId)",
-                    metadata: ["session": "\(table[index]?.id ?? "?")"])
+                    "session too far behind: skipped the oldest events of a room",
+                    metadata: .fields(.session(table[index]?.id ?? "?"), .room(roomId), .count(Int(count))))
             }
         }
     }
@@ -177,7 +178,7 @@ extension EdgeMachine {
         guard case .success(let response) = result, case .roomEvents(let pages)? = response.result,
             let page = pages.pages.first(where: { $0.roomID == roomId })
         else {
-            if case .failure(let error) = result { logger.warning("reading room \(roomId) failed: udpchat-store \(error)") }
+            if case .failure(let error) = result { logger.warning("reading a room's events failed", metadata: .fields(.room(roomId), .peer("udpchat-store"), .error(error))) }
             delivery.readFailed(roomId: roomId, after: after, now: now.monotonic)
             return
         }

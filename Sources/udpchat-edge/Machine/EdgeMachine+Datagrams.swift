@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Crypto
 import Foundation
@@ -47,7 +48,7 @@ extension EdgeMachine {
         // Cheap checks before any RSA work: the source's budget, then the global cap.
         guard isExempt(address) || handshakeLimiter.allow(address.source, now: now.monotonic) else {
             metrics.handshakesDropped.increment()
-            logger.debug("handshake over its source's budget dropped", metadata: ["source": "\(address.source)"])
+            logger.debug("handshake over its source's budget dropped", metadata: .fields(.address(address.source)))
             return
         }
         guard handshakesInFlight < Self.maxHandshakesInFlight else {
@@ -93,11 +94,10 @@ extension EdgeMachine {
         if now.monotonic &- lastCapacityLog >= 60_000_000_000 || lastCapacityLog == 0 {
             lastCapacityLog = now.monotonic
             logger.warning(
-                "new sessions refused: at the limit of \(refusal.reason)",
-                metadata: [
-                    "sessions": "\(table.count)", "anonymous": "\(table.anonymousCount)", "memory_bytes": "\(memoryInUse)",
-                    "source": "\(address.source)",
-                ])
+                "new sessions refused: at a limit",
+                metadata: .fields(
+                    .reason(refusal.reason), .value("sessions", "\(table.count)"), .value("anonymous", "\(table.anonymousCount)"),
+                    .value("memory_bytes", "\(memoryInUse)"), .address(address.source)))
         }
         return refusal.text
     }
@@ -119,7 +119,7 @@ extension EdgeMachine {
                 Self.isIdentifier(value.sessionID)
             else {
                 metrics.handshakesFailed.increment()
-                logger.error("udpchat-keys refused a handshake: \(response.failure.message)")
+                logger.error("udpchat-keys refused a handshake", metadata: .fields(.reason(response.failure.message)))
                 sendError(ProtocolText.packetFailurePrefix + "the key service refused the handshake", answering: request, now, &out)
                 return
             }
@@ -127,7 +127,7 @@ extension EdgeMachine {
             cipher = key
         case .failure(let error):
             metrics.handshakesFailed.increment()
-            logger.warning("handshake failed: udpchat-keys \(error)")
+            logger.warning("handshake failed", metadata: .fields(.peer("udpchat-keys"), .error(error)))
             sendError(ProtocolText.packetFailurePrefix + "the key service is unavailable; try again", answering: request, now, &out)
             return
         }
@@ -208,7 +208,7 @@ extension EdgeMachine {
         if Nonce.isServerNonce(nonce) {
             // One of our own packets sent back (§12 item 5): no reply at all.
             metrics.reflectionsDropped.increment()
-            logger.debug("reflected server packet dropped", metadata: ["session": "\(secure.sessionId)"])
+            logger.debug("reflected server packet dropped", metadata: .fields(.session(secure.sessionId)))
             return
         }
         guard let sealed = secure.sealed, let plaintext = cipher.open(sealed, nonce: nonce) else {
@@ -275,7 +275,7 @@ extension EdgeMachine {
         perform(actions, now, &out)
         if let decodeError {
             if decodeError.isEmpty {
-                logger.debug("inner packet carrying msg_id dropped", metadata: ["session": "\(secure.sessionId)"])
+                logger.debug("inner packet carrying msg_id dropped", metadata: .fields(.session(secure.sessionId)))
             } else {
                 reply(.error(message: decodeError), session: index, answering: nonce, to: address, &out)
             }

@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Foundation
 import IPCMessages
@@ -100,12 +101,12 @@ extension EdgeMachine {
                 // After the last attempt, once more past its deadline: an
                 // attempt the store began before it may still have been
                 // committed, and the client is told only what happened.
-                logger.info("store request failed: \(error); asking again", metadata: ["session": "\(sessionId)"])
+                logger.info("store request failed; asking again", metadata: .fields(.session(sessionId), .error(error)))
                 var again = work
                 again.unanswered += 1
                 table.update(index) { $0.queue.insert(again, at: 0) }
             case .failure(let error):
-                logger.warning("store request failed: \(error)", metadata: ["session": "\(sessionId)"])
+                logger.warning("store request failed", metadata: .fields(.session(sessionId), .error(error)))
                 let reason = error.code == .timeout ? "the store did not answer in time" : "the store is unavailable"
                 // The answer stands: a repeat that crossed it on the way (a
                 // client retransmits while it waits) gets it again, and
@@ -128,7 +129,7 @@ extension EdgeMachine {
         let packet = packet.trimmed { WireSpec.fitsSealed($0.count) } ?? packet
         var datagram = Self.seal(packet.json().serialized(), sessionId: id, cipher: cipher, nonces: &nonces)
         if datagram == nil {
-            logger.warning("\(packet.typeName) reply does not fit in one datagram", metadata: ["session": "\(id)"])
+            logger.warning("reply does not fit in one datagram", metadata: .fields(.session(id), .value("type", packet.typeName)))
             let error = ServerPacket.error(message: ProtocolText.packetFailurePrefix + "the reply does not fit in one datagram")
             datagram = Self.seal(error.json().serialized(), sessionId: id, cipher: cipher, nonces: &nonces)
         }

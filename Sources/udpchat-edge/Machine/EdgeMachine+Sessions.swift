@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Crypto
 import Foundation
@@ -30,7 +31,7 @@ extension EdgeMachine {
         case .report(let reports):
             reportsInFlight -= 1
             guard case .failure(let error) = result else { return }
-            logger.warning("reporting sessions failed: udpchat-store \(error); they are reported again")
+            logger.warning("reporting sessions failed; they are reported again", metadata: .fields(.peer("udpchat-store"), .error(error)))
             for report in reports where table[report.session]?.id == report.sessionId {
                 table.update(report.session) { $0.dirty = true }
                 delivery.reportFailed(report.session, cursors: report.cursors)
@@ -53,7 +54,7 @@ extension EdgeMachine {
             }
             out.keysCalls.append((.unwrap(sessionId: id, wrappedKey: loaded.wrappedKey), .unwrap(sessionId: id, loaded: loaded)))
         case .failure(let error):
-            logger.warning("restoring a session failed: udpchat-store \(error)", metadata: ["session": "\(id)"])
+            logger.warning("restoring a session failed", metadata: .fields(.session(id), .peer("udpchat-store"), .error(error)))
             releaseHeld(id, restored: nil, failure: ProtocolText.packetFailurePrefix + "the store is unavailable; try again", now, &out)
         }
     }
@@ -65,7 +66,7 @@ extension EdgeMachine {
         guard case .success(let response) = result, case .unwrapped(let unwrapped)? = response.result,
             let cipher = SessionCipher(keyBytes: [UInt8](unwrapped.sessionKey)), let first = restoring[id]?.first
         else {
-            logger.warning("restoring a session failed: its key did not unwrap", metadata: ["session": "\(id)"])
+            logger.warning("restoring a session failed: its key did not unwrap", metadata: .fields(.session(id)))
             releaseHeld(
                 id, restored: nil, failure: ProtocolText.packetFailurePrefix + "the session could not be restored; try again", now, &out)
             return
@@ -91,7 +92,7 @@ extension EdgeMachine {
         delivery.addSession(
             index, salt: MessageIdentifier.salt(sessionId: id), source: address.source, userId: loaded.userID.isEmpty ? nil : loaded.userID, acknowledges: loaded.acknowledges, active: active,
             follows: loaded.cursors.map { ($0.roomID, $0.seq) }, now: lastSeen)
-        logger.debug("session restored", metadata: ["session": "\(id)"])
+        logger.debug("session restored", metadata: .fields(.session(id)))
         return index
     }
 
@@ -125,7 +126,7 @@ extension EdgeMachine {
 
     private mutating func pageLoaded(resync: Bool, _ result: Result<IPCStoreResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput) {
         guard case .success(let response) = result, case .loadedSessions(let page)? = response.result else {
-            if case .failure(let error) = result { logger.warning("loading sessions failed: udpchat-store \(error); trying again") }
+            if case .failure(let error) = result { logger.warning("loading sessions failed; trying again", metadata: .fields(.peer("udpchat-store"), .error(error))) }
             loadingFailed(now)
             return
         }
@@ -159,7 +160,7 @@ extension EdgeMachine {
         guard case .success(let response) = result, case .unwrappedKeys(let keys)? = response.result,
             keys.sessionKeys.count == page.count
         else {
-            if case .failure(let error) = result { logger.warning("unwrapping loaded sessions failed: udpchat-keys \(error); trying again") }
+            if case .failure(let error) = result { logger.warning("unwrapping loaded sessions failed; trying again", metadata: .fields(.peer("udpchat-keys"), .error(error))) }
             loadingFailed(now)
             return
         }
@@ -177,7 +178,7 @@ extension EdgeMachine {
         }
         if added > 0 {
             loadAddedFollows = true
-            logger.info("resumed \(added) sessions active lately")
+            logger.info("resumed the sessions active lately", metadata: .fields(.count(added)))
         }
         perform(actions, now, &out)
         nextPage(after: last, more: more, resync: resync, now, &out)

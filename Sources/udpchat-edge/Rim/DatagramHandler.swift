@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Logging
 import NIOCore
@@ -27,6 +28,6 @@ final class DatagramHandler: ChannelInboundHandler {
 
     /// A UDP socket has no connection to lose: log and keep serving.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.warning("UDP socket error: \(error)")
+        logger.warning("UDP socket error", metadata: .fields(.error(error)))
     }
 }

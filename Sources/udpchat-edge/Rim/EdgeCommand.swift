@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatLog
 import ChatWire
 import IPC
 import NIOCore
@@ -52,8 +53,9 @@ struct EdgeCommand: AsyncParsableCommand {
         }
         let readSize = settings.bufferSize + 1  // one byte more tells an oversized datagram from a full one
         let channel = try await DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // Several edges on one host share the port when asked (the kernel spreads clients by address).
+            // Never SO_REUSEADDR: on UDP it lets a second socket bind a port in use (even one the
+            // kernel picks for port 0) and take its datagrams.
             .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
             // A deep receive queue rides out bursts and floods without dropping
             // established sessions' datagrams (the kernel caps it at net.core.rmem_max).
@@ -77,8 +79,8 @@ struct EdgeCommand: AsyncParsableCommand {
         server.start(channel: channel)
         let bound = channel.localAddress.flatMap(PeerAddress.init)?.description ?? "\(settings.host):\(settings.port)"
         logger.info(
-            "serving UDP on \(bound)",
-            metadata: ["keys": "\(settings.common.keysEndpoint)", "store": "\(settings.common.storeEndpoint)"])
+            "serving UDP",
+            metadata: .fields(.address(bound), .value("keys", settings.common.keysEndpoint), .value("store", settings.common.storeEndpoint)))
 
         // On SIGTERM: take no new requests (only ACKs), answer the requests
         // in flight, let acknowledging clients confirm the broadcasts sent to

@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import Foundation
 import IPC
@@ -51,7 +52,7 @@ final class EdgeServer: @unchecked Sendable {
             machine.start(.now(), &output)
             carryOut()
             channel.setOption(.autoRead, value: true).whenFailure { [self] error in
-                logger.error("reading datagrams could not start: \(error)")
+                logger.error("reading datagrams could not start", metadata: .fields(.error(error)))
             }
             housekeeping = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { [self] _ in
                 tick()
@@ -81,7 +82,7 @@ final class EdgeServer: @unchecked Sendable {
             do {
                 machine.published(try IPCEvent(serializedBytes: body), .now(), &output)
             } catch {
-                logger.warning("undecodable event dropped: \(error)")
+                logger.warning("undecodable event dropped", metadata: .fields(.error(error)))
             }
             carryOut()
         }
@@ -172,7 +173,7 @@ final class EdgeServer: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(10))
         } while ContinuousClock.now < deadline
         if busy || unconfirmed > 0 {
-            logger.warning("drain limit reached", metadata: ["unconfirmed copies": "\(unconfirmed)", "requests in flight": "\(busy)"])
+            logger.warning("drain limit reached", metadata: .fields(.value("unconfirmed_copies", "\(unconfirmed)"), .value("requests_in_flight", "\(busy)")))
         } else {
             logger.info("drained: every request answered, every copy to an acknowledging client confirmed")
         }
