@@ -45,10 +45,10 @@ let package = Package(
         // Protos/) and the error a call ends with. No I/O.
         .target(
             name: "IPCMessages",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["ChatWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // The names of the values log lines carry, one per kind of value.
-        .target(name: "ChatLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "ChatLog", dependencies: ["ChatWire", .product(name: "Logging", package: "swift-log")]),
         // How the server programs talk: ZeroMQ sockets and their reactor,
         // RPC client and server, PUB/SUB, job channels, CURVE keys.
         .target(

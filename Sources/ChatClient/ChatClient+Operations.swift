@@ -103,5 +103,5 @@ extension ChatClient {
         try await listRooms().first { $0.name == name }
     }
 
-    private func unexpected() -> ChatClientError { .unexpected("reply of an unexpected type") }
+    private func unexpected() -> ChatError { ChatClientError.unexpected("reply of an unexpected type") }
 }

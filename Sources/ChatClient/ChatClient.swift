@@ -132,8 +132,7 @@ public final class ChatClient: Sendable {
                 case .serverError(let text): throw ChatClientError.serverError(text)
                 case .packet(let packet): throw ChatClientError.unexpected("\(packet.packet.typeName)")
                 }
-            } catch ChatClientError.timeout(let what) where ContinuousClock.now < deadline {
-                _ = what
+            } catch let error as ChatError where error.code == .noAnswer && ContinuousClock.now < deadline {
                 continue
             }
         }

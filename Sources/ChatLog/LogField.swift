@@ -1,10 +1,11 @@
+import ChatWire
 import Logging
 
 /// A value a log line carries, with the one name it has in every program.
 /// Log messages say what happened in fixed words; the values go here, so a
 /// log collector can filter and count by them (`session=…`, `error=…`).
 public enum LogField: Sendable {
-    /// What went wrong.
+    /// What went wrong; a ``ChatError`` adds its `code`.
     case error(any Error)
     /// Why, when it is not an `Error`.
     case reason(String)
@@ -29,7 +30,12 @@ public enum LogField: Sendable {
     /// Any other named value.
     case value(String, String)
 
-    var pair: (String, Logger.MetadataValue) {
+    var pairs: [(String, Logger.MetadataValue)] {
+        if case .error(let error as ChatError) = self { return [("error", "\(error.message)"), ("code", "\(error.code)")] }
+        return [pair]
+    }
+
+    private var pair: (String, Logger.MetadataValue) {
         switch self {
         case .error(let error): ("error", "\(error)")
         case .reason(let reason): ("reason", "\(reason)")
@@ -50,6 +56,6 @@ public enum LogField: Sendable {
 extension Logger.Metadata {
     /// Metadata from typed fields: `metadata: .fields(.session(id), .error(error))`.
     public static func fields(_ fields: LogField...) -> Logger.Metadata {
-        Logger.Metadata(fields.map(\.pair), uniquingKeysWith: { $1 })
+        Logger.Metadata(fields.flatMap(\.pairs), uniquingKeysWith: { $1 })
     }
 }

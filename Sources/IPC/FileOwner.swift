@@ -20,7 +20,7 @@ public enum FileOwner {
             let gid = (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value, uid != 0
         else { return nil }
         guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
-            throw ConfigurationError("cannot switch to the owner of \(path) (uid \(uid)): errno \(errno)")
+            throw ChatError.configuration("cannot switch to the owner of \(path) (uid \(uid)): errno \(errno)")
         }
         return uid
     }

@@ -23,21 +23,21 @@ public struct CurveKeyPair: Sendable, Equatable {
         var publicText = [CChar](repeating: 0, count: 41)
         var secretText = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicText, &secretText) == 0 else {
-            throw ZMQError.last("zmq_curve_keypair (is libzmq built with CURVE?)")
+            throw ChatError.zmq("zmq_curve_keypair (is libzmq built with CURVE?)")
         }
         guard let publicKey = Z85.decode(String(cString: publicText)), let secretKey = Z85.decode(String(cString: secretText)) else {
-            throw ConfigurationError("zmq_curve_keypair returned keys that are not Z85")
+            throw ChatError.configuration("zmq_curve_keypair returned keys that are not Z85")
         }
         return CurveKeyPair(publicKey: publicKey, secretKey: secretKey)
     }
 
     /// The pair whose secret half is `secretKey`.
     public init(secretKey: [UInt8]) throws {
-        guard secretKey.count == 32 else { throw ConfigurationError("a CURVE secret key is 32 bytes") }
+        guard secretKey.count == 32 else { throw ChatError.configuration("a CURVE secret key is 32 bytes") }
         var publicText = [CChar](repeating: 0, count: 41)
         let secretText = Z85.encode(secretKey)
         guard zmq_curve_public(&publicText, secretText) == 0, let publicKey = Z85.decode(String(cString: publicText)) else {
-            throw ZMQError.last("zmq_curve_public")
+            throw ChatError.zmq("zmq_curve_public")
         }
         self.publicKey = publicKey
         self.secretKey = secretKey
@@ -131,16 +131,16 @@ public struct PlaneSecurity: Sendable {
             "tcp:// endpoints need the CURVE keys that `udpchat-keys generate` (or `udpchat-keys plane-keys`) makes;"
             + " each program needs its own ROLE.key and its peers' .pub files (docs/security.md)"
         var info = stat()
-        guard stat(path, &info) == 0 else { throw ConfigurationError("\(path) is missing: \(hint)") }
+        guard stat(path, &info) == 0 else { throw ChatError.configuration("\(path) is missing: \(hint)") }
         if secret && info.st_mode & 0o077 != 0 {
-            throw ConfigurationError(
+            throw ChatError.configuration(
                 "\(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); a secret key must be its owner's alone: chmod 600 \(path)")
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigurationError("cannot read \(path): \(hint)") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ChatError.configuration("cannot read \(path): \(hint)") }
         let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .first { !$0.isEmpty && !$0.hasPrefix("#") }
         guard let line, line.utf8.count == 40, let key = Z85.decode(line) else {
-            throw ConfigurationError("\(path) does not hold a CURVE key (40 characters of Z85)")
+            throw ChatError.configuration("\(path) does not hold a CURVE key (40 characters of Z85)")
         }
         return key
     }
@@ -163,19 +163,19 @@ public struct PlaneSecurity: Sendable {
             made.append(role)
         }
         for (role, owner) in owners where chown(secretFile(role, in: directory), owner.uid, owner.gid) != 0 {
-            throw ConfigurationError("cannot give \(secretFile(role, in: directory)) to \(owner.uid):\(owner.gid): \(String(cString: strerror(errno)))")
+            throw ChatError.configuration("cannot give \(secretFile(role, in: directory)) to \(owner.uid):\(owner.gid): \(String(cString: strerror(errno)))")
         }
         return made
     }
 
     private static func write(_ text: String, to path: String, mode: mode_t) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard descriptor >= 0 else { throw ConfigurationError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw ChatError.configuration("cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         let bytes = Array(text.utf8)
         guard bytes.withUnsafeBytes({ Glibc.write(descriptor, $0.baseAddress, $0.count) }) == bytes.count, fchmod(descriptor, mode) == 0
         else {
-            throw ConfigurationError("cannot write \(path): \(String(cString: strerror(errno)))")
+            throw ChatError.configuration("cannot write \(path): \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -35,7 +35,7 @@ public enum SocketDirectory {
             // moment in which another program starting beside this one finds
             // the directory open (and refuses it). Another may also make it first.
             guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
-                throw ConfigurationError("cannot create the socket directory \(directory): \(String(cString: strerror(errno)))")
+                throw ChatError.configuration("cannot create the socket directory \(directory): \(String(cString: strerror(errno)))")
             }
         }
         try check(endpoints)
@@ -45,7 +45,7 @@ public enum SocketDirectory {
     /// directory other users can reach.
     public static func check(_ endpoints: [String]) throws {
         for directory in directories(endpoints) {
-            if let problem = problem(directory) { throw ConfigurationError(problem) }
+            if let problem = problem(directory) { throw ChatError.configuration(problem) }
         }
     }
 

@@ -24,13 +24,16 @@ public final class ZMQContext: @unchecked Sendable {
     deinit { zmq_ctx_term(handle) }
 }
 
-/// A failed ZeroMQ call, with the library's own words for it.
-public struct ZMQError: Error, Sendable, CustomStringConvertible {
-    public var operation: String
-    public var code: Int32
-    public var description: String { "\(operation): \(String(cString: zmq_strerror(code)))" }
+extension ChatError.Code {
+    /// A ZeroMQ call failed.
+    public static let zmq = ChatError.Code("zmq")
+}
 
-    static func last(_ operation: String) -> ZMQError { ZMQError(operation: operation, code: zmq_errno()) }
+extension ChatError {
+    /// A ZeroMQ call failed: the call, and ZeroMQ's words for why (`errno`).
+    static func zmq(_ operation: String, errno code: Int32 = zmq_errno()) -> ChatError {
+        ChatError(.zmq, "\(operation): \(String(cString: zmq_strerror(code)))")
+    }
 }
 
 /// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets are not): it is
@@ -43,7 +46,7 @@ final class ZMQSocket {
     private var closed = false
 
     init(context: ZMQContext, type: Int32) throws {
-        guard let handle = zmq_socket(context.handle, type) else { throw ZMQError.last("zmq_socket") }
+        guard let handle = zmq_socket(context.handle, type) else { throw ChatError.zmq("zmq_socket") }
         self.handle = handle
         self.context = context
     }
@@ -85,30 +88,30 @@ final class ZMQSocket {
     func set(_ option: Int32, _ value: Int32) throws {
         var value = value
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else {
-            throw ZMQError.last("zmq_setsockopt(\(option))")
+            throw ChatError.zmq("zmq_setsockopt(\(option))")
         }
     }
 
     func set(_ option: Int32, bytes: [UInt8]) throws {
         let rc = bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }
-        guard rc == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
+        guard rc == 0 else { throw ChatError.zmq("zmq_setsockopt(\(option))") }
     }
 
     func bind(_ endpoint: String) throws {
         try Endpoint.validate(endpoint)
         if endpoint.hasPrefix("tcp://"), let security {
             guard let server = security.servers[endpoint] else {
-                throw ConfigurationError("\(endpoint): no role is admitted on this tcp:// endpoint")
+                throw ChatError.configuration("\(endpoint): no role is admitted on this tcp:// endpoint")
             }
             guard context.zapBound.load(ordering: .acquiring) else {
-                throw ConfigurationError("\(endpoint): CURVE needs the context's ZAP handler, which is not bound")
+                throw ChatError.configuration("\(endpoint): CURVE needs the context's ZAP handler, which is not bound")
             }
             try set(ZMQ_CURVE_SERVER, 1)
             try set(ZMQ_CURVE_SECRETKEY, bytes: security.keys.secretKey)
             try set(ZMQ_ZAP_DOMAIN, bytes: Array(server.domain.utf8))
         }
         guard zmq_bind(handle, endpoint) == 0 else {
-            throw ZMQError(operation: "bind \(endpoint)", code: zmq_errno())
+            throw ChatError.zmq("bind \(endpoint)", errno: zmq_errno())
         }
     }
 
@@ -116,14 +119,14 @@ final class ZMQSocket {
         try Endpoint.validate(endpoint)
         if endpoint.hasPrefix("tcp://"), let security {
             guard let serverKey = security.clients[endpoint] else {
-                throw ConfigurationError("\(endpoint): no server key is known for this tcp:// endpoint")
+                throw ChatError.configuration("\(endpoint): no server key is known for this tcp:// endpoint")
             }
             try set(ZMQ_CURVE_SERVERKEY, bytes: serverKey)
             try set(ZMQ_CURVE_PUBLICKEY, bytes: security.keys.publicKey)
             try set(ZMQ_CURVE_SECRETKEY, bytes: security.keys.secretKey)
         }
         guard zmq_connect(handle, endpoint) == 0 else {
-            throw ZMQError(operation: "connect \(endpoint)", code: zmq_errno())
+            throw ChatError.zmq("connect \(endpoint)", errno: zmq_errno())
         }
     }
 
@@ -131,7 +134,7 @@ final class ZMQSocket {
         case sent
         /// The socket cannot take the message now (no peer, or its queue is full).
         case wouldBlock
-        case failed(ZMQError)
+        case failed(ChatError)
     }
 
     /// Sends one multipart message without blocking. Either every frame is
@@ -146,7 +149,7 @@ final class ZMQSocket {
                 let code = zmq_errno()
                 if code == EINTR { continue }
                 if code == EAGAIN && i == 0 { return .wouldBlock }
-                return .failed(ZMQError(operation: "zmq_send", code: code))
+                return .failed(ChatError.zmq("zmq_send", errno: code))
             }
         }
         return .sent
@@ -165,7 +168,7 @@ final class ZMQSocket {
                 let code = zmq_errno()
                 if code == EINTR { continue }
                 if code == EAGAIN && frames.isEmpty { return nil }
-                throw ZMQError(operation: "zmq_msg_recv", code: code)
+                throw ChatError.zmq("zmq_msg_recv", errno: code)
             }
             let count = zmq_msg_size(&message)
             if count == 0 {
@@ -195,19 +198,19 @@ public enum Endpoint {
         if endpoint.hasPrefix("ipc://") {
             let path = endpoint.dropFirst("ipc://".count)
             guard !path.isEmpty, path.utf8.count <= maximumIPCPathBytes else {
-                throw ConfigurationError(
+                throw ChatError.configuration(
                     "\(endpoint): an ipc:// path must be 1 to \(maximumIPCPathBytes) bytes long (it has \(path.utf8.count)); use a shorter RUN_DIR"
                 )
             }
         } else if !endpoint.hasPrefix("tcp://") && !endpoint.hasPrefix("inproc://") {
-            throw ConfigurationError("\(endpoint): an endpoint starts with ipc://, tcp:// or inproc://")
+            throw ChatError.configuration("\(endpoint): an endpoint starts with ipc://, tcp:// or inproc://")
         }
     }
 
     /// The endpoints of a comma-separated list (several stores), each checked.
     public static func list(_ text: String) throws -> [String] {
         let endpoints = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !endpoints.isEmpty else { throw ConfigurationError("an empty endpoint list") }
+        guard !endpoints.isEmpty else { throw ChatError.configuration("an empty endpoint list") }
         for endpoint in endpoints { try validate(endpoint) }
         return endpoints
     }

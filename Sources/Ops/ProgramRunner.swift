@@ -79,7 +79,7 @@ public struct ProgramRunner: Sendable {
             let common = try CommonSettings(settings)
             var endpoint = try OpsEndpoint(settings, port: metricsPort.setting, default: metricsPort.default, fallback: metricsPort.fallback)
             if let metricsPortOverride {
-                guard (0...65535).contains(metricsPortOverride) else { throw ConfigurationError("--metrics-port must be 0 to 65535") }
+                guard (0...65535).contains(metricsPortOverride) else { throw ChatError.configuration("--metrics-port must be 0 to 65535") }
                 endpoint.port = metricsPortOverride
             }
             ProgramIO.bootstrapLogging(level: common.logLevel)

@@ -32,7 +32,7 @@ struct AICommand: AsyncParsableCommand {
     private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
         var settings = try WorkerSettings(program.settings)
         if let concurrency {
-            guard (1...1024).contains(concurrency) else { throw ConfigurationError("--concurrency must be 1 to 1024") }
+            guard (1...1024).contains(concurrency) else { throw ChatError.configuration("--concurrency must be 1 to 1024") }
             settings.concurrency = concurrency
         }
         Worker.prepareMetrics()

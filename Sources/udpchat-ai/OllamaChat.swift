@@ -51,7 +51,7 @@ struct OllamaChat: ChatModel {
             for value in try parser.feed(bytes.readableBytesView) where !finished {
                 guard let object = value.objectValue else { throw AIFailure.malformed("a line is not a JSON object") }
                 if let error = object["error"] {
-                    throw AIFailure("the model provider reported an error: \(ProtocolText.echo(error.stringValue ?? error.jsonText)).")
+                    throw ChatError.model("the model provider reported an error: \(ProtocolText.echo(error.stringValue ?? error.jsonText)).")
                 }
                 if let content = object["message"]?.objectValue?["content"]?.stringValue { pieces.append(content) }
                 if object["done"]?.boolValue == true { finished = true }

@@ -82,7 +82,7 @@ struct OpenAIChat: ChatModel {
                 guard let object = value.objectValue else { throw AIFailure.malformed("an event is not a JSON object") }
                 if let error = object["error"] {
                     let message = error.objectValue?["message"]?.stringValue ?? error.stringValue ?? error.jsonText
-                    throw AIFailure("the model provider reported an error: \(ProtocolText.echo(message)).")
+                    throw ChatError.model("the model provider reported an error: \(ProtocolText.echo(message)).")
                 }
                 // Azure sends events without choices first (content filter results).
                 guard let choices = object["choices"]?.arrayValue else { continue }

@@ -40,10 +40,10 @@ struct WorkerSettings: Sendable {
             provider = .ollama(host: OllamaChat.normalizedHost(settings.string(.ollamaHost, default: "http://127.0.0.1:11434")))
             model = settings.string(.aiModel, default: "mistral")
         default:
-            throw ConfigurationError("\(Setting.aiMode.name)=\(mode): expected ollama or gpt (the original's names)")
+            throw ChatError.configuration("\(Setting.aiMode.name)=\(mode): expected ollama or gpt (the original's names)")
         }
         for (setting, url) in [(Setting.openAIBaseURL, settings.raw(.openAIBaseURL)), (.azureEndpoint, settings.raw(.azureEndpoint))] {
-            if let url, URL(string: url)?.scheme == nil { throw ConfigurationError("\(setting.name)=\(url): expected an http(s):// URL") }
+            if let url, URL(string: url)?.scheme == nil { throw ChatError.configuration("\(setting.name)=\(url): expected an http(s):// URL") }
         }
         sampling = Sampling(
             temperature: try settings.double(.aiTemperature, default: 0.9, range: 0...2),

@@ -51,7 +51,7 @@ struct EdgeSettings: Sendable {
         port = try settings.int(.serverPort, default: WireSpec.defaultPort, range: 0...65535)
         edgeId = Self.edgeId(settings.string(.edgeID, default: ""), hostName: Self.hostName())
         guard edgeId.count <= 64, edgeId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
-            throw ConfigurationError("\(Setting.edgeID.name)=\(edgeId): up to 64 letters, digits, '-', '_' or '.'")
+            throw ChatError.configuration("\(Setting.edgeID.name)=\(edgeId): up to 64 letters, digits, '-', '_' or '.'")
         }
         reusePort = try settings.bool(.reusePort, default: false)
         bufferSize = try settings.int(.bufferSize, default: WireSpec.defaultBufferSize, range: 8192...WireSpec.maxDatagram)
@@ -59,7 +59,7 @@ struct EdgeSettings: Sendable {
         retryTransmissions = try settings.int(.retryTransmissions, default: WireSpec.transmissions, range: 1...100)
         retryMode = settings.string(.retryMode, default: "adaptive")
         guard ["adaptive", "fixed"].contains(retryMode) else {
-            throw ConfigurationError("\(Setting.retryMode.name)=\(retryMode): expected adaptive or fixed")
+            throw ChatError.configuration("\(Setting.retryMode.name)=\(retryMode): expected adaptive or fixed")
         }
         retryBudget = .milliseconds(try settings.int(.retryBudget, default: 60_000, range: 1_000...3_600_000))
         sessionIdle = .seconds(try settings.sessionIdleSeconds())

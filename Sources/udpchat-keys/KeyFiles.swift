@@ -27,7 +27,7 @@ struct KeyFiles {
     /// clients have pinned its fingerprint.
     func refuseOverwrite(force: Bool) throws {
         guard identityExists && !force else { return }
-        throw KeysError(
+        throw ChatError.keys(
             "an identity key already exists in \(directory.path); clients have pinned its fingerprint. Use --force to replace it")
     }
 
@@ -71,23 +71,23 @@ struct KeyFiles {
 
     func loadIdentity() throws -> _RSA.Signing.PrivateKey {
         guard FileManager.default.fileExists(atPath: privateKey.path) else {
-            throw KeysError("no identity key at \(privateKey.path): run `udpchat-keys generate` (or `udpchat-keys import PATH`) first")
+            throw ChatError.keys("no identity key at \(privateKey.path): run `udpchat-keys generate` (or `udpchat-keys import PATH`) first")
         }
         let pem = try String(contentsOf: privateKey, encoding: .utf8)
         do {
             return try _RSA.Signing.PrivateKey(pemRepresentation: pem)
         } catch {
-            throw KeysError("\(privateKey.path) is not an RSA private key of at least 2048 bits in PEM: \(error)")
+            throw ChatError.keys("\(privateKey.path) is not an RSA private key of at least 2048 bits in PEM: \(error)")
         }
     }
 
     func loadKeyEncryptionKey() throws -> SessionKeyWrap {
         guard FileManager.default.fileExists(atPath: keyEncryptionKey.path) else {
-            throw KeysError("no key-encryption key at \(keyEncryptionKey.path): run `udpchat-keys generate` first")
+            throw ChatError.keys("no key-encryption key at \(keyEncryptionKey.path): run `udpchat-keys generate` first")
         }
         let text = try String(contentsOf: keyEncryptionKey, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let bytes = Hex.decode(text), let wrap = SessionKeyWrap(kekBytes: bytes) else {
-            throw KeysError("\(keyEncryptionKey.path) must hold 64 lowercase hex characters")
+            throw ChatError.keys("\(keyEncryptionKey.path) must hold 64 lowercase hex characters")
         }
         return wrap
     }
@@ -103,7 +103,7 @@ struct KeyFiles {
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
         try? FileManager.default.removeItem(at: temporary)
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: mode]) else {
-            throw KeysError("cannot create \(temporary.path)")
+            throw ChatError.keys("cannot create \(temporary.path)")
         }
         let handle = try FileHandle(forWritingTo: temporary)
         try handle.write(contentsOf: Data(text.utf8))
@@ -114,10 +114,14 @@ struct KeyFiles {
     }
 }
 
-/// A key-management failure with what to do about it.
-struct KeysError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+extension ChatError.Code {
+    /// A key file is missing, unreadable or not what it should be.
+    static let keys = ChatError.Code("keys")
+}
+
+extension ChatError {
+    /// A key-management failure with what to do about it.
+    static func keys(_ message: String) -> ChatError { ChatError(.keys, message) }
 }
 
 extension _RSA.Signing.PrivateKey {

@@ -54,11 +54,11 @@ struct KeyService: Sendable {
                 response.unwrapped = unwrapped
             } else {
                 logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID)))
-                response.failure = failure("unwrap_failed", "the wrapped key was not made by this key-encryption key for that session")
+                response.failure = failure(.unwrapFailed, "the wrapped key was not made by this key-encryption key for that session")
             }
         case .unwrapSessionKeys(let batch):
             guard batch.keys.count <= Self.maximumBatch else {
-                response.failure = failure("invalid_request", "at most \(Self.maximumBatch) keys per request")
+                response.failure = failure(.invalidRequest, "at most \(Self.maximumBatch) keys per request")
                 break
             }
             var keys = IPCUnwrappedSessionKeys()
@@ -70,7 +70,7 @@ struct KeyService: Sendable {
             }
             response.unwrappedKeys = keys
         case nil:
-            response.failure = failure("invalid_request", "the request names no operation")
+            response.failure = failure(.invalidRequest, "the request names no operation")
         }
         return response
     }
@@ -88,7 +88,7 @@ struct KeyService: Sendable {
             clientKey = try HandshakeCrypto.clientKey(fromDER: der)
             encrypted = try HandshakeCrypto.encrypt(sessionKey: sessionKey, to: clientKey)
         } catch {
-            response.failure = failure("invalid_client_key", error.description)
+            response.failure = failure(.invalidClientKey, error.description)
             return response
         }
         do {
@@ -106,15 +106,10 @@ struct KeyService: Sendable {
             response.newSession = keys
         } catch {
             logger.error("signing failed", metadata: .fields(.error(error)))
-            response.failure = failure("signing_failed", "\(error)")
+            response.failure = failure(.signingFailed, "\(error)")
         }
         return response
     }
 
-    private func failure(_ code: String, _ message: String) -> IPCFailure {
-        var failure = IPCFailure()
-        failure.code = code
-        failure.message = message
-        return failure
-    }
+    private func failure(_ code: ChatError.Code, _ message: String) -> IPCFailure { IPCFailure(ChatError(code, message)) }
 }

@@ -53,7 +53,7 @@ func configuredKeyBits(_ settings: SettingsReader) throws -> Int {
 
 /// The RSA sizes the key commands make; `name` is the option or setting that asked.
 func rsaKeySize(_ bits: Int, named name: String) throws -> _RSA.Signing.KeySize {
-    guard let size = HandshakeCrypto.keySize(bits: bits) else { throw KeysError("\(name) must be 2048, 3072 or 4096, not \(bits)") }
+    guard let size = HandshakeCrypto.keySize(bits: bits) else { throw ChatError.keys("\(name) must be 2048, 3072 or 4096, not \(bits)") }
     return size
 }
 
@@ -102,12 +102,12 @@ struct Import: ParsableCommand {
         try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (_, common) = try loadSettings()
             let files = try options.filesAsOwner(common)
-            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw KeysError("cannot read \(path)") }
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw ChatError.keys("cannot read \(path)") }
             let key: _RSA.Signing.PrivateKey
             do {
                 key = try _RSA.Signing.PrivateKey(pemRepresentation: pem)
             } catch {
-                throw KeysError("\(path) is not an RSA private key of at least 2048 bits in PEM")
+                throw ChatError.keys("\(path) is not an RSA private key of at least 2048 bits in PEM")
             }
             try files.writeIdentity(key, force: force)
             let createdKEK = try files.ensureKeyEncryptionKey()
@@ -183,7 +183,7 @@ struct PlaneKeys: ParsableCommand {
                 guard parts.count == 2, let role = PlaneRole(rawValue: String(parts[0])), ids.count == 2, let uid = UInt32(ids[0]),
                     let gid = UInt32(ids[1])
                 else {
-                    throw KeysError("--owner \(owner): expected ROLE=UID:GID with ROLE one of keys, store, edge, ai")
+                    throw ChatError.keys("--owner \(owner): expected ROLE=UID:GID with ROLE one of keys, store, edge, ai")
                 }
                 owned[role] = (uid, gid)
             }

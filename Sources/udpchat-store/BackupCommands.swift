@@ -21,7 +21,7 @@ struct Backup: ParsableCommand {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
             let database = try DatabaseFiles.sqlitePath()
             guard FileManager.default.fileExists(atPath: database) else {
-                throw StoreFailure("no database at \(database) (DB_PATH)")
+                throw ChatError.storage("no database at \(database) (DB_PATH)")
             }
             try FileOwner.become(ownerOf: database)
             let counts = try DatabaseFiles.copy(from: database, to: path, force: force)
@@ -47,7 +47,7 @@ struct Restore: ParsableCommand {
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
             let database = try DatabaseFiles.sqlitePath()
-            guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("no backup at \(path)") }
+            guard FileManager.default.fileExists(atPath: path) else { throw ChatError.storage("no backup at \(path)") }
             try FileOwner.become(ownerOf: database)
             try DatabaseFiles.check(path)
             var kept: String?
@@ -69,7 +69,7 @@ enum DatabaseFiles {
     static func sqlitePath() throws -> String {
         let settings = try SettingsReader.load()
         if case .postgres(let location) = try StoreDatabase.location(settings) {
-            throw StoreFailure("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
+            throw ChatError.storage("DATABASE_URL names PostgreSQL (\(location)): back it up and restore it with pg_dump and pg_restore")
         }
         return try CommonSettings(settings).dbPath
     }
@@ -85,11 +85,11 @@ enum DatabaseFiles {
     /// existing database (its WAL included) under SQLite's locks.
     static func copy(from source: String, to target: String, force: Bool, inPlace: Bool = false) throws -> Counts {
         if FileManager.default.fileExists(atPath: target) && !force {
-            throw StoreFailure("\(target) exists; use --force to replace it")
+            throw ChatError.storage("\(target) exists; use --force to replace it")
         }
         let folder = (target as NSString).deletingLastPathComponent
         guard access(folder.isEmpty ? "." : folder, W_OK) == 0 else {
-            throw StoreFailure(
+            throw ChatError.storage(
                 "cannot write in \(folder.isEmpty ? "." : folder) as uid \(geteuid()) (the database's owner): choose a directory it can write"
             )
         }
@@ -113,7 +113,7 @@ enum DatabaseFiles {
             try to.close()
             try from.close()
             let counts = try check(temporary)
-            guard rename(temporary, target) == 0 else { throw StoreFailure("cannot rename \(temporary) to \(target): errno \(errno)") }
+            guard rename(temporary, target) == 0 else { throw ChatError.storage("cannot rename \(temporary) to \(target): errno \(errno)") }
             return counts
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
@@ -130,8 +130,8 @@ enum DatabaseFiles {
         defer { try? queue.close() }
         return try queue.read { db in
             let result = try String.fetchAll(db, sql: "PRAGMA integrity_check")
-            guard result == ["ok"] else { throw StoreFailure("\(path) fails its integrity check: \(result.prefix(5))") }
-            guard try db.tableExists("messages") else { throw StoreFailure("\(path) is not a udpchat database") }
+            guard result == ["ok"] else { throw ChatError.storage("\(path) fails its integrity check: \(result.prefix(5))") }
+            guard try db.tableExists("messages") else { throw ChatError.storage("\(path) is not a udpchat database") }
             return Counts(
                 users: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0,
                 rooms: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rooms") ?? 0,

@@ -27,7 +27,7 @@ struct CopyTo: ParsableCommand {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
-            guard FileManager.default.fileExists(atPath: common.dbPath) else { throw StoreFailure("no database at \(common.dbPath) (DB_PATH)") }
+            guard FileManager.default.fileExists(atPath: common.dbPath) else { throw ChatError.storage("no database at \(common.dbPath) (DB_PATH)") }
             let target = try PostgresLocation(url: url, password: try StoreDatabase.password(settings))
             let source = try SQLiteBackend(path: common.dbPath)
             let counts = try DatabaseCopy.run(from: source, to: target, logger: Logger(label: "udpchat-store"))
@@ -50,7 +50,7 @@ enum DatabaseCopy {
         for table in PostgresSchema.tables {
             let rows = try link.query(connection, "SELECT count(*) FROM \(unescaped: table)").rows
             guard try rows.first?.decode(Int64.self) == 0 else {
-                throw StoreFailure("\(target) already holds \(table): copy-to fills an empty database only")
+                throw ChatError.storage("\(target) already holds \(table): copy-to fills an empty database only")
             }
         }
         return try source.pool.read { db in
@@ -62,7 +62,7 @@ enum DatabaseCopy {
                     let here = try Int64.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? -1
                     let there = try link.query(connection, "SELECT count(*) FROM \(unescaped: table)").rows.first?.decode(Int64.self) ?? -1
                     guard there == here else {
-                        throw StoreFailure("\(table): \(here) rows in SQLite but \(there) in PostgreSQL; nothing was committed")
+                        throw ChatError.storage("\(table): \(here) rows in SQLite but \(there) in PostgreSQL; nothing was committed")
                     }
                     counts.append((table, Int(here)))
                 }

@@ -25,13 +25,13 @@ enum LegacyImport {
     }
 
     static func run(from path: String, into backend: SQLiteBackend) throws -> Summary {
-        guard FileManager.default.fileExists(atPath: path) else { throw StoreFailure("\(path): no such file") }
+        guard FileManager.default.fileExists(atPath: path) else { throw ChatError.storage("\(path): no such file") }
         var configuration = Configuration()
         configuration.readonly = true
         let legacy = try DatabaseQueue(path: path, configuration: configuration)
         let source = try legacy.read { db -> (users: [Row], rooms: [Row], members: [Row], messages: [Row]) in
             for table in ["users", "rooms", "members", "messages"] where try !db.tableExists(table) {
-                throw StoreFailure("\(path) has no \(table) table: not a database of the original server (its first, SQLite revision)")
+                throw ChatError.storage("\(path) has no \(table) table: not a database of the original server (its first, SQLite revision)")
             }
             return (
                 try Row.fetchAll(db, sql: "SELECT id, user_id, name, email, password, is_admin, created_at, last_active_at FROM users"),

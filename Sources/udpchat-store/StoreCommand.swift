@@ -61,11 +61,11 @@ struct Serve: AsyncParsableCommand {
         timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
         let database = try StoreDatabase.location(settings)
         if common.storeBind.isEmpty || common.eventsBind.isEmpty {
-            throw ConfigurationError(
+            throw ChatError.configuration(
                 "STORE_ENDPOINT or EVENTS_ENDPOINT lists several stores: set this store's own STORE_BIND and EVENTS_BIND")
         }
         if case .sqlite = database, common.storeEndpoint.contains(",") {
-            throw ConfigurationError("STORE_ENDPOINT lists several stores, which share one database: set DATABASE_URL (PostgreSQL)")
+            throw ChatError.configuration("STORE_ENDPOINT lists several stores, which share one database: set DATABASE_URL (PostgreSQL)")
         }
         let backend = try StoreDatabase.open(database, logger: logger)
         try SocketDirectory.prepare(binding: [common.storeBind, common.eventsBind, common.jobsBind])

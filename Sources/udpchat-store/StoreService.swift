@@ -233,8 +233,8 @@ final class StoreService: Sendable {
             var outcome: Outcome
             do {
                 outcome = try body(tx)
-            } catch let refusal as RefusalText {
-                outcome = .error(refusal.text)
+            } catch let refusal as ChatError where refusal.code == .refused {
+                outcome = .error(refusal.message)
             }
             if outcome.response.sessionUserID.isEmpty, let user = try ops.caller(tx).user {
                 outcome.response.sessionUserID = user.userId

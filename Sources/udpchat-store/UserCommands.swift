@@ -24,9 +24,9 @@ struct SetPassword: ParsableCommand {
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
             let email = TextRules.trimmed(self.email).lowercased()
-            guard TextRules.isValidEmail(email) else { throw StoreFailure("\(email) is not a valid email address") }
+            guard TextRules.isValidEmail(email) else { throw ChatError.storage("\(email) is not a valid email address") }
             let password = try Self.readPassword()
-            guard password.count >= 8 else { throw StoreFailure("a password needs at least 8 characters") }
+            guard password.count >= 8 else { throw ChatError.storage("a password needs at least 8 characters") }
             let hash = try PasswordHash.make(password)
             let created = try AdminDatabase.open().write { tx -> Bool in
                 let now = Int64(Date().timeIntervalSince1970)
@@ -49,7 +49,7 @@ struct SetPassword: ParsableCommand {
     /// The password from the terminal (twice, without echo) or the first line of stdin.
     static func readPassword() throws -> String {
         guard isatty(0) == 1 else {
-            guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw StoreFailure("no password on stdin") }
+            guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw ChatError.storage("no password on stdin") }
             return line
         }
         func prompt(_ text: String) -> String? {
@@ -65,8 +65,8 @@ struct SetPassword: ParsableCommand {
             }
             return readLine(strippingNewline: true)
         }
-        guard let first = prompt("New password: "), let second = prompt("Again: ") else { throw StoreFailure("no password given") }
-        guard first == second else { throw StoreFailure("the two passwords differ") }
+        guard let first = prompt("New password: "), let second = prompt("Again: ") else { throw ChatError.storage("no password given") }
+        guard first == second else { throw ChatError.storage("the two passwords differ") }
         return first
     }
 }
@@ -102,7 +102,7 @@ struct DeleteUser: ParsableCommand {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
             let email = TextRules.trimmed(self.email).lowercased()
             guard let messages = try AdminDatabase.open().write({ tx in try tx.deleteUser(email: email) }) else {
-                throw StoreFailure("no account \(email)")
+                throw ChatError.storage("no account \(email)")
             }
             print("deleted \(email) and \(messages) of their messages")
         }
@@ -120,7 +120,7 @@ struct ImportLegacy: ParsableCommand {
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-store") {
             guard case .sqlite(let backend) = try AdminDatabase.open() else {
-                throw StoreFailure("import-legacy writes SQLite: import with DATABASE_URL unset, then `udpchat-store copy-to DATABASE_URL`")
+                throw ChatError.storage("import-legacy writes SQLite: import with DATABASE_URL unset, then `udpchat-store copy-to DATABASE_URL`")
             }
             print(try LegacyImport.run(from: path, into: backend))
         }

@@ -98,7 +98,7 @@ final class ChatView: Sendable {
         guard !text.isEmpty else { return true }
         do {
             return try await command(text)
-        } catch let error as ChatClientError {
+        } catch let error as ChatError {
             Console.say("! \(TextRules.printable("\(error)"))")
             return true
         }

@@ -80,7 +80,7 @@ import Testing
 
     @Test func openAIErrorsInTheStreamAreFailures() {
         var decoder = OpenAIChat.Decoder()
-        #expect(throws: AIFailure("the model provider reported an error: overloaded.")) {
+        #expect(throws: ChatError.model("the model provider reported an error: overloaded.")) {
             try decoder.feed(ByteBuffer(string: "data: {\"error\":{\"message\":\"overloaded\"}}\n\n"))
         }
         var malformed = OpenAIChat.Decoder()
@@ -97,7 +97,7 @@ import Testing
             """
         #expect(try decoder.feed(ByteBuffer(string: stream)).joined() == "Hi there" && decoder.finished)
         var failing = OllamaChat.Decoder()
-        #expect(throws: AIFailure("the model provider reported an error: model not found.")) {
+        #expect(throws: ChatError.model("the model provider reported an error: model not found.")) {
             try failing.feed(ByteBuffer(string: "{\"error\":\"model not found\"}\n"))
         }
     }

@@ -17,7 +17,7 @@ final class FakeModel: ChatModel {
         do {
             try await Task.sleep(for: pause)
         } catch {
-            throw AIFailure("cancelled")
+            throw ChatError.model("cancelled")
         }
         return "alice: a reply"
     }

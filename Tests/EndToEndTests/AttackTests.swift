@@ -56,7 +56,7 @@ struct AttackTests {
             _ = try await client.exchange(datagram, expecting: ["SERVER_ERROR", "SECURE_MSG", "ERROR"], timeout: wait)
             return false
         } catch {
-            return (error as? ChatClientError).map { if case .timeout = $0 { return true } else { return false } } ?? false
+            return (error as? ChatError)?.code == .noAnswer
         }
     }
 

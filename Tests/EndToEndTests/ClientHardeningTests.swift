@@ -24,7 +24,7 @@ struct ClientHardeningTests {
                     try? await Task.sleep(for: .milliseconds(20))
                 }
             }
-            await #expect(throws: ChatClientError.self) {
+            await #expect(throws: ChatError.self) {
                 let arrival = try await client.exchange(try client.sealed(.ack(msgId: "0")), expecting: ["SERVER_ERROR"], timeout: .seconds(1))
                 Issue.record("the client took \(arrival) from another address")
             }

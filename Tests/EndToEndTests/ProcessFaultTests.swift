@@ -35,7 +35,7 @@ struct ProcessFaultTests {
                         } catch {
                             self.errors.mutate { $0.append("\(error)") }
                             // Told it failed (not a client timeout, whose outcome is unknown).
-                            if case .refused = error as? ChatClientError { self.failed.mutate { $0.append(text) } }
+                            if (error as? ChatError)?.code == .requestRefused { self.failed.mutate { $0.append(text) } }
                         }
                         try? await Task.sleep(for: pause)
                     }
@@ -215,13 +215,13 @@ struct ProcessFaultTests {
             while later == nil && ContinuousClock.now - back < .seconds(10) {
                 do {
                     later = try await system.client()
-                } catch ChatClientError.serverError(let text) {
-                    failures.append(text)
+                } catch let error as ChatError where error.code == .serverError {
+                    failures.append(error.message)
                     try await Task.sleep(for: .milliseconds(100))
                 }
             }
             print("handshakes work again \(ContinuousClock.now - back) after the key service is back; \(failures.count) refused before")
-            #expect(failures.allSatisfy { $0 == "Packet processing failure: the key service is unavailable; try again" }, "\(failures)")
+            #expect(failures.allSatisfy { $0 == "server error: Packet processing failure: the key service is unavailable; try again" }, "\(failures)")
             let client = try #require(later)
             #expect(try await client.hello() == "Welcome to UDPChat-AI.")
             #expect(system.edge.isRunning && system.store.isRunning)

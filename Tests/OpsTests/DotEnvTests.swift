@@ -42,8 +42,8 @@ import Testing
 
     @Test func settingsRefuseValuesThatDoNotParse() {
         let settings = SettingsReader(environment: ["SERVER_PORT": "99999", "DEBUG": "maybe"])
-        #expect(throws: ConfigurationError.self) { try settings.int(.serverPort, default: 9999, range: 0...65535) }
-        #expect(throws: ConfigurationError.self) { try settings.bool(.debug, default: false) }
+        #expect { try settings.int(.serverPort, default: 9999, range: 0...65535) } throws: { ($0 as? ChatError)?.code == .configuration }
+        #expect { try settings.bool(.debug, default: false) } throws: { ($0 as? ChatError)?.code == .configuration }
     }
 
     @Test func environmentWinsOverTheFileAndDefaultsFillTheRest() throws {
@@ -58,7 +58,7 @@ import Testing
 
     @Test func ipcPathsLongerThanAUnixSocketPathAreRefused() {
         let long = "/tmp/" + String(repeating: "d", count: 120)
-        #expect(throws: ConfigurationError.self) { try CommonSettings(SettingsReader(environment: ["RUN_DIR": long])) }
+        #expect { try CommonSettings(SettingsReader(environment: ["RUN_DIR": long])) } throws: { ($0 as? ChatError)?.code == .configuration }
     }
 
     /// `.env.sample` documents every setting the programs read.

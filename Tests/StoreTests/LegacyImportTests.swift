@@ -93,7 +93,7 @@ enum LegacyFixture {
         let store = try StoreHarness()
         let other = store.directory.appendingPathComponent("other.db").path
         try DatabaseQueue(path: other).write { db in try db.execute(sql: "CREATE TABLE x (y)") }
-        #expect(throws: StoreFailure.self) { try LegacyImport.run(from: other, into: try store.sqlite) }
-        #expect(throws: StoreFailure.self) { try LegacyImport.run(from: "/nonexistent/chat.db", into: try store.sqlite) }
+        #expect { try LegacyImport.run(from: other, into: try store.sqlite) } throws: { ($0 as? ChatError)?.code == .storage }
+        #expect { try LegacyImport.run(from: "/nonexistent/chat.db", into: try store.sqlite) } throws: { ($0 as? ChatError)?.code == .storage }
     }
 }

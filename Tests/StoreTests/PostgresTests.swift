@@ -38,7 +38,7 @@ import Testing
             "postgres://chat@127.0.0.1/", "postgres://chat@127.0.0.1/udpchat?sslmode=maybe", "postgres://chat@127.0.0.1/udpchat?user=x",
             "postgres://chat@%2Frun%2Fpostgresql/udpchat?sslmode=require",
         ] {
-            #expect(throws: StoreFailure.self, "\(bad)") { try PostgresLocation(url: bad, password: nil) }
+            #expect { try PostgresLocation(url: bad, password: nil) } throws: { ($0 as? ChatError)?.code == .storage }
         }
         do {
             _ = try PostgresLocation(url: "postgres://chat:hunter2@127.0.0.1/udpchat", password: nil)
@@ -69,13 +69,13 @@ import Testing
             return
         }
         #expect(location.password == "pa ss" && location.port == 5433)
-        #expect(throws: StoreFailure.self) {
+        #expect {
             try StoreDatabase.location(
                 SettingsReader.load(environment: [
                     "UDPCHAT_ENV_FILE": "/dev/null", "DATABASE_URL": "postgres://chat@127.0.0.1/udpchat",
                     "DATABASE_PASSWORD_FILE": directory.path + "/missing",
                 ]))
-        }
+        } throws: { ($0 as? ChatError)?.code == .storage }
     }
 
     /// The server asks for a password (scripts/lib/scratch-postgres.sh has
@@ -253,7 +253,7 @@ import Testing
                 if waiting > 0 { return }
                 Thread.sleep(forTimeInterval: 0.01)
             }
-            throw StoreFailure("nothing waited for a lock within 20 s")
+            throw ChatError.storage("nothing waited for a lock within 20 s")
         }
         let (holdsX, holding) = AsyncStream<Void>.makeStream()
         async let first: Void = a.write { tx in
@@ -319,6 +319,6 @@ import Testing
         let newRoom = try await copy.write { tx in try tx.insertRoom(roomId: SecureRandom.identifier(), name: "Later", now: 1) }
         #expect(newRoom.rowId == 2)
 
-        #expect(throws: StoreFailure.self) { try DatabaseCopy.run(from: try source.sqlite, to: scratch.location, logger: Logger(label: "test")) }
+        #expect { try DatabaseCopy.run(from: try source.sqlite, to: scratch.location, logger: Logger(label: "test")) } throws: { ($0 as? ChatError)?.code == .storage }
     }
 }

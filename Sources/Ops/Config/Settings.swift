@@ -220,22 +220,22 @@ public struct SettingsReader: Sendable {
             // devices such as /dev/null ("no file").
             let data: Data
             do {
-                guard let handle = FileHandle(forReadingAtPath: path) else { throw ConfigurationError("permission denied") }
+                guard let handle = FileHandle(forReadingAtPath: path) else { throw ChatError.configuration("permission denied") }
                 defer { try? handle.close() }
                 data = try handle.readToEnd() ?? Data()
             } catch {
-                throw ConfigurationError("cannot read the environment file \(path): \(error)")
+                throw ChatError.configuration("cannot read the environment file \(path): \(error)")
             }
             guard let text = String(data: data, encoding: .utf8) else {
-                throw ConfigurationError("the environment file \(path) is not UTF-8")
+                throw ChatError.configuration("the environment file \(path) is not UTF-8")
             }
             do {
                 fileValues = try DotEnv.parse(text)
             } catch {
-                throw ConfigurationError("environment file \(path), \(error)")
+                throw ChatError.configuration("environment file \(path), \(error)")
             }
         } else if let explicit {
-            throw ConfigurationError("\(Setting.envFile.name)=\(explicit): no such file")
+            throw ChatError.configuration("\(Setting.envFile.name)=\(explicit): no such file")
         }
         return SettingsReader(environment: environment, file: fileValues)
     }
@@ -262,7 +262,7 @@ public struct SettingsReader: Sendable {
     public func int(_ setting: Setting, default value: Int, range: ClosedRange<Int>) throws -> Int {
         guard let text = raw(setting) else { return value }
         guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-            throw ConfigurationError("\(setting.name)=\(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+            throw ChatError.configuration("\(setting.name)=\(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
         }
         return number
     }
@@ -270,7 +270,7 @@ public struct SettingsReader: Sendable {
     public func double(_ setting: Setting, default value: Double, range: ClosedRange<Double>) throws -> Double {
         guard let text = raw(setting) else { return value }
         guard let number = Double(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-            throw ConfigurationError("\(setting.name)=\(text): expected a number from \(range.lowerBound) to \(range.upperBound)")
+            throw ChatError.configuration("\(setting.name)=\(text): expected a number from \(range.lowerBound) to \(range.upperBound)")
         }
         return number
     }
@@ -280,7 +280,7 @@ public struct SettingsReader: Sendable {
         switch text.lowercased() {
         case "true", "1", "t", "yes", "y", "on": return true
         case "false", "0", "f", "no", "n", "off": return false
-        default: throw ConfigurationError("\(setting.name)=\(text): expected true or false")
+        default: throw ChatError.configuration("\(setting.name)=\(text): expected true or false")
         }
     }
 }
@@ -326,14 +326,14 @@ public struct CommonSettings: Sendable {
         _ = try Endpoint.list(storeEndpoint)
         _ = try Endpoint.list(eventsEndpoint)
         for (setting, endpoint) in [(Setting.storeBind, storeBind), (.eventsBind, eventsBind)] where !endpoint.isEmpty {
-            guard !endpoint.contains(",") else { throw ConfigurationError("\(setting.name)=\(endpoint): a store binds one address") }
+            guard !endpoint.contains(",") else { throw ChatError.configuration("\(setting.name)=\(endpoint): a store binds one address") }
             try Endpoint.validate(endpoint)
         }
         rpcTimeout = .milliseconds(try settings.int(.rpcTimeout, default: 3000, range: 50...600_000))
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         var level = settings.string(.logLevel, default: "info").lowercased()
         guard levels.contains(level) else {
-            throw ConfigurationError("\(Setting.logLevel.name)=\(level): expected one of \(levels.joined(separator: ", "))")
+            throw ChatError.configuration("\(Setting.logLevel.name)=\(level): expected one of \(levels.joined(separator: ", "))")
         }
         if try settings.bool(.debug, default: false), level != "trace" { level = "debug" }
         logLevel = level

@@ -111,7 +111,7 @@ extension EdgeMachine {
         let cipher: SessionCipher
         switch result {
         case .success(let response):
-            if case .failure(let failure)? = response.result, failure.code == "invalid_client_key" {
+            if case .failure(let failure)? = response.result, failure.error.code == .invalidClientKey {
                 sendError(ProtocolText.packetFailurePrefix + failure.message, answering: request, now, &out)
                 return
             }

@@ -29,7 +29,7 @@ struct EdgeCommand: AsyncParsableCommand {
         var settings = try EdgeSettings(program.settings)
         if let ip { settings.host = ip }
         if let port {
-            guard (0...65535).contains(port) else { throw ConfigurationError("--port must be 0 to 65535") }
+            guard (0...65535).contains(port) else { throw ChatError.configuration("--port must be 0 to 65535") }
             settings.port = port
         }
         let logger = program.logger

@@ -52,14 +52,14 @@ struct Operations {
 
     /// The logged-in user; refuses with the protocol's `Authentication required.`.
     func requireUser(_ tx: any StoreTransaction) throws -> UserRow {
-        guard let user = try caller(tx).user else { throw RefusalText(ProtocolText.authenticationRequired) }
+        guard let user = try caller(tx).user else { throw ChatError.refused(ProtocolText.authenticationRequired) }
         return user
     }
 
     /// docs/protocol.md §5.0 room lookup on an already trimmed id.
     func lookUpRoom(_ tx: any StoreTransaction, _ roomId: String) throws -> RoomRow {
-        guard !roomId.isEmpty else { throw RefusalText(ProtocolText.roomIdRequired) }
-        guard let room = try tx.room(roomId: roomId) else { throw RefusalText(ProtocolText.roomNotFound) }
+        guard !roomId.isEmpty else { throw ChatError.refused(ProtocolText.roomIdRequired) }
+        guard let room = try tx.room(roomId: roomId) else { throw ChatError.refused(ProtocolText.roomNotFound) }
         return room
     }
 
@@ -130,11 +130,16 @@ struct Operations {
     }
 }
 
-/// A protocol error text thrown by an operation's checks; the service turns
-/// it into the error response (and the operation's writes are undone).
-struct RefusalText: Error {
-    let text: String
-    init(_ text: String) { self.text = text }
+extension ChatError.Code {
+    /// A request an operation's checks refused; the message is the
+    /// protocol's error text for the client.
+    static let refused = ChatError.Code("refused")
+}
+
+extension ChatError {
+    /// Thrown by an operation's checks: the service answers with `text`
+    /// as the error response, and the operation's writes are undone.
+    static func refused(_ text: String) -> ChatError { ChatError(.refused, text) }
 }
 
 extension IPCMemberItem {

@@ -96,10 +96,10 @@ extension Operations {
         if let roomId {
             room = try lookUpRoom(tx, roomId)
         } else {
-            guard let current = try tx.currentRoom(user: user.rowId) else { throw RefusalText(ProtocolText.roomIdRequired) }
+            guard let current = try tx.currentRoom(user: user.rowId) else { throw ChatError.refused(ProtocolText.roomIdRequired) }
             room = current
         }
-        guard try tx.isMember(room: room.rowId, user: user.rowId) else { throw RefusalText(ProtocolText.notAMember) }
+        guard try tx.isMember(room: room.rowId, user: user.rowId) else { throw ChatError.refused(ProtocolText.notAMember) }
         return room
     }
 

@@ -102,7 +102,7 @@ final class PostgresBackend: StorageBackend {
 
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
         try await readerThreads.runIfActive { [readers] in
-            guard let link = readers.withLockedValue({ $0.popLast() }) else { throw StoreFailure("no PostgreSQL reader free") }
+            guard let link = readers.withLockedValue({ $0.popLast() }) else { throw ChatError.storage("no PostgreSQL reader free") }
             defer { readers.withLockedValue { $0.append(link) } }
             return try link.transaction(readOnly: true, body)
         }
@@ -173,7 +173,7 @@ final class PostgresLink: @unchecked Sendable {
             // The server answered (a wrong password, an unknown database)
             // or it could not be reached at all.
             let answered = (error as? PSQLError)?.serverInfo != nil
-            throw StoreFailure("PostgreSQL at \(location) \(answered ? "refused the connection" : "is unreachable"): \(Self.describe(error))")
+            throw ChatError.storage("PostgreSQL at \(location) \(answered ? "refused the connection" : "is unreachable"): \(Self.describe(error))")
         }
     }
 
@@ -240,8 +240,8 @@ final class PostgresLink: @unchecked Sendable {
     }
 
     /// A statement's failure as the store reports it.
-    static func failure(_ error: any Error) -> StoreFailure {
-        StoreFailure("PostgreSQL: \(describe(error))")
+    static func failure(_ error: any Error) -> ChatError {
+        ChatError.storage("PostgreSQL: \(describe(error))")
     }
 
     /// Statements without binds, separated by semicolons (none may hold

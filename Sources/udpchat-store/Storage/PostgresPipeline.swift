@@ -1,3 +1,4 @@
+import ChatWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -92,7 +93,7 @@ final class PostgresPipeline: @unchecked Sendable {
         } catch {
             throw PostgresLink.failure(error)
         }
-        guard command == "COMMIT" else { throw StoreFailure("PostgreSQL did not commit the transaction (\(command))") }
+        guard command == "COMMIT" else { throw ChatError.storage("PostgreSQL did not commit the transaction (\(command))") }
     }
 
     /// Waits until every queued statement has been answered; throws the
@@ -129,7 +130,7 @@ final class PostgresPipeline: @unchecked Sendable {
         queued.removeAll(keepingCapacity: true)
         exchanges += 1
         if silent || connection.isClosed {
-            return (.failure(StoreFailure("the connection is closed")), nil)
+            return (.failure(ChatError.storage("the connection is closed")), nil)
         }
         // Waiting here for the event loop that must answer would never end.
         connection.eventLoop.preconditionNotInEventLoop()
@@ -142,7 +143,7 @@ final class PostgresPipeline: @unchecked Sendable {
         connection.eventLoop.execute { [self] in
             guard !connection.isClosed else {
                 answered.lock()
-                answer = .failure(StoreFailure("the connection closed"))
+                answer = .failure(ChatError.storage("the connection closed"))
                 answered.unlock(withValue: 1)
                 return
             }
@@ -163,9 +164,9 @@ final class PostgresPipeline: @unchecked Sendable {
             // A late answer may still come; it is not read: this pipeline
             // sends nothing more, and its transaction fails.
             silent = true
-            return (.failure(StoreFailure("no answer within \(Int(Self.answerLimitSeconds)) s")), nil)
+            return (.failure(ChatError.storage("no answer within \(Int(Self.answerLimitSeconds)) s")), nil)
         }
-        let result = answer ?? .failure(StoreFailure("no answer"))
+        let result = answer ?? .failure(ChatError.storage("no answer"))
         let earlier = firstFailure
         answered.unlock()
         return (result, earlier)

@@ -27,7 +27,7 @@ extension PostgresTransaction {
     func insertUser(userId: String, email: String, name: String, now: Int64) throws -> UserRow {
         let row = try rows(
             "INSERT INTO users (user_id, email, name, created_at, last_active_at) VALUES (\(userId), \(email), \(name), \(now), \(now)) RETURNING id")
-        guard let id = try row.first?.decode(Int64.self) else { throw StoreFailure("PostgreSQL returned no id for a new user") }
+        guard let id = try row.first?.decode(Int64.self) else { throw ChatError.storage("PostgreSQL returned no id for a new user") }
         return UserRow(rowId: id, userId: userId, email: email, name: name, passwordHash: nil, isAdmin: false)
     }
 
@@ -81,7 +81,7 @@ extension PostgresTransaction {
     func insertRoom(roomId: String, name: String, now: Int64) throws -> RoomRow {
         let row = try rows(
             "INSERT INTO rooms (room_id, name, created_at, last_active_at) VALUES (\(roomId), \(name), \(now), \(now)) RETURNING id")
-        guard let id = try row.first?.decode(Int64.self) else { throw StoreFailure("PostgreSQL returned no id for a new room") }
+        guard let id = try row.first?.decode(Int64.self) else { throw ChatError.storage("PostgreSQL returned no id for a new room") }
         return RoomRow(rowId: id, roomId: roomId, name: name, lastActiveAt: now)
     }
 
@@ -163,7 +163,7 @@ extension PostgresTransaction {
             INSERT INTO messages (room_id, user_id, content, is_announcement, created_at)
             VALUES (\(room), \(user), \(content), \(isAnnouncement), \(now)) RETURNING id
             """)
-        guard let id = try row.first?.decode(Int64.self) else { throw StoreFailure("PostgreSQL returned no id for a new message") }
+        guard let id = try row.first?.decode(Int64.self) else { throw ChatError.storage("PostgreSQL returned no id for a new message") }
         return id
     }
 

@@ -23,7 +23,7 @@ final class SQLiteBackend: StorageBackend {
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             let level = try Int.fetchOne(db, sql: "PRAGMA synchronous")
-            guard level == 2 else { throw StoreFailure("PRAGMA synchronous is \(level ?? -1), expected 2 (FULL)") }
+            guard level == 2 else { throw ChatError.storage("PRAGMA synchronous is \(level ?? -1), expected 2 (FULL)") }
         }
         try Schema.migrator.migrate(pool)
     }
@@ -50,10 +50,14 @@ final class SQLiteBackend: StorageBackend {
     }
 }
 
-/// A store failure that is not the client's fault.
-struct StoreFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+extension ChatError.Code {
+    /// The database or its files failed, or an operator's command cannot be
+    /// carried out; not the client's fault.
+    static let storage = ChatError.Code("storage")
+}
+
+extension ChatError {
+    static func storage(_ message: String) -> ChatError { ChatError(.storage, message) }
 }
 
 /// ``StoreTransaction`` over one GRDB connection. Statements are cached per connection.
