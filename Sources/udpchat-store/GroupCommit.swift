@@ -44,10 +44,13 @@ final class GroupCommit: Sendable {
     static let maximumBatch = 512
 
     private let backend: any StorageBackend
+    /// Reads the time a write's deadline is compared with.
+    private let clock: any ServiceClock
     private let afterCommit: @Sendable ([Outcome]) -> Void
     private let state = Mutex(State())
 
-    init(backend: any StorageBackend, afterCommit: @escaping @Sendable ([Outcome]) -> Void) {
+    init(backend: any StorageBackend, clock: any ServiceClock = SystemClock(), afterCommit: @escaping @Sendable ([Outcome]) -> Void) {
+        self.clock = clock
         self.backend = backend
         self.afterCommit = afterCommit
     }
@@ -77,13 +80,13 @@ final class GroupCommit: Sendable {
                 return Array(state.queue.prefix(count))
             }
             if batch.isEmpty { return }
-            let writes = batch.map(\.0)
+            let (writes, clock) = (batch.map(\.0), clock)
             do {
                 let results = try await backend.write { tx in
                     writes.map { write in
                         Result { () throws -> Outcome in
                             if let deadline = write.deadlineUnixMs {
-                                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                                let now = clock.wallMilliseconds()
                                 if now > deadline {
                                     // Not carried out now; but a copy that was says so.
                                     if let recorded = write.recorded, let outcome = try recorded(tx) { return outcome }

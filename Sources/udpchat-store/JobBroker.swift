@@ -58,12 +58,12 @@ final class JobBroker: Sendable {
         }
         defer { ticker.cancel() }
         var lastHeartbeat: UInt64 = 0
-        var lastLeaseRenewal = MonotonicClock.now()
+        var lastLeaseRenewal = service.clock.monotonic()
         for await event in mailbox {
-            let now = MonotonicClock.now()
+            let now = service.clock.monotonic()
             switch event {
             case .enqueued(let queued):
-                await enqueue(queued, now: now, wallNow: Int64(Date().timeIntervalSince1970 * 1000), service: service, queue: &queue)
+                await enqueue(queued, now: now, wallNow: service.clock.wallMilliseconds(), service: service, queue: &queue)
             case .fromWorker(let peer, let body):
                 await received(body, from: peer, now: now, service: service, queue: &queue)
             case .tick:
@@ -99,7 +99,7 @@ final class JobBroker: Sendable {
     /// takes the jobs of a store that stopped (their lease ran out).
     private func holdJobs(service: StoreService, queue: inout JobQueue) async {
         let owner = service.aiPolicy.owner
-        let until = Int64(Date().timeIntervalSince1970 * 1000) + owner.leaseMs
+        let until = service.clock.wallMilliseconds() + owner.leaseMs
         // Only the jobs held here: one dropped from memory (its end failed to
         // commit) runs out and is taken again.
         let held = Array(queue.heldJobIds)
@@ -115,7 +115,7 @@ final class JobBroker: Sendable {
     /// Claims queued jobs in the database and queues them; how many.
     private func claim(service: StoreService, all: Bool, into queue: inout JobQueue) async -> Int {
         let owner = service.aiPolicy.owner
-        let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+        let wallNow = service.clock.wallMilliseconds()
         let rows: [JobRow]
         do {
             rows = try await service.backend.write { tx in
@@ -125,7 +125,7 @@ final class JobBroker: Sendable {
             logger.error("cannot take queued AI jobs", metadata: .fields(.error(error)))
             return 0
         }
-        let now = MonotonicClock.now()
+        let now = service.clock.monotonic()
         let held = queue.heldJobIds
         for row in rows where !held.contains(row.jobId) {
             guard row.deadlineAt > wallNow, let job = try? IPCAIJob(serializedBytes: row.request) else {
@@ -161,7 +161,7 @@ final class JobBroker: Sendable {
             await perform(queue.status(from: peer, status, now: now), service: service, queue: &queue)
         case .result(let result):
             let (disposition, actions) = queue.result(from: peer, result, now: now)
-            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            let nowMs = service.clock.wallMilliseconds()
             switch disposition {
             case .complete(let jobId, let text):
                 await end(jobId, service: service, queue: &queue) { tx in
@@ -198,7 +198,7 @@ final class JobBroker: Sendable {
                 StoreMetrics.job("leased")
                 logger.debug("AI job leased", metadata: .fields(.job(jobId), .value("lease", "\(lease)")))
             case .fail(let jobId, let reason):
-                let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+                let nowMs = service.clock.wallMilliseconds()
                 await end(jobId, service: service, queue: &queue) { tx in
                     try Operations.failJob(tx, jobId: jobId, reason: reason, nowMs: nowMs)
                 }
@@ -225,7 +225,7 @@ final class JobBroker: Sendable {
         let outcome = failed ? "failed" : "completed"
         StoreMetrics.job(outcome)
         if let started = queuedAt.mutate({ $0.removeValue(forKey: jobId) }) {
-            StoreMetrics.jobFinished(outcome, milliseconds: Int64((MonotonicClock.now() &- started) / 1_000_000))
+            StoreMetrics.jobFinished(outcome, milliseconds: Int64((service.clock.monotonic() &- started) / 1_000_000))
         }
     }
 

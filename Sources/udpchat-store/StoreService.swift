@@ -20,6 +20,8 @@ final class StoreService: Sendable {
     private let writeLimits: Mutex<WriteLimits>
     private let loginGuard: Mutex<LoginGuard>
     let hashing: HashingPool
+    /// Every time the service reads: rate limits, the login guard, what it stores.
+    let clock: any ServiceClock
 
     /// `afterCommit` receives each committed batch's outcomes, in commit
     /// order: their events to publish and their AI jobs to hand out.
@@ -27,9 +29,11 @@ final class StoreService: Sendable {
         backend: any StorageBackend, sessionIdleSeconds: Int, aiPolicy: AIPolicy = AIPolicy(),
         limiter: AIRateLimiter = AIRateLimiter(perUserPerMinute: 10, perRoomPerMinute: 30), writeLimits: WriteLimits = WriteLimits(),
         requirePasswords: Bool = false,
-        loginFailuresPerAccount: Int = 5, logger: Logger, afterCommit: @escaping @Sendable ([Outcome]) -> Void
+        loginFailuresPerAccount: Int = 5, clock: any ServiceClock = SystemClock(), logger: Logger,
+        afterCommit: @escaping @Sendable ([Outcome]) -> Void
     ) {
         self.backend = backend
+        self.clock = clock
         self.logger = logger
         self.sessionIdle = Int64(sessionIdleSeconds)
         self.aiPolicy = aiPolicy
@@ -40,7 +44,7 @@ final class StoreService: Sendable {
         // Implementation constants: two hashing threads (scrypt is 35 ms and 16 MiB each) and
         // a queue of 64 logins; beyond that the server answers that it is busy.
         self.hashing = HashingPool(threads: 2, maximumWaiting: 64)
-        self.commit = GroupCommit(backend: backend, afterCommit: afterCommit)
+        self.commit = GroupCommit(backend: backend, clock: clock, afterCommit: afterCommit)
     }
 
     /// The request being handled, for the writes it makes (its nonce and deadline).
@@ -48,9 +52,9 @@ final class StoreService: Sendable {
     private var currentContext: IPCSessionContext? { Self.context }
 
     func handle(_ request: IPCStoreRequest) async -> IPCStoreResponse {
-        let started = MonotonicClock.now()
+        let started = clock.monotonic()
         let response = await Self.$context.withValue(request.session) { await perform(request) }
-        StoreMetrics.request(request.methodName, nanoseconds: MonotonicClock.now() &- started)
+        StoreMetrics.request(request.methodName, nanoseconds: clock.monotonic() &- started)
         return response
     }
 
@@ -60,7 +64,7 @@ final class StoreService: Sendable {
     }
 
     private func perform(_ request: IPCStoreRequest) async -> IPCStoreResponse {
-        let now = Int64(Date().timeIntervalSince1970)
+        let now = clock.wallSeconds()
         let context = request.session
         let ops = Operations(now: now, sessionId: context.sessionID)
         // A session's first authenticated packet creates its row, and any
@@ -96,19 +100,19 @@ final class StoreService: Sendable {
         case .createRoom(let create):
             return await write(ops, setup: setup) { [self] in
                 try ops.createRoom($0, name: create.name) { user in
-                    writeLimits.withLock { $0.createRoom(user: user.userId, now: MonotonicClock.now()) }
+                    writeLimits.withLock { $0.createRoom(user: user.userId, now: clock.monotonic()) }
                 }
             }
         case .joinRoom(let join):
             return await write(ops, setup: setup) { [self] in
                 try ops.joinRoom($0, roomId: join.roomID) { user in
-                    writeLimits.withLock { $0.changeMembership(user: user.userId, now: MonotonicClock.now()) }
+                    writeLimits.withLock { $0.changeMembership(user: user.userId, now: clock.monotonic()) }
                 }
             }
         case .leaveRoom(let leave):
             return await write(ops, setup: setup) { [self] in
                 try ops.leaveRoom($0, roomId: leave.roomID) { user in
-                    writeLimits.withLock { $0.changeMembership(user: user.userId, now: MonotonicClock.now()) }
+                    writeLimits.withLock { $0.changeMembership(user: user.userId, now: clock.monotonic()) }
                 }
             }
         case .postMessage(let post):
@@ -122,10 +126,10 @@ final class StoreService: Sendable {
             return await readOrWrite(ops, setup: setup) { try ops.listMembers($0, roomId: roomId) }
         case .requestAi(let ai):
             let policy = aiPolicy
-            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            let nowMs = clock.wallMilliseconds()
             return await write(ops, setup: setup) { [self] tx in
                 try ops.requestAI(tx, roomId: ai.roomID, content: ai.content, policy: policy, nowMs: nowMs) { user, room in
-                    limiter.withLock { $0.admit(user: user.userId, room: room.roomId, now: MonotonicClock.now()) }
+                    limiter.withLock { $0.admit(user: user.userId, room: room.roomId, now: clock.monotonic()) }
                 }
             }
         case .ping:
@@ -154,10 +158,10 @@ final class StoreService: Sendable {
     /// the log keeps them, and AI jobs that ended more than a week ago;
     /// returns how many sessions.
     func expireIdleSessions() async -> Int {
-        let now = Date().timeIntervalSince1970
-        let cutoff = Int64(now) - sessionIdle
-        let eventCutoff = Int64(now) - sessionIdle - Self.roomEventRetentionSeconds
-        let resultCutoff = Int64(now) - Self.requestResultRetentionSeconds
+        let now = clock.wallSeconds()
+        let cutoff = now - sessionIdle
+        let eventCutoff = now - sessionIdle - Self.roomEventRetentionSeconds
+        let resultCutoff = now - Self.requestResultRetentionSeconds
         let jobCutoff = Int64(now * 1000) - Self.endedJobRetentionMs
         let result = await commit.submit(
             GroupCommit.Write(setup: nil) { tx in
@@ -186,7 +190,7 @@ final class StoreService: Sendable {
         let email = login.email
         let password = login.hasPassword ? login.password : nil
         let key = LoginGuard.Key(account: email, source: source)
-        if let wait = loginGuard.withLock({ $0.begin(key, now: MonotonicClock.now()) }) {
+        if let wait = loginGuard.withLock({ $0.begin(key, now: clock.monotonic()) }) {
             return Self.beforeTheOperation(Outcome.error("Too many failed logins for this account; try again in \(wait) s.").response)
         }
         var check = PasswordCheck.notChecked
@@ -200,7 +204,7 @@ final class StoreService: Sendable {
                 return .matched(stored: target, upgrade: PasswordHash.isLegacy(target) ? try? PasswordHash.make(password) : nil)
             }
             guard let result else {
-                loginGuard.withLock { $0.finish(key, failed: nil, now: MonotonicClock.now()) }
+                loginGuard.withLock { $0.finish(key, failed: nil, now: clock.monotonic()) }
                 return Self.beforeTheOperation(Outcome.error("The server is busy; try again in a moment.").response)
             }
             check = result
@@ -216,7 +220,7 @@ final class StoreService: Sendable {
             case .welcome?: false
             default: nil
             }
-        loginGuard.withLock { $0.finish(key, failed: failed, now: MonotonicClock.now()) }
+        loginGuard.withLock { $0.finish(key, failed: failed, now: clock.monotonic()) }
         return response
     }
 

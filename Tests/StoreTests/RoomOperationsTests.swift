@@ -64,7 +64,8 @@ import Testing
     /// A user over the room-creation limit gets a clear error, and nothing
     /// is written or broadcast; another user has a budget of their own.
     @Test(arguments: TestDatabase.available) func aUserCreatingRoomsTooFastIsRefusedWithoutAWriteOrABroadcast(_ database: TestDatabase) async throws {
-        let store = try StoreHarness(database, writeLimits: WriteLimits(roomsPerMinute: 3, membershipChangesPerMinute: 1000))
+        let clock = ManualClock()
+        let store = try StoreHarness(database, writeLimits: WriteLimits(roomsPerMinute: 3, membershipChangesPerMinute: 1000), clock: clock)
         let (alice, _) = await store.loggedIn("alice@example.com")
         for i in 0..<3 { #expect(await store.createRoom(alice, "room \(i)").errorText == nil) }
         _ = store.takeEvents()
@@ -77,6 +78,13 @@ import Testing
         #expect(await store.createRoom(alice, "room 0").errorText == ProtocolText.roomNameTaken)
         let (bob, _) = await store.loggedIn("bob@example.com")
         #expect(await store.createRoom(bob, "bob's").errorText == nil)
+        // The allowance comes back at 3 a minute, one every 20 s, by the
+        // service's clock.
+        clock.advance(.seconds(15))
+        #expect(await store.createRoom(alice, "still too soon").errorText?.contains("wait a moment") == true)
+        clock.advance(.seconds(6))
+        #expect(await store.createRoom(alice, "twenty seconds later").errorText == nil)
+        #expect(await store.createRoom(alice, "and one more").errorText?.contains("wait a moment") == true)
     }
 
     /// Joining and leaving in a loop: past the limit each gets an error and

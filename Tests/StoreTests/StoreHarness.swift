@@ -70,7 +70,8 @@ final class StoreHarness: Sendable {
     }
 
     init(
-        _ database: TestDatabase = .sqlite, requirePasswords: Bool = false, loginFailures: Int = 5, writeLimits: WriteLimits = WriteLimits()
+        _ database: TestDatabase = .sqlite, requirePasswords: Bool = false, loginFailures: Int = 5, writeLimits: WriteLimits = WriteLimits(),
+        clock: any ServiceClock = SystemClock()
     ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("udpchat-store-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -86,7 +87,7 @@ final class StoreHarness: Sendable {
         let published = self.published
         service = StoreService(
             backend: backend, sessionIdleSeconds: 600, writeLimits: writeLimits, requirePasswords: requirePasswords,
-            loginFailuresPerAccount: loginFailures,
+            loginFailuresPerAccount: loginFailures, clock: clock,
             logger: Logger(label: "test")
         ) { outcomes in
             published.events.withLock { $0.append(contentsOf: outcomes.flatMap(\.events)) }
