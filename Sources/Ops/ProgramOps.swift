@@ -11,13 +11,16 @@ public struct OpsEndpoint: Sendable {
         self.port = port
     }
 
-    /// The endpoint from `METRICS_IP` and the program's port setting.
-    public init(_ settings: SettingsReader, port setting: Setting, default defaultPort: Int, fallback: Setting? = nil) throws {
+    /// The endpoint from `METRICS_IP` and the program's port setting (or,
+    /// when that is unset, an older name for it).
+    public init(_ settings: SettingsReader, port setting: Setting, fallback: Setting? = nil) throws {
         host = settings.string(.metricsIP, default: "127.0.0.1")
-        if settings.raw(setting) == nil, let fallback, settings.raw(fallback) != nil {
-            port = try settings.int(fallback, default: defaultPort, range: 0...65535)
-        } else {
-            port = try settings.int(setting, default: defaultPort, range: 0...65535)
+        port = try settings.int(setting)
+        if settings.raw(setting) == nil, let fallback, let text = settings.raw(fallback) {
+            guard let number = Int(text), (0...65535).contains(number) else {
+                throw ChatError.configuration("\(fallback.name)=\(text): expected a whole number from 0 to 65535")
+            }
+            port = number
         }
     }
 

@@ -12,13 +12,13 @@ import Synchronization
 public struct ProgramRunner: Sendable {
     /// The program's name: its logger's label and the first word of its lines.
     public let name: String
-    /// The setting that names the port of /metrics, /healthz and /readyz, its
-    /// default, and an older setting read when it is unset.
-    public let metricsPort: (setting: Setting, default: Int, fallback: Setting?)
+    /// The setting that names the port of /metrics, /healthz and /readyz,
+    /// and an older setting read when it is unset.
+    public let metricsPort: (setting: Setting, fallback: Setting?)
 
-    public init(_ name: String, metricsPort setting: Setting, default defaultPort: Int, fallback: Setting? = nil) {
+    public init(_ name: String, metricsPort setting: Setting, fallback: Setting? = nil) {
         self.name = name
-        metricsPort = (setting, defaultPort, fallback)
+        metricsPort = (setting, fallback)
     }
 
     /// What a program's start hands to the runner.
@@ -77,7 +77,7 @@ public struct ProgramRunner: Sendable {
         do {
             let settings = try SettingsReader.load()
             let common = try CommonSettings(settings)
-            var endpoint = try OpsEndpoint(settings, port: metricsPort.setting, default: metricsPort.default, fallback: metricsPort.fallback)
+            var endpoint = try OpsEndpoint(settings, port: metricsPort.setting, fallback: metricsPort.fallback)
             if let metricsPortOverride {
                 guard (0...65535).contains(metricsPortOverride) else { throw ChatError.configuration("--metrics-port must be 0 to 65535") }
                 endpoint.port = metricsPortOverride

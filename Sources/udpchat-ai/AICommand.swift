@@ -25,7 +25,7 @@ struct AICommand: AsyncParsableCommand {
     var metricsPort: Int?
 
     func run() async throws {
-        try await ProgramRunner("udpchat-ai", metricsPort: .aiMetricsPort, default: 9104)
+        try await ProgramRunner("udpchat-ai", metricsPort: .aiMetricsPort)
             .run(metricsPortOverride: metricsPort) { program in try await serve(program) }
     }
 

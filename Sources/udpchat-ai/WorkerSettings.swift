@@ -46,15 +46,15 @@ struct WorkerSettings: Sendable {
             if let url, URL(string: url)?.scheme == nil { throw ChatError.configuration("\(setting.name)=\(url): expected an http(s):// URL") }
         }
         sampling = Sampling(
-            temperature: try settings.double(.aiTemperature, default: 0.9, range: 0...2),
-            maxTokens: try settings.int(.aiMaxTokens, default: 300, range: 1...1_000_000),
-            topP: try settings.double(.aiTopP, default: 0.95, range: 0...1),
-            frequencyPenalty: try settings.double(.aiFrequencyPenalty, default: 0.3, range: -2...2),
-            presencePenalty: try settings.double(.aiPresencePenalty, default: 0.2, range: -2...2))
+            temperature: try settings.double(.aiTemperature),
+            maxTokens: try settings.int(.aiMaxTokens),
+            topP: try settings.double(.aiTopP),
+            frequencyPenalty: try settings.double(.aiFrequencyPenalty),
+            presencePenalty: try settings.double(.aiPresencePenalty))
         limits = CallLimits(
-            firstToken: .milliseconds(try settings.int(.aiFirstTokenTimeout, default: 20_000, range: 100...3_600_000)),
-            total: .milliseconds(try settings.int(.aiTimeout, default: 60_000, range: 100...3_600_000)))
-        concurrency = try settings.int(.aiConcurrency, default: 4, range: 1...1024)
+            firstToken: .milliseconds(try settings.int(.aiFirstTokenTimeout)),
+            total: .milliseconds(try settings.int(.aiTimeout)))
+        concurrency = try settings.int(.aiConcurrency)
         heartbeat = try settings.aiHeartbeat()
     }
 

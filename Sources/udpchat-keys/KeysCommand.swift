@@ -46,11 +46,6 @@ func loadSettings() throws -> (SettingsReader, CommonSettings) {
     return (settings, try CommonSettings(settings))
 }
 
-/// `KEY_BITS`: the size of a new identity key when no option names one.
-func configuredKeyBits(_ settings: SettingsReader) throws -> Int {
-    try settings.int(.keyBits, default: 2048, range: 2048...4096)
-}
-
 /// The RSA sizes the key commands make; `name` is the option or setting that asked.
 func rsaKeySize(_ bits: Int, named name: String) throws -> _RSA.Signing.KeySize {
     guard let size = HandshakeCrypto.keySize(bits: bits) else { throw ChatError.keys("\(name) must be 2048, 3072 or 4096, not \(bits)") }
@@ -70,7 +65,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try ProgramIO.reportingFailure(of: "udpchat-keys") {
             let (settings, common) = try loadSettings()
-            let size = try bits ?? configuredKeyBits(settings)
+            let size = try bits ?? settings.int(.keyBits)
             let keySize = try rsaKeySize(size, named: "--bits")
             let files = try options.filesAsOwner(common)
             // Before the slow key generation, not only when writing.
@@ -218,14 +213,14 @@ struct Serve: AsyncParsableCommand {
     var generateIfMissing = false
 
     func run() async throws {
-        try await ProgramRunner("udpchat-keys", metricsPort: .keysMetricsPort, default: 9101).run { program in try await serve(program) }
+        try await ProgramRunner("udpchat-keys", metricsPort: .keysMetricsPort).run { program in try await serve(program) }
     }
 
     private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
         let (settings, common, logger) = (program.settings, program.common, program.logger)
         let files = options.files(common)
         if generateIfMissing && !files.identityExists {
-            let size = try rsaKeySize(configuredKeyBits(settings), named: "KEY_BITS")
+            let size = try rsaKeySize(settings.int(.keyBits), named: "KEY_BITS")
             try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
             try files.ensureKeyEncryptionKey()
             logger.notice("generated a new identity key", metadata: .fields(.path(files.directory.path)))

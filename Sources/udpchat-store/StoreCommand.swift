@@ -41,24 +41,24 @@ struct Serve: AsyncParsableCommand {
     var metricsPort: Int?
 
     func run() async throws {
-        try await ProgramRunner("udpchat-store", metricsPort: .storeMetricsPort, default: 9102)
+        try await ProgramRunner("udpchat-store", metricsPort: .storeMetricsPort)
             .run(metricsPortOverride: metricsPort) { program in try await serve(program) }
     }
 
     private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
         let (settings, common, logger) = (program.settings, program.common, program.logger)
         StoreMetrics.prepare()
-        let idle = try settings.sessionIdleSeconds()
+        let idle = try settings.int(.sessionIdle)
         var policy = AIPolicy()
-        policy.contextMessages = try settings.int(.aiContextMessages, default: 100, range: 0...WireSpec.historyLimit)
-        policy.contextBytes = try settings.int(.aiContextBytes, default: 16_384, range: 0...1_048_576)
-        policy.jobTimeoutMs = Int64(try settings.int(.aiJobTimeout, default: 120_000, range: 1_000...3_600_000))
+        policy.contextMessages = try settings.int(.aiContextMessages)
+        policy.contextBytes = try settings.int(.aiContextBytes)
+        policy.jobTimeoutMs = Int64(try settings.int(.aiJobTimeout))
         let limiter = AIRateLimiter(
-            perUserPerMinute: try settings.int(.aiUserRate, default: 10, range: 1...100_000),
-            perRoomPerMinute: try settings.int(.aiRoomRate, default: 30, range: 1...100_000))
+            perUserPerMinute: try settings.int(.aiUserRate),
+            perRoomPerMinute: try settings.int(.aiRoomRate))
         var timing = JobBroker.Timing()
         timing.heartbeat = try settings.aiHeartbeat()
-        timing.lease = .milliseconds(try settings.int(.aiLease, default: 10_000, range: 100...600_000))
+        timing.lease = .milliseconds(try settings.int(.aiLease))
         let database = try StoreDatabase.location(settings)
         if common.storeBind.isEmpty || common.eventsBind.isEmpty {
             throw ChatError.configuration(
@@ -76,10 +76,10 @@ struct Serve: AsyncParsableCommand {
         let service = StoreService(
             backend: backend, sessionIdleSeconds: idle, aiPolicy: policy, limiter: limiter,
             writeLimits: WriteLimits(
-                roomsPerMinute: try settings.int(.roomsPerUser, default: 10, range: 1...100_000),
-                membershipChangesPerMinute: try settings.int(.joinsPerUser, default: 120, range: 1...100_000)),
-            requirePasswords: try settings.bool(.requirePasswords, default: false),
-            loginFailuresPerAccount: try settings.int(.loginFailuresPerAccount, default: 5, range: 1...1_000), logger: logger
+                roomsPerMinute: try settings.int(.roomsPerUser),
+                membershipChangesPerMinute: try settings.int(.joinsPerUser)),
+            requirePasswords: try settings.bool(.requirePasswords),
+            loginFailuresPerAccount: try settings.int(.loginFailuresPerAccount), logger: logger
         ) { [broker] outcomes in
             events.publish(outcomes.flatMap(\.events))
             for job in outcomes.flatMap(\.jobs) { broker.post.yield(.enqueued(job)) }

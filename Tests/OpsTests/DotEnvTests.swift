@@ -40,10 +40,36 @@ import Testing
         #expect { try DotEnv.parse(text) } throws: { ($0 as? DotEnv.ParseError)?.line == line }
     }
 
+    /// Each number's default and range are spelled once, in the catalogue:
+    /// the default is one of its values, documentation shows it, and an
+    /// unset setting reads as it.
+    @Test func everyNumbersDefaultIsInItsRangeAndIsWhatAnUnsetSettingReads() throws {
+        let unset = SettingsReader(environment: [:])
+        var numbers = 0
+        for setting in Setting.all {
+            switch setting.rule {
+            case .integer(let value, let range)?:
+                numbers += 1
+                #expect(range.contains(value) && setting.defaultText.hasPrefix(String(value)), "\(setting.name)")
+                #expect(try unset.int(setting) == value)
+                #expect(throws: ChatError.self) { try SettingsReader(environment: [setting.name: String(range.upperBound + 1)]).int(setting) }
+            case .decimal(let value, let range)?:
+                numbers += 1
+                #expect(range.contains(value) && setting.defaultText == String(value), "\(setting.name)")
+                #expect(try unset.double(setting) == value)
+            case .flag(let value)?:
+                #expect(try unset.bool(setting) == value && setting.defaultText == String(value))
+            case nil:
+                break
+            }
+        }
+        #expect(numbers >= 35, "\(numbers) number settings")
+    }
+
     @Test func settingsRefuseValuesThatDoNotParse() {
         let settings = SettingsReader(environment: ["SERVER_PORT": "99999", "DEBUG": "maybe"])
-        #expect { try settings.int(.serverPort, default: 9999, range: 0...65535) } throws: { ($0 as? ChatError)?.code == .configuration }
-        #expect { try settings.bool(.debug, default: false) } throws: { ($0 as? ChatError)?.code == .configuration }
+        #expect { try settings.int(.serverPort) } throws: { ($0 as? ChatError)?.code == .configuration }
+        #expect { try settings.bool(.debug) } throws: { ($0 as? ChatError)?.code == .configuration }
     }
 
     @Test func environmentWinsOverTheFileAndDefaultsFillTheRest() throws {

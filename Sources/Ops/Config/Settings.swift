@@ -1,7 +1,5 @@
 import ChatWire
-import IPC
 import Configuration
-import Foundation
 
 /// One documented setting: an environment variable (also read from the
 /// environment file). `.env.sample` and the README list every one; a test
@@ -11,10 +9,40 @@ public struct Setting: Sendable, Hashable {
     /// The default as documentation shows it.
     public let defaultText: String
     public let summary: String
+    /// For a number or a flag: its default and the values it may take,
+    /// spelled here once and used by every program that reads it.
+    public let rule: Rule?
 
+    public enum Rule: Sendable, Hashable {
+        case integer(default: Int, range: ClosedRange<Int>)
+        case decimal(default: Double, range: ClosedRange<Double>)
+        case flag(default: Bool)
+    }
+
+    /// A text setting (a path, an endpoint, a name); its default is the reader's.
     public init(_ name: String, default defaultText: String, _ summary: String) {
+        self.init(name, rule: nil, shown: defaultText, summary)
+    }
+
+    /// A whole number from `range`, `value` when unset.
+    public init(_ name: String, integer value: Int, in range: ClosedRange<Int>, shown: String? = nil, _ summary: String) {
+        self.init(name, rule: .integer(default: value, range: range), shown: shown ?? String(value), summary)
+    }
+
+    /// A number from `range`, `value` when unset.
+    public init(_ name: String, decimal value: Double, in range: ClosedRange<Double>, _ summary: String) {
+        self.init(name, rule: .decimal(default: value, range: range), shown: String(value), summary)
+    }
+
+    /// True or false, `value` when unset.
+    public init(_ name: String, flag value: Bool, _ summary: String) {
+        self.init(name, rule: .flag(default: value), shown: String(value), summary)
+    }
+
+    private init(_ name: String, rule: Rule?, shown: String, _ summary: String) {
         self.name = name
-        self.defaultText = defaultText
+        self.rule = rule
+        self.defaultText = shown
         self.summary = summary
     }
 
@@ -58,100 +86,100 @@ extension Setting {
         "CURVE_DIR", default: "$KEYS_DIR/curve",
         "CURVE key pairs for tcp:// endpoints: ROLE.key (a program's own secret key) and ROLE.pub (its peers' public keys).")
     public static let rpcTimeout = Setting(
-        "RPC_TIMEOUT_MS", default: "3000", "Deadline of each call between programs, in milliseconds.")
+        "RPC_TIMEOUT_MS", integer: 3000, in: 50...600_000, "Deadline of each call between programs, in milliseconds.")
     public static let logLevel = Setting("LOG_LEVEL", default: "info", "trace, debug, info, notice, warning, error or critical.")
-    public static let debug = Setting("DEBUG", default: "false", "Original name: true, 1, t, yes or y (any case) sets LOG_LEVEL to debug.")
+    public static let debug = Setting("DEBUG", flag: false, "Original name: true, 1, t, yes or y (any case) sets LOG_LEVEL to debug.")
 
     // Operations (every program)
     public static let metricsIP = Setting(
         "METRICS_IP", default: "127.0.0.1", "Address of every program's HTTP endpoint for /metrics, /healthz and /readyz.")
     public static let keysMetricsPort = Setting(
-        "KEYS_METRICS_PORT", default: "9101", "udpchat-keys' metrics and health port (0: any free one).")
-    public static let storeMetricsPort = Setting("STORE_METRICS_PORT", default: "9102", "udpchat-store's metrics and health port.")
+        "KEYS_METRICS_PORT", integer: 9101, in: 0...65535, "udpchat-keys' metrics and health port (0: any free one).")
+    public static let storeMetricsPort = Setting("STORE_METRICS_PORT", integer: 9102, in: 0...65535, "udpchat-store's metrics and health port.")
     public static let edgeMetricsPort = Setting(
-        "EDGE_METRICS_PORT", default: "9103 (METRICS_PORT)",
+        "EDGE_METRICS_PORT", integer: 9103, in: 0...65535, shown: "9103 (METRICS_PORT)",
         "udpchat-edge's metrics and health port; the original's METRICS_PORT also sets it.")
     public static let metricsPort = Setting(
         "METRICS_PORT", default: "", "Original name: the edge's metrics port, when EDGE_METRICS_PORT is not set.")
     public static let aiMetricsPort = Setting(
-        "AI_METRICS_PORT", default: "9104",
+        "AI_METRICS_PORT", integer: 9104, in: 0...65535,
         "udpchat-ai's metrics and health port (--metrics-port; the systemd template uses its instance name).")
 
     // Edge
     public static let serverIP = Setting(
         "SERVER_IP", default: "127.0.0.1", "UDP address the edge binds (IPv4 or IPv6; 0.0.0.0 or :: for all).")
-    public static let serverPort = Setting("SERVER_PORT", default: "9999", "UDP port; 0 picks a free one, printed in the ready line.")
+    public static let serverPort = Setting("SERVER_PORT", integer: WireSpec.defaultPort, in: 0...65535, "UDP port; 0 picks a free one, printed in the ready line.")
     public static let edgeID = Setting(
         "EDGE_ID", default: "",
         "This edge's name when several edges serve one store tier (letters, digits, '-', '_', '.'; %H stands for the host name): each delivers to the sessions it heard last.")
     public static let reusePort = Setting(
-        "REUSE_PORT", default: "false", "Bind the UDP port with SO_REUSEPORT, so that several edges on one host share it (the kernel spreads clients).")
+        "REUSE_PORT", flag: false, "Bind the UDP port with SO_REUSEPORT, so that several edges on one host share it (the kernel spreads clients).")
     public static let bufferSize = Setting(
-        "BUFFER_SIZE", default: "8192", "Largest datagram accepted, in bytes (8192 to 65507; the original's receive buffer).")
+        "BUFFER_SIZE", integer: WireSpec.defaultBufferSize, in: 8192...WireSpec.maxDatagram, "Largest datagram accepted, in bytes (8192 to 65507; the original's receive buffer).")
     public static let retryMode = Setting(
         "RETRY_MODE", default: "adaptive",
         "adaptive: retry after the measured RTO, doubling, until RETRY_BUDGET_MS; fixed: the original's timing.")
     public static let retryBudget = Setting(
-        "RETRY_BUDGET_MS", default: "60000", "Adaptive mode: how long a copy is retried before its session is marked unreachable.")
+        "RETRY_BUDGET_MS", integer: 60_000, in: 1_000...3_600_000, "Adaptive mode: how long a copy is retried before its session is marked unreachable.")
     public static let retryInterval = Setting(
-        "RETRY_INTERVAL_MS", default: "2000", "Fixed mode: time between transmissions of an unacknowledged broadcast copy.")
+        "RETRY_INTERVAL_MS", integer: 2000, in: 50...600_000, "Fixed mode: time between transmissions of an unacknowledged broadcast copy.")
     public static let retryTransmissions = Setting(
-        "RETRY_TRANSMISSIONS", default: "5", "Fixed mode: transmissions of a broadcast copy in all, the first included.")
+        "RETRY_TRANSMISSIONS", integer: WireSpec.transmissions, in: 1...100, "Fixed mode: transmissions of a broadcast copy in all, the first included.")
     public static let sessionIdle = Setting(
-        "SESSION_IDLE_SECONDS", default: "600", "A session silent this long expires (edge memory and store row).")
+        "SESSION_IDLE_SECONDS", integer: 600, in: 60...31_536_000, "A session silent this long expires (edge memory and store row).")
     public static let broadcastIdle = Setting(
-        "BROADCAST_IDLE_SECONDS", default: "90", "A session silent this long receives no broadcasts until it speaks again (at least 60).")
+        "BROADCAST_IDLE_SECONDS", integer: 90, in: 60...31_536_000, "A session silent this long receives no broadcasts until it speaks again (at least 60).")
     public static let messagesPerUser = Setting(
-        "MESSAGES_PER_USER", default: "20",
+        "MESSAGES_PER_USER", integer: 20, in: 1...1_000_000,
         "Chat messages per second one user may send (twice that at once); more get an error, so a sender never outruns delivery.")
     public static let maxPendingHandshakes = Setting(
-        "MAX_PENDING_HANDSHAKES", default: "4096", "Handshakes kept in memory that have not yet sent an authenticated packet.")
+        "MAX_PENDING_HANDSHAKES", integer: 4096, in: 16...10_000_000, "Handshakes kept in memory that have not yet sent an authenticated packet.")
     public static let sessionsPerSource = Setting(
-        "SESSIONS_PER_SOURCE", default: "500", "Sessions one source (an IPv4 address, an IPv6 /64) may hold; its next handshake gets an error.")
-    public static let maxSessions = Setting("MAX_SESSIONS", default: "100000", "Sessions the edge holds in all; new handshakes get an error beyond.")
+        "SESSIONS_PER_SOURCE", integer: 500, in: 1...10_000_000, "Sessions one source (an IPv4 address, an IPv6 /64) may hold; its next handshake gets an error.")
+    public static let maxSessions = Setting("MAX_SESSIONS", integer: 100_000, in: 1...100_000_000, "Sessions the edge holds in all; new handshakes get an error beyond.")
     public static let maxAnonymousSessions = Setting(
-        "MAX_ANONYMOUS_SESSIONS", default: "20000", "Sessions not logged in the edge holds; new handshakes get an error beyond.")
+        "MAX_ANONYMOUS_SESSIONS", integer: 20_000, in: 1...100_000_000, "Sessions not logged in the edge holds; new handshakes get an error beyond.")
     public static let edgeMemoryLimit = Setting(
-        "EDGE_MEMORY_LIMIT_MB", default: "2048", "Resident memory above which the edge refuses new sessions (0: no limit).")
+        "EDGE_MEMORY_LIMIT_MB", integer: 2048, in: 0...1_048_576, "Resident memory above which the edge refuses new sessions (0: no limit).")
 
     public static let handshakesPerSource = Setting(
-        "HANDSHAKES_PER_SOURCE", default: "5", "Handshakes per second one IP address may start (twice that at once); more are dropped.")
+        "HANDSHAKES_PER_SOURCE", integer: 5, in: 1...100_000, "Handshakes per second one IP address may start (twice that at once); more are dropped.")
     public static let errorsPerSource = Setting(
-        "ERRORS_PER_SOURCE", default: "20", "Error replies and session lookups per second for one IP address that proved nothing.")
+        "ERRORS_PER_SOURCE", integer: 20, in: 1...100_000, "Error replies and session lookups per second for one IP address that proved nothing.")
     public static let rateLimitExempt = Setting(
         "RATE_LIMIT_EXEMPT", default: "", "IP addresses the per-source limits do not apply to (comma-separated; a WebSocket bridge).")
 
     // Keys
-    public static let keyBits = Setting("KEY_BITS", default: "2048", "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
+    public static let keyBits = Setting("KEY_BITS", integer: 2048, in: 2048...4096, "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
 
     // Accounts (udpchat-store)
     public static let requirePasswords = Setting(
-        "REQUIRE_PASSWORDS", default: "false",
+        "REQUIRE_PASSWORDS", flag: false,
         "true: an email alone no longer logs in or creates an account (udpchat-store user set-password).")
     public static let loginFailuresPerAccount = Setting(
-        "LOGIN_FAILURES_PER_ACCOUNT", default: "5",
+        "LOGIN_FAILURES_PER_ACCOUNT", integer: 5, in: 1...1_000,
         "Wrong passwords an account takes from one address (IPv6: its /64) in 15 minutes before that address waits out the rest.")
     public static let loginsPerSource = Setting(
-        "LOGINS_PER_SOURCE", default: "30", "LOGIN requests per minute from one IP address (the edge answers the rest with an error).")
+        "LOGINS_PER_SOURCE", integer: 30, in: 1...100_000, "LOGIN requests per minute from one IP address (the edge answers the rest with an error).")
 
     public static let roomsPerUser = Setting(
-        "ROOMS_PER_USER_PER_MINUTE", default: "10", "Rooms one user may create per minute (each new room's list goes to every session).")
+        "ROOMS_PER_USER_PER_MINUTE", integer: 10, in: 1...100_000, "Rooms one user may create per minute (each new room's list goes to every session).")
     public static let joinsPerUser = Setting(
-        "JOINS_PER_USER_PER_MINUTE", default: "120", "Times one user may join or leave a room per minute (each goes to every member).")
+        "JOINS_PER_USER_PER_MINUTE", integer: 120, in: 1...100_000, "Times one user may join or leave a room per minute (each goes to every member).")
 
     // AI jobs (udpchat-store)
     public static let aiJobTimeout = Setting(
-        "AI_JOB_TIMEOUT_MS", default: "120000", "How long an AI request may wait for a worker and run, in all, before it fails.")
+        "AI_JOB_TIMEOUT_MS", integer: 120_000, in: 1_000...3_600_000, "How long an AI request may wait for a worker and run, in all, before it fails.")
     public static let aiLease = Setting(
-        "AI_LEASE_MS", default: "10000", "A job sent to a worker that does not confirm it within this time goes to another.")
+        "AI_LEASE_MS", integer: 10_000, in: 100...600_000, "A job sent to a worker that does not confirm it within this time goes to another.")
     public static let aiHeartbeat = Setting(
-        "AI_HEARTBEAT_MS", default: "1000", "Heartbeat between store and workers; three missed ones mean the peer is gone.")
+        "AI_HEARTBEAT_MS", integer: 1000, in: 50...60_000, "Heartbeat between store and workers; three missed ones mean the peer is gone.")
     public static let aiContextMessages = Setting(
-        "AI_CONTEXT_MESSAGES", default: "100", "Most recent room messages given to the model as context.")
+        "AI_CONTEXT_MESSAGES", integer: 100, in: 0...WireSpec.historyLimit, "Most recent room messages given to the model as context.")
     public static let aiContextBytes = Setting(
-        "AI_CONTEXT_BYTES", default: "16384", "Most bytes of context text; older messages are left out first.")
-    public static let aiUserRate = Setting("AI_USER_RATE_PER_MINUTE", default: "10", "AI requests one user may make per minute.")
-    public static let aiRoomRate = Setting("AI_ROOM_RATE_PER_MINUTE", default: "30", "AI requests one room may have per minute.")
+        "AI_CONTEXT_BYTES", integer: 16_384, in: 0...1_048_576, "Most bytes of context text; older messages are left out first.")
+    public static let aiUserRate = Setting("AI_USER_RATE_PER_MINUTE", integer: 10, in: 1...100_000, "AI requests one user may make per minute.")
+    public static let aiRoomRate = Setting("AI_ROOM_RATE_PER_MINUTE", integer: 30, in: 1...100_000, "AI requests one room may have per minute.")
 
     // AI worker (udpchat-ai); the original's names first
     public static let aiMode = Setting(
@@ -168,15 +196,15 @@ extension Setting {
     public static let azureAPIKey = Setting("AZURE_OPENAI_API_KEY", default: "", "Azure key, when it differs from OPENAI_API_KEY.")
     public static let ollamaHost = Setting("OLLAMA_HOST", default: "http://127.0.0.1:11434", "Ollama server (host:port or URL).")
     public static let aiModel = Setting("AI_MODEL", default: "gpt-4o-mini / mistral", "Model name; the default depends on AI_MODE.")
-    public static let aiTemperature = Setting("AI_TEMPERATURE", default: "0.9", "Sampling temperature.")
-    public static let aiMaxTokens = Setting("AI_MAX_TOKENS", default: "300", "Most tokens in a reply.")
-    public static let aiTopP = Setting("AI_TOP_P", default: "0.95", "Nucleus sampling.")
-    public static let aiFrequencyPenalty = Setting("AI_FREQUENCY_PENALTY", default: "0.3", "Frequency penalty.")
-    public static let aiPresencePenalty = Setting("AI_PRESENCE_PENALTY", default: "0.2", "Presence penalty.")
+    public static let aiTemperature = Setting("AI_TEMPERATURE", decimal: 0.9, in: 0...2, "Sampling temperature.")
+    public static let aiMaxTokens = Setting("AI_MAX_TOKENS", integer: 300, in: 1...1_000_000, "Most tokens in a reply.")
+    public static let aiTopP = Setting("AI_TOP_P", decimal: 0.95, in: 0...1, "Nucleus sampling.")
+    public static let aiFrequencyPenalty = Setting("AI_FREQUENCY_PENALTY", decimal: 0.3, in: -2...2, "Frequency penalty.")
+    public static let aiPresencePenalty = Setting("AI_PRESENCE_PENALTY", decimal: 0.2, in: -2...2, "Presence penalty.")
     public static let aiFirstTokenTimeout = Setting(
-        "AI_FIRST_TOKEN_TIMEOUT_MS", default: "20000", "A model that sends nothing for this long fails the job.")
-    public static let aiTimeout = Setting("AI_TIMEOUT_MS", default: "60000", "A model reply taking longer than this fails the job.")
-    public static let aiConcurrency = Setting("AI_CONCURRENCY", default: "4", "Jobs one udpchat-ai process runs at once (--concurrency).")
+        "AI_FIRST_TOKEN_TIMEOUT_MS", integer: 20_000, in: 100...3_600_000, "A model that sends nothing for this long fails the job.")
+    public static let aiTimeout = Setting("AI_TIMEOUT_MS", integer: 60_000, in: 100...3_600_000, "A model reply taking longer than this fails the job.")
+    public static let aiConcurrency = Setting("AI_CONCURRENCY", integer: 4, in: 1...1024, "Jobs one udpchat-ai process runs at once (--concurrency).")
 
     /// Every setting, in documentation order.
     public static let all: [Setting] = [
@@ -189,173 +217,4 @@ extension Setting {
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
         aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,
     ]
-}
-
-/// Settings that more than one program reads, each read one way (its
-/// default and range spelled once).
-extension SettingsReader {
-    /// `SESSION_IDLE_SECONDS`: the edge forgets a silent session after this,
-    /// and the store deletes its row.
-    public func sessionIdleSeconds() throws -> Int { try int(.sessionIdle, default: 600, range: 60...31_536_000) }
-
-    /// `AI_HEARTBEAT_MS`: the pace of the store's and the workers' heartbeats.
-    public func aiHeartbeat() throws -> Duration { .milliseconds(try int(.aiHeartbeat, default: 1000, range: 50...60_000)) }
-}
-
-/// The settings as the programs see them: environment variables first,
-/// then the environment file, then defaults. Values are checked: a value
-/// that does not parse is an error naming the variable, never a silent
-/// fallback to the default.
-public struct SettingsReader: Sendable {
-    private let reader: ConfigReader
-
-    /// Reads the process environment and the environment file it names
-    /// (`UDPCHAT_ENV_FILE`, else `./.env` when present).
-    public static func load(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SettingsReader {
-        var fileValues: [String: String] = [:]
-        let explicit = environment[Setting.envFile.name].flatMap { $0.isEmpty ? nil : $0 }
-        let path = explicit ?? ".env"
-        if FileManager.default.fileExists(atPath: path) {
-            // FileHandle rather than String(contentsOfFile:), which refuses
-            // devices such as /dev/null ("no file").
-            let data: Data
-            do {
-                guard let handle = FileHandle(forReadingAtPath: path) else { throw ChatError.configuration("permission denied") }
-                defer { try? handle.close() }
-                data = try handle.readToEnd() ?? Data()
-            } catch {
-                throw ChatError.configuration("cannot read the environment file \(path): \(error)")
-            }
-            guard let text = String(data: data, encoding: .utf8) else {
-                throw ChatError.configuration("the environment file \(path) is not UTF-8")
-            }
-            do {
-                fileValues = try DotEnv.parse(text)
-            } catch {
-                throw ChatError.configuration("environment file \(path), \(error)")
-            }
-        } else if let explicit {
-            throw ChatError.configuration("\(Setting.envFile.name)=\(explicit): no such file")
-        }
-        return SettingsReader(environment: environment, file: fileValues)
-    }
-
-    /// Settings from explicit dictionaries (tests).
-    public init(environment: [String: String], file: [String: String] = [:]) {
-        reader = ConfigReader(providers: [
-            EnvironmentVariablesProvider(environmentVariables: environment),
-            EnvironmentVariablesProvider(environmentVariables: file),
-        ])
-    }
-
-    /// The raw value, or nil when unset or empty.
-    public func raw(_ setting: Setting) -> String? {
-        let secret = setting == .openAIKey || setting == .azureAPIKey
-        guard let value = reader.string(forKey: setting.key, isSecret: secret), !value.isEmpty else {
-            return nil
-        }
-        return value
-    }
-
-    public func string(_ setting: Setting, default value: String) -> String { raw(setting) ?? value }
-
-    public func int(_ setting: Setting, default value: Int, range: ClosedRange<Int>) throws -> Int {
-        guard let text = raw(setting) else { return value }
-        guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-            throw ChatError.configuration("\(setting.name)=\(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
-        }
-        return number
-    }
-
-    public func double(_ setting: Setting, default value: Double, range: ClosedRange<Double>) throws -> Double {
-        guard let text = raw(setting) else { return value }
-        guard let number = Double(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-            throw ChatError.configuration("\(setting.name)=\(text): expected a number from \(range.lowerBound) to \(range.upperBound)")
-        }
-        return number
-    }
-
-    public func bool(_ setting: Setting, default value: Bool) throws -> Bool {
-        guard let text = raw(setting) else { return value }
-        switch text.lowercased() {
-        case "true", "1", "t", "yes", "y", "on": return true
-        case "false", "0", "f", "no", "n", "off": return false
-        default: throw ChatError.configuration("\(setting.name)=\(text): expected true or false")
-        }
-    }
-}
-
-/// The paths and endpoints every program shares.
-public struct CommonSettings: Sendable {
-    public var dataDir: String
-    public var runDir: String
-    public var keysDir: String
-    public var dbPath: String
-    public var keysEndpoint: String
-    public var storeEndpoint: String
-    public var eventsEndpoint: String
-    public var keysBind: String
-    public var storeBind: String
-    public var eventsBind: String
-    public var jobsEndpoint: String
-    public var jobsBind: String
-    public var curveDir: String
-    public var rpcTimeout: Duration
-    public var logLevel: String
-
-    public init(_ settings: SettingsReader) throws {
-        dataDir = settings.string(.dataDir, default: "./data")
-        runDir = settings.string(.runDir, default: dataDir + "/run")
-        keysDir = settings.string(.keysDir, default: dataDir + "/keys")
-        dbPath = settings.string(.dbPath, default: dataDir + "/udpchat.db")
-        keysEndpoint = settings.string(.keysEndpoint, default: "ipc://\(runDir)/keys.sock")
-        storeEndpoint = settings.string(.storeEndpoint, default: "ipc://\(runDir)/store.sock")
-        eventsEndpoint = settings.string(.eventsEndpoint, default: "ipc://\(runDir)/events.sock")
-        keysBind = settings.string(.keysBind, default: keysEndpoint)
-        // With several stores the edge's endpoints are lists, and each store
-        // names its own addresses.
-        let severalStores = storeEndpoint.contains(",") || eventsEndpoint.contains(",")
-        storeBind = settings.string(.storeBind, default: severalStores ? "" : storeEndpoint)
-        eventsBind = settings.string(.eventsBind, default: severalStores ? "" : eventsEndpoint)
-        jobsEndpoint = settings.string(.jobsEndpoint, default: "ipc://\(runDir)/jobs.sock")
-        jobsBind = settings.string(.jobsBind, default: jobsEndpoint)
-        curveDir = settings.string(.curveDir, default: keysDir + "/curve")
-        for endpoint in [keysEndpoint, keysBind, jobsEndpoint, jobsBind] {
-            try Endpoint.validate(endpoint)
-        }
-        _ = try Endpoint.list(storeEndpoint)
-        _ = try Endpoint.list(eventsEndpoint)
-        for (setting, endpoint) in [(Setting.storeBind, storeBind), (.eventsBind, eventsBind)] where !endpoint.isEmpty {
-            guard !endpoint.contains(",") else { throw ChatError.configuration("\(setting.name)=\(endpoint): a store binds one address") }
-            try Endpoint.validate(endpoint)
-        }
-        rpcTimeout = .milliseconds(try settings.int(.rpcTimeout, default: 3000, range: 50...600_000))
-        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        var level = settings.string(.logLevel, default: "info").lowercased()
-        guard levels.contains(level) else {
-            throw ChatError.configuration("\(Setting.logLevel.name)=\(level): expected one of \(levels.joined(separator: ", "))")
-        }
-        if try settings.bool(.debug, default: false), level != "trace" { level = "debug" }
-        logLevel = level
-    }
-
-    /// The CURVE security of `role`'s `tcp://` endpoints (nil when it has
-    /// none): who may connect to what it binds, and the keys of what it
-    /// connects to (docs/security.md, "Who reaches what").
-    public func planeSecurity(for role: PlaneRole) throws -> PlaneSecurity? {
-        switch role {
-        case .keys:
-            return try PlaneSecurity.load(directory: curveDir, role: role, binds: [(keysBind, [.edge])], connects: [])
-        case .store:
-            return try PlaneSecurity.load(
-                directory: curveDir, role: role, binds: [(storeBind, [.edge]), (eventsBind, [.edge]), (jobsBind, [.ai])], connects: [])
-        case .edge:
-            // Several stores: each endpoint of the lists is connected to on its own.
-            let stores = try (Endpoint.list(storeEndpoint) + Endpoint.list(eventsEndpoint)).map { (endpoint: $0, server: PlaneRole.store) }
-            return try PlaneSecurity.load(directory: curveDir, role: role, binds: [], connects: [(endpoint: keysEndpoint, server: .keys)] + stores)
-        case .ai:
-            return try PlaneSecurity.load(directory: curveDir, role: role, binds: [], connects: [(jobsEndpoint, .store)])
-        }
-    }
-
 }

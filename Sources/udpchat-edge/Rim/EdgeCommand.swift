@@ -21,7 +21,7 @@ struct EdgeCommand: AsyncParsableCommand {
     var metricsPort: Int?
 
     func run() async throws {
-        try await ProgramRunner("udpchat-edge", metricsPort: .edgeMetricsPort, default: 9103, fallback: .metricsPort)
+        try await ProgramRunner("udpchat-edge", metricsPort: .edgeMetricsPort, fallback: .metricsPort)
             .run(metricsPortOverride: metricsPort) { program in try await serve(program) }
     }
 
