@@ -1,0 +1,40 @@
+import ArgumentParser
+import CryptoExtras
+import IPC
+import IPCMessages
+import Ops
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve signatures and key wrapping to udpchat-edge (the default).")
+
+    @OptionGroup var options: KeysOptions
+    @Flag(help: "Generate the keys first if there are none (containers' first start); never replaces a key.")
+    var generateIfMissing = false
+
+    func run() async throws {
+        try await ProgramRunner("udpchat-keys", metricsPort: .keysMetricsPort).run { program in try await serve(program) }
+    }
+
+    private func serve(_ program: ProgramRunner.Context) async throws -> ProgramRunner.Serving {
+        let (settings, common, logger) = (program.settings, program.common, program.logger)
+        let files = options.files(common)
+        if generateIfMissing && !files.identityExists {
+            let size = try rsaKeySize(settings.int(.keyBits), named: "KEY_BITS")
+            try files.writeIdentity(try _RSA.Signing.PrivateKey(keySize: size), force: false)
+            try files.ensureKeyEncryptionKey()
+            logger.notice("generated a new identity key", metadata: .fields(.path(files.directory.path)))
+        }
+        let service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
+        try SocketDirectory.prepare(binding: [common.keysBind])
+        var plane = common
+        plane.curveDir = options.curveDirectory(settings, common)
+        let reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")
+        _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
+            service.handle($0)
+        }
+        let ops = try await program.startOps { OpsServer.readiness([("identity key", true)]) }
+        logger.info("serving", metadata: .fields(.address(common.keysBind), .value("fingerprint", service.fingerprint)))
+        return .init(
+            ready: "endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)", services: [ReactorService(reactor: reactor, ops: ops)])
+    }
+}
