@@ -21,14 +21,16 @@ final class Worker: Sendable {
 
     private struct Pending {
         var result: IPCJobResult
-        var sentAt: ContinuousClock.Instant
+        /// Monotonic nanoseconds.
+        var sentAt: UInt64
     }
 
     private struct State {
         var running: [String: Task<Void, Never>] = [:]
         var unconfirmed: [String: Pending] = [:]
         var stopping = false
-        var lastHeardFromStore = ContinuousClock.now
+        /// Monotonic nanoseconds.
+        var lastHeardFromStore: UInt64
         var storeSilent = false
     }
 
@@ -48,10 +50,17 @@ final class Worker: Sendable {
     let model: any ChatModel
     let logger: Logger
     private let send: @Sendable ([UInt8]) -> Void
-    private let state = Mutex(State())
+    /// Reads the time for heartbeats, silence and job latency.
+    let clock: any ServiceClock
+    private let state: Mutex<State>
 
     /// `send` delivers a message to the store (the worker's DEALER socket).
-    init(options: Options, model: any ChatModel, logger: Logger, send: @escaping @Sendable ([UInt8]) -> Void) {
+    init(
+        options: Options, model: any ChatModel, clock: any ServiceClock = SystemClock(), logger: Logger,
+        send: @escaping @Sendable ([UInt8]) -> Void
+    ) {
+        self.clock = clock
+        state = Mutex(State(lastHeardFromStore: clock.monotonic()))
         self.options = options
         self.model = model
         self.logger = logger
@@ -66,7 +75,7 @@ final class Worker: Sendable {
         }
         let wasSilent = state.withLock { state -> Bool in
             defer {
-                state.lastHeardFromStore = .now
+                state.lastHeardFromStore = clock.monotonic()
                 state.storeSilent = false
             }
             return state.storeSilent
@@ -111,7 +120,7 @@ final class Worker: Sendable {
         var result = IPCJobResult()
         result.jobID = assignment.jobID
         result.lease = assignment.lease
-        let started = ContinuousClock.now
+        let started = clock.monotonic()
         do {
             let reply = try await model.reply(to: Prompt.messages(for: job), limits: limits)
             let text = Prompt.cleaned(reply, userName: job.userName)
@@ -131,15 +140,15 @@ final class Worker: Sendable {
         let outcome = result.failure.message.isEmpty ? "reply" : "failure: \(result.failure.message)"
         let label = result.failure.message.isEmpty ? "reply" : (result.failure.handBack ? "handed_back" : "failed")
         Counter(label: "udpchat_ai_jobs_total", dimensions: [("outcome", label)]).increment()
-        Timer(label: "udpchat_ai_job_seconds", dimensions: [("outcome", label)]).recordNanoseconds(
-            Int64((ContinuousClock.now - started).milliseconds * 1_000_000))
+        let took = clock.monotonic() &- started
+        Timer(label: "udpchat_ai_job_seconds", dimensions: [("outcome", label)]).recordNanoseconds(Int64(took))
         logger.info(
             "AI job done",
             metadata: .fields(
-                .job(assignment.jobID), .value("outcome", "\(outcome)"), .value("ms", "\((ContinuousClock.now - started).milliseconds)")))
+                .job(assignment.jobID), .value("outcome", "\(outcome)"), .value("ms", "\(took / 1_000_000)")))
         state.withLock { state in
             state.running[assignment.jobID] = nil
-            state.unconfirmed[assignment.jobID] = Pending(result: result, sentAt: .now)
+            state.unconfirmed[assignment.jobID] = Pending(result: result, sentAt: clock.monotonic())
         }
         sendResult(result)
         sendStatus()
@@ -153,7 +162,7 @@ final class Worker: Sendable {
 
     /// Whether the store has been heard from within three heartbeats (for `/readyz`).
     var storeResponds: Bool {
-        state.withLock { ContinuousClock.now - $0.lastHeardFromStore <= options.heartbeat * 3 }
+        state.withLock { clock.monotonic() &- $0.lastHeardFromStore <= 3 * options.heartbeat.nanoseconds }
     }
 
     /// Tells the store the free slots and running jobs.
@@ -173,10 +182,10 @@ final class Worker: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: options.heartbeat)
             sendStatus()
-            let now = ContinuousClock.now
+            let now = clock.monotonic()
             let (resend, newlySilent) = state.withLock { state -> ([IPCJobResult], Bool) in
-                state.unconfirmed = state.unconfirmed.filter { now - $0.value.sentAt < Self.resultRetention }
-                let silent = now - state.lastHeardFromStore > options.heartbeat * 3
+                state.unconfirmed = state.unconfirmed.filter { now &- $0.value.sentAt < Self.resultRetention.nanoseconds }
+                let silent = now &- state.lastHeardFromStore > 3 * options.heartbeat.nanoseconds
                 defer { state.storeSilent = silent }
                 return (state.unconfirmed.values.map(\.result), silent && !state.storeSilent)
             }

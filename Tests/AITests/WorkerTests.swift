@@ -45,13 +45,29 @@ struct WorkerTests {
         return try! message.serializedBytes()
     }
 
-    static func worker(_ model: FakeModel, _ outbox: Outbox, concurrency: Int = 1) -> Worker {
+    static func worker(_ model: FakeModel, _ outbox: Outbox, concurrency: Int = 1, clock: any ServiceClock = SystemClock()) -> Worker {
         Worker(
             options: .init(
                 name: "test", concurrency: concurrency, heartbeat: .seconds(1),
                 limits: CallLimits(firstToken: .seconds(5), total: .seconds(5))),
-            model: model, logger: Logger(label: "test")
+            model: model, clock: clock, logger: Logger(label: "test")
         ) { outbox.record($0) }
+    }
+
+    /// `/readyz` of a worker: ready while the store was heard within three
+    /// heartbeats, by the worker's clock.
+    @Test func theStoreCountsAsGoneAfterThreeSilentHeartbeatsAndBackWhenHeard() {
+        let clock = ManualClock()
+        let worker = Self.worker(FakeModel(), Outbox(), clock: clock)
+        #expect(worker.storeResponds)
+        clock.advance(.milliseconds(2_999))
+        #expect(worker.storeResponds)
+        clock.advance(.milliseconds(2))
+        #expect(!worker.storeResponds)
+        var heartbeat = IPCDispatcherMessage()
+        heartbeat.heartbeat = IPCDispatcherHeartbeat()
+        worker.received(try! heartbeat.serializedBytes())
+        #expect(worker.storeResponds)
     }
 
     /// Waits for `condition`, at most 30 s (a bound for a stuck worker,
