@@ -1,6 +1,19 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// What every server program is built on: the wire, the messages and the
+/// plane between the programs, how a program runs, its logs and metrics,
+/// and its command line.
+let serverProgram: [Target.Dependency] = [
+    "ChatWire",
+    "IPCMessages",
+    "IPC",
+    "Ops",
+    "ChatLog",
+    .product(name: "Metrics", package: "swift-metrics"),
+    .product(name: "ArgumentParser", package: "swift-argument-parser"),
+]
+
 let package = Package(
     name: "udpchat",
     platforms: [.macOS(.v15)],
@@ -87,59 +100,30 @@ let package = Package(
         ),
         .executableTarget(
             name: "udpchat-keys",
-            dependencies: [
-                "ChatWire",
-                "IPCMessages",
-                "IPC",
-                "Ops",
-                "ChatLog",
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            dependencies: serverProgram
         ),
         .executableTarget(
             name: "udpchat-store",
-            dependencies: [
-                "ChatWire",
-                "IPCMessages",
-                "IPC",
-                "Ops",
-                "ChatLog",
-                .product(name: "Metrics", package: "swift-metrics"),
+            dependencies: serverProgram + [
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "udpchat-edge",
-            dependencies: [
-                "ChatWire",
-                "IPCMessages",
-                "IPC",
-                "Ops",
-                "ChatLog",
-                .product(name: "Metrics", package: "swift-metrics"),
+            dependencies: serverProgram + [
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "udpchat-ai",
-            dependencies: [
-                "ChatWire",
-                "IPCMessages",
-                "IPC",
-                "Ops",
-                "ChatLog",
-                .product(name: "Metrics", package: "swift-metrics"),
+            dependencies: serverProgram + [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(
