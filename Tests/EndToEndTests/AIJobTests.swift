@@ -18,12 +18,7 @@ struct AIJobTests {
         let room: RoomRef
 
         init(_ system: TestSystem) async throws {
-            alice = try await system.client()
-            bob = try await system.client()
-            alicesUser = try await alice.login(email: "alice@example.com")
-            _ = try await bob.login(email: "bob@example.com")
-            room = try await alice.createRoom(name: "Lounge")
-            _ = try await bob.joinRoom(id: room.roomId)
+            (alice, bob, alicesUser, room) = try await system.aliceAndBob(in: "Lounge")
             _ = try await alice.sendMessage(roomId: room.roomId, content: "hi")
             _ = try await bob.sendMessage(roomId: room.roomId, content: "how are you?")
         }

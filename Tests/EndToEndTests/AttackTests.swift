@@ -18,13 +18,8 @@ struct AttackTests {
         let room: RoomRef
 
         init(_ system: TestSystem) async throws {
-            alice = try await system.client(record: true)
-            bob = try await system.client(record: true)
+            (alice, bob, _, room) = try await system.aliceAndBob(in: "Target", record: true)
             attacker = try await system.client()
-            _ = try await alice.login(email: "alice@example.com")
-            _ = try await bob.login(email: "bob@example.com")
-            room = try await alice.createRoom(name: "Target")
-            _ = try await bob.joinRoom(id: room.roomId)
         }
 
         /// Whether alice still gets broadcasts at her own address.

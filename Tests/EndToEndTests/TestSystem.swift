@@ -191,6 +191,19 @@ final class TestSystem: Sendable {
         return (edge, bound)
     }
 
+    /// alice and bob signed in, and a room alice made and bob joined.
+    func aliceAndBob(in roomName: String, record: Bool = false) async throws
+        -> (alice: ChatClient, bob: ChatClient, alicesUser: UserInfo, room: RoomRef)
+    {
+        let alice = try await client(record: record)
+        let bob = try await client(record: record)
+        let alicesUser = try await alice.login(email: "alice@example.com")
+        _ = try await bob.login(email: "bob@example.com")
+        let room = try await alice.createRoom(name: roomName)
+        _ = try await bob.joinRoom(id: room.roomId)
+        return (alice, bob, alicesUser, room)
+    }
+
     /// A client connected to the edge, or to `port` (pinning disabled unless `knownHosts` is given).
     func client(
         port: Int? = nil, acknowledge: Bool = true, record: Bool = false, keyBits: Int = 2048, knownHosts: KnownHosts? = nil
