@@ -149,13 +149,13 @@ let package = Package(
             ]
         ),
         // What several test targets share; no program links it.
-        .target(name: "TestSupport", path: "Tests/Support"),
+        .target(name: "TestSupport", dependencies: ["ChatWire"], path: "Tests/Support"),
         .testTarget(name: "ChatWireTests", dependencies: ["ChatWire", "TestSupport"]),
         .testTarget(name: "IPCTests", dependencies: ["ChatWire", "IPCMessages", "IPC"]),
         .testTarget(name: "OpsTests", dependencies: ["ChatWire", "IPC", "Ops"]),
-        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "IPCMessages", "IPC", "Ops"]),
+        .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "IPCMessages", "IPC", "Ops", "TestSupport"]),
         .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "IPCMessages", "IPC", "Ops"]),
-        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "IPCMessages", "IPC", "Ops"]),
+        .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "IPCMessages", "IPC", "Ops", "TestSupport"]),
         .testTarget(name: "KeysTests", dependencies: ["udpchat-keys", "ChatWire"]),
         .testTarget(
             name: "EndToEndTests",

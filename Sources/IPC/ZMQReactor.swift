@@ -1,3 +1,4 @@
+import ChatLog
 import ChatWire
 import CZeroMQ
 import Foundation
@@ -64,7 +65,7 @@ public final class ZMQReactor: @unchecked Sendable {
                 context.zapBound.store(true, ordering: .releasing)
             } catch {
                 // CURVE sockets then refuse to bind, saying so.
-                Logger(label: "udpchat-plane").error("cannot bind the ZAP handler: \(error)")
+                Logger(label: "udpchat-plane").error("cannot bind the ZAP handler", metadata: .fields(.error(error)))
             }
         }
     }

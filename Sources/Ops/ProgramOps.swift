@@ -15,13 +15,8 @@ public struct OpsEndpoint: Sendable {
     /// when that is unset, an older name for it).
     public init(_ settings: SettingsReader, port setting: Setting, fallback: Setting? = nil) throws {
         host = settings.string(.metricsIP, default: "127.0.0.1")
-        port = try settings.int(setting)
-        if settings.raw(setting) == nil, let fallback, let text = settings.raw(fallback) {
-            guard let number = Int(text), (0...65535).contains(number) else {
-                throw ChatError.configuration("\(fallback.name)=\(text): expected a whole number from 0 to 65535")
-            }
-            port = number
-        }
+        let read = settings.raw(setting) == nil && fallback.map { settings.raw($0) != nil } == true ? fallback! : setting
+        port = try settings.int(read)
     }
 
     /// Starts the HTTP endpoint (metrics must be bootstrapped first).

@@ -23,15 +23,18 @@ public struct ProgramRunner: Sendable {
 
     /// What a program's start hands to the runner.
     public struct Serving {
-        /// What the ready line says after `PROGRAM ready` (the runner adds `metrics=URL`).
+        /// What the ready line says after `PROGRAM ready`; the runner adds
+        /// `metrics=URL`, then `readyEnd`.
         public var ready: String
+        public var readyEnd: String
         /// Run until shutdown; each drains in its own `run()`.
         public var services: [any Service]
         /// How long draining may take before the services are cancelled.
         public var drainLimit: Duration
 
-        public init(ready: String, services: [any Service], drainLimit: Duration = .seconds(10)) {
+        public init(ready: String, readyEnd: String = "", services: [any Service], drainLimit: Duration = .seconds(10)) {
             self.ready = ready
+            self.readyEnd = readyEnd
             self.services = services
             self.drainLimit = drainLimit
         }
@@ -99,7 +102,7 @@ public struct ProgramRunner: Sendable {
             throw ExitCode.failure
         }
         let metrics = context.server.withLock({ $0 }).map { " metrics=\($0.url(host: context.endpoint.host))" } ?? ""
-        ProgramIO.announceReady("\(name) ready \(serving.ready)\(metrics)")
+        ProgramIO.announceReady("\(name) ready \(serving.ready)\(metrics)" + (serving.readyEnd.isEmpty ? "" : " \(serving.readyEnd)"))
         var configuration = ServiceGroupConfiguration(
             services: serving.services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: context.logger)
         configuration.maximumGracefulShutdownDuration = serving.drainLimit

@@ -71,7 +71,7 @@ struct AICommand: AsyncParsableCommand {
             heartbeat.cancel()
         }
         return .init(
-            ready: "jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency) \(model.summary)", services: [service],
+            ready: "jobs=\(settings.common.jobsEndpoint) concurrency=\(settings.concurrency)", readyEnd: model.summary, services: [service],
             drainLimit: .seconds(15))
     }
 }

@@ -182,8 +182,9 @@ final class Worker: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: options.heartbeat)
             sendStatus()
-            let now = clock.monotonic()
             let (resend, newlySilent) = state.withLock { state -> ([IPCJobResult], Bool) in
+                // Read under the lock: a time stamped since by another thread is never later than it.
+                let now = clock.monotonic()
                 state.unconfirmed = state.unconfirmed.filter { now &- $0.value.sentAt < Self.resultRetention.nanoseconds }
                 let silent = now &- state.lastHeardFromStore > 3 * options.heartbeat.nanoseconds
                 defer { state.storeSilent = silent }

@@ -3,6 +3,7 @@ import IPCMessages
 import Logging
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import udpchat_ai
 

@@ -14,7 +14,7 @@ extension EdgeMachineTests {
         try h.start(with: [(Self.loaded(client, user: "u1", cursor: 0), client.cipher)], events: [])
         _ = h.takeDatagrams()
         h.receive(client.datagram(.login(email: "someone@example.com", password: "wrong")))
-        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        let call = try h.nextRequest()
         // A login held back by its throttle, before the operation: the store does not say who the user is.
         h.answerStore(call.call) { response in
             response.error.message = "Too many failed logins for this account; try again in 60 s."
@@ -26,17 +26,15 @@ extension EdgeMachineTests {
         // An error from the operation itself does say: here, nobody is logged in (a LOGOUT that
         // was carried out, its answer lost, sent again).
         h.receive(client.datagram(.logout))
-        let again = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        let again = try h.nextRequest()
         h.answerStore(again.call) { $0.error.message = "Not logged in" }
         #expect(h.machine.table[index]?.userId == nil)
         #expect(h.machine.delivery.sessions[index]?.userId == nil)
     }
 
     @Test func aSenderOverItsMessageRateGetsAnErrorAndTheStoreNothing() throws {
-        var h = try Harness(["MESSAGES_PER_USER": "5"])
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client, ["MESSAGES_PER_USER": "5"])
         for n in 0..<14 { h.receive(client.datagram(.message(roomId: Self.room, content: "m\(n)"))) }
         // Twice the rate at once: 10 go on (one to the store now, the rest queued behind it), 4 are refused.
         let errors = h.takeDatagrams().compactMap { client.open($0.bytes) }.filter { $0.packet == .error(message: ProtocolText.tooManyMessages) }
@@ -64,21 +62,15 @@ extension EdgeMachineTests {
     /// went quiet gives its answer to the second asking, and the client
     /// hears nothing of the first.
     @Test func aWriteTheStoreDidNotAnswerIsAskedAgainBeforeTheClientHearsOfIt() throws {
-        var h = try Harness()
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client)
         h.receive(client.datagram(.message(roomId: Self.room, content: "once")))
-        let first = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        let first = try h.nextRequest()
         h.machine.storeAnswered(first.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
         #expect(h.takeDatagrams().isEmpty, "the client is not told yet")
-        let second = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        let second = try h.nextRequest()
         #expect(second.request.session.requestNonce == first.request.session.requestNonce)
-        h.answerStore(second.call) { response in
-            response.messageSent.messageID = 7
-            response.messageSent.roomID = Self.room
-            response.messageSent.content = "once"
-        }
+        h.confirmSent(second.call, id: 7, content: "once")
         let replies = h.takeDatagrams().compactMap { client.open($0.bytes)?.packet }
         #expect(replies.count == 1)
         if case .messageSent(let id, _, _, _)? = replies.first { #expect(id == 7) } else { Issue.record("\(replies)") }
@@ -89,20 +81,18 @@ extension EdgeMachineTests {
     /// error on its way) gets the same error and asks the store nothing:
     /// what the client was told failed is not carried out after all.
     @Test func aWriteTheStoreDidNotAnswerIsNotSentAgainAfterTheClientWasTold() throws {
-        var h = try Harness(["RPC_TIMEOUT_MS": "3000"])
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client, ["RPC_TIMEOUT_MS": "3000"])
         let datagram = client.datagram(.message(roomId: Self.room, content: "did it commit?"))
         h.receive(datagram)
-        let first = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        let first = try h.nextRequest()
         #expect(!first.request.session.requestNonce.isEmpty)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         #expect(first.request.session.deadlineUnixMs > now && first.request.session.deadlineUnixMs <= now + 3000)
         h.machine.storeAnswered(first.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
         // The other attempts, then the last question, past its deadline.
         for attempt in 2...EdgeMachine.writeAttempts + 1 {
-            let asked = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+            let asked = try h.nextRequest()
             #expect(asked.request.session.requestNonce == first.request.session.requestNonce)
             let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
             if attempt > EdgeMachine.writeAttempts {
@@ -127,21 +117,15 @@ extension EdgeMachineTests {
     /// (it committed as the edge gave up): the last question learns so, and
     /// the client is told the message was sent, not that it failed.
     @Test func aWriteCommittedAsTheEdgeGaveUpIsReportedAsDone() throws {
-        var h = try Harness(["RPC_TIMEOUT_MS": "3000"])
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client, ["RPC_TIMEOUT_MS": "3000"])
         h.receive(client.datagram(.message(roomId: Self.room, content: "late but done")))
         for _ in 1...EdgeMachine.writeAttempts {
-            let asked = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+            let asked = try h.nextRequest()
             h.machine.storeAnswered(asked.call, .failure(RPCError(.timeout, "no answer")), h.time, &h.out)
         }
-        let last = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
-        h.answerStore(last.call) { response in
-            response.messageSent.messageID = 9
-            response.messageSent.roomID = Self.room
-            response.messageSent.content = "late but done"
-        }
+        let last = try h.nextRequest()
+        h.confirmSent(last.call, id: 9, content: "late but done")
         let replies = h.takeDatagrams().compactMap { client.open($0.bytes)?.packet }
         #expect(replies.count == 1)
         if case .messageSent(let id, _, _, _)? = replies.first { #expect(id == 9) } else { Issue.record("\(replies)") }
@@ -150,14 +134,12 @@ extension EdgeMachineTests {
     /// A read's reply (a history can fill a datagram) is not kept for a
     /// repeat: the repeat is read again, so a session pins no large replies.
     @Test func aRepeatedReadIsReadAgainNotAnsweredFromMemory() throws {
-        var h = try Harness()
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client)
         let datagram = client.datagram(.listMessages(roomId: Self.room))
         for round in 1...3 {
             h.receive(datagram)
-            let read = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } }, "round \(round)")
+            let read = try #require(try? h.nextRequest(), "round \(round)")
             #expect(read.request.listMessages.roomID == Self.room)
             h.answerStore(read.call) { response in
                 response.history.roomID = Self.room
@@ -177,18 +159,12 @@ extension EdgeMachineTests {
     /// A request sent again after hundreds of ACKs (a client under a heavy
     /// broadcast) gets its reply again, not "This nonce was already used".
     @Test func aRequestRepeatedAfterHundredsOfAcknowledgementsIsStillARepeat() throws {
-        var h = try Harness()
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client)
         let request = client.datagram(.message(roomId: Self.room, content: "answered?"))
         h.receive(request)
-        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
-        h.answerStore(call.call) { response in
-            response.messageSent.messageID = 9
-            response.messageSent.roomID = Self.room
-            response.messageSent.content = "answered?"
-        }
+        let call = try h.nextRequest()
+        h.confirmSent(call.call, id: 9, content: "answered?")
         let reply = try #require(h.takeDatagrams().first)
         for _ in 0..<(ReplayWindow.defaultCapacity + 10) { h.receive(client.datagram(.ack(msgId: String(repeating: "0", count: 32)))) }
         _ = h.takeDatagrams()
@@ -201,17 +177,15 @@ extension EdgeMachineTests {
     /// behind hundreds of newer ACKs: it is carried out, not refused as a
     /// replay. A late ACK gets no reply at all.
     @Test func aLateFirstRequestBehindHundredsOfAcknowledgementsIsCarriedOut() throws {
-        var h = try Harness()
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client)
         let late = client.datagram(.message(roomId: Self.room, content: "lost once"))
         let lateAck = client.datagram(.ack(msgId: String(repeating: "0", count: 32)))
         for _ in 0..<(ReplayWindow.defaultCapacity + 10) { h.receive(client.datagram(.ack(msgId: String(repeating: "0", count: 32)))) }
         _ = h.takeDatagrams()
         h.receive(late)
         #expect(h.takeDatagrams().isEmpty, "no refusal")
-        let call = try #require(h.takeStoreCalls().first { if case .request = $0.call { true } else { false } })
+        let call = try h.nextRequest()
         #expect(call.request.postMessage.content == "lost once")
         h.receive(lateAck)
         #expect(h.takeDatagrams().isEmpty && h.takeStoreCalls().isEmpty)
@@ -220,10 +194,8 @@ extension EdgeMachineTests {
     /// A request datagram never accepted, older than hundreds of newer
     /// requests, is refused as a replay.
     @Test func aRequestOlderThanTheWindowOfRequestsIsRefused() throws {
-        var h = try Harness()
         var client = Client()
-        try h.start(with: [(Self.loaded(client, cursor: 0), client.cipher)], events: [])
-        _ = h.takeDatagrams()
+        var h = try Harness.serving(client)
         let stale = client.datagram(.message(roomId: Self.room, content: "replayed"))
         for _ in 0..<(ReplayWindow.defaultCapacity + 10) { h.receive(client.datagram(.hello)) }
         _ = h.takeDatagrams()

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 
@@ -37,5 +38,21 @@ import Testing
         #expect(a.source == b.source && a.source != c.source)
         #expect(PeerAddress(ip: "192.0.2.1", port: 1)?.source != PeerAddress(ip: "192.0.2.2", port: 1)?.source)
         #expect(PeerAddress(ip: "192.0.2.1", port: 1)?.source == PeerAddress(ip: "192.0.2.1", port: 9)?.source)
+    }
+}
+
+extension PeerAddressTests {
+    /// A link-local client is answered on the interface it wrote from.
+    @Test func anIPv6ScopeSurvivesTheWayToTheMachineAndBack() throws {
+        var raw = sockaddr_in6()
+        raw.sin6_family = sa_family_t(AF_INET6)
+        raw.sin6_port = UInt16(5000).bigEndian
+        raw.sin6_scope_id = 3
+        withUnsafeMutableBytes(of: &raw.sin6_addr) { $0[0] = 0xfe; $0[1] = 0x80; $0[15] = 1 }
+        let peer = try #require(PeerAddress(SocketAddress(raw, host: "")))
+        #expect(peer.scope == 3 && peer.ip == "fe80::1" && peer.port == 5000)
+        guard case .v6(let back) = peer.socketAddress else { Issue.record("not IPv6"); return }
+        #expect(back.address.sin6_scope_id == 3)
+        #expect(peer != PeerAddress(ip: "fe80::1", port: 5000), "another interface is another address")
     }
 }

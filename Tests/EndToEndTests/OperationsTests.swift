@@ -57,19 +57,9 @@ struct OperationsTests {
             let before = try ports.mapValues { try Self.scrape($0).samples }
 
             // Traffic: two people, a room, ten messages, one AI reply.
-            let alice = try await system.client()
-            let bob = try await system.client()
-            _ = try await alice.login(email: "alice@example.com")
-            _ = try await bob.login(email: "bob@example.com")
-            let room = try await alice.createRoom(name: "Ops")
-            _ = try await bob.joinRoom(id: room.roomId)
+            let (alice, bob, _, room) = try await system.aliceAndBob(in: "Ops")
             for n in 0..<10 { _ = try await alice.sendMessage(roomId: room.roomId, content: "message \(n)") }
-            try alice.askAI(roomId: room.roomId, draft: "")
-            let reply = await bob.nextEvent(timeout: .seconds(10)) {
-                if case .message(let event) = $0.packet { return event.content == "Sounds good to me" }
-                return false
-            }
-            #expect(reply != nil, "the AI reply arrives")
+            #expect(try await alice.askAIAndWait(roomId: room.roomId, listener: bob), "the AI reply arrives")
             // bob's ACKs reach the edge: nothing it sent is waiting for one.
             #expect(try await waitUntil { try system.edgeMetric("udpchat_edge_unacknowledged_copies") == 0 })
 

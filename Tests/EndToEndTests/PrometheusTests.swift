@@ -187,19 +187,9 @@ struct PrometheusTests {
     /// Two new people chat in a new room: twelve messages, one AI reply.
     static func traffic(_ system: TestSystem, round: Int) async throws {
         let acksBefore = try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count")
-        let alice = try await system.client()
-        let bob = try await system.client()
-        _ = try await alice.login(email: "alice\(round)@example.com")
-        _ = try await bob.login(email: "bob\(round)@example.com")
-        let room = try await alice.createRoom(name: "Round \(round)")
-        _ = try await bob.joinRoom(id: room.roomId)
+        let (alice, bob, _, room) = try await system.aliceAndBob(in: "Round \(round)", tag: "\(round)")
         for n in 0..<12 { _ = try await (n % 2 == 0 ? alice : bob).sendMessage(roomId: room.roomId, content: "message \(n)") }
-        try alice.askAI(roomId: room.roomId, draft: "")
-        let reply = await bob.nextEvent(timeout: .seconds(10)) {
-            if case .message(let event) = $0.packet { return event.content == "Sounds good to me" }
-            return false
-        }
-        #expect(reply != nil, "the AI reply arrives")
+        #expect(try await alice.askAIAndWait(roomId: room.roomId, listener: bob), "the AI reply arrives")
         // ACKs of this round reach the edge (its round-trip histogram has
         // their samples): those of the AI reply, the last copies, at least.
         #expect(try await waitUntil { try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count") >= acksBefore + 2 })

@@ -21,12 +21,7 @@ import Testing
                 port: port,
                 extra: ["STORE_ENDPOINT": "\(first.store),\(second.store)", "EVENTS_ENDPOINT": "\(first.events),\(second.events)"])
 
-            let alice = try await system.client()
-            let bob = try await system.client()
-            _ = try await alice.login(email: "alice@example.com")
-            _ = try await bob.login(email: "bob@example.com")
-            let room = try await alice.createRoom(name: "Both stores")
-            _ = try await bob.joinRoom(id: room.roomId)
+            let (alice, bob, _, room) = try await system.aliceAndBob(in: "Both stores")
 
             // Both ways, in turns: every message reaches the other member, in order.
             var sent: [Int64] = []

@@ -65,7 +65,7 @@ import Testing
     /// typed metadata (`LogField`), so a collector can filter by them.
     @Test func noLogMessageCarriesAValueInItsText() throws {
         let call = try NSRegularExpression(
-            pattern: #"logger\.(trace|debug|info|notice|warning|error|critical)\(\s*"((?:[^"\\]|\\.)*)""#)
+            pattern: #"(?:[lL]ogger|Logger\([^)]*\))\.(trace|debug|info|notice|warning|error|critical)\(\s*"((?:[^"\\]|\\.)*)""#)
         var messages = 0
         for file in try Self.swiftFiles("Sources") {
             let text = file.text as NSString
@@ -77,8 +77,10 @@ import Testing
         }
         #expect(messages >= 60, "read \(messages) log messages")
         // The rule sees a value where there is one.
-        let sample = #"logger.info("took \(n) jobs")"#
-        #expect(call.firstMatch(in: sample, range: NSRange(location: 0, length: sample.utf16.count)).map { (sample as NSString).substring(with: $0.range(at: 2)) } == #"took \(n) jobs"#)
+        for sample in [#"logger.info("took \(n) jobs")"#, #"Logger(label: "x").error("took \(n) jobs")"#, "self.logger.warning(\n    \"took \\(n) jobs\")"] {
+            let found = call.firstMatch(in: sample, range: NSRange(location: 0, length: sample.utf16.count))
+            #expect(found.map { (sample as NSString).substring(with: $0.range(at: 2)) } == #"took \(n) jobs"#, "\(sample)")
+        }
     }
 
     /// Implementation constant: the longest hand-written source file.

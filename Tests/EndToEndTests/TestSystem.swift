@@ -191,14 +191,15 @@ final class TestSystem: Sendable {
         return (edge, bound)
     }
 
-    /// alice and bob signed in, and a room alice made and bob joined.
-    func aliceAndBob(in roomName: String, record: Bool = false) async throws
+    /// alice and bob (alice`tag`@example.com, bob`tag`@...) signed in, and
+    /// a room alice made and bob joined.
+    func aliceAndBob(in roomName: String, tag: String = "", record: Bool = false) async throws
         -> (alice: ChatClient, bob: ChatClient, alicesUser: UserInfo, room: RoomRef)
     {
         let alice = try await client(record: record)
         let bob = try await client(record: record)
-        let alicesUser = try await alice.login(email: "alice@example.com")
-        _ = try await bob.login(email: "bob@example.com")
+        let alicesUser = try await alice.login(email: "alice\(tag)@example.com")
+        _ = try await bob.login(email: "bob\(tag)@example.com")
         let room = try await alice.createRoom(name: roomName)
         _ = try await bob.joinRoom(id: room.roomId)
         return (alice, bob, alicesUser, room)
@@ -367,6 +368,16 @@ func withSystem(
 }
 
 extension ChatClient {
+    /// Asks for an AI reply in `roomId` and waits until `listener` sees the
+    /// mock provider's ("Sounds good to me"); whether it came within 10 s.
+    func askAIAndWait(roomId: String, listener: ChatClient) async throws -> Bool {
+        try askAI(roomId: roomId, draft: "")
+        return await listener.nextEvent(timeout: .seconds(10)) {
+            if case .message(let event) = $0.packet { return event.content == "Sounds good to me" }
+            return false
+        } != nil
+    }
+
     /// The next broadcast accepted by `match`; fails the test's wait after `timeout`.
     func expectEvent(
         timeout: Duration = .seconds(5), where match: @escaping @Sendable (ServerPacket.Received) -> Bool = { _ in true }

@@ -40,25 +40,45 @@ import Testing
         #expect { try DotEnv.parse(text) } throws: { ($0 as? DotEnv.ParseError)?.line == line }
     }
 
-    /// Each number's default and range are spelled once, in the catalogue:
-    /// the default is one of its values, documentation shows it, and an
-    /// unset setting reads as it.
-    @Test func everyNumbersDefaultIsInItsRangeAndIsWhatAnUnsetSettingReads() throws {
+    /// Each number's default and range are spelled once, in the catalogue,
+    /// and every reader follows them: unset reads the default, a value
+    /// just outside the range is refused as a configuration error naming
+    /// the setting, the bounds themselves are taken.
+    @Test func everyNumberSettingReadsItsDefaultAndKeepsToItsRange() throws {
         let unset = SettingsReader(environment: [:])
+        func refused(_ setting: Setting, _ text: String, _ read: (SettingsReader) throws -> Any) -> Bool {
+            do {
+                _ = try read(SettingsReader(environment: [setting.name: text]))
+                return false
+            } catch let error as ChatError {
+                return error.code == .configuration && error.message.hasPrefix("\(setting.name)=\(text)")
+            } catch {
+                return false
+            }
+        }
         var numbers = 0
         for setting in Setting.all {
             switch setting.rule {
             case .integer(let value, let range)?:
                 numbers += 1
-                #expect(range.contains(value) && setting.defaultText.hasPrefix(String(value)), "\(setting.name)")
-                #expect(try unset.int(setting) == value)
-                #expect(throws: ChatError.self) { try SettingsReader(environment: [setting.name: String(range.upperBound + 1)]).int(setting) }
+                // METRICS_PORT is the original's name for EDGE_METRICS_PORT: unset, it stands for nothing.
+                #expect(setting == .metricsPort || setting.defaultText.hasPrefix(String(value)), "\(setting.name)")
+                #expect(try unset.int(setting) == value && range.contains(value), "\(setting.name)")
+                for outside in [range.lowerBound - 1, range.upperBound + 1] {
+                    #expect(refused(setting, String(outside)) { try $0.int(setting) }, "\(setting.name)=\(outside)")
+                }
+                for bound in [range.lowerBound, range.upperBound] {
+                    #expect(try SettingsReader(environment: [setting.name: String(bound)]).int(setting) == bound)
+                }
             case .decimal(let value, let range)?:
                 numbers += 1
-                #expect(range.contains(value) && setting.defaultText == String(value), "\(setting.name)")
-                #expect(try unset.double(setting) == value)
+                #expect(try unset.double(setting) == value && range.contains(value) && setting.defaultText == String(value))
+                for outside in [range.lowerBound - 0.01, range.upperBound + 0.01] {
+                    #expect(refused(setting, String(outside)) { try $0.double(setting) }, "\(setting.name)=\(outside)")
+                }
             case .flag(let value)?:
                 #expect(try unset.bool(setting) == value && setting.defaultText == String(value))
+                #expect(refused(setting, "maybe") { try $0.bool(setting) })
             case nil:
                 break
             }

@@ -12,6 +12,17 @@ import Testing
         return await store.call(session, .requestAi(request))
     }
 
+    /// alice in a room of her own with two AI jobs queued (the drafts given).
+    func twoQueuedJobs(_ store: StoreHarness, _ drafts: (String, String)) async throws
+        -> (alice: StoreHarness.Session, user: IPCUserInfo, room: IPCRoomRef, jobs: [JobRow])
+    {
+        let (alice, user) = await store.loggedIn("alice@example.com")
+        let room = await store.createRoom(alice, "General").roomCreated
+        _ = await requestAI(store, alice, room.roomID, drafts.0)
+        _ = await requestAI(store, alice, room.roomID, drafts.1)
+        return (alice, user, room, try await store.backend.read { tx in try tx.queuedJobs() })
+    }
+
     @Test(arguments: TestDatabase.available) func checksComeInTheOriginalsOrder(_ database: TestDatabase) async throws {
         let store = try StoreHarness(database)
         let anonymous = StoreHarness.Session()
@@ -44,11 +55,7 @@ import Testing
 
     @Test(arguments: TestDatabase.available) func completingAJobStoresOneAIMessageAndFailingSendsANotice(_ database: TestDatabase) async throws {
         let store = try StoreHarness(database)
-        let (alice, user) = await store.loggedIn("alice@example.com")
-        let room = await store.createRoom(alice, "General").roomCreated
-        _ = await requestAI(store, alice, room.roomID, "")
-        _ = await requestAI(store, alice, room.roomID, "second")
-        let jobs = try await store.backend.read { tx in try tx.queuedJobs() }
+        let (alice, user, room, jobs) = try await twoQueuedJobs(store, ("", "second"))
         _ = store.takeEvents()
         let first = jobs[0].jobId
         let complete = try await store.backend.write { tx in try Operations.completeJob(tx, jobId: first, text: " reply ", nowMs: 1) }
@@ -97,11 +104,7 @@ extension AIRequestTests {
 
     @Test(arguments: TestDatabase.available) func endedJobsAreDeletedAfterAWeekAndQueuedOnesNever(_ database: TestDatabase) async throws {
         let store = try StoreHarness(database)
-        let (alice, _) = await store.loggedIn("alice@example.com")
-        let room = await store.createRoom(alice, "General").roomCreated
-        _ = await requestAI(store, alice, room.roomID, "one")
-        _ = await requestAI(store, alice, room.roomID, "two")
-        let jobs = try await store.backend.read { tx in try tx.queuedJobs() }
+        let (_, _, _, jobs) = try await twoQueuedJobs(store, ("one", "two"))
         _ = try await store.backend.write { tx in try Operations.failJob(tx, jobId: jobs[0].jobId, reason: "x.", nowMs: 1) }
         _ = await store.service.expireIdleSessions()
         let left = try await store.count("ai_jobs")

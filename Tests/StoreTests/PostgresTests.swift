@@ -38,7 +38,7 @@ import Testing
             "postgres://chat@127.0.0.1/", "postgres://chat@127.0.0.1/udpchat?sslmode=maybe", "postgres://chat@127.0.0.1/udpchat?user=x",
             "postgres://chat@%2Frun%2Fpostgresql/udpchat?sslmode=require",
         ] {
-            #expect { try PostgresLocation(url: bad, password: nil) } throws: { ($0 as? ChatError)?.code == .storage }
+            #expect { try PostgresLocation(url: bad, password: nil) } throws: { ($0 as? ChatError)?.code == .configuration }
         }
         do {
             _ = try PostgresLocation(url: "postgres://chat:hunter2@127.0.0.1/udpchat", password: nil)
@@ -75,7 +75,7 @@ import Testing
                     "UDPCHAT_ENV_FILE": "/dev/null", "DATABASE_URL": "postgres://chat@127.0.0.1/udpchat",
                     "DATABASE_PASSWORD_FILE": directory.path + "/missing",
                 ]))
-        } throws: { ($0 as? ChatError)?.code == .storage }
+        } throws: { ($0 as? ChatError)?.code == .configuration }
     }
 
     /// The server asks for a password (scripts/lib/scratch-postgres.sh has

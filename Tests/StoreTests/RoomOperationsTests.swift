@@ -2,6 +2,7 @@ import ChatWire
 import Foundation
 import IPCMessages
 import Testing
+import TestSupport
 
 @testable import udpchat_store
 

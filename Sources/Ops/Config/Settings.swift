@@ -100,7 +100,8 @@ extension Setting {
         "EDGE_METRICS_PORT", integer: 9103, in: 0...65535, shown: "9103 (METRICS_PORT)",
         "udpchat-edge's metrics and health port; the original's METRICS_PORT also sets it.")
     public static let metricsPort = Setting(
-        "METRICS_PORT", default: "", "Original name: the edge's metrics port, when EDGE_METRICS_PORT is not set.")
+        "METRICS_PORT", integer: 9103, in: 0...65535, shown: "",
+        "Original name: the edge's metrics port, when EDGE_METRICS_PORT is not set.")
     public static let aiMetricsPort = Setting(
         "AI_METRICS_PORT", integer: 9104, in: 0...65535,
         "udpchat-ai's metrics and health port (--metrics-port; the systemd template uses its instance name).")

@@ -18,12 +18,15 @@ struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     let low: UInt64
     /// The port, host order.
     let port: UInt16
+    /// IPv6: the interface a link-local address is on (0: none); IPv4: 0.
+    let scope: UInt32
 
-    init(family: Family, high: UInt64, low: UInt64, port: UInt16) {
+    init(family: Family, high: UInt64, low: UInt64, port: UInt16, scope: UInt32 = 0) {
         self.family = family
         self.high = family == .v4 ? 0 : high
         self.low = family == .v4 ? low & 0xFFFF_FFFF : low
         self.port = port
+        self.scope = family == .v4 ? 0 : scope
     }
 
     /// An address from its text (`192.0.2.1`, `2001:db8::1`) and a port;

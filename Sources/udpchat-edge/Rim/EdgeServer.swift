@@ -100,10 +100,24 @@ final class EdgeServer: @unchecked Sendable {
 
     // MARK: - Carrying out
 
+    /// NIO's address of each client written to lately: made once, not for
+    /// every copy (a SocketAddress holds its bytes in a heap box).
+    private var socketAddresses: [PeerAddress: SocketAddress] = [:]
+    /// Implementation constant: addresses remembered before starting over.
+    static let socketAddressCache = 65_536
+
+    private func socketAddress(_ address: PeerAddress) -> SocketAddress {
+        if let known = socketAddresses[address] { return known }
+        if socketAddresses.count >= Self.socketAddressCache { socketAddresses.removeAll(keepingCapacity: true) }
+        let made = address.socketAddress
+        socketAddresses[address] = made
+        return made
+    }
+
     private func carryOut() {
         if let channel, !output.datagrams.isEmpty {
             for datagram in output.datagrams {
-                let envelope = AddressedEnvelope(remoteAddress: datagram.address.socketAddress, data: channel.allocator.buffer(bytes: datagram.bytes))
+                let envelope = AddressedEnvelope(remoteAddress: socketAddress(datagram.address), data: channel.allocator.buffer(bytes: datagram.bytes))
                 channel.write(envelope, promise: nil)
             }
             if !reading { channel.flush() }

@@ -15,7 +15,7 @@ extension PeerAddress {
             let (high, low) = withUnsafeBytes(of: &raw.sin6_addr) { bytes in
                 (bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self), bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             }
-            self.init(family: .v6, high: high, low: low, port: UInt16(bigEndian: raw.sin6_port))
+            self.init(family: .v6, high: high, low: low, port: UInt16(bigEndian: raw.sin6_port), scope: raw.sin6_scope_id)
         case .unixDomainSocket:
             return nil
         }
@@ -33,6 +33,7 @@ extension PeerAddress {
             var raw = sockaddr_in6()
             raw.sin6_family = sa_family_t(AF_INET6)
             raw.sin6_port = port.bigEndian
+            raw.sin6_scope_id = scope
             withUnsafeMutableBytes(of: &raw.sin6_addr) { bytes in
                 bytes.storeBytes(of: high, toByteOffset: 0, as: UInt64.self)
                 bytes.storeBytes(of: low, toByteOffset: 8, as: UInt64.self)

@@ -50,36 +50,36 @@ struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         guard let components = URLComponents(string: url), let scheme = components.scheme,
             scheme == "postgres" || scheme == "postgresql"
         else {
-            throw ChatError.storage("DATABASE_URL must look like postgres://USER@HOST:PORT/DATABASE (got \(Self.redacted(url)))")
+            throw ChatError.configuration("DATABASE_URL must look like postgres://USER@HOST:PORT/DATABASE (got \(Self.redacted(url)))")
         }
         guard components.password == nil else {
-            throw ChatError.storage(
+            throw ChatError.configuration(
                 "DATABASE_URL must not carry a password (it would show in logs and process listings): put it in a file and name that file in DATABASE_PASSWORD_FILE"
             )
         }
-        guard let user = components.user, !user.isEmpty else { throw ChatError.storage("DATABASE_URL names no user (postgres://USER@HOST/DATABASE)") }
+        guard let user = components.user, !user.isEmpty else { throw ChatError.configuration("DATABASE_URL names no user (postgres://USER@HOST/DATABASE)") }
         guard let host = components.percentEncodedHost.flatMap({ $0.removingPercentEncoding }), !host.isEmpty else {
-            throw ChatError.storage("DATABASE_URL names no host (postgres://USER@HOST/DATABASE)")
+            throw ChatError.configuration("DATABASE_URL names no host (postgres://USER@HOST/DATABASE)")
         }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty, !database.contains("/") else {
-            throw ChatError.storage("DATABASE_URL names no database (postgres://USER@HOST/DATABASE)")
+            throw ChatError.configuration("DATABASE_URL names no database (postgres://USER@HOST/DATABASE)")
         }
         let port = components.port ?? 5432
-        guard (1...65535).contains(port) else { throw ChatError.storage("DATABASE_URL has port \(port), outside 1-65535") }
+        guard (1...65535).contains(port) else { throw ChatError.configuration("DATABASE_URL has port \(port), outside 1-65535") }
         var tls: TLSMode = host.hasPrefix("/") ? .disable : .prefer
         for item in components.queryItems ?? [] {
             switch item.name {
             case "sslmode":
                 guard let value = item.value, let mode = TLSMode(rawValue: value) else {
-                    throw ChatError.storage("DATABASE_URL sslmode must be disable, prefer, require or verify-full (got \(item.value ?? ""))")
+                    throw ChatError.configuration("DATABASE_URL sslmode must be disable, prefer, require or verify-full (got \(item.value ?? ""))")
                 }
                 if mode != .disable && host.hasPrefix("/") {
-                    throw ChatError.storage("DATABASE_URL: sslmode=\(mode.rawValue) with a Unix socket; use sslmode=disable there")
+                    throw ChatError.configuration("DATABASE_URL: sslmode=\(mode.rawValue) with a Unix socket; use sslmode=disable there")
                 }
                 tls = mode
             default:
-                throw ChatError.storage("DATABASE_URL has an unknown parameter \(item.name) (only sslmode is understood)")
+                throw ChatError.configuration("DATABASE_URL has an unknown parameter \(item.name) (only sslmode is understood)")
             }
         }
         self.user = user

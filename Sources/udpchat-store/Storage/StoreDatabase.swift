@@ -19,7 +19,7 @@ enum StoreDatabase {
         let file = settings.string(.databasePasswordFile, default: "")
         guard !file.isEmpty else { return nil }
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw ChatError.storage("cannot read \(Setting.databasePasswordFile.name) \(file)")
+            throw ChatError.configuration("cannot read \(Setting.databasePasswordFile.name) \(file)")
         }
         return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
     }
