@@ -44,6 +44,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CLibrary"),
+        // The system's OpenSSL (libcrypto): RSA for udpchat-keys.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // The wire and the session rules: codecs, the v1 wire's crypto, the
         // replay window and limiters. No I/O: neither NIO nor ZeroMQ.
         .target(
@@ -100,7 +102,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "udpchat-keys",
-            dependencies: serverProgram
+            dependencies: serverProgram + ["CLibCrypto"]
         ),
         .executableTarget(
             name: "udpchat-store",
@@ -156,7 +158,15 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "IPCMessages", "IPC", "Ops", "TestSupport"]),
         .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "IPCMessages", "IPC", "Ops"]),
         .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "IPCMessages", "IPC", "Ops", "TestSupport"]),
-        .testTarget(name: "KeysTests", dependencies: ["udpchat-keys", "ChatWire"]),
+        .testTarget(
+            name: "KeysTests",
+            dependencies: [
+                "udpchat-keys", "ChatWire", "IPCMessages",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

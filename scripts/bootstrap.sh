@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what udpchat needs to build and run, if it is missing:
-# Debian's libzmq3-dev, libsqlite3-dev and pkg-config. With --test, also
+# Debian's libzmq3-dev, libsqlite3-dev, libssl-dev and pkg-config. With --test, also
 # what the tests need: Python 3 with the `cryptography` package and PyYAML
 # (deploy/container/check.py), systemd's tools (systemd-analyze verify,
 # systemd-sysusers for the install script) and Prometheus (promtool checks
@@ -20,7 +20,7 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 missing=()
-for package in libzmq3-dev libsqlite3-dev pkg-config; do
+for package in libzmq3-dev libsqlite3-dev libssl-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ "$want_tests" = 1 ]; then

@@ -14,6 +14,8 @@ import Metrics
 /// key of their own.
 struct KeyService: Sendable {
     let identity: _RSA.Signing.PrivateKey
+    /// Makes the handshake signatures with the identity key (`RSA_LIBRARY`).
+    let signer: any HandshakeSigner
     let publicKeyDER: [UInt8]
     let fingerprint: String
     let wrap: SessionKeyWrap
@@ -23,8 +25,9 @@ struct KeyService: Sendable {
     private let unwrapped = Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", "ok")])
     private let refused = Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", "refused")])
 
-    init(identity: _RSA.Signing.PrivateKey, wrap: SessionKeyWrap, logger: Logger) {
+    init(identity: _RSA.Signing.PrivateKey, signer: (any HandshakeSigner)? = nil, wrap: SessionKeyWrap, logger: Logger) {
         self.identity = identity
+        self.signer = signer ?? SwiftCryptoSigner(key: identity)
         self.publicKeyDER = [UInt8](identity.publicKey.derRepresentation)
         self.fingerprint = identity.fingerprint
         self.wrap = wrap
@@ -93,12 +96,12 @@ struct KeyService: Sendable {
         }
         do {
             let sessionId = SecureRandom.identifier()
-            let signature = try identity.signature(for: sessionKey, padding: .PSS)
+            let signature = try signer.signPSS(sessionKey)
             var keys = IPCNewSessionKeys()
             keys.sessionID = sessionId
             keys.sessionKey = Data(sessionKey)
             keys.encryptedKey = Data(encrypted)
-            keys.signature = signature.rawRepresentation
+            keys.signature = Data(signature)
             keys.wrappedKey = Data(wrap.wrap(sessionKey: sessionKey, sessionId: sessionId))
             keys.publicKeyDer = Data(publicKeyDER)
             keys.fingerprint = fingerprint

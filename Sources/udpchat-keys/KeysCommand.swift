@@ -10,7 +10,7 @@ struct KeysCommand: AsyncParsableCommand {
         commandName: "udpchat-keys",
         abstract: "The server's identity key and key-encryption key: set them up, show them, serve them.",
         discussion: "With no subcommand it serves: signatures for handshakes and session-key wrapping for udpchat-edge.",
-        subcommands: [Serve.self, Generate.self, Import.self, Rotate.self, Show.self, PlaneKeys.self],
+        subcommands: [Serve.self, Generate.self, Import.self, Rotate.self, Show.self, PlaneKeys.self, RSABench.self],
         defaultSubcommand: Serve.self)
 }
 

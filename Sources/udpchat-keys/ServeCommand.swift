@@ -24,7 +24,11 @@ struct Serve: AsyncParsableCommand {
             try files.ensureKeyEncryptionKey()
             logger.notice("generated a new identity key", metadata: .fields(.path(files.directory.path)))
         }
-        let service = KeyService(identity: try files.loadIdentity(), wrap: try files.loadKeyEncryptionKey(), logger: logger)
+        let identity = try files.loadIdentity()
+        let library = settings.string(.rsaLibrary, default: "openssl")
+        let service = KeyService(
+            identity: identity, signer: try handshakeSigner(library, identity: identity), wrap: try files.loadKeyEncryptionKey(),
+            logger: logger)
         try SocketDirectory.prepare(binding: [common.keysBind])
         var plane = common
         plane.curveDir = options.curveDirectory(settings, common)
@@ -33,7 +37,8 @@ struct Serve: AsyncParsableCommand {
             service.handle($0)
         }
         let ops = try await program.startOps { OpsServer.readiness([("identity key", true)]) }
-        logger.info("serving", metadata: .fields(.address(common.keysBind), .value("fingerprint", service.fingerprint)))
+        logger.info(
+            "serving", metadata: .fields(.address(common.keysBind), .value("fingerprint", service.fingerprint), .value("rsa", library)))
         return .init(
             ready: "endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)", services: [ReactorService(reactor: reactor, ops: ops)])
     }

@@ -281,7 +281,8 @@ struct DeployTests {
                 "deploy/container/Containerfile", "RUN swift build -c release --static-swift-stdlib", "RUN swift build -c release",
                 "the README with"
             ),
-            ("deploy/container/Containerfile", "libsqlite3-dev pkg-config", "pkg-config", "does not install libsqlite3-dev"),
+            ("deploy/container/Containerfile", "libsqlite3-dev libssl-dev", "libssl-dev", "does not install libsqlite3-dev"),
+            ("deploy/container/Containerfile", "libssl-dev pkg-config", "pkg-config", "does not install libssl-dev"),
             // The postgres profile.
             ("deploy/container/compose.yaml", "${POSTGRES_EDGE_PORTS:-9999-10008}", "${POSTGRES_EDGE_PORTS:-9999}", "one host port"),
             ("deploy/container/compose.yaml", "EDGE_ID: edge-%H", "EDGE_ID: edge", "needs an EDGE_ID with %H"),

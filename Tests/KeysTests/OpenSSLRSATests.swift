@@ -1,0 +1,73 @@
+import ChatWire
+import IPCMessages
+import Crypto
+import CryptoExtras
+import Logging
+import Testing
+
+@testable import udpchat_keys
+
+/// The system OpenSSL's RSA, checked against swift-crypto's: each library
+/// accepts what the other makes, for the handshake's exact parameters.
+@Suite struct OpenSSLRSATests {
+    static let identity = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
+
+    @Test(arguments: [2048, 3072])
+    func aPSSSignatureFromOpenSSLVerifiesWithSwiftCrypto(bits: Int) throws {
+        let identity = bits == 2048 ? Self.identity : try _RSA.Signing.PrivateKey(keySize: .bits3072)
+        let key = try OpenSSLRSAKey(privateKeyDER: [UInt8](identity.derRepresentation))
+        let message = SessionCipher.random().keyBytes
+        let signature = try key.signPSS(message)
+        #expect(signature.count == bits / 8)
+        let publicKey = [UInt8](identity.publicKey.derRepresentation)
+        #expect(HandshakeCrypto.verify(signature: signature, over: message, publicKeyDER: publicKey))
+        // Over that message only.
+        var other = message
+        other[0] ^= 1
+        #expect(!HandshakeCrypto.verify(signature: signature, over: other, publicKeyDER: publicKey))
+    }
+
+    @Test func anOAEPCiphertextFromOpenSSLDecryptsWithSwiftCrypto() throws {
+        let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+        let key = try OpenSSLRSAKey(publicKeyDER: [UInt8](client.publicKey.derRepresentation))
+        let sessionKey = SessionCipher.random().keyBytes
+        let ciphertext = try key.encryptOAEP(sessionKey)
+        #expect(ciphertext.count == 256)
+        #expect([UInt8](try client.decrypt(ciphertext, padding: .PKCS1_OAEP_SHA256)) == sessionKey)
+    }
+
+    @Test func aKeyThatIsNotDERIsRefusedWithOpenSSLsReason() {
+        #expect {
+            _ = try OpenSSLRSAKey(privateKeyDER: [0x30, 0x03, 0x02, 0x01, 0x00])
+        } throws: { error in
+            guard let error = error as? ChatError else { return false }
+            return error.code == .openSSL && error.message.hasPrefix("d2i_AutoPrivateKey failed")
+        }
+    }
+}
+
+extension OpenSSLRSATests {
+    /// Whichever library RSA_LIBRARY names, a new session's signature is
+    /// one the clients accept.
+    @Test(arguments: ["openssl", "swift-crypto"])
+    func aNewSessionIsSignedSoTheClientAcceptsIt(library: String) throws {
+        let wrap = try #require(SessionKeyWrap(kekBytes: [UInt8](repeating: 7, count: 32)))
+        let service = KeyService(
+            identity: Self.identity, signer: try handshakeSigner(library, identity: Self.identity), wrap: wrap, logger: Logger(label: "test"))
+        let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+        let response = service.newSession(clientKeyDER: [UInt8](client.publicKey.derRepresentation))
+        guard case .newSession(let made)? = response.result else {
+            Issue.record("\(response)")
+            return
+        }
+        #expect(
+            HandshakeCrypto.verify(
+                signature: [UInt8](made.signature), over: [UInt8](made.sessionKey),
+                publicKeyDER: [UInt8](Self.identity.publicKey.derRepresentation)))
+        #expect([UInt8](try client.decrypt(made.encryptedKey, padding: .PKCS1_OAEP_SHA256)) == [UInt8](made.sessionKey))
+    }
+
+    @Test func anUnknownLibraryIsAConfigurationError() {
+        #expect { _ = try handshakeSigner("libressl", identity: Self.identity) } throws: { ($0 as? ChatError)?.code == .configuration }
+    }
+}
