@@ -161,7 +161,7 @@ let package = Package(
         .testTarget(
             name: "KeysTests",
             dependencies: [
-                "udpchat-keys", "ChatWire", "IPCMessages",
+                "udpchat-keys", "ChatWire", "IPCMessages", "Ops",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -17,6 +17,8 @@ extension ChatError.Code {
     public static let shutdown = ChatError.Code("shutdown")
     /// udpchat-keys could not use a client's RSA key (a handshake's `client_key`).
     public static let invalidClientKey = ChatError.Code("invalid_client_key")
+    /// The service has as much of this work waiting as it takes: try again.
+    public static let busy = ChatError.Code("busy")
     /// udpchat-keys failed to sign.
     public static let signingFailed = ChatError.Code("signing_failed")
     /// A wrapped session key that the key-encryption key did not make for that session.

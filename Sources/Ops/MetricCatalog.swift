@@ -38,6 +38,7 @@ public enum MetricCatalog {
         "udpchat_ai_job_seconds": "Time this worker spent on a job, by outcome.",
         // udpchat-keys
         "udpchat_keys_signatures_total": "Handshakes signed with the identity key.",
+        "udpchat_keys_busy_total": "Handshakes answered busy: the signing threads had as many waiting as they take.",
         "udpchat_keys_unwraps_total": "Session keys unwrapped for a restarted edge, by result.",
     ]
 }

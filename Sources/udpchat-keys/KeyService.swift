@@ -6,6 +6,7 @@ import Foundation
 import IPCMessages
 import Logging
 import Metrics
+import Ops
 
 /// Answers the edge's key requests. The identity private key and the
 /// key-encryption key stay in this process; only signatures and sealed or
@@ -22,6 +23,7 @@ struct KeyService: Sendable {
     let logger: Logger
     // Made at start so /metrics lists them at zero before the first use.
     private let signatures = Counter(label: "udpchat_keys_signatures_total")
+    private let busy = Counter(label: "udpchat_keys_busy_total")
     private let unwrapped = Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", "ok")])
     private let refused = Counter(label: "udpchat_keys_unwraps_total", dimensions: [("result", "refused")])
 
@@ -37,6 +39,18 @@ struct KeyService: Sendable {
     /// Implementation constant: keys unwrapped in one request (a page of
     /// sessions a starting edge loads).
     static let maximumBatch = 1000
+
+    /// Answers `request`; a new session's signature is made on `pool`, and
+    /// a handshake that finds the pool's queue full is answered `busy`.
+    func handle(_ request: IPCKeysRequest, signingOn pool: ThreadPool) async -> IPCKeysResponse {
+        guard case .newSession(let new)? = request.op else { return handle(request) }
+        let der = [UInt8](new.clientKeyDer)
+        if let response = await pool.run({ [self] in newSession(clientKeyDER: der) }) { return response }
+        busy.increment()
+        var response = IPCKeysResponse()
+        response.failure = failure(.busy, "udpchat-keys has as many handshakes waiting as it takes; try again")
+        return response
+    }
 
     func handle(_ request: IPCKeysRequest) -> IPCKeysResponse {
         var response = IPCKeysResponse()

@@ -1,10 +1,15 @@
 import ArgumentParser
 import CryptoExtras
+import Foundation
 import IPC
 import IPCMessages
 import Ops
 
 struct Serve: AsyncParsableCommand {
+    /// Implementation constant: handshakes that may wait for each signing
+    /// thread; beyond them a handshake is answered "busy" at once.
+    static let waitingPerThread = 64
+
     static let configuration = CommandConfiguration(abstract: "Serve signatures and key wrapping to udpchat-edge (the default).")
 
     @OptionGroup var options: KeysOptions
@@ -33,12 +38,18 @@ struct Serve: AsyncParsableCommand {
         var plane = common
         plane.curveDir = options.curveDirectory(settings, common)
         let reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")
-        _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) {
-            service.handle($0)
+        let configured = try settings.int(.keysThreads)
+        let threads = configured == 0 ? ProcessInfo.processInfo.activeProcessorCount : configured
+        let pool = ThreadPool(name: "udpchat-signing", threads: threads, maximumWaiting: Self.waitingPerThread * threads)
+        _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) { request in
+            await service.handle(request, signingOn: pool)
         }
         let ops = try await program.startOps { OpsServer.readiness([("identity key", true)]) }
         logger.info(
-            "serving", metadata: .fields(.address(common.keysBind), .value("fingerprint", service.fingerprint), .value("rsa", library)))
+            "serving",
+            metadata: .fields(
+                .address(common.keysBind), .value("fingerprint", service.fingerprint), .value("rsa", library),
+                .value("threads", "\(threads)")))
         return .init(
             ready: "endpoint=\(common.keysBind) fingerprint=\(service.fingerprint)", services: [ReactorService(reactor: reactor, ops: ops)])
     }

@@ -4,6 +4,7 @@ import Foundation
 import IPC
 import IPCMessages
 import Logging
+import Ops
 import Synchronization
 
 /// Turns store RPCs into operations: reads run in parallel on the reader
@@ -19,7 +20,7 @@ final class StoreService: Sendable {
     private let limiter: Mutex<AIRateLimiter>
     private let writeLimits: Mutex<WriteLimits>
     private let loginGuard: Mutex<LoginGuard>
-    let hashing: HashingPool
+    let hashing: ThreadPool
     /// Every time the service reads: rate limits, the login guard, what it stores.
     let clock: any ServiceClock
 
@@ -43,7 +44,7 @@ final class StoreService: Sendable {
         self.loginGuard = Mutex(LoginGuard(limit: loginFailuresPerAccount, window: 15 * 60 * 1_000_000_000))
         // Implementation constants: two hashing threads (scrypt is 35 ms and 16 MiB each) and
         // a queue of 64 logins; beyond that the server answers that it is busy.
-        self.hashing = HashingPool(threads: 2, maximumWaiting: 64)
+        self.hashing = ThreadPool(name: "udpchat-hashing", threads: 2, maximumWaiting: 64)
         self.commit = GroupCommit(backend: backend, clock: clock, afterCommit: afterCommit)
     }
 

@@ -81,3 +81,19 @@ extension EdgeMachineTests {
         #expect(Self.handshake(&h, from: PeerAddress(ip: "203.0.113.9", port: 1)!) == nil)
     }
 }
+
+extension EdgeMachineTests {
+    /// udpchat-keys answered "busy" (its signing queue was full): the client
+    /// hears so at once, and nothing of a session is kept.
+    @Test func aHandshakeKeysIsTooBusyForIsRefusedAndKeepsNothing() throws {
+        var h = try Harness()
+        h.receive(Self.sessionInit, from: PeerAddress(ip: "192.0.2.50", port: 1)!)
+        let call = try #require(h.takeKeysCalls().first)
+        var busy = IPCKeysResponse()
+        busy.failure = IPCFailure(ChatError(.busy, "as many waiting as it takes"))
+        h.machine.keysAnswered(call.call, .success(busy), h.time, &h.out)
+        let replies = h.takeDatagrams().compactMap { try? Envelope.decodeResponse($0.bytes) }
+        #expect(replies == [.serverError(message: ProtocolText.packetFailurePrefix + "the server is busy; try again")])
+        #expect(h.machine.table.count == 0)
+    }
+}

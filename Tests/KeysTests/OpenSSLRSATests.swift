@@ -3,6 +3,7 @@ import IPCMessages
 import Crypto
 import CryptoExtras
 import Logging
+import Ops
 import Testing
 
 @testable import udpchat_keys
@@ -69,5 +70,27 @@ extension OpenSSLRSATests {
 
     @Test func anUnknownLibraryIsAConfigurationError() {
         #expect { _ = try handshakeSigner("libressl", identity: Self.identity) } throws: { ($0 as? ChatError)?.code == .configuration }
+    }
+}
+
+extension OpenSSLRSATests {
+    /// The signing threads take a bounded queue: a handshake beyond it is
+    /// answered "busy" at once, and one within it is signed.
+    @Test func aHandshakeBeyondTheSigningQueueIsAnsweredBusy() async throws {
+        let wrap = try #require(SessionKeyWrap(kekBytes: [UInt8](repeating: 7, count: 32)))
+        let service = KeyService(identity: Self.identity, wrap: wrap, logger: Logger(label: "test"))
+        let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+        let request = IPCKeysRequest.newSession(clientKey: [UInt8](client.publicKey.derRepresentation))
+        let full = ThreadPool(name: "test-full", threads: 1, maximumWaiting: 0)
+        let refused = await service.handle(request, signingOn: full)
+        #expect(refused.failure.error.code == .busy)
+        let open = ThreadPool(name: "test-open", threads: 1, maximumWaiting: 4)
+        let signed = await service.handle(request, signingOn: open)
+        guard case .newSession? = signed.result else {
+            Issue.record("\(signed)")
+            return
+        }
+        // Other requests do not wait for the signing threads.
+        #expect(!(await service.handle(.identity, signingOn: full)).identity.publicKeyDer.isEmpty)
     }
 }

@@ -152,6 +152,9 @@ extension Setting {
 
     // Keys
     public static let keyBits = Setting("KEY_BITS", integer: 2048, in: 2048...4096, "RSA size for `udpchat-keys generate` (2048, 3072 or 4096).")
+    public static let keysThreads = Setting(
+        "KEYS_THREADS", integer: 0, in: 0...256, shown: "0 (one per core)",
+        "Threads udpchat-keys signs handshakes on; 0: one per core.")
     public static let rsaLibrary = Setting(
         "RSA_LIBRARY", default: "openssl",
         "Which library makes udpchat-keys' handshake signatures: openssl (the system's libcrypto, about twice as fast for RSA-2048 here) or swift-crypto.")
@@ -216,7 +219,7 @@ extension Setting {
         aiMetricsPort, keysEndpoint, storeEndpoint, eventsEndpoint, keysBind, storeBind,
         eventsBind, jobsEndpoint, jobsBind, curveDir, rpcTimeout, logLevel, debug, serverIP, serverPort, edgeID, reusePort, bufferSize, retryMode, retryBudget,
         retryInterval, retryTransmissions, sessionIdle, broadcastIdle, messagesPerUser, maxPendingHandshakes, sessionsPerSource, maxSessions, maxAnonymousSessions, edgeMemoryLimit, handshakesPerSource, errorsPerSource,
-        rateLimitExempt, keyBits, rsaLibrary, requirePasswords, loginFailuresPerAccount, loginsPerSource, roomsPerUser, joinsPerUser, aiJobTimeout, aiLease, aiHeartbeat,
+        rateLimitExempt, keyBits, keysThreads, rsaLibrary, requirePasswords, loginFailuresPerAccount, loginsPerSource, roomsPerUser, joinsPerUser, aiJobTimeout, aiLease, aiHeartbeat,
         aiContextMessages, aiContextBytes, aiUserRate, aiRoomRate, aiMode, openAIKey, openAIBaseURL, azureEndpoint,
         azureDeployment, azureAPIVersion, azureAPIKey, ollamaHost, aiModel, aiTemperature, aiMaxTokens, aiTopP,
         aiFrequencyPenalty, aiPresencePenalty, aiFirstTokenTimeout, aiTimeout, aiConcurrency,

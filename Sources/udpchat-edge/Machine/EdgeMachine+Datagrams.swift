@@ -115,6 +115,11 @@ extension EdgeMachine {
                 sendError(ProtocolText.packetFailurePrefix + failure.message, answering: request, now, &out)
                 return
             }
+            if case .failure(let failure)? = response.result, failure.error.code == .busy {
+                metrics.handshakesFailed.increment()
+                sendError(ProtocolText.packetFailurePrefix + "the server is busy; try again", answering: request, now, &out)
+                return
+            }
             guard case .newSession(let value)? = response.result, let key = SessionCipher(keyBytes: [UInt8](value.sessionKey)),
                 Self.isIdentifier(value.sessionID)
             else {

@@ -1,32 +1,36 @@
 import ChatWire
 import Foundation
 
-/// A few threads of their own for password hashing, so that 35 ms of scrypt
-/// never runs on the store's request path or the shared task pool, with a
-/// bounded queue: when it is full, a login is refused at once (the server
-/// is busy) rather than queued without limit.
-final class HashingPool: Sendable {
+/// Threads of their own for CPU-bound work (the store's password hashing,
+/// udpchat-keys' signatures), so that it never holds the request path or
+/// the shared task pool, with a bounded queue: when it is full, the work is
+/// refused at once (the server is busy) rather than queued without limit,
+/// so a flood costs a bounded amount of work and memory.
+public final class ThreadPool: Sendable {
     private struct Job: Sendable {
         let work: @Sendable () -> Void
     }
 
     private let condition = NSCondition()
     private let queue = MutexBox<[Job]>([])
-    let maximumWaiting: Int
+    public let maximumWaiting: Int
+    public let threads: Int
     /// Jobs run so far.
-    let completed = MutexBox(0)
+    public let completed = MutexBox(0)
 
-    init(threads: Int, maximumWaiting: Int) {
+    /// `threads` threads named `name-N`; at most `maximumWaiting` jobs wait for one.
+    public init(name: String, threads: Int, maximumWaiting: Int) {
         self.maximumWaiting = maximumWaiting
-        for index in 0..<max(1, threads) {
+        self.threads = max(1, threads)
+        for index in 0..<self.threads {
             let thread = Thread { [self] in loop() }
-            thread.name = "udpchat-hashing-\(index)"
+            thread.name = "\(name)-\(index)"
             thread.start()
         }
     }
 
     /// Runs `work` on the pool; nil when the queue is full.
-    func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T? {
+    public func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T? {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let accepted = queue.mutate { jobs -> Bool in
                 guard jobs.count < maximumWaiting else { return false }
