@@ -15,6 +15,7 @@ public final class ThreadPool: Sendable {
     private let queue = MutexBox<[Job]>([])
     public let maximumWaiting: Int
     public let threads: Int
+    private let stopped = MutexBox(false)
     /// Jobs run so far.
     public let completed = MutexBox(0)
 
@@ -52,11 +53,27 @@ public final class ThreadPool: Sendable {
         }
     }
 
+    /// Jobs waiting for a thread now.
+    public var waiting: Int { queue.value.count }
+
+    /// Lets the threads end once the queue is empty (tests; a program's
+    /// pool lives as long as the program).
+    public func stop() {
+        condition.lock()
+        stopped.value = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
     private func loop() {
         while true {
             condition.lock()
             var job = queue.mutate { $0.isEmpty ? nil : $0.removeFirst() }
             while job == nil {
+                if stopped.value {
+                    condition.unlock()
+                    return
+                }
                 condition.wait()
                 job = queue.mutate { $0.isEmpty ? nil : $0.removeFirst() }
             }

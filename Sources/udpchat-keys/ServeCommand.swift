@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLibCrypto
 import CryptoExtras
 import Foundation
 import IPC
@@ -7,8 +8,10 @@ import Ops
 
 struct Serve: AsyncParsableCommand {
     /// Implementation constant: handshakes that may wait for each signing
-    /// thread; beyond them a handshake is answered "busy" at once.
-    static let waitingPerThread = 64
+    /// thread; beyond them a handshake is answered "busy" at once. As many
+    /// as one edge lets through at once (512), about 0.13 s of signing with
+    /// OpenSSL here, well inside a caller's deadline.
+    static let waitingPerThread = 512
 
     static let configuration = CommandConfiguration(abstract: "Serve signatures and key wrapping to udpchat-edge (the default).")
 
@@ -31,6 +34,9 @@ struct Serve: AsyncParsableCommand {
         }
         let identity = try files.loadIdentity()
         let library = settings.string(.rsaLibrary, default: "openssl")
+        // The signing threads are never joined: OpenSSL must not free its
+        // state at exit under one that is still signing.
+        OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
         let service = KeyService(
             identity: identity, signer: try handshakeSigner(library, identity: identity), wrap: try files.loadKeyEncryptionKey(),
             logger: logger)

@@ -1,4 +1,5 @@
 import ChatWire
+import Foundation
 import IPCMessages
 import Crypto
 import CryptoExtras
@@ -53,8 +54,9 @@ extension OpenSSLRSATests {
     @Test(arguments: ["openssl", "swift-crypto"])
     func aNewSessionIsSignedSoTheClientAcceptsIt(library: String) throws {
         let wrap = try #require(SessionKeyWrap(kekBytes: [UInt8](repeating: 7, count: 32)))
-        let service = KeyService(
-            identity: Self.identity, signer: try handshakeSigner(library, identity: Self.identity), wrap: wrap, logger: Logger(label: "test"))
+        let signer = try handshakeSigner(library, identity: Self.identity)
+        #expect((signer is OpenSSLRSAKey) == (library == "openssl"))
+        let service = KeyService(identity: Self.identity, signer: signer, wrap: wrap, logger: Logger(label: "test"))
         let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
         let response = service.newSession(clientKeyDER: [UInt8](client.publicKey.derRepresentation))
         guard case .newSession(let made)? = response.result else {
@@ -81,16 +83,26 @@ extension OpenSSLRSATests {
         let service = KeyService(identity: Self.identity, wrap: wrap, logger: Logger(label: "test"))
         let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
         let request = IPCKeysRequest.newSession(clientKey: [UInt8](client.publicKey.derRepresentation))
-        let full = ThreadPool(name: "test-full", threads: 1, maximumWaiting: 0)
-        let refused = await service.handle(request, signingOn: full)
+        // One thread, one place in the queue: hold the thread, take the place.
+        let pool = ThreadPool(name: "test-signing", threads: 1, maximumWaiting: 1)
+        defer { pool.stop() }
+        let started = DispatchSemaphore(value: 0)
+        let hold = DispatchSemaphore(value: 0)
+        let holding = Task { await pool.run { started.signal(); hold.wait() } }
+        #expect(started.wait(timeout: .now() + 10) == .success, "the pool's thread took the first job")
+        let queued = Task { await service.handle(request, signingOn: pool) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while pool.waiting < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(pool.waiting == 1)
+        let refused = await service.handle(request, signingOn: pool)
         #expect(refused.failure.error.code == .busy)
-        let open = ThreadPool(name: "test-open", threads: 1, maximumWaiting: 4)
-        let signed = await service.handle(request, signingOn: open)
-        guard case .newSession? = signed.result else {
-            Issue.record("\(signed)")
+        // Other requests do not wait for the signing threads.
+        #expect(!(await service.handle(.identity, signingOn: pool)).identity.publicKeyDer.isEmpty)
+        hold.signal()
+        _ = await holding.value
+        guard case .newSession? = (await queued.value).result else {
+            Issue.record("the queued handshake was not signed")
             return
         }
-        // Other requests do not wait for the signing threads.
-        #expect(!(await service.handle(.identity, signingOn: full)).identity.publicKeyDer.isEmpty)
     }
 }
