@@ -77,15 +77,7 @@ final class OpenSSLRSAKey: @unchecked Sendable {
             EVP_PKEY_CTX_set_rsa_pss_saltlen(keyContext, 32) == 1,
             EVP_PKEY_CTX_set_rsa_mgf1_md(keyContext, EVP_sha256()) == 1
         else { throw Self.failure("EVP_DigestSignInit (PSS)") }
-        var length = size
-        var signature = [UInt8](repeating: 0, count: length)
-        let signed = signature.withUnsafeMutableBufferPointer { out in
-            message.withUnsafeBufferPointer { input in
-                EVP_DigestSign(context, out.baseAddress, &length, input.baseAddress, input.count)
-            }
-        }
-        guard signed == 1 else { throw Self.failure("EVP_DigestSign") }
-        return Array(signature.prefix(length))
+        return try output(of: "EVP_DigestSign", from: message) { EVP_DigestSign(context, $0, &$1, $2, $3) }
     }
 
     /// RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label, to this (public) key.
@@ -97,15 +89,22 @@ final class OpenSSLRSAKey: @unchecked Sendable {
             EVP_PKEY_CTX_set_rsa_oaep_md(context, EVP_sha256()) == 1,
             EVP_PKEY_CTX_set_rsa_mgf1_md(context, EVP_sha256()) == 1
         else { throw Self.failure("EVP_PKEY_encrypt_init (OAEP)") }
+        return try output(of: "EVP_PKEY_encrypt", from: plaintext) { EVP_PKEY_encrypt(context, $0, &$1, $2, $3) }
+    }
+
+    /// Runs an OpenSSL call that writes at most a modulus of bytes from
+    /// `input`: (output, its length in and out, input, its length); what it wrote.
+    private func output(
+        of call: String, from input: [UInt8],
+        _ operation: (UnsafeMutablePointer<UInt8>?, inout Int, UnsafePointer<UInt8>?, Int) -> Int32
+    ) throws(ChatError) -> [UInt8] {
         var length = size
-        var ciphertext = [UInt8](repeating: 0, count: length)
-        let encrypted = ciphertext.withUnsafeMutableBufferPointer { out in
-            plaintext.withUnsafeBufferPointer { input in
-                EVP_PKEY_encrypt(context, out.baseAddress, &length, input.baseAddress, input.count)
-            }
+        var bytes = [UInt8](repeating: 0, count: length)
+        let result = bytes.withUnsafeMutableBufferPointer { out in
+            input.withUnsafeBufferPointer { operation(out.baseAddress, &length, $0.baseAddress, $0.count) }
         }
-        guard encrypted == 1 else { throw Self.failure("EVP_PKEY_encrypt") }
-        return Array(ciphertext.prefix(length))
+        guard result == 1 else { throw Self.failure(call) }
+        return Array(bytes.prefix(length))
     }
 
     /// The failed call and OpenSSL's reason for it (the thread's error queue, emptied).
