@@ -42,23 +42,22 @@ func handshakeSigner(_ library: String, identity: _RSA.Signing.PrivateKey) throw
 final class OpenSSLRSAKey: @unchecked Sendable {
     private let key: OpaquePointer
 
-    /// A private key from its DER (PKCS#1 or PKCS#8), or a public key from
-    /// its SubjectPublicKeyInfo DER.
-    init(privateKeyDER der: [UInt8]) throws(ChatError) {
-        let parsed = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
-            var pointer = buffer.baseAddress
-            return d2i_AutoPrivateKey(nil, &pointer, buffer.count)
-        }
-        guard let parsed else { throw Self.failure("d2i_AutoPrivateKey") }
-        key = parsed
+    /// A private key from its DER (PKCS#1 or PKCS#8).
+    convenience init(privateKeyDER der: [UInt8]) throws(ChatError) {
+        try self.init(der, "d2i_AutoPrivateKey") { d2i_AutoPrivateKey(nil, &$0, $1) }
     }
 
-    init(publicKeyDER der: [UInt8]) throws(ChatError) {
+    /// A public key from its SubjectPublicKeyInfo DER.
+    convenience init(publicKeyDER der: [UInt8]) throws(ChatError) {
+        try self.init(der, "d2i_PUBKEY") { d2i_PUBKEY(nil, &$0, $1) }
+    }
+
+    private init(_ der: [UInt8], _ call: String, _ parse: (inout UnsafePointer<UInt8>?, Int) -> OpaquePointer?) throws(ChatError) {
         let parsed = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
             var pointer = buffer.baseAddress
-            return d2i_PUBKEY(nil, &pointer, buffer.count)
+            return parse(&pointer, buffer.count)
         }
-        guard let parsed else { throw Self.failure("d2i_PUBKEY") }
+        guard let parsed else { throw Self.failure(call) }
         key = parsed
     }
 
