@@ -25,19 +25,38 @@ struct PrometheusTests {
     }
 
     /// A TCP port nothing listens on now (the kernel's choice for port 0).
+    /// A TCP port on 127.0.0.1 that nothing listens on now, for a program to
+    /// bind a moment later. Drawn below the kernel's ephemeral range
+    /// (`ip_local_port_range`): a port the kernel handed out and took back
+    /// could meanwhile become the source port of any outgoing connection,
+    /// and the program's bind would find it in use.
     static func freeTCPPort() throws -> Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        let ephemeralStart = range?.first ?? 32_768
+        let candidates = ephemeralStart > 11_000 ? 10_000..<(ephemeralStart - 1_000) : 0..<0
+        for _ in 0..<200 {
+            let port = candidates.isEmpty ? 0 : Int.random(in: candidates)
+            if let bound = try bindable(port) { return bound }
+            if candidates.isEmpty { break }
+        }
+        throw HarnessError("no free TCP port below \(ephemeralStart)")
+    }
+
+    /// `port` (0: one the kernel picks) if a socket can bind it on 127.0.0.1 now.
+    private static func bindable(_ port: Int) throws -> Int? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket: \(errno)") }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard bound else { throw HarnessError("bind: \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
     }
 
     /// The dashboard's queries, with Grafana's `$__rate_interval` made concrete.
