@@ -15,8 +15,11 @@ public struct OpsEndpoint: Sendable {
     /// when that is unset, an older name for it).
     public init(_ settings: SettingsReader, port setting: Setting, fallback: Setting? = nil) throws {
         host = settings.string(.metricsIP, default: "127.0.0.1")
-        let read = settings.raw(setting) == nil && fallback.map { settings.raw($0) != nil } == true ? fallback! : setting
-        port = try settings.int(read)
+        if settings.raw(setting) == nil, let fallback, settings.raw(fallback) != nil {
+            port = try settings.int(fallback)
+        } else {
+            port = try settings.int(setting)
+        }
     }
 
     /// Starts the HTTP endpoint (metrics must be bootstrapped first).
