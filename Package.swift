@@ -44,8 +44,10 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CLibrary"),
-        // The system's OpenSSL (libcrypto): RSA for udpchat-keys.
+        // The system's OpenSSL (libcrypto), and the handshake's RSA through
+        // it: signing in udpchat-keys, the bench client's side.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "OpenSSLRSA", dependencies: ["ChatWire", "CLibCrypto"]),
         // The wire and the session rules: codecs, the v1 wire's crypto, the
         // replay window and limiters. No I/O: neither NIO nor ZeroMQ.
         .target(
@@ -102,7 +104,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "udpchat-keys",
-            dependencies: serverProgram + ["CLibCrypto"]
+            dependencies: serverProgram + ["OpenSSLRSA"]
         ),
         .executableTarget(
             name: "udpchat-store",
@@ -143,6 +145,7 @@ let package = Package(
             dependencies: [
                 "ChatWire",
                 "ChatClient",
+                "OpenSSLRSA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -161,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "KeysTests",
             dependencies: [
-                "udpchat-keys", "ChatWire", "IPCMessages", "Ops",
+                "udpchat-keys", "ChatWire", "IPCMessages", "Ops", "OpenSSLRSA",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

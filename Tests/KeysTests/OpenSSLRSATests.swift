@@ -4,6 +4,7 @@ import IPCMessages
 import Crypto
 import CryptoExtras
 import Logging
+import OpenSSLRSA
 import Ops
 import Testing
 
@@ -36,6 +37,18 @@ import Testing
         let ciphertext = try key.encryptOAEP(sessionKey)
         #expect(ciphertext.count == 256)
         #expect([UInt8](try client.decrypt(ciphertext, padding: .PKCS1_OAEP_SHA256)) == sessionKey)
+    }
+
+    /// The client's side, as the bench does it: a session key swift-crypto
+    /// wrapped opens with OpenSSL, and one altered does not.
+    @Test func aSessionKeySwiftCryptoWrappedOpensWithOpenSSL() throws {
+        let client = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+        let clientKey = try OpenSSLRSAKey(privateKeyDER: [UInt8](client.derRepresentation))
+        let sessionKey = SessionCipher.random().keyBytes
+        var ciphertext = [UInt8](try client.publicKey.encrypt(sessionKey, padding: .PKCS1_OAEP_SHA256))
+        #expect(clientKey.decryptOAEP(ciphertext) == sessionKey)
+        ciphertext[100] ^= 1
+        #expect(clientKey.decryptOAEP(ciphertext) == nil)
     }
 
     @Test func aKeyThatIsNotDERIsRefusedWithOpenSSLsReason() {

@@ -85,7 +85,7 @@ final class BenchClients: Sendable {
         var workers: [BenchWorker] = []
         for _ in 0..<workerCount {
             workers.append(BenchWorker(
-                    loop: group.next(), server: server, key: key, requestTimeout: timeout, retryInterval: retry, perSocket: perSocket))
+                    loop: group.next(), server: server, handshake: try BenchHandshake(key: key), requestTimeout: timeout, retryInterval: retry, perSocket: perSocket))
         }
         let sockets = (count + perSocket - 1) / perSocket
         let bindHost = server.protocol == .inet6 ? "::1" : "127.0.0.1"

@@ -19,8 +19,7 @@ final class BenchWorker: @unchecked Sendable {
     /// Clients of each socket waiting for a SESSION_INIT reply. Every client
     /// shares one RSA key, so any reply on a socket serves its oldest waiter.
     private var handshakes: [Deque<(BenchSession, (Result<Void, BenchError>) -> Void)>] = []
-    private let key: _RSA.Encryption.PrivateKey
-    private let keyRequest: [UInt8]
+    private let handshake: BenchHandshake
     /// Traffic: closed loop (the next message when MESSAGE_SENT arrives) or a fixed interval per client.
     private var traffic: Traffic?
     private var runStart: UInt64 = .max
@@ -48,16 +47,15 @@ final class BenchWorker: @unchecked Sendable {
     let retryInterval: TimeAmount?
 
     init(
-        loop: any EventLoop, server: SocketAddress, key: _RSA.Encryption.PrivateKey, requestTimeout: TimeAmount, retryInterval: TimeAmount?,
+        loop: any EventLoop, server: SocketAddress, handshake: BenchHandshake, requestTimeout: TimeAmount, retryInterval: TimeAmount?,
         perSocket: Int
     ) {
         self.retryInterval = retryInterval
         self.loop = loop
         self.perSocket = max(1, perSocket)
         self.server = server
-        self.key = key
+        self.handshake = handshake
         self.requestTimeout = requestTimeout
-        keyRequest = Envelope.sessionInitRequest(clientKey: key.publicKey.derRepresentation.base64EncodedString()).encoded()
     }
 
     // MARK: - Sockets
@@ -120,7 +118,7 @@ final class BenchWorker: @unchecked Sendable {
                     done(.failure(BenchError("no SESSION_INIT reply within \(requestTimeout.nanoseconds / 1_000_000) ms")))
                 }
                 handshakes[socket].append((session, { result in continuation.resume(with: result.mapError { $0 as any Error }) }))
-                write(keyRequest, on: socket)
+                write(handshake.request, on: socket)
                 // A lost handshake is asked for again, as `udpchat` does (each request makes a
                 // session on the server; the first reply is the one adopted).
                 if let interval = retryInterval {
@@ -129,7 +127,7 @@ final class BenchWorker: @unchecked Sendable {
                             task.cancel()
                             return
                         }
-                        write(keyRequest, on: socket)
+                        write(handshake.request, on: socket)
                     }
                 }
             }
@@ -288,10 +286,11 @@ final class BenchWorker: @unchecked Sendable {
             guard let (session, done) = handshakes[socket].popFirst() else { return }
             session.handshakeTimer?.cancel()
             session.handshakeRetry?.cancel()
-            guard let encrypted = Hex.decode(reply.encryptedKey),
-                let keyBytes = try? key.decrypt(encrypted, padding: .PKCS1_OAEP_SHA256), let cipher = SessionCipher(keyBytes: [UInt8](keyBytes))
-            else {
-                done(.failure(BenchError("the SESSION_INIT reply's key does not decrypt")))
+            let cipher: SessionCipher
+            switch handshake.open(reply) {
+            case .success(let opened): cipher = opened
+            case .failure(let error):
+                done(.failure(error))
                 return
             }
             session.id = reply.sessionId
