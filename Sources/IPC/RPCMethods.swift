@@ -38,6 +38,7 @@ extension IPCKeysRequest: RPCMethodNamed {
         switch op {
         case .getIdentity: "get_identity"
         case .newSession: "new_session"
+        case .newSessions: "new_sessions"
         case .unwrapSessionKey: "unwrap_session_key"
         case .unwrapSessionKeys: "unwrap_session_keys"
         case nil: "none"

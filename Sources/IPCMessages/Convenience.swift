@@ -21,6 +21,17 @@ extension IPCKeysRequest {
         return request
     }
 
+    /// New sessions for several handshakes at once, in one request.
+    public static func newSessions(clientKeys: [[UInt8]]) -> IPCKeysRequest {
+        var request = IPCKeysRequest()
+        request.newSessions.sessions = clientKeys.map { key in
+            var session = IPCNewSession()
+            session.clientKeyDer = Data(key)
+            return session
+        }
+        return request
+    }
+
     /// The key of one stored session, from its wrapped form.
     public static func unwrap(sessionId: String, wrappedKey: Data) -> IPCKeysRequest {
         var request = IPCKeysRequest()

@@ -8,6 +8,8 @@ struct EdgeMetrics: Sendable {
     let handshakesFailed = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "failed")])
     let handshakesDropped = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "over_budget")])
     let handshakesRefused = Counter(label: "udpchat_edge_handshakes_total", dimensions: [("result", "at_capacity")])
+    /// Datagrams not of a known session dropped because too many waited (a flood).
+    let datagramsShed = Counter(label: "udpchat_edge_datagrams_shed_total")
     let decryptFailures = Counter(label: "udpchat_edge_decrypt_failures_total")
     let replaysRejected = Counter(label: "udpchat_edge_replays_rejected_total")
     let reflectionsDropped = Counter(label: "udpchat_edge_reflections_dropped_total")

@@ -37,57 +37,75 @@ struct KeyService: Sendable {
     }
 
     /// Implementation constant: keys unwrapped in one request (a page of
-    /// sessions a starting edge loads).
+    /// sessions a starting edge loads), and handshakes in one request (as
+    /// many as an edge lets wait for keys at once).
     static let maximumBatch = 1000
+    static let maximumHandshakeBatch = 512
 
-    /// Answers `request`; a new session's signature is made on `pool`, and
-    /// a handshake that finds the pool's queue full is answered `busy`.
+    /// Answers `request`; new sessions' signatures are made on `pool`, and
+    /// handshakes that find the pool's queue full are answered `busy`.
     func handle(_ request: IPCKeysRequest, signingOn pool: ThreadPool) async -> IPCKeysResponse {
-        guard case .newSession(let new)? = request.op else { return handle(request) }
-        let der = [UInt8](new.clientKeyDer)
-        if let response = await pool.run({ [self] in newSession(clientKeyDER: der) }) { return response }
-        busy.increment()
+        switch request.op {
+        case .newSession(let new)?:
+            return await newSessions(for: [[UInt8](new.clientKeyDer)], on: pool)[0]
+        case .newSessions(let batch)?:
+            var response = IPCKeysResponse()
+            guard batch.sessions.count <= Self.maximumHandshakeBatch else {
+                response.failure = failure(.invalidRequest, "at most \(Self.maximumHandshakeBatch) handshakes per request")
+                return response
+            }
+            response.newSessions.results = await newSessions(for: batch.sessions.map { [UInt8]($0.clientKeyDer) }, on: pool)
+            return response
+        case .getIdentity?:
+            var response = IPCKeysResponse()
+            response.identity.publicKeyDer = Data(publicKeyDER)
+            response.identity.fingerprint = fingerprint
+            return response
+        case .unwrapSessionKey(let unwrap)?:
+            return unwrapOne(unwrap)
+        case .unwrapSessionKeys(let batch)?:
+            return unwrapMany(batch)
+        case nil:
+            var response = IPCKeysResponse()
+            response.failure = failure(.invalidRequest, "the request names no operation")
+            return response
+        }
+    }
+
+    /// New sessions for `clientKeys`, in order, shared out among the
+    /// signing threads; all answered `busy` when the queue has no room for them.
+    private func newSessions(for clientKeys: [[UInt8]], on pool: ThreadPool) async -> [IPCKeysResponse] {
+        if let made = await pool.map(clientKeys, { [self] in newSession(clientKeyDER: $0) }) { return made }
+        busy.increment(by: Int64(clientKeys.count))
         var response = IPCKeysResponse()
         response.failure = failure(.busy, "udpchat-keys has as many handshakes waiting as it takes; try again")
+        return Array(repeating: response, count: clientKeys.count)
+    }
+
+    private func unwrapOne(_ unwrap: IPCUnwrapSessionKey) -> IPCKeysResponse {
+        var response = IPCKeysResponse()
+        let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
+        (key == nil ? refused : unwrapped).increment()
+        if let key {
+            response.unwrapped.sessionKey = Data(key)
+        } else {
+            logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID)))
+            response.failure = failure(.unwrapFailed, "the wrapped key was not made by this key-encryption key for that session")
+        }
         return response
     }
 
-    func handle(_ request: IPCKeysRequest) -> IPCKeysResponse {
+    private func unwrapMany(_ batch: IPCUnwrapSessionKeys) -> IPCKeysResponse {
         var response = IPCKeysResponse()
-        switch request.op {
-        case .getIdentity:
-            var identity = IPCIdentity()
-            identity.publicKeyDer = Data(publicKeyDER)
-            identity.fingerprint = fingerprint
-            response.identity = identity
-        case .newSession(let new):
-            response = newSession(clientKeyDER: [UInt8](new.clientKeyDer))
-        case .unwrapSessionKey(let unwrap):
+        guard batch.keys.count <= Self.maximumBatch else {
+            response.failure = failure(.invalidRequest, "at most \(Self.maximumBatch) keys per request")
+            return response
+        }
+        response.unwrappedKeys.sessionKeys = batch.keys.map { unwrap in
             let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
             (key == nil ? refused : unwrapped).increment()
-            if let key {
-                var unwrapped = IPCUnwrappedSessionKey()
-                unwrapped.sessionKey = Data(key)
-                response.unwrapped = unwrapped
-            } else {
-                logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID)))
-                response.failure = failure(.unwrapFailed, "the wrapped key was not made by this key-encryption key for that session")
-            }
-        case .unwrapSessionKeys(let batch):
-            guard batch.keys.count <= Self.maximumBatch else {
-                response.failure = failure(.invalidRequest, "at most \(Self.maximumBatch) keys per request")
-                break
-            }
-            var keys = IPCUnwrappedSessionKeys()
-            keys.sessionKeys = batch.keys.map { unwrap in
-                let key = wrap.unwrap([UInt8](unwrap.wrappedKey), sessionId: unwrap.sessionID)
-                (key == nil ? refused : unwrapped).increment()
-                if key == nil { logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID))) }
-                return Data(key ?? [])
-            }
-            response.unwrappedKeys = keys
-        case nil:
-            response.failure = failure(.invalidRequest, "the request names no operation")
+            if key == nil { logger.warning("a wrapped session key did not open", metadata: .fields(.session(unwrap.sessionID))) }
+            return Data(key ?? [])
         }
         return response
     }

@@ -12,6 +12,11 @@ struct Serve: AsyncParsableCommand {
     /// as one edge lets through at once (512), about 0.13 s of signing with
     /// OpenSSL here, well inside a caller's deadline.
     static let waitingPerThread = 512
+    /// Implementation constant: the signing threads' niceness. Under a
+    /// flood of handshakes they take every core they can; at 10 they yield
+    /// to the threads that answer requests, here and in the edge and store
+    /// on the same machine, and still have the cores when nothing else runs.
+    static let signingNiceness: Int32 = 10
 
     static let configuration = CommandConfiguration(abstract: "Serve signatures and key wrapping to udpchat-edge (the default).")
 
@@ -46,7 +51,7 @@ struct Serve: AsyncParsableCommand {
         let reactor = ZMQReactor(context: ZMQContext(security: try plane.planeSecurity(for: .keys)), name: "keys-zmq")
         let configured = try settings.int(.keysThreads)
         let threads = configured == 0 ? ProcessInfo.processInfo.activeProcessorCount : configured
-        let pool = ThreadPool(name: "udpchat-signing", threads: threads, maximumWaiting: Self.waitingPerThread * threads)
+        let pool = ThreadPool(name: "udpchat-signing", threads: threads, maximumWaiting: Self.waitingPerThread * threads, niceness: Self.signingNiceness)
         _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) { request in
             await service.handle(request, signingOn: pool)
         }

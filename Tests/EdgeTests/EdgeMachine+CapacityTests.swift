@@ -26,7 +26,7 @@ extension EdgeMachineTests {
         made.newSession.sessionID = SecureRandom.identifier()
         made.newSession.sessionKey = Data(SessionCipher.random().keyBytes)
         made.newSession.fingerprint = String(repeating: "0", count: 64)
-        h.machine.keysAnswered(call.call, .success(made), h.time, &h.out)
+        h.answerKeys(call.call, .success(made))
         _ = h.takeDatagrams()
         return nil
     }
@@ -91,7 +91,7 @@ extension EdgeMachineTests {
         let call = try #require(h.takeKeysCalls().first)
         var busy = IPCKeysResponse()
         busy.failure = IPCFailure(ChatError(.busy, "as many waiting as it takes"))
-        h.machine.keysAnswered(call.call, .success(busy), h.time, &h.out)
+        h.answerKeys(call.call, .success(busy))
         let replies = h.takeDatagrams().compactMap { try? Envelope.decodeResponse($0.bytes) }
         #expect(replies == [.serverError(message: ProtocolText.packetFailurePrefix + "the server is busy; try again")])
         #expect(h.machine.table.count == 0)

@@ -25,8 +25,17 @@ extension EdgeMachineTests {
             machine.tick(time, &out)
         }
 
+        /// One datagram read alone, as the rim reads it: then what the
+        /// machine queued of it (a handshake, mostly).
         mutating func receive(_ datagram: [UInt8], from address: PeerAddress = EdgeMachineTests.clientAddress) {
             machine.receive(datagram, from: address, time, &out)
+            _ = machine.readQueued(budget: .max, time, &out)
+        }
+
+        /// udpchat-keys answers `call`, and the machine does what it queued.
+        mutating func answerKeys(_ call: KeysCall, _ result: Result<IPCKeysResponse, RPCError>) {
+            machine.keysAnswered(call, result, time, &out)
+            _ = machine.readQueued(budget: .max, time, &out)
         }
 
         /// The store calls made so far, taken.

@@ -62,9 +62,17 @@ final class TestSystem: Sendable {
         return debug
     }
 
+    /// The programs a test of latency runs: the optimised build the
+    /// release ships when `UDPCHAT_TIMING_BIN_DIR` names it (scripts/test.sh
+    /// does), else the same as every other test.
+    static func timingBinaryDirectory() throws -> URL {
+        if let dir = ProcessInfo.processInfo.environment["UDPCHAT_TIMING_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+        return try binaryDirectory()
+    }
+
     /// Starts keys, store and edge. `settings` are extra environment variables.
-    init(settings: [String: String] = [:], database: SystemDatabase = .sqlite) async throws {
-        binaries = try Self.binaryDirectory()
+    init(settings: [String: String] = [:], database: SystemDatabase = .sqlite, programs: URL? = nil) async throws {
+        binaries = try programs ?? Self.binaryDirectory()
         self.database = database
         // A short path: ipc:// socket paths must stay under 108 bytes.
         var template = Array("/tmp/uc-XXXXXX".utf8CString)
@@ -354,9 +362,9 @@ extension TestSystem {
 
 /// Runs `body` with a fresh system and always stops it, printing the logs when `body` throws.
 func withSystem(
-    settings: [String: String] = [:], database: SystemDatabase = .sqlite, _ body: (TestSystem) async throws -> Void
+    settings: [String: String] = [:], database: SystemDatabase = .sqlite, programs: URL? = nil, _ body: (TestSystem) async throws -> Void
 ) async throws {
-    let system = try await TestSystem(settings: settings, database: database)
+    let system = try await TestSystem(settings: settings, database: database, programs: programs)
     do {
         try await body(system)
     } catch {

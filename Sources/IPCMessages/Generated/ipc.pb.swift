@@ -187,6 +187,14 @@ public nonisolated struct IPCKeysRequest: Sendable {
     set {op = .newSession(newValue)}
   }
 
+  public var newSessions: IPCNewSessions {
+    get {
+      if case .newSessions(let v)? = op {return v}
+      return IPCNewSessions()
+    }
+    set {op = .newSessions(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Op: Equatable, Sendable {
@@ -194,6 +202,7 @@ public nonisolated struct IPCKeysRequest: Sendable {
     case unwrapSessionKey(IPCUnwrapSessionKey)
     case unwrapSessionKeys(IPCUnwrapSessionKeys)
     case newSession(IPCNewSession)
+    case newSessions(IPCNewSessions)
 
   }
 
@@ -242,6 +251,20 @@ public nonisolated struct IPCNewSession: Sendable {
   public init() {}
 }
 
+/// Several handshakes at once: those an edge read together. Keys shares them
+/// out among its signing threads; one request instead of one each.
+public nonisolated struct IPCNewSessions: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sessions: [IPCNewSession] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct IPCNewSessionKeys: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -265,6 +288,19 @@ public nonisolated struct IPCNewSessionKeys: Sendable {
   public var publicKeyDer: Data = Data()
 
   public var fingerprint: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// In the order asked: each a new_session, or a failure (invalid_client_key, busy).
+public nonisolated struct IPCNewSessionResults: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var results: [IPCKeysResponse] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -346,6 +382,14 @@ public nonisolated struct IPCKeysResponse: Sendable {
     set {result = .newSession(newValue)}
   }
 
+  public var newSessions: IPCNewSessionResults {
+    get {
+      if case .newSessions(let v)? = result {return v}
+      return IPCNewSessionResults()
+    }
+    set {result = .newSessions(newValue)}
+  }
+
   public var unwrapped: IPCUnwrappedSessionKey {
     get {
       if case .unwrapped(let v)? = result {return v}
@@ -375,6 +419,7 @@ public nonisolated struct IPCKeysResponse: Sendable {
   public nonisolated enum OneOf_Result: Equatable, Sendable {
     case identity(IPCIdentity)
     case newSession(IPCNewSessionKeys)
+    case newSessions(IPCNewSessionResults)
     case unwrapped(IPCUnwrappedSessionKey)
     case unwrappedKeys(IPCUnwrappedSessionKeys)
     case failure(IPCFailure)
@@ -2161,7 +2206,7 @@ nonisolated extension IPCMessageEvent: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KeysRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_identity\0\u{4}\u{2}unwrap_session_key\0\u{3}unwrap_session_keys\0\u{3}new_session\0\u{c}\u{2}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_identity\0\u{4}\u{2}unwrap_session_key\0\u{3}unwrap_session_keys\0\u{3}new_session\0\u{3}new_sessions\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2221,6 +2266,19 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
           self.op = .newSession(v)
         }
       }()
+      case 6: try {
+        var v: IPCNewSessions?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .newSessions(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .newSessions(v)
+        }
+      }()
       default: break
       }
     }
@@ -2247,6 +2305,10 @@ nonisolated extension IPCKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._Mess
     case .newSession?: try {
       guard case .newSession(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .newSessions?: try {
+      guard case .newSessions(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
     case nil: break
     }
@@ -2344,6 +2406,36 @@ nonisolated extension IPCNewSession: SwiftProtobuf.Message, SwiftProtobuf._Messa
   }
 }
 
+nonisolated extension IPCNewSessions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NewSessions"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sessions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sessions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.sessions, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCNewSessions, rhs: IPCNewSessions) -> Bool {
+    if lhs.sessions != rhs.sessions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension IPCNewSessionKeys: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NewSessionKeys"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}session_key\0\u{3}encrypted_key\0\u{1}signature\0\u{3}wrapped_key\0\u{3}public_key_der\0\u{1}fingerprint\0")
@@ -2399,6 +2491,36 @@ nonisolated extension IPCNewSessionKeys: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.wrappedKey != rhs.wrappedKey {return false}
     if lhs.publicKeyDer != rhs.publicKeyDer {return false}
     if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension IPCNewSessionResults: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NewSessionResults"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.results.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: IPCNewSessionResults, rhs: IPCNewSessionResults) -> Bool {
+    if lhs.results != rhs.results {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2531,7 +2653,7 @@ nonisolated extension IPCUnwrappedSessionKeys: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KeysResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identity\0\u{2}\u{2}unwrapped\0\u{3}unwrapped_keys\0\u{3}new_session\0\u{2}\u{a}failure\0\u{c}\u{2}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identity\0\u{2}\u{2}unwrapped\0\u{3}unwrapped_keys\0\u{3}new_session\0\u{3}new_sessions\0\u{2}\u{9}failure\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2591,6 +2713,19 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
           self.result = .newSession(v)
         }
       }()
+      case 6: try {
+        var v: IPCNewSessionResults?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .newSessions(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .newSessions(v)
+        }
+      }()
       case 15: try {
         var v: IPCFailure?
         var hadOneofValue = false
@@ -2630,6 +2765,10 @@ nonisolated extension IPCKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._Mes
     case .newSession?: try {
       guard case .newSession(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .newSessions?: try {
+      guard case .newSessions(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
     case .failure?: try {
       guard case .failure(let v)? = self.result else { preconditionFailure() }

@@ -42,6 +42,39 @@ struct EdgeOutput {
     }
 }
 
+extension EdgeOutput {
+    /// The calls to udpchat-keys as the requests to send: the handshakes
+    /// together in one request when there are several, each other call
+    /// alone.
+    func keysRequests() -> [(request: IPCKeysRequest, calls: [KeysCall])] {
+        var handshakes: [(key: [UInt8], call: KeysCall)] = []
+        var requests: [(request: IPCKeysRequest, calls: [KeysCall])] = []
+        for (request, call) in keysCalls {
+            if case .newSession = call, case .newSession(let new)? = request.op {
+                handshakes.append(([UInt8](new.clientKeyDer), call))
+            } else {
+                requests.append((request, [call]))
+            }
+        }
+        switch handshakes.count {
+        case 0: break
+        case 1: requests.append((.newSession(clientKey: handshakes[0].key), [handshakes[0].call]))
+        default: requests.append((.newSessions(clientKeys: handshakes.map(\.key)), handshakes.map(\.call)))
+        }
+        return requests
+    }
+
+    /// The answer for each of `calls` out of the answer to their request.
+    /// A failure of the whole request, or an answer that does not hold one
+    /// result for each, is every call's answer.
+    static func keysAnswers(_ result: Result<IPCKeysResponse, RPCError>, for calls: [KeysCall]) -> [Result<IPCKeysResponse, RPCError>] {
+        guard calls.count > 1 else { return [result] }
+        guard case .success(let response) = result, case .newSessions(let batch)? = response.result, batch.results.count == calls.count
+        else { return Array(repeating: result, count: calls.count) }
+        return batch.results.map { .success($0) }
+    }
+}
+
 /// Why the machine called udpchat-keys.
 enum KeysCall: Sendable {
     /// A new session for a handshake.

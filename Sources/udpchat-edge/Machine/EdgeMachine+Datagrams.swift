@@ -18,6 +18,38 @@ extension EdgeMachine {
             secureDatagram(secure, answering: request, now, &out)
             return
         }
+        // The rest (handshakes, mostly) waits until the datagrams read with
+        // it are answered, so sessions are served first under a flood of
+        // handshakes; beyond the queue's bound it is dropped unanswered.
+        guard queued.count < Self.maxQueuedDatagrams, queuedBytes + bytes.count <= Self.maxQueuedBytes else {
+            metrics.datagramsShed.increment()
+            return
+        }
+        queued.append((bytes, request))
+        queuedBytes += bytes.count
+    }
+
+    /// Does up to `budget` items of the work queued behind the sessions'
+    /// datagrams: udpchat-keys' answers to handshakes first (each completes
+    /// a handshake already paid for), then the datagrams
+    /// ``receive(_:from:_:_:)`` queued, oldest first. Whether any remain.
+    /// The handshakes among the datagrams go to udpchat-keys together, in
+    /// one request.
+    mutating func readQueued(budget: Int, _ now: EdgeTime, _ out: inout EdgeOutput) -> Bool {
+        var budget = budget
+        while budget > 0, let (request, result) = queuedAnswers.popFirst() {
+            sessionMade(result, answering: request, now, &out)
+            budget -= 1
+        }
+        while budget > 0, let (bytes, request) = queued.popFirst() {
+            queuedBytes -= bytes.count
+            parse(bytes, answering: request, now, &out)
+            budget -= 1
+        }
+        return !queued.isEmpty || !queuedAnswers.isEmpty
+    }
+
+    private mutating func parse(_ bytes: [UInt8], answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput) {
         let envelope: Envelope
         do {
             envelope = try Envelope.decodeRequest(bytes)
@@ -103,7 +135,7 @@ extension EdgeMachine {
     }
 
     /// udpchat-keys made a handshake's session (or refused the client's key).
-    mutating func sessionMade(
+    private mutating func sessionMade(
         _ result: Result<IPCKeysResponse, RPCError>, answering request: Request, _ now: EdgeTime, _ out: inout EdgeOutput
     ) {
         handshakesInFlight -= 1

@@ -7,11 +7,13 @@ import IPCMessages
 extension EdgeMachine {
     // MARK: - Answers
 
-    /// udpchat-keys answered.
+    /// udpchat-keys answered. A handshake's answer waits with the queued
+    /// datagrams (``readQueued(budget:_:_:)``): completing a handshake is
+    /// work for after the sessions' datagrams too.
     mutating func keysAnswered(_ call: KeysCall, _ result: Result<IPCKeysResponse, RPCError>, _ now: EdgeTime, _ out: inout EdgeOutput) {
         switch call {
         case .newSession(let request):
-            sessionMade(result, answering: request, now, &out)
+            queuedAnswers.append((request, result))
         case .unwrap(let sessionId, let loaded):
             sessionUnwrapped(sessionId, loaded, result, now, &out)
         case .unwrapPage(let page, let resync, let more, let last):

@@ -1,5 +1,6 @@
 import ChatWire
 import Crypto
+import DequeModule
 import Foundation
 import IPCMessages
 import Logging
@@ -22,6 +23,10 @@ struct EdgeMachine {
     // Implementation constants.
     /// Handshakes waiting for a signature from udpchat-keys at once; more get an error at once.
     static let maxHandshakesInFlight = 512
+    /// Datagrams not of a known session (handshakes, mostly) waiting to be
+    /// read after the sessions' ones, in number and in bytes; more are dropped.
+    static let maxQueuedDatagrams = 1024
+    static let maxQueuedBytes = 1 << 20
     /// Sessions being restored from the store at once, and datagrams held for each meanwhile.
     static let maxRestoring = 1024
     static let maxHeldPerSession = 16
@@ -57,6 +62,12 @@ struct EdgeMachine {
     /// Datagrams held while their session is restored from the store.
     var restoring: [String: [(SecureDatagram, Request)]] = [:]
     var handshakesInFlight = 0
+    /// Datagrams not of a known session, and udpchat-keys' answers to
+    /// handshakes (at most ``maxHandshakesInFlight``), waiting for
+    /// ``readQueued(budget:_:_:)``.
+    var queued = Deque<([UInt8], Request)>()
+    var queuedBytes = 0
+    var queuedAnswers = Deque<(Request, Result<IPCKeysResponse, RPCError>)>()
     /// The process's resident memory, as the rim last measured it.
     var memoryInUse = 0
     /// When new sessions were last refused at a limit, and said so in the log.

@@ -70,10 +70,30 @@ final class EdgeServer: @unchecked Sendable {
         carryOut()
     }
 
-    /// The channel handler read its last datagram for now.
+    /// The channel handler read its last datagram for now: what the reads
+    /// wrote goes out, then the datagrams the machine queued are read.
     func readComplete() {
         reading = false
         channel?.flush()
+        readQueued()
+    }
+
+    /// Implementation constant: items of queued work (handshakes, mostly)
+    /// done in one turn of the event loop, after that turn's reads.
+    static let queuedPerTurn = 16
+    private var queuedTurnScheduled = false
+
+    /// Does one turn's share of the work the machine queued; the rest waits
+    /// for the loop's next turn, which reads the socket first.
+    private func readQueued() {
+        let more = machine.readQueued(budget: Self.queuedPerTurn, .now(), &output)
+        carryOut()
+        guard more, !queuedTurnScheduled else { return }
+        queuedTurnScheduled = true
+        loop.execute { [self] in
+            queuedTurnScheduled = false
+            readQueued()
+        }
     }
 
     /// An event published by the store; called on the ZeroMQ thread.
@@ -122,11 +142,14 @@ final class EdgeServer: @unchecked Sendable {
             }
             if !reading { channel.flush() }
         }
-        for (request, call) in output.keysCalls {
+        for (request, calls) in output.keysRequests() {
             keys.call(request) { [self] result in
                 loop.execute { [self] in
-                    machine.keysAnswered(call, result, .now(), &output)
+                    for (call, answer) in zip(calls, EdgeOutput.keysAnswers(result, for: calls)) {
+                        machine.keysAnswered(call, answer, .now(), &output)
+                    }
                     carryOut()
+                    readQueued()
                 }
             }
         }
