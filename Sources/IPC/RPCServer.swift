@@ -6,15 +6,20 @@ import Logging
 import Synchronization
 
 /// Serves remote calls on a ROUTER socket. Each request runs as its own
-/// task, so slow requests do not hold up fast ones; replies are queued back
-/// to the reactor thread, which alone touches the socket.
+/// task (or where a ``Responder`` hands it), so slow requests do not hold
+/// up fast ones; replies are queued back to the reactor thread, which alone
+/// touches the socket.
 public final class RPCServer: @unchecked Sendable {
     /// Handles one request body and returns the reply body. A thrown error
     /// goes back to the caller as ``RPCError/Code/remote`` with its description.
     public typealias Handler = @Sendable ([UInt8]) async throws -> [UInt8]
+    /// Answers one request body by calling its reply function exactly once,
+    /// from any thread. Called on the reactor thread, so it must not block:
+    /// it hands the work to a thread of its own (``Handler`` runs as a task).
+    public typealias Responder = @Sendable (_ body: [UInt8], _ reply: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) -> Void
 
     private let reactor: ZMQReactor
-    private let handler: Handler
+    private let responder: Responder
     private let logger: Logger
     private let maxInFlight: Int
     private let state = Mutex(State())
@@ -33,11 +38,26 @@ public final class RPCServer: @unchecked Sendable {
 
     /// Binds `endpoint`; requests beyond `maxInFlight` at once are refused
     /// with ``RPCError/Code/overloaded`` rather than queued without bound.
-    public init(reactor: ZMQReactor, endpoint: String, maxInFlight: Int = 4096, logger: Logger, handler: @escaping Handler)
+    public convenience init(reactor: ZMQReactor, endpoint: String, maxInFlight: Int = 4096, logger: Logger, handler: @escaping Handler)
+        throws
+    {
+        try self.init(reactor: reactor, endpoint: endpoint, maxInFlight: maxInFlight, logger: logger) { body, reply in
+            Task {
+                do {
+                    reply(.success(try await handler(body)))
+                } catch {
+                    reply(.failure(error))
+                }
+            }
+        }
+    }
+
+    /// The same, each request answered through `responder`.
+    public init(reactor: ZMQReactor, endpoint: String, maxInFlight: Int = 4096, logger: Logger, responder: @escaping Responder)
         throws
     {
         self.reactor = reactor
-        self.handler = handler
+        self.responder = responder
         self.logger = logger
         self.maxInFlight = maxInFlight
         let socket = try ZMQSocket.bound(context: reactor.context, type: ZMQ_ROUTER, to: endpoint, highWaterMark: 100_000)
@@ -69,12 +89,12 @@ public final class RPCServer: @unchecked Sendable {
             return
         }
         let deadline = MonotonicClock.now() &+ UInt64(timeoutMs) * 1_000_000
-        Task {
+        responder(body) { [self] result in
             let reply: Reply
-            do {
-                let body = try await handler(body)
+            switch result {
+            case .success(let body):
                 reply = Reply(identity: identity, header: RPCFrame.replyHeader(id: id, status: .ok), body: body)
-            } catch {
+            case .failure(let error):
                 reply = Reply(
                     identity: identity, header: RPCFrame.replyHeader(id: id, status: .failure), body: Array("\(error)".utf8))
             }

@@ -59,37 +59,43 @@ public final class ThreadPool: Sendable {
     /// results in the order of `items`. Nil, and nothing run, when the
     /// queue has no room for them all.
     public func map<Item: Sendable, T: Sendable>(_ items: [Item], _ work: @escaping @Sendable (Item) -> T) async -> [T]? {
-        guard !items.isEmpty else { return [] }
-        let shares = min(items.count, threads)
-        return await withCheckedContinuation { (continuation: CheckedContinuation<[T]?, Never>) in
-            let results = MutexBox((made: [T?](repeating: nil, count: items.count), remaining: shares))
-            let jobs = (0..<shares).map { share in
-                let range = items.count * share / shares..<items.count * (share + 1) / shares
-                return Job(weight: range.count) { [completed] in
-                    let made = items[range].map(work)
-                    completed.mutate { $0 += made.count }
-                    let all = results.mutate { state -> [T]? in
-                        state.made.replaceSubrange(range, with: made.map(Optional.some))
-                        state.remaining -= 1
-                        return state.remaining == 0 ? state.made.map { $0! } : nil
-                    }
-                    if let all { continuation.resume(returning: all) }
-                }
-            }
-            let accepted = queue.mutate { queue -> Bool in
-                guard queue.weight + items.count <= maximumWaiting else { return false }
-                queue.jobs += jobs
-                queue.weight += items.count
-                return true
-            }
-            guard accepted else {
-                continuation.resume(returning: nil)
-                return
-            }
-            condition.lock()
-            if shares == 1 { condition.signal() } else { condition.broadcast() }
-            condition.unlock()
+        await withCheckedContinuation { (continuation: CheckedContinuation<[T]?, Never>) in
+            submit(items, work) { continuation.resume(returning: $0) }
         }
+    }
+
+    /// ``map(_:_:)`` with a completion instead of a wait: `done` gets the
+    /// results on the pool thread that finished last, or nil at once when
+    /// the queue has no room for them all.
+    public func submit<Item: Sendable, T: Sendable>(
+        _ items: [Item], _ work: @escaping @Sendable (Item) -> T, done: @escaping @Sendable ([T]?) -> Void
+    ) {
+        guard !items.isEmpty else { return done([]) }
+        let shares = min(items.count, threads)
+        let results = MutexBox((made: [T?](repeating: nil, count: items.count), remaining: shares))
+        let jobs = (0..<shares).map { share in
+            let range = items.count * share / shares..<items.count * (share + 1) / shares
+            return Job(weight: range.count) { [completed] in
+                let made = items[range].map(work)
+                completed.mutate { $0 += made.count }
+                let all = results.mutate { state -> [T]? in
+                    state.made.replaceSubrange(range, with: made.map(Optional.some))
+                    state.remaining -= 1
+                    return state.remaining == 0 ? state.made.map { $0! } : nil
+                }
+                if let all { done(all) }
+            }
+        }
+        let accepted = queue.mutate { queue -> Bool in
+            guard queue.weight + items.count <= maximumWaiting else { return false }
+            queue.jobs += jobs
+            queue.weight += items.count
+            return true
+        }
+        guard accepted else { return done(nil) }
+        condition.lock()
+        if shares == 1 { condition.signal() } else { condition.broadcast() }
+        condition.unlock()
     }
 
     /// Items of work waiting for a thread now.

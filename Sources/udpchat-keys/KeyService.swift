@@ -45,41 +45,59 @@ struct KeyService: Sendable {
     /// Answers `request`; new sessions' signatures are made on `pool`, and
     /// handshakes that find the pool's queue full are answered `busy`.
     func handle(_ request: IPCKeysRequest, signingOn pool: ThreadPool) async -> IPCKeysResponse {
+        await withCheckedContinuation { continuation in respond(to: request, signingOn: pool) { continuation.resume(returning: $0) } }
+    }
+
+    /// ``handle(_:signingOn:)`` without a wait, for the RPC server's reactor
+    /// thread: handshakes go straight to the signing threads, which reply
+    /// (no task between), the rest runs as a task; `reply` is called once.
+    func respond(to request: IPCKeysRequest, signingOn pool: ThreadPool, reply: @escaping @Sendable (IPCKeysResponse) -> Void) {
         switch request.op {
         case .newSession(let new)?:
-            return await newSessions(for: [[UInt8](new.clientKeyDer)], on: pool)[0]
+            newSessions(for: [[UInt8](new.clientKeyDer)], on: pool) { reply($0[0]) }
         case .newSessions(let batch)?:
-            var response = IPCKeysResponse()
             guard batch.sessions.count <= Self.maximumHandshakeBatch else {
+                var response = IPCKeysResponse()
                 response.failure = failure(.invalidRequest, "at most \(Self.maximumHandshakeBatch) handshakes per request")
-                return response
+                return reply(response)
             }
-            response.newSessions.results = await newSessions(for: batch.sessions.map { [UInt8]($0.clientKeyDer) }, on: pool)
-            return response
+            newSessions(for: batch.sessions.map { [UInt8]($0.clientKeyDer) }, on: pool) { results in
+                var response = IPCKeysResponse()
+                response.newSessions.results = results
+                reply(response)
+            }
+        default:
+            Task { reply(answer(request)) }
+        }
+    }
+
+    /// The requests that sign nothing.
+    private func answer(_ request: IPCKeysRequest) -> IPCKeysResponse {
+        var response = IPCKeysResponse()
+        switch request.op {
         case .getIdentity?:
-            var response = IPCKeysResponse()
             response.identity.publicKeyDer = Data(publicKeyDER)
             response.identity.fingerprint = fingerprint
-            return response
         case .unwrapSessionKey(let unwrap)?:
-            return unwrapOne(unwrap)
+            response = unwrapOne(unwrap)
         case .unwrapSessionKeys(let batch)?:
-            return unwrapMany(batch)
-        case nil:
-            var response = IPCKeysResponse()
+            response = unwrapMany(batch)
+        case .newSession?, .newSessions?, nil:
             response.failure = failure(.invalidRequest, "the request names no operation")
-            return response
         }
+        return response
     }
 
     /// New sessions for `clientKeys`, in order, shared out among the
     /// signing threads; all answered `busy` when the queue has no room for them.
-    private func newSessions(for clientKeys: [[UInt8]], on pool: ThreadPool) async -> [IPCKeysResponse] {
-        if let made = await pool.map(clientKeys, { [self] in newSession(clientKeyDER: $0) }) { return made }
-        busy.increment(by: Int64(clientKeys.count))
-        var response = IPCKeysResponse()
-        response.failure = failure(.busy, "udpchat-keys has as many handshakes waiting as it takes; try again")
-        return Array(repeating: response, count: clientKeys.count)
+    private func newSessions(for clientKeys: [[UInt8]], on pool: ThreadPool, done: @escaping @Sendable ([IPCKeysResponse]) -> Void) {
+        pool.submit(clientKeys, { [self] in newSession(clientKeyDER: $0) }) { [self] made in
+            if let made { return done(made) }
+            busy.increment(by: Int64(clientKeys.count))
+            var response = IPCKeysResponse()
+            response.failure = failure(.busy, "udpchat-keys has as many handshakes waiting as it takes; try again")
+            done(Array(repeating: response, count: clientKeys.count))
+        }
     }
 
     private func unwrapOne(_ unwrap: IPCUnwrapSessionKey) -> IPCKeysResponse {

@@ -52,8 +52,13 @@ struct Serve: AsyncParsableCommand {
         let configured = try settings.int(.keysThreads)
         let threads = configured == 0 ? ProcessInfo.processInfo.activeProcessorCount : configured
         let pool = ThreadPool(name: "udpchat-signing", threads: threads, maximumWaiting: Self.waitingPerThread * threads, niceness: Self.signingNiceness)
-        _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger, requestType: IPCKeysRequest.self) { request in
-            await service.handle(request, signingOn: pool)
+        _ = try RPCServer(reactor: reactor, endpoint: common.keysBind, logger: logger) { body, reply in
+            do {
+                let request = try IPCKeysRequest(serializedBytes: body)
+                service.respond(to: request, signingOn: pool) { response in reply(Result { try response.serializedBytes() }) }
+            } catch {
+                reply(.failure(error))
+            }
         }
         let ops = try await program.startOps { OpsServer.readiness([("identity key", true)]) }
         logger.info(
