@@ -138,6 +138,10 @@ if [ "$original" = 1 ]; then
     record closed --server 127.0.0.1:19992 --clients 50 --rooms 5 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --message-timeout 3 --retry-interval 0
     say "original ($where): 100 clients in one room at 30 messages/s"
     record fanout --server 127.0.0.1:19992 --clients 100 --rooms 1 --rate 30 --pid "original=$pid" --watch none --label "original-$where" --timeout 30 --message-timeout 3 --retry-interval 0
+    if [ "$where" = disk ]; then
+      say "original: handshakes"
+      record "$bench" bench handshakes --server 127.0.0.1:19992 --duration "$seconds" --pid "original=$pid" --watch none --label original --retry-interval 0
+    fi
     stop_all
   done
   rm -rf /dev/shm/udpchat-original-bench

@@ -13,6 +13,8 @@ public enum MetricCatalog {
         "udpchat_edge_replays_rejected_total": "Packets refused by the replay window.",
         "udpchat_edge_reflections_dropped_total": "Packets that looked like the server's own replies, dropped unanswered.",
         "udpchat_edge_error_replies_suppressed_total": "Error replies not sent because a source exceeded its reply budget.",
+        "udpchat_edge_datagrams_shed_total":
+            "Datagrams of no known session (handshakes, mostly) dropped unread because as many as the edge queues were waiting (a flood).",
         "udpchat_edge_retransmissions_total": "Broadcast copies sent again for want of an ACK.",
         "udpchat_edge_sessions_unreachable_total": "Sessions given up on after their copies went unacknowledged.",
         "udpchat_edge_ack_round_trip_seconds": "First transmission of a broadcast copy to its ACK, retransmissions included.",
