@@ -21,6 +21,10 @@ extension IPCKeysRequest {
         return request
     }
 
+    /// The most handshakes one `new_sessions` request may carry: what udpchat-keys
+    /// takes and what an edge sends (it splits more into several requests).
+    public static let maximumNewSessions = 512
+
     /// New sessions for several handshakes at once, in one request.
     public static func newSessions(clientKeys: [[UInt8]]) -> IPCKeysRequest {
         var request = IPCKeysRequest()

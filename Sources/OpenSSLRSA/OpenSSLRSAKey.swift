@@ -46,6 +46,7 @@ public final class OpenSSLRSAKey: @unchecked Sendable {
 
     /// RSASSA-PSS over SHA-256 of `message`, MGF1-SHA-256, salt 32.
     public func signPSS(_ message: [UInt8]) throws(ChatError) -> [UInt8] {
+        ERR_clear_error()
         guard let context = EVP_MD_CTX_new() else { throw Self.failure("EVP_MD_CTX_new") }
         defer { EVP_MD_CTX_free(context) }
         var keyContext: OpaquePointer?
@@ -59,6 +60,7 @@ public final class OpenSSLRSAKey: @unchecked Sendable {
 
     /// RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label, to this (public) key.
     public func encryptOAEP(_ plaintext: [UInt8]) throws(ChatError) -> [UInt8] {
+        ERR_clear_error()
         guard let context = EVP_PKEY_CTX_new(key, nil) else { throw Self.failure("EVP_PKEY_CTX_new") }
         defer { EVP_PKEY_CTX_free(context) }
         guard EVP_PKEY_encrypt_init(context) == 1,
@@ -72,16 +74,15 @@ public final class OpenSSLRSAKey: @unchecked Sendable {
     /// The plaintext of an RSAES-OAEP (SHA-256, MGF1-SHA-256, empty label)
     /// ciphertext to this private key; nil when it does not decrypt.
     public func decryptOAEP(_ ciphertext: [UInt8]) -> [UInt8]? {
+        // A failure leaves OpenSSL's reasons on this thread's error queue: emptied after.
+        defer { ERR_clear_error() }
         guard let context = EVP_PKEY_CTX_new(key, nil) else { return nil }
         defer { EVP_PKEY_CTX_free(context) }
         guard EVP_PKEY_decrypt_init(context) == 1,
             EVP_PKEY_CTX_set_rsa_padding(context, RSA_PKCS1_OAEP_PADDING) == 1,
             EVP_PKEY_CTX_set_rsa_oaep_md(context, EVP_sha256()) == 1,
             EVP_PKEY_CTX_set_rsa_mgf1_md(context, EVP_sha256()) == 1
-        else {
-            ERR_clear_error()
-            return nil
-        }
+        else { return nil }
         return try? output(of: "EVP_PKEY_decrypt", from: ciphertext) { EVP_PKEY_decrypt(context, $0, &$1, $2, $3) }
     }
 

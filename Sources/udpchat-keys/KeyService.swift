@@ -37,10 +37,8 @@ struct KeyService: Sendable {
     }
 
     /// Implementation constant: keys unwrapped in one request (a page of
-    /// sessions a starting edge loads), and handshakes in one request (as
-    /// many as an edge lets wait for keys at once).
+    /// sessions a starting edge loads).
     static let maximumBatch = 1000
-    static let maximumHandshakeBatch = 512
 
     /// Answers `request`; new sessions' signatures are made on `pool`, and
     /// handshakes that find the pool's queue full are answered `busy`.
@@ -56,9 +54,9 @@ struct KeyService: Sendable {
         case .newSession(let new)?:
             newSessions(for: [[UInt8](new.clientKeyDer)], on: pool) { reply($0[0]) }
         case .newSessions(let batch)?:
-            guard batch.sessions.count <= Self.maximumHandshakeBatch else {
+            guard batch.sessions.count <= IPCKeysRequest.maximumNewSessions else {
                 var response = IPCKeysResponse()
-                response.failure = failure(.invalidRequest, "at most \(Self.maximumHandshakeBatch) handshakes per request")
+                response.failure = failure(.invalidRequest, "at most \(IPCKeysRequest.maximumNewSessions) handshakes per request")
                 return reply(response)
             }
             newSessions(for: batch.sessions.map { [UInt8]($0.clientKeyDer) }, on: pool) { results in

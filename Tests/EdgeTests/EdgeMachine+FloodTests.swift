@@ -71,12 +71,46 @@ extension EdgeMachineTests {
         #expect(h.machine.queued.isEmpty && h.machine.queuedBytes == 0)
         // Past the in-flight cap the rest were answered "too many handshakes".
         #expect(h.out.keysCalls.count == EdgeMachine.maxHandshakesInFlight)
+        let refusals = h.out.datagrams.compactMap { try? Envelope.decodeResponse($0.bytes) }
+        #expect(refusals.count == EdgeMachine.maxQueuedDatagrams - EdgeMachine.maxHandshakesInFlight)
+        #expect(refusals.allSatisfy { $0 == .serverError(message: ProtocolText.packetFailurePrefix + "too many handshakes in progress; try again") })
 
         var big = try Harness(["BUFFER_SIZE": "65507"])
         let junk = [UInt8](repeating: UInt8(ascii: "x"), count: 60_000)
         for n in 0..<40 { big.machine.receive(junk, from: Self.floodSource(n), big.time, &big.out) }
         #expect(big.machine.queuedBytes <= EdgeMachine.maxQueuedBytes)
         #expect(big.machine.queued.count == EdgeMachine.maxQueuedBytes / junk.count)
+    }
+
+    /// A request of several handshakes that fails fails each: every client
+    /// hears so, and none is left counted as waiting for keys.
+    @Test func aFailedRequestOfSeveralHandshakesAnswersEachAndKeepsNone() throws {
+        var h = try Harness(["HANDSHAKES_PER_SOURCE": "1000"])
+        for n in 0..<5 { h.machine.receive(Self.sessionInit, from: Self.floodSource(n), h.time, &h.out) }
+        _ = h.machine.readQueued(budget: 16, h.time, &h.out)
+        let requests = h.out.keysRequests()
+        h.out.keysCalls.removeAll()
+        try #require(requests.count == 1 && requests[0].calls.count == 5)
+        for (call, answer) in zip(requests[0].calls, EdgeOutput.keysAnswers(.failure(RPCError(.timeout, "no answer")), for: requests[0].calls)) {
+            h.answerKeys(call, answer)
+        }
+        let replies = h.takeDatagrams()
+        #expect(Set(replies.map(\.address)) == Set((0..<5).map(Self.floodSource)))
+        #expect(replies.allSatisfy { (try? Envelope.decodeResponse($0.bytes)).map { if case .serverError = $0 { true } else { false } } == true })
+        #expect(h.machine.handshakesInFlight == 0 && h.machine.table.count == 0)
+    }
+
+    /// More handshakes than one request may carry go in several.
+    @Test func handshakesBeyondOneRequestsLimitGoInSeveral() {
+        var out = EdgeOutput()
+        let count = IPCKeysRequest.maximumNewSessions + 88
+        for n in 0..<count {
+            out.keysCalls.append((.newSession(clientKey: [UInt8(n % 256)]), .newSession(request: Request(address: Self.floodSource(n), size: 1))))
+        }
+        let requests = out.keysRequests()
+        #expect(requests.map(\.calls.count) == [IPCKeysRequest.maximumNewSessions, 88])
+        #expect(requests.map(\.request.newSessions.sessions.count) == [IPCKeysRequest.maximumNewSessions, 88])
+        #expect(requests[1].request.newSessions.sessions.first?.clientKeyDer == Data([UInt8(IPCKeysRequest.maximumNewSessions % 256)]))
     }
 
     /// keys' answer to several handshakes reaches each, in order; a

@@ -55,7 +55,7 @@ import Testing
     @Test func aBatchLargerThanAnEdgeSendsIsRefused() async throws {
         let pool = ThreadPool(name: "test-signing", threads: 1, maximumWaiting: 2000)
         defer { pool.stop() }
-        let keys = Array(repeating: [UInt8](Self.client.publicKey.derRepresentation), count: KeyService.maximumHandshakeBatch + 1)
+        let keys = Array(repeating: [UInt8](Self.client.publicKey.derRepresentation), count: IPCKeysRequest.maximumNewSessions + 1)
         let response = await Self.service.handle(.newSessions(clientKeys: keys), signingOn: pool)
         #expect(response.failure.error.code == .invalidRequest)
         #expect(pool.completed.value == 0)

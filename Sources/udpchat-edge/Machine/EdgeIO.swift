@@ -44,8 +44,8 @@ struct EdgeOutput {
 
 extension EdgeOutput {
     /// The calls to udpchat-keys as the requests to send: the handshakes
-    /// together in one request when there are several, each other call
-    /// alone.
+    /// together when there are several (in requests of at most
+    /// ``IPCKeysRequest/maximumNewSessions``), each other call alone.
     func keysRequests() -> [(request: IPCKeysRequest, calls: [KeysCall])] {
         var handshakes: [(key: [UInt8], call: KeysCall)] = []
         var requests: [(request: IPCKeysRequest, calls: [KeysCall])] = []
@@ -56,10 +56,13 @@ extension EdgeOutput {
                 requests.append((request, [call]))
             }
         }
-        switch handshakes.count {
-        case 0: break
-        case 1: requests.append((.newSession(clientKey: handshakes[0].key), [handshakes[0].call]))
-        default: requests.append((.newSessions(clientKeys: handshakes.map(\.key)), handshakes.map(\.call)))
+        for start in stride(from: 0, to: handshakes.count, by: IPCKeysRequest.maximumNewSessions) {
+            let part = handshakes[start..<min(start + IPCKeysRequest.maximumNewSessions, handshakes.count)]
+            if part.count == 1 {
+                requests.append((.newSession(clientKey: part[start].key), [part[start].call]))
+            } else {
+                requests.append((.newSessions(clientKeys: part.map(\.key)), part.map(\.call)))
+            }
         }
         return requests
     }

@@ -78,19 +78,27 @@ final class EdgeServer: @unchecked Sendable {
         readQueued()
     }
 
-    /// Implementation constant: items of queued work (handshakes, mostly)
-    /// done in one turn of the event loop, after that turn's reads.
+    /// Implementation constants: items of queued work (handshakes, mostly)
+    /// done in one turn of the event loop, after that turn's reads; and how
+    /// long the next share waits, so that the loop reads the socket first
+    /// (a task submitted now would run in the same turn, before any read).
     static let queuedPerTurn = 16
+    static let yieldToReads: TimeAmount = .microseconds(20)
     private var queuedTurnScheduled = false
 
-    /// Does one turn's share of the work the machine queued; the rest waits
-    /// for the loop's next turn, which reads the socket first.
+    /// Does one turn's share of the work the machine queued; the rest
+    /// waits for a later turn.
     private func readQueued() {
         let more = machine.readQueued(budget: Self.queuedPerTurn, .now(), &output)
         carryOut()
-        guard more, !queuedTurnScheduled else { return }
+        if more { scheduleQueuedTurn() }
+    }
+
+    /// A share of the queued work in a later turn of the loop, after its reads.
+    private func scheduleQueuedTurn() {
+        guard !queuedTurnScheduled else { return }
         queuedTurnScheduled = true
-        loop.execute { [self] in
+        loop.scheduleTask(in: Self.yieldToReads) { [self] in
             queuedTurnScheduled = false
             readQueued()
         }
@@ -149,6 +157,7 @@ final class EdgeServer: @unchecked Sendable {
                         machine.keysAnswered(call, answer, .now(), &output)
                     }
                     carryOut()
+                    // A share of the queued work now (these answers, mostly); more waits for a later turn.
                     readQueued()
                 }
             }
