@@ -99,12 +99,18 @@ extension OpenSSLRSATests {
         // One thread, one place in the queue: hold the thread, take the place.
         let pool = ThreadPool(name: "test-signing", threads: 1, maximumWaiting: 1)
         defer { pool.stop() }
-        let started = DispatchSemaphore(value: 0)
+        // Submitted from here and waited for without blocking a thread of the
+        // shared task pool (on 2 cores, blocking one can starve the rest).
+        let started = MutexBox(false)
         let hold = DispatchSemaphore(value: 0)
-        let holding = Task { await pool.run { started.signal(); hold.wait() } }
-        #expect(started.wait(timeout: .now() + 10) == .success, "the pool's thread took the first job")
-        let queued = Task { await service.handle(request, signingOn: pool) }
+        pool.submit([()], { _ in
+            started.value = true
+            hold.wait()
+        }) { _ in }
         let deadline = ContinuousClock.now + .seconds(10)
+        while !started.value && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(started.value, "the pool's thread took the first job")
+        let queued = Task { await service.handle(request, signingOn: pool) }
         while pool.waiting < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
         #expect(pool.waiting == 1)
         let refused = await service.handle(request, signingOn: pool)
@@ -112,7 +118,6 @@ extension OpenSSLRSATests {
         // Other requests do not wait for the signing threads.
         #expect(!(await service.handle(.identity, signingOn: pool)).identity.publicKeyDer.isEmpty)
         hold.signal()
-        _ = await holding.value
         guard case .newSession? = (await queued.value).result else {
             Issue.record("the queued handshake was not signed")
             return
