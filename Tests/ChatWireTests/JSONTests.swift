@@ -47,6 +47,24 @@ import Testing
         #expect(try JSONParser.parse(text) == value)
     }
 
+    /// Escapes at the ends of a string, side by side, and none at all.
+    @Test(arguments: [
+        ("", #""""#),
+        ("plain", #""plain""#),
+        ("\"start", #""\"start""#),
+        ("end\\", #""end\\""#),
+        ("\r\n", #""\r\n""#),
+        ("a\u{1f}\u{7f}b", "\"a\\u001f\u{7f}b\""),
+        ("\u{00}", #""\u0000""#),
+        ("é\"😀", #""é\"😀""#),
+    ])
+    func stringsAreEscapedWhereNeeded(text: String, written: String) throws {
+        var out: [UInt8] = []
+        JSONValue.writeString(text, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == written)
+        #expect(try JSONParser.parse(written) == .string(text))
+    }
+
     @Test func loneSurrogateEscapesBecomeReplacementCharacter() throws {
         #expect(try JSONParser.parse(#""\ud800x""#) == .string("\u{FFFD}x"))
     }
