@@ -84,37 +84,36 @@ struct Handshakes: AsyncParsableCommand {
         let processes = try options.processes()
         let bench = try await BenchClients(options, clients: concurrency, perSocket: 1)
         let before = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
-        let deadline = ContinuousClock.now + .milliseconds(Int64(duration * 1000))
         let start = MonotonicClock.now()
-        let latencies = MutexBox<[UInt32]>([])
-        let failures = MutexBox<[String]>([])
-        _ = await bench.forEach(concurrency: concurrency) { index in
-            var attempt = 0
-            while ContinuousClock.now < deadline {
-                let began = MonotonicClock.now()
-                do {
-                    try await bench.worker(index).handshake(index * 1_000_000 + attempt)
-                    let micros = UInt32(min(UInt64(UInt32.max), (MonotonicClock.now() - began) / 1000))
-                    latencies.mutate { $0.append(micros) }
-                } catch {
-                    failures.mutate { $0.append("\(error)") }
-                }
-                attempt += 1
+        let deadline = start + UInt64(duration * 1e9)
+        // Each worker's share of the clients, back to back on its own loop.
+        let workers = bench.workers
+        let tally = try await withThrowingTaskGroup(of: HandshakeTally.self) { group in
+            for (index, worker) in workers.enumerated() {
+                let clients = concurrency / workers.count + (index < concurrency % workers.count ? 1 : 0)
+                group.addTask { try await worker.handshakes(clients: clients, until: deadline) }
             }
+            var all = HandshakeTally()
+            for try await part in group {
+                all.latencies += part.latencies
+                all.failures += part.failures
+            }
+            return all
         }
+        let failures = tally.failures
         let elapsed = Double(MonotonicClock.now() - start) / 1e9
         let after = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
-        let sorted = latencies.value.sorted()
+        let sorted = tally.latencies.sorted()
         let rows: [(String, String)] = [
             ("handshakes", "\(sorted.count) in \(format(elapsed)) s"),
             ("handshakes/s", format(Double(sorted.count) / elapsed)),
             ("latency p50 / p99 / max", "\(ms(sorted, 0.5)) / \(ms(sorted, 0.99)) / \(ms(sorted, 1.0)) ms"),
-            ("failed", "\(failures.value.count)\(failures.value.first.map { " (first: \($0))" } ?? "")"),
+            ("failed", "\(failures.count)\(failures.first.map { " (first: \($0))" } ?? "")"),
         ]
         var json: JSONObject = [
             "bench": "handshakes", "label": .string(options.label), "server": .string(options.server),
             "concurrency": .int(Int64(concurrency)), "seconds": .double(elapsed), "handshakes": .int(Int64(sorted.count)),
-            "handshakes_per_second": .double(Double(sorted.count) / elapsed), "failed": .int(Int64(failures.value.count)),
+            "handshakes_per_second": .double(Double(sorted.count) / elapsed), "failed": .int(Int64(failures.count)),
             "latency_ms": ["p50": .double(msValue(sorted, 0.5)), "p99": .double(msValue(sorted, 0.99)), "max": .double(msValue(sorted, 1.0))],
         ]
         json.append("servers", serverUsage(before: before, after: after))

@@ -14,6 +14,8 @@ final class BenchSession: @unchecked Sendable {
 
     var handshakeTimer: Scheduled<Void>?
     var handshakeRetry: RepeatedTask?
+    /// Kept for requests once its handshake is done (a handshake-only bench checks it and lets it go).
+    var keep = true
 
     /// The request waiting for its answer: a response of one of `types`, an ERROR or a SERVER_ERROR.
     var pending: (types: Set<String>, done: (Result<ServerPacket, BenchError>) -> Void, timer: Scheduled<Void>?, retry: RepeatedTask?)?

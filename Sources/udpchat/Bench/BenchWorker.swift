@@ -13,21 +13,21 @@ final class BenchWorker: @unchecked Sendable {
     let loop: any EventLoop
     let server: SocketAddress
     let requestTimeout: TimeAmount
-    private var sockets: [any Channel] = []
+    var sockets: [any Channel] = []
     private var sessions: [String: BenchSession] = [:]
     private var byIndex: [Int: BenchSession] = [:]
     /// Clients of each socket waiting for a SESSION_INIT reply. Every client
     /// shares one RSA key, so any reply on a socket serves its oldest waiter.
-    private var handshakes: [Deque<(BenchSession, (Result<Void, BenchError>) -> Void)>] = []
-    private let handshake: BenchHandshake
+    var handshakes: [Deque<(BenchSession, (Result<Void, BenchError>) -> Void)>] = []
+    let handshake: BenchHandshake
     /// Traffic: closed loop (the next message when MESSAGE_SENT arrives) or a fixed interval per client.
     private var traffic: Traffic?
     private var runStart: UInt64 = .max
     private var random = SecureRandom.Pool()
     private var writesPending = false
     /// Clients per socket, and how many were placed so far.
-    private let perSocket: Int
-    private var placed = 0
+    let perSocket: Int
+    var placed = 0
 
     /// Implementation constants: datagrams read at once, and the largest the
     /// bench expects (a SESSION_INIT reply with a 4096-bit key, a long message).
@@ -89,7 +89,7 @@ final class BenchWorker: @unchecked Sendable {
         for channel in channels { try? await channel.close() }
     }
 
-    private func write(_ bytes: [UInt8], on socket: Int) {
+    func write(_ bytes: [UInt8], on socket: Int) {
         let channel = sockets[socket]
         channel.write(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
         if !writesPending {
@@ -102,37 +102,7 @@ final class BenchWorker: @unchecked Sendable {
         }
     }
 
-    // MARK: - Sessions
-
-    /// A new session for client `index`, on the next socket with room for it.
-    func handshake(_ index: Int) async throws -> Void {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            loop.execute { [self] in
-                let socket = (placed / perSocket) % sockets.count
-                placed += 1
-                let session = BenchSession(index: index, socket: socket)
-                // Whichever comes first, the reply or the timeout, takes the entry and ends the wait.
-                session.handshakeTimer = loop.scheduleTask(in: requestTimeout) { [self] in
-                    guard let waiting = handshakes[socket].firstIndex(where: { $0.0 === session }) else { return }
-                    let (_, done) = handshakes[socket].remove(at: waiting)
-                    done(.failure(BenchError("no SESSION_INIT reply within \(requestTimeout.nanoseconds / 1_000_000) ms")))
-                }
-                handshakes[socket].append((session, { result in continuation.resume(with: result.mapError { $0 as any Error }) }))
-                write(handshake.request, on: socket)
-                // A lost handshake is asked for again, as `udpchat` does (each request makes a
-                // session on the server; the first reply is the one adopted).
-                if let interval = retryInterval {
-                    session.handshakeRetry = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] task in
-                        guard handshakes[socket].contains(where: { $0.0 === session }) else {
-                            task.cancel()
-                            return
-                        }
-                        write(handshake.request, on: socket)
-                    }
-                }
-            }
-        }
-    }
+    // MARK: - Requests
 
     /// Sends `packet` for client `index` and waits for a response of one of `types`.
     func request(_ index: Int, _ packet: ClientPacket, expecting types: Set<String>) async throws -> ServerPacket {
@@ -293,10 +263,12 @@ final class BenchWorker: @unchecked Sendable {
                 done(.failure(error))
                 return
             }
-            session.id = reply.sessionId
-            session.cipher = cipher
-            sessions[reply.sessionId] = session
-            byIndex[session.index] = session
+            if session.keep {
+                session.id = reply.sessionId
+                session.cipher = cipher
+                sessions[reply.sessionId] = session
+                byIndex[session.index] = session
+            }
             done(.success(()))
         case .serverError(let message):
             // Not tied to a session: the first waiting request of this socket takes it.
