@@ -26,7 +26,8 @@ extension EdgeMachineTests {
         #expect(h.machine.readQueued(budget: 8, h.time, &h.out))
         #expect(h.out.keysCalls.count == 8)
         #expect(!h.machine.readQueued(budget: 100, h.time, &h.out))
-        let requests = h.out.keysRequests()
+        var window = HandshakeWindow()
+        let requests = window.add(h.out.keysRequests().handshakes)
         #expect(requests.count == 1)
         #expect(requests.first?.request.newSessions.sessions.count == 20)
         #expect(requests.first?.calls.count == 20)
@@ -88,7 +89,8 @@ extension EdgeMachineTests {
         var h = try Harness(["HANDSHAKES_PER_SOURCE": "1000"])
         for n in 0..<5 { h.machine.receive(Self.sessionInit, from: Self.floodSource(n), h.time, &h.out) }
         _ = h.machine.readQueued(budget: 16, h.time, &h.out)
-        let requests = h.out.keysRequests()
+        var window = HandshakeWindow()
+        let requests = window.add(h.out.keysRequests().handshakes)
         h.out.keysCalls.removeAll()
         try #require(requests.count == 1 && requests[0].calls.count == 5)
         for (call, answer) in zip(requests[0].calls, EdgeOutput.keysAnswers(.failure(RPCError(.timeout, "no answer")), for: requests[0].calls)) {
@@ -107,7 +109,8 @@ extension EdgeMachineTests {
         for n in 0..<count {
             out.keysCalls.append((.newSession(clientKey: [UInt8(n % 256)]), .newSession(request: Request(address: Self.floodSource(n), size: 1))))
         }
-        let requests = out.keysRequests()
+        var window = HandshakeWindow()
+        let requests = window.add(out.keysRequests().handshakes)
         #expect(requests.map(\.calls.count) == [IPCKeysRequest.maximumNewSessions, 88])
         #expect(requests.map(\.request.newSessions.sessions.count) == [IPCKeysRequest.maximumNewSessions, 88])
         #expect(requests[1].request.newSessions.sessions.first?.clientKeyDer == Data([UInt8(IPCKeysRequest.maximumNewSessions % 256)]))

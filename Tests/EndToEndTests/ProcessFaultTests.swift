@@ -229,6 +229,43 @@ struct ProcessFaultTests {
         }
     }
 
+    /// The edge sends keys a few requests of handshakes at once; those that
+    /// come meanwhile wait for one to be answered. With keys gone they fail
+    /// with the first that fails, at its deadline (2 s), not one deadline
+    /// later (4 s): past the clients' patience (2.6 s from their start)
+    /// they would hear nothing but a timeout.
+    @Test func withTheKeyServiceDownHandshakesWaitingForOthersFailWithThem() async throws {
+        try await withSystem(settings: ["RPC_TIMEOUT_MS": "2000", "HANDSHAKES_PER_SOURCE": "100"]) { system in
+            await system.keys.stop(signal: SIGKILL)
+            let expected = ChatClientError.serverError("Packet processing failure: the key service is unavailable; try again")
+            let outcomes = await withTaskGroup(of: String.self) { group in
+                // Twelve, 100 ms apart: each its own turn of the edge, so all but
+                // the first four wait (their pacing, not what the test waits on).
+                for n in 0..<12 {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    group.addTask {
+                        let client: ChatClient
+                        do {
+                            client = try await ChatClient(
+                                options: .init(host: "127.0.0.1", port: system.port, knownHosts: nil, timeout: .milliseconds(2600), retryInterval: nil))
+                        } catch { return "client \(n) could not start: \(error)" }
+                        let outcome: String
+                        do {
+                            try await client.connect()
+                            outcome = "client \(n) connected"
+                        } catch let error as ChatError where error == expected {
+                            outcome = "ok"
+                        } catch { outcome = "client \(n): \(error)" }
+                        await client.close()
+                        return outcome
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(outcomes.count == 12 && outcomes.allSatisfy { $0 == "ok" }, "\(outcomes.filter { $0 != "ok" })")
+        }
+    }
+
     @Test(arguments: SystemDatabase.available) func anAIWorkerKilledAndRestartedFinishesTheQueuedJobs(_ database: SystemDatabase) async throws {
         try await withSystem(settings: ["AI_HEARTBEAT_MS": "200", "AI_LEASE_MS": "2000"], database: database) { system in
             let provider = try await system.startProvider("hold", reply: "after the restart", delay: 1)

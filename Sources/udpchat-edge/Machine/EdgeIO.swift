@@ -43,28 +43,29 @@ struct EdgeOutput {
 }
 
 extension EdgeOutput {
-    /// The calls to udpchat-keys as the requests to send: the handshakes
-    /// together when there are several (in requests of at most
-    /// ``IPCKeysRequest/maximumNewSessions``), each other call alone.
-    func keysRequests() -> [(request: IPCKeysRequest, calls: [KeysCall])] {
-        var handshakes: [(key: [UInt8], call: KeysCall)] = []
-        var requests: [(request: IPCKeysRequest, calls: [KeysCall])] = []
+    /// The calls to udpchat-keys: the handshakes apart (their client keys,
+    /// for ``HandshakeWindow`` to send together), each other call as its
+    /// request.
+    func keysRequests() -> (handshakes: [HandshakeWindow.Handshake], others: [(request: IPCKeysRequest, calls: [KeysCall])]) {
+        var handshakes: [HandshakeWindow.Handshake] = []
+        var others: [(request: IPCKeysRequest, calls: [KeysCall])] = []
         for (request, call) in keysCalls {
             if case .newSession = call, case .newSession(let new)? = request.op {
                 handshakes.append(([UInt8](new.clientKeyDer), call))
             } else {
-                requests.append((request, [call]))
+                others.append((request, [call]))
             }
         }
-        for start in stride(from: 0, to: handshakes.count, by: IPCKeysRequest.maximumNewSessions) {
-            let part = handshakes[start..<min(start + IPCKeysRequest.maximumNewSessions, handshakes.count)]
-            if part.count == 1 {
-                requests.append((.newSession(clientKey: part[start].key), [part[start].call]))
-            } else {
-                requests.append((.newSessions(clientKeys: part.map(\.key)), part.map(\.call)))
-            }
+        return (handshakes, others)
+    }
+
+    /// One request for `handshakes` (at most ``IPCKeysRequest/maximumNewSessions``).
+    static func handshakeRequest(_ handshakes: ArraySlice<HandshakeWindow.Handshake>) -> (request: IPCKeysRequest, calls: [KeysCall]) {
+        precondition(handshakes.count <= IPCKeysRequest.maximumNewSessions)
+        if handshakes.count == 1, let one = handshakes.first {
+            return (.newSession(clientKey: one.key), [one.call])
         }
-        return requests
+        return (.newSessions(clientKeys: handshakes.map(\.key)), handshakes.map(\.call))
     }
 
     /// The answer for each of `calls` out of the answer to their request.

@@ -29,6 +29,7 @@ final class EdgeServer: @unchecked Sendable {
     private var channel: (any Channel)?
     private var machine: EdgeMachine
     private var output = EdgeOutput()
+    private var handshakeWindow = HandshakeWindow()
     private var housekeeping: RepeatedTask?
     private var timer: Scheduled<Void>?
     private var timerDue: UInt64 = .max
@@ -150,18 +151,9 @@ final class EdgeServer: @unchecked Sendable {
             }
             if !reading { channel.flush() }
         }
-        for (request, calls) in output.keysRequests() {
-            keys.call(request) { [self] result in
-                loop.execute { [self] in
-                    for (call, answer) in zip(calls, EdgeOutput.keysAnswers(result, for: calls)) {
-                        machine.keysAnswered(call, answer, .now(), &output)
-                    }
-                    carryOut()
-                    // A share of the queued work now (these answers, mostly); more waits for a later turn.
-                    readQueued()
-                }
-            }
-        }
+        let (handshakes, others) = output.keysRequests()
+        for (request, calls) in others { callKeys(request, calls, handshakes: false) }
+        for (request, calls) in handshakeWindow.add(handshakes) { callKeys(request, calls, handshakes: true) }
         for (request, call) in output.storeCalls {
             store.call(request) { [self] result in
                 loop.execute { [self] in
@@ -173,6 +165,26 @@ final class EdgeServer: @unchecked Sendable {
         if output.releaseFreeMemory { MemoryTrim.releaseFreeMemory() }
         output.removeAll()
         armTimer()
+    }
+
+    private func callKeys(_ request: IPCKeysRequest, _ calls: [KeysCall], handshakes: Bool) {
+        keys.call(request) { [self] result in
+            loop.execute { [self] in
+                // The handshakes that waited go first, so keys signs them while these are
+                // answered; if this request failed whole, they fail with it.
+                if handshakes, case .failure = result {
+                    for held in handshakeWindow.failed() { machine.keysAnswered(held.call, result, .now(), &output) }
+                } else if handshakes {
+                    for (request, calls) in handshakeWindow.answered() { callKeys(request, calls, handshakes: true) }
+                }
+                for (call, answer) in zip(calls, EdgeOutput.keysAnswers(result, for: calls)) {
+                    machine.keysAnswered(call, answer, .now(), &output)
+                }
+                carryOut()
+                // A share of the queued work now (these answers, mostly); more waits for a later turn.
+                readQueued()
+            }
+        }
     }
 
     /// Schedules a tick for the machine's next retransmission when it is

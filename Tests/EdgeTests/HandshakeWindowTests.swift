@@ -1,0 +1,110 @@
+import IPCMessages
+import Testing
+
+@testable import udpchat_edge
+
+/// Handshakes go to udpchat-keys at once while few requests are
+/// unanswered, and together once as many are as the window holds.
+@Suite struct HandshakeWindowTests {
+    static func handshakes(_ range: Range<Int>) -> [HandshakeWindow.Handshake] {
+        range.map { n in
+            (
+                [UInt8(n % 256), UInt8(n / 256)],
+                .newSession(request: Request(address: PeerAddress(ip: "198.18.1.1", port: 1000 + n)!, size: 1))
+            )
+        }
+    }
+
+    /// The client keys each request carries, in order.
+    static func keys(_ requests: [(request: IPCKeysRequest, calls: [KeysCall])]) -> [[[UInt8]]] {
+        requests.map { sent in
+            switch sent.request.op {
+            case .newSession(let one)?: [[UInt8](one.clientKeyDer)]
+            case .newSessions(let many)?: many.sessions.map { [UInt8]($0.clientKeyDer) }
+            default: []
+            }
+        }
+    }
+
+    @Test func unloadedEachHandshakeGoesAtOnceAlone() {
+        var window = HandshakeWindow()
+        for n in 0..<HandshakeWindow.limit {
+            let sent = window.add(Self.handshakes(n..<n + 1))
+            #expect(Self.keys(sent) == [Self.handshakes(n..<n + 1).map(\.key)])
+            // One handshake goes as `new_session`, which every keys understands.
+            if case .newSession? = sent.first?.request.op {
+            } else {
+                Issue.record("a lone handshake went as \(String(describing: sent.first?.request.op))")
+            }
+            #expect(sent.first?.calls.count == 1)
+        }
+        #expect(window.unanswered == HandshakeWindow.limit && window.waiting.isEmpty)
+    }
+
+    @Test func beyondTheLimitHandshakesWaitAndGoTogetherWhenOneIsAnswered() {
+        var window = HandshakeWindow()
+        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1)) }
+        let base = HandshakeWindow.limit
+        #expect(window.add(Self.handshakes(base..<base + 3)).isEmpty)
+        #expect(window.add(Self.handshakes(base + 3..<base + 5)).isEmpty)
+        #expect(window.waiting.count == 5)
+
+        let next = window.answered()
+        #expect(Self.keys(next) == [Self.handshakes(base..<base + 5).map(\.key)])
+        #expect(next.first?.calls.count == 5)
+        #expect(window.unanswered == HandshakeWindow.limit && window.waiting.isEmpty)
+
+        // Answers with nothing waiting open the window again.
+        for _ in 0..<HandshakeWindow.limit { #expect(window.answered().isEmpty) }
+        #expect(window.unanswered == 0)
+        #expect(window.add(Self.handshakes(100..<101)).count == 1)
+    }
+
+    /// Many waiting go in requests of at most the size keys takes, never
+    /// more requests at once than the window holds.
+    @Test func aBacklogGoesInRequestsOfKeysSizeWithinTheWindow() {
+        var window = HandshakeWindow()
+        let size = IPCKeysRequest.maximumNewSessions
+        let total = size * (HandshakeWindow.limit + 1) + 7
+        let first = window.add(Self.handshakes(0..<total))
+        #expect(first.map(\.calls.count) == Array(repeating: size, count: HandshakeWindow.limit))
+        #expect(window.waiting.count == size + 7)
+        #expect(window.answered().map(\.calls.count) == [size])
+        #expect(window.answered().map(\.calls.count) == [7])
+        #expect(window.waiting.isEmpty)
+        // Every handshake went once, in the order it came.
+        var replay = HandshakeWindow()
+        var sent = Self.keys(replay.add(Self.handshakes(0..<total))).flatMap { $0 }
+        while !replay.waiting.isEmpty { sent += Self.keys(replay.answered()).flatMap { $0 } }
+        #expect(sent == Self.handshakes(0..<total).map(\.key))
+    }
+
+    /// When a request fails whole, the handshakes waiting are handed back
+    /// to fail with it, not sent after it; the window opens again.
+    @Test func aFailedRequestHandsBackTheHandshakesWaiting() {
+        var window = HandshakeWindow()
+        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1)) }
+        #expect(window.add(Self.handshakes(50..<53)).isEmpty)
+        #expect(window.failed().map(\.key) == Self.handshakes(50..<53).map(\.key))
+        #expect(window.waiting.isEmpty && window.unanswered == HandshakeWindow.limit - 1)
+        #expect(Self.keys(window.add(Self.handshakes(60..<61))) == [Self.handshakes(60..<61).map(\.key)])
+    }
+
+    /// Only handshakes wait: the other calls to keys go as they are.
+    @Test func otherCallsToKeysAreNotHeld() {
+        var out = EdgeOutput()
+        out.keysCalls.append(
+            (.newSession(clientKey: [1]), .newSession(request: Request(address: PeerAddress(ip: "198.18.1.1", port: 9)!, size: 1))))
+        var loaded = IPCLoadedSession()
+        loaded.sessionID = "s1"
+        out.keysCalls.append((IPCKeysRequest(), .unwrap(sessionId: "s1", loaded: loaded)))
+        let (handshakes, others) = out.keysRequests()
+        #expect(handshakes.map(\.key) == [[1]])
+        #expect(others.count == 1)
+        if case .unwrap(let id, _)? = others.first?.calls.first {
+            #expect(id == "s1")
+        } else {
+            Issue.record("the unwrap call was not kept apart")
+        }
+    }
+}
