@@ -27,7 +27,7 @@ extension EdgeMachineTests {
         #expect(h.out.keysCalls.count == 8)
         #expect(!h.machine.readQueued(budget: 100, h.time, &h.out))
         var window = HandshakeWindow()
-        let requests = window.add(h.out.keysRequests().handshakes)
+        let requests = window.add(h.out.keysRequests().handshakes, now: 0)
         #expect(requests.count == 1)
         #expect(requests.first?.request.newSessions.sessions.count == 20)
         #expect(requests.first?.calls.count == 20)
@@ -90,7 +90,7 @@ extension EdgeMachineTests {
         for n in 0..<5 { h.machine.receive(Self.sessionInit, from: Self.floodSource(n), h.time, &h.out) }
         _ = h.machine.readQueued(budget: 16, h.time, &h.out)
         var window = HandshakeWindow()
-        let requests = window.add(h.out.keysRequests().handshakes)
+        let requests = window.add(h.out.keysRequests().handshakes, now: 0)
         h.out.keysCalls.removeAll()
         try #require(requests.count == 1 && requests[0].calls.count == 5)
         for (call, answer) in zip(requests[0].calls, EdgeOutput.keysAnswers(.failure(RPCError(.timeout, "no answer")), for: requests[0].calls)) {
@@ -105,15 +105,15 @@ extension EdgeMachineTests {
     /// More handshakes than one request may carry go in several.
     @Test func handshakesBeyondOneRequestsLimitGoInSeveral() {
         var out = EdgeOutput()
-        let count = IPCKeysRequest.maximumNewSessions + 88
+        let count = HandshakeWindow.largestRequest + 9
         for n in 0..<count {
             out.keysCalls.append((.newSession(clientKey: [UInt8(n % 256)]), .newSession(request: Request(address: Self.floodSource(n), size: 1))))
         }
         var window = HandshakeWindow()
-        let requests = window.add(out.keysRequests().handshakes)
-        #expect(requests.map(\.calls.count) == [IPCKeysRequest.maximumNewSessions, 88])
-        #expect(requests.map(\.request.newSessions.sessions.count) == [IPCKeysRequest.maximumNewSessions, 88])
-        #expect(requests[1].request.newSessions.sessions.first?.clientKeyDer == Data([UInt8(IPCKeysRequest.maximumNewSessions % 256)]))
+        let requests = window.add(out.keysRequests().handshakes, now: 0)
+        #expect(requests.map(\.calls.count) == [HandshakeWindow.largestRequest, 9])
+        #expect(requests.map(\.request.newSessions.sessions.count) == [HandshakeWindow.largestRequest, 9])
+        #expect(requests[1].request.newSessions.sessions.first?.clientKeyDer == Data([UInt8(HandshakeWindow.largestRequest % 256)]))
     }
 
     /// keys' answer to several handshakes reaches each, in order; a

@@ -29,7 +29,7 @@ import Testing
     @Test func unloadedEachHandshakeGoesAtOnceAlone() {
         var window = HandshakeWindow()
         for n in 0..<HandshakeWindow.limit {
-            let sent = window.add(Self.handshakes(n..<n + 1))
+            let sent = window.add(Self.handshakes(n..<n + 1), now: 0)
             #expect(Self.keys(sent) == [Self.handshakes(n..<n + 1).map(\.key)])
             // One handshake goes as `new_session`, which every keys understands.
             if case .newSession? = sent.first?.request.op {
@@ -43,10 +43,10 @@ import Testing
 
     @Test func beyondTheLimitHandshakesWaitAndGoTogetherWhenOneIsAnswered() {
         var window = HandshakeWindow()
-        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1)) }
+        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1), now: 0) }
         let base = HandshakeWindow.limit
-        #expect(window.add(Self.handshakes(base..<base + 3)).isEmpty)
-        #expect(window.add(Self.handshakes(base + 3..<base + 5)).isEmpty)
+        #expect(window.add(Self.handshakes(base..<base + 3), now: 0).isEmpty)
+        #expect(window.add(Self.handshakes(base + 3..<base + 5), now: 0).isEmpty)
         #expect(window.waiting.count == 5)
 
         let next = window.answered()
@@ -57,16 +57,16 @@ import Testing
         // Answers with nothing waiting open the window again.
         for _ in 0..<HandshakeWindow.limit { #expect(window.answered().isEmpty) }
         #expect(window.unanswered == 0)
-        #expect(window.add(Self.handshakes(100..<101)).count == 1)
+        #expect(window.add(Self.handshakes(100..<101), now: 0).count == 1)
     }
 
     /// Many waiting go in requests of at most the size keys takes, never
     /// more requests at once than the window holds.
     @Test func aBacklogGoesInRequestsOfKeysSizeWithinTheWindow() {
         var window = HandshakeWindow()
-        let size = IPCKeysRequest.maximumNewSessions
+        let size = HandshakeWindow.largestRequest
         let total = size * (HandshakeWindow.limit + 1) + 7
-        let first = window.add(Self.handshakes(0..<total))
+        let first = window.add(Self.handshakes(0..<total), now: 0)
         #expect(first.map(\.calls.count) == Array(repeating: size, count: HandshakeWindow.limit))
         #expect(window.waiting.count == size + 7)
         #expect(window.answered().map(\.calls.count) == [size])
@@ -74,7 +74,7 @@ import Testing
         #expect(window.waiting.isEmpty)
         // Every handshake went once, in the order it came.
         var replay = HandshakeWindow()
-        var sent = Self.keys(replay.add(Self.handshakes(0..<total))).flatMap { $0 }
+        var sent = Self.keys(replay.add(Self.handshakes(0..<total), now: 0)).flatMap { $0 }
         while !replay.waiting.isEmpty { sent += Self.keys(replay.answered()).flatMap { $0 } }
         #expect(sent == Self.handshakes(0..<total).map(\.key))
     }
@@ -83,11 +83,26 @@ import Testing
     /// to fail with it, not sent after it; the window opens again.
     @Test func aFailedRequestHandsBackTheHandshakesWaiting() {
         var window = HandshakeWindow()
-        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1)) }
-        #expect(window.add(Self.handshakes(50..<53)).isEmpty)
+        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1), now: 0) }
+        #expect(window.add(Self.handshakes(50..<53), now: 0).isEmpty)
         #expect(window.failed().map(\.key) == Self.handshakes(50..<53).map(\.key))
         #expect(window.waiting.isEmpty && window.unanswered == HandshakeWindow.limit - 1)
-        #expect(Self.keys(window.add(Self.handshakes(60..<61))) == [Self.handshakes(60..<61).map(\.key)])
+        #expect(Self.keys(window.add(Self.handshakes(60..<61), now: 0)) == [Self.handshakes(60..<61).map(\.key)])
+    }
+
+    /// A handshake waits no longer than keys' deadline: those that began to
+    /// wait before the cutoff are taken out, oldest first; the younger stay.
+    @Test func handshakesWaitingPastTheDeadlineAreTakenOut() {
+        var window = HandshakeWindow()
+        for n in 0..<HandshakeWindow.limit { _ = window.add(Self.handshakes(n..<n + 1), now: 0) }
+        #expect(window.add(Self.handshakes(10..<12), now: 1_000).isEmpty)
+        #expect(window.add(Self.handshakes(12..<13), now: 2_000).isEmpty)
+        #expect(window.expired(waitingSince: 1_000).isEmpty)
+        #expect(window.expired(waitingSince: 1_001).map(\.key) == Self.handshakes(10..<12).map(\.key))
+        #expect(window.waiting.map(\.handshake.key) == Self.handshakes(12..<13).map(\.key))
+        #expect(window.unanswered == HandshakeWindow.limit)
+        // The one left goes when a request is answered.
+        #expect(Self.keys(window.answered()) == [Self.handshakes(12..<13).map(\.key)])
     }
 
     /// Only handshakes wait: the other calls to keys go as they are.

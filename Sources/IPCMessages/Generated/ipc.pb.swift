@@ -251,8 +251,9 @@ public nonisolated struct IPCNewSession: Sendable {
   public init() {}
 }
 
-/// Several handshakes at once: those an edge read together. Keys shares them
-/// out among its signing threads; one request instead of one each.
+/// Several handshakes at once: those that came to an edge while its earlier
+/// requests were signed. Keys shares them out among its signing threads; one
+/// request instead of one each.
 public nonisolated struct IPCNewSessions: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for

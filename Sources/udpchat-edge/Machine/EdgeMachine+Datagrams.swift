@@ -33,8 +33,8 @@ extension EdgeMachine {
     /// datagrams: udpchat-keys' answers to handshakes first (each completes
     /// a handshake already paid for), then the datagrams
     /// ``receive(_:from:_:_:)`` queued, oldest first. Whether any remain.
-    /// The handshakes among the datagrams go to udpchat-keys together, in
-    /// one request.
+    /// The handshakes among the datagrams go to udpchat-keys through the
+    /// rim's ``HandshakeWindow``.
     mutating func readQueued(budget: Int, _ now: EdgeTime, _ out: inout EdgeOutput) -> Bool {
         var budget = budget
         while budget > 0, let (request, result) = queuedAnswers.popFirst() {

@@ -13,44 +13,68 @@ import IPCMessages
 /// the next request's work while an answer travels back and the next
 /// request comes: with two, they stood idle 6 % of the time.
 ///
+/// A handshake waits no longer than the caller's deadline for keys
+/// (``expired(waitingSince:)``), and not at all once a request has failed
+/// for want of an answer (``failed()``): its client hears at the deadline,
+/// as it would have without the window.
+///
 /// Its memory is bounded by the machine's: a handshake waits here only
 /// while it is counted among the machine's handshakes in flight.
 struct HandshakeWindow {
     /// Implementation constant: requests of handshakes unanswered at once.
     static let limit = 4
+    /// Implementation constant: handshakes in one request. Keys takes a
+    /// request whole or answers it `busy` whole, so a large one would be
+    /// refused whole when several edges share a keys; 64 signatures are
+    /// 8 ms of work on 2 cores, far more than an answer's travel.
+    static let largestRequest = min(64, IPCKeysRequest.maximumNewSessions)
 
     typealias Handshake = (key: [UInt8], call: KeysCall)
 
     private(set) var unanswered = 0
-    private(set) var waiting: [Handshake] = []
+    /// Oldest first, each with the monotonic time it began to wait.
+    private(set) var waiting: [(handshake: Handshake, since: UInt64)] = []
 
-    /// Adds `handshakes`; returns the requests to send now.
-    mutating func add(_ handshakes: [Handshake]) -> [(request: IPCKeysRequest, calls: [KeysCall])] {
-        waiting += handshakes
+    /// Adds `handshakes`, made at the monotonic time `now`; returns the requests to send now.
+    mutating func add(_ handshakes: [Handshake], now: UInt64) -> [(request: IPCKeysRequest, calls: [KeysCall])] {
+        waiting += handshakes.map { ($0, now) }
         return release()
     }
 
-    /// A request sent earlier was answered, or failed; returns the requests to send now.
+    /// A request sent earlier was answered (or failed for a reason of its
+    /// own); returns the requests to send now.
     mutating func answered() -> [(request: IPCKeysRequest, calls: [KeysCall])] {
-        unanswered = max(0, unanswered - 1)
+        requestEnded()
         return release()
     }
 
-    /// A request sent earlier failed whole (keys did not answer in time, or
-    /// is gone): the handshakes waiting would meet the same after it, past
-    /// their clients' patience, so they are taken out to be answered with
-    /// that failure now.
+    /// A request sent earlier got no answer in time: the handshakes waiting
+    /// would meet the same after it, past their clients' patience, so they
+    /// are taken out to be answered with that failure now.
     mutating func failed() -> [Handshake] {
-        unanswered = max(0, unanswered - 1)
+        requestEnded()
         defer { waiting.removeAll() }
-        return waiting
+        return waiting.map(\.handshake)
+    }
+
+    /// Takes out the handshakes that began to wait before `cutoff`: keys
+    /// has not taken them within the caller's deadline.
+    mutating func expired(waitingSince cutoff: UInt64) -> [Handshake] {
+        let count = waiting.prefix { $0.since < cutoff }.count
+        defer { waiting.removeFirst(count) }
+        return waiting.prefix(count).map(\.handshake)
+    }
+
+    private mutating func requestEnded() {
+        assert(unanswered > 0, "an answer to a request of handshakes that was not sent")
+        unanswered = max(0, unanswered - 1)
     }
 
     private mutating func release() -> [(request: IPCKeysRequest, calls: [KeysCall])] {
         var requests: [(request: IPCKeysRequest, calls: [KeysCall])] = []
         while unanswered < Self.limit && !waiting.isEmpty {
-            let part = waiting.prefix(IPCKeysRequest.maximumNewSessions)
-            requests.append(EdgeOutput.handshakeRequest(part))
+            let part = waiting.prefix(Self.largestRequest)
+            requests.append(EdgeOutput.handshakeRequest(part.map(\.handshake)[...]))
             waiting.removeFirst(part.count)
             unanswered += 1
         }

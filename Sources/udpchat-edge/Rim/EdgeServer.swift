@@ -119,12 +119,24 @@ final class EdgeServer: @unchecked Sendable {
 
     private func tick() {
         let now = EdgeTime.now()
+        expireWaitingHandshakes(now)
         if now.monotonic &- lastMemoryReading >= 1_000_000_000 {
             lastMemoryReading = now.monotonic
             machine.memoryInUse = ProcessMemory.residentBytes() ?? 0
         }
         machine.tick(now, &output)
         carryOut()
+    }
+
+    /// Handshakes that waited for a request to keys as long as a request
+    /// may take fail as one would (their answers are queued work, done now).
+    private func expireWaitingHandshakes(_ now: EdgeTime) {
+        let deadline = UInt64(keys.timeout.components.seconds) * 1_000_000_000 + UInt64(keys.timeout.components.attoseconds / 1_000_000_000)
+        let expired = handshakeWindow.expired(waitingSince: now.monotonic > deadline ? now.monotonic - deadline : 0)
+        guard !expired.isEmpty else { return }
+        let late = RPCError(.timeout, "udpchat-keys took no request of these handshakes within \(deadline / 1_000_000) ms")
+        for held in expired { machine.keysAnswered(held.call, .failure(late), now, &output) }
+        readQueued()
     }
 
     // MARK: - Carrying out
@@ -153,7 +165,7 @@ final class EdgeServer: @unchecked Sendable {
         }
         let (handshakes, others) = output.keysRequests()
         for (request, calls) in others { callKeys(request, calls, handshakes: false) }
-        for (request, calls) in handshakeWindow.add(handshakes) { callKeys(request, calls, handshakes: true) }
+        for (request, calls) in handshakeWindow.add(handshakes, now: MonotonicClock.now()) { callKeys(request, calls, handshakes: true) }
         for (request, call) in output.storeCalls {
             store.call(request) { [self] result in
                 loop.execute { [self] in
@@ -171,8 +183,8 @@ final class EdgeServer: @unchecked Sendable {
         keys.call(request) { [self] result in
             loop.execute { [self] in
                 // The handshakes that waited go first, so keys signs them while these are
-                // answered; if this request failed whole, they fail with it.
-                if handshakes, case .failure = result {
+                // answered; if keys did not answer this request, they fail with it.
+                if handshakes, case .failure(let error) = result, error.code == .timeout || error.code == .shutdown {
                     for held in handshakeWindow.failed() { machine.keysAnswered(held.call, result, .now(), &output) }
                 } else if handshakes {
                     for (request, calls) in handshakeWindow.answered() { callKeys(request, calls, handshakes: true) }
