@@ -41,8 +41,16 @@ struct BenchSmokeTests {
             print(output)
             #expect(status == 0, "\(output)")
             let report = try Self.report(output)
-            // Each of the 4 clients starts its next handshake when one is done.
+            // The clients start their next handshake when one is done: many more than 4.
             #expect((report["handshakes"]?.intValue ?? 0) >= 12 && report["failed"]?.intValue == 0)
         }
+    }
+
+    @Test(arguments: [["--concurrency", "0"], ["--duration=-1"], ["--duration", "1e12"]])
+    func aHandshakeRunRefusesOptionsItCannotRun(_ options: [String]) async throws {
+        let udpchat = try TestSystem.binaryDirectory().appendingPathComponent("udpchat")
+        let (status, output) = try await runDetached(udpchat, ["bench", "handshakes", "--server", "127.0.0.1:9"] + options)
+        #expect(status != 0)
+        #expect(output.contains("must be"), "\(output)")
     }
 }

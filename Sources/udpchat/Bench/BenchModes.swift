@@ -80,6 +80,11 @@ struct Handshakes: AsyncParsableCommand {
     @Option(help: "Seconds of handshaking.")
     var duration = 10.0
 
+    func validate() throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard duration > 0 && duration <= 86_400 else { throw ValidationError("--duration must be more than 0 and at most 86400 seconds") }
+    }
+
     func run() async throws {
         let processes = try options.processes()
         let bench = try await BenchClients(options, clients: concurrency, perSocket: 1)
@@ -96,11 +101,11 @@ struct Handshakes: AsyncParsableCommand {
             var all = HandshakeTally()
             for try await part in group {
                 all.latencies += part.latencies
-                all.failures += part.failures
+                all.failed += part.failed
+                all.firstFailure = all.firstFailure ?? part.firstFailure
             }
             return all
         }
-        let failures = tally.failures
         let elapsed = Double(MonotonicClock.now() - start) / 1e9
         let after = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         let sorted = tally.latencies.sorted()
@@ -108,12 +113,12 @@ struct Handshakes: AsyncParsableCommand {
             ("handshakes", "\(sorted.count) in \(format(elapsed)) s"),
             ("handshakes/s", format(Double(sorted.count) / elapsed)),
             ("latency p50 / p99 / max", "\(ms(sorted, 0.5)) / \(ms(sorted, 0.99)) / \(ms(sorted, 1.0)) ms"),
-            ("failed", "\(failures.count)\(failures.first.map { " (first: \($0))" } ?? "")"),
+            ("failed", "\(tally.failed)\(tally.firstFailure.map { " (first: \($0))" } ?? "")"),
         ]
         var json: JSONObject = [
             "bench": "handshakes", "label": .string(options.label), "server": .string(options.server),
             "concurrency": .int(Int64(concurrency)), "seconds": .double(elapsed), "handshakes": .int(Int64(sorted.count)),
-            "handshakes_per_second": .double(Double(sorted.count) / elapsed), "failed": .int(Int64(failures.count)),
+            "handshakes_per_second": .double(Double(sorted.count) / elapsed), "failed": .int(Int64(tally.failed)),
             "latency_ms": ["p50": .double(msValue(sorted, 0.5)), "p99": .double(msValue(sorted, 0.99)), "max": .double(msValue(sorted, 1.0))],
         ]
         json.append("servers", serverUsage(before: before, after: after))

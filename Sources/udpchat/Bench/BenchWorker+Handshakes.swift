@@ -37,10 +37,15 @@ extension BenchWorker {
         run.started += 1
         startHandshake(run.started, keep: false) { [self] result in
             switch result {
-            case .success: run.tally.latencies.append(UInt32(min(UInt64(UInt32.max), (MonotonicClock.now() - began) / 1000)))
-            case .failure(let error): run.tally.failures.append(error.description)
+            case .success:
+                run.tally.latencies.append(UInt32(min(UInt64(UInt32.max), (MonotonicClock.now() - began) / 1000)))
+                runHandshake(run, until: deadline, promise: promise)
+            case .failure(let error):
+                run.tally.failed += 1
+                if run.tally.firstFailure == nil { run.tally.firstFailure = error.description }
+                // A refused client waits a moment, as a person would, rather than spin.
+                loop.scheduleTask(in: Self.refusalPause) { [self] in runHandshake(run, until: deadline, promise: promise) }
             }
-            runHandshake(run, until: deadline, promise: promise)
         }
     }
 
@@ -75,14 +80,16 @@ extension BenchWorker {
 }
 
 /// What a run of back-to-back handshakes saw: each one's latency in
-/// microseconds, and why the others failed.
+/// microseconds, and how many failed (and why the first did).
 struct HandshakeTally: Sendable {
     var latencies: [UInt32] = []
-    var failures: [String] = []
+    var failed = 0
+    var firstFailure: String?
 }
 
-/// The state of one worker's back-to-back handshakes (on its loop only).
-private final class HandshakeRun {
+/// The state of one worker's back-to-back handshakes: touched only on its
+/// loop (hence unchecked).
+private final class HandshakeRun: @unchecked Sendable {
     var running: Int
     var started = 0
     var tally = HandshakeTally()

@@ -33,7 +33,7 @@ final class BenchWorker: @unchecked Sendable {
     /// bench expects (a SESSION_INIT reply with a 4096-bit key, a long message).
     static let readBatch = 16
     static let largestDatagram = 16_384
-    /// How long a closed-loop client waits after its message was refused.
+    /// How long a closed-loop client waits after its message or handshake was refused.
     static let refusalPause: TimeAmount = .milliseconds(50)
 
     struct Traffic {
@@ -277,7 +277,9 @@ final class BenchWorker: @unchecked Sendable {
                 pending.timer?.cancel()
                 pending.retry?.cancel()
                 pending.done(.failure(BenchError("SERVER_ERROR \(message)")))
-            } else if let (_, done) = handshakes[socket].popFirst() {
+            } else if let (session, done) = handshakes[socket].popFirst() {
+                session.handshakeTimer?.cancel()
+                session.handshakeRetry?.cancel()
                 done(.failure(BenchError("SERVER_ERROR \(message)")))
             }
         case .secure(let secure):
