@@ -139,6 +139,17 @@ check "the edge cannot connect to jobs.sock" cannot connects udpchat-edge.servic
 check "the edge's sandbox is in force (NoNewPrivs, seccomp)" \
   bash -c "pid=\$(nsenter -t $init_pid -a systemctl show -p MainPID --value udpchat-edge); nsenter -t $init_pid -a grep -q 'NoNewPrivs:.*1' /proc/\$pid/status && nsenter -t $init_pid -a grep -q 'Seccomp:.*2' /proc/\$pid/status"
 inside systemd-analyze security --no-pager "${units[@]}" 2>/dev/null | grep 'Overall exposure' | sed 's/^/  /' || true
+# CPUWeight= is read as written; it takes effect where the cpu controller
+# (cgroup v2) reaches the container's systemd.
+check "udpchat-keys' CPUWeight= is 20 as systemd reads it" \
+  test "$(inside systemctl show -p CPUWeight --value udpchat-keys.service)" = 20
+keys_weight=$(inside cat /sys/fs/cgroup/system.slice/udpchat-keys.service/cpu.weight 2>/dev/null || true)
+if [ -n "$keys_weight" ]; then
+  check "udpchat-keys yields the cores (cpu.weight 20 against the edge's $(inside cat /sys/fs/cgroup/system.slice/udpchat-edge.service/cpu.weight 2>/dev/null))" \
+    test "$keys_weight" = 20
+else
+  say "note: no cpu controller in this container, so CPUWeight= is not in force here"
+fi
 
 restarted() {  # restarted UNIT BEFORE: NRestarts grew and the unit is active again
   local unit=$1 before=$2 end=$((SECONDS + ${3:-20}))
