@@ -30,7 +30,7 @@ extension EdgeMachineTests {
         let requests = window.add(h.out.keysRequests().handshakes, now: 0)
         #expect(requests.count == 1)
         #expect(requests.first?.request.newSessions.sessions.count == 20)
-        #expect(requests.first?.calls.count == 20)
+        #expect(requests.first?.handshakes.count == 20)
         #expect(h.machine.handshakesInFlight == 20)
     }
 
@@ -92,8 +92,9 @@ extension EdgeMachineTests {
         var window = HandshakeWindow()
         let requests = window.add(h.out.keysRequests().handshakes, now: 0)
         h.out.keysCalls.removeAll()
-        try #require(requests.count == 1 && requests[0].calls.count == 5)
-        for (call, answer) in zip(requests[0].calls, EdgeOutput.keysAnswers(.failure(RPCError(.timeout, "no answer")), for: requests[0].calls)) {
+        try #require(requests.count == 1 && requests[0].handshakes.count == 5)
+        let calls = requests[0].handshakes.map(\.call)
+        for (call, answer) in zip(calls, EdgeOutput.keysAnswers(.failure(RPCError(.timeout, "no answer")), for: calls)) {
             h.answerKeys(call, answer)
         }
         let replies = h.takeDatagrams()
@@ -111,7 +112,7 @@ extension EdgeMachineTests {
         }
         var window = HandshakeWindow()
         let requests = window.add(out.keysRequests().handshakes, now: 0)
-        #expect(requests.map(\.calls.count) == [HandshakeWindow.largestRequest, 9])
+        #expect(requests.map(\.handshakes.count) == [HandshakeWindow.largestRequest, 9])
         #expect(requests.map(\.request.newSessions.sessions.count) == [HandshakeWindow.largestRequest, 9])
         #expect(requests[1].request.newSessions.sessions.first?.clientKeyDer == Data([UInt8(HandshakeWindow.largestRequest % 256)]))
     }

@@ -164,8 +164,8 @@ final class EdgeServer: @unchecked Sendable {
             if !reading { channel.flush() }
         }
         let (handshakes, others) = output.keysRequests()
-        for (request, calls) in others { callKeys(request, calls, handshakes: false) }
-        for (request, calls) in handshakeWindow.add(handshakes, now: MonotonicClock.now()) { callKeys(request, calls, handshakes: true) }
+        for (request, calls) in others { callKeys(request, calls) }
+        sendHandshakes(handshakeWindow.add(handshakes, now: MonotonicClock.now()))
         for (request, call) in output.storeCalls {
             store.call(request) { [self] result in
                 loop.execute { [self] in
@@ -179,24 +179,54 @@ final class EdgeServer: @unchecked Sendable {
         armTimer()
     }
 
-    private func callKeys(_ request: IPCKeysRequest, _ calls: [KeysCall], handshakes: Bool) {
+    /// A call to keys other than handshakes; its answer goes to the machine.
+    private func callKeys(_ request: IPCKeysRequest, _ calls: [KeysCall]) {
         keys.call(request) { [self] result in
             loop.execute { [self] in
-                // The handshakes that waited go first, so keys signs them while these are
-                // answered; if keys did not answer this request, they fail with it.
-                if handshakes, case .failure(let error) = result, error.code == .timeout || error.code == .shutdown {
-                    for held in handshakeWindow.failed() { machine.keysAnswered(held.call, result, .now(), &output) }
-                } else if handshakes {
-                    for (request, calls) in handshakeWindow.answered() { callKeys(request, calls, handshakes: true) }
-                }
                 for (call, answer) in zip(calls, EdgeOutput.keysAnswers(result, for: calls)) {
                     machine.keysAnswered(call, answer, .now(), &output)
                 }
                 carryOut()
-                // A share of the queued work now (these answers, mostly); more waits for a later turn.
                 readQueued()
             }
         }
+    }
+
+    /// Requests of handshakes from the window; each answer frees its place.
+    private func sendHandshakes(_ requests: [HandshakeWindow.Sending]) {
+        for (request, handshakes) in requests {
+            keys.call(request) { [self] result in
+                loop.execute { [self] in handshakesAnswered(handshakes, result) }
+            }
+        }
+    }
+
+    private func handshakesAnswered(_ handshakes: [HandshakeWindow.Handshake], _ result: Result<IPCKeysResponse, RPCError>) {
+        let now = MonotonicClock.now()
+        if handshakes.count > 1 && HandshakeWindow.refusesTogether(result) {
+            // An older keys: these go again, one a request, with those after them.
+            if now >= handshakeWindow.aloneUntil {
+                logger.warning(
+                    "udpchat-keys refuses several handshakes in one request (a version older than this edge): sending them one at a time",
+                    metadata: .fields(.peer("udpchat-keys")))
+            }
+            sendHandshakes(handshakeWindow.refusedTogether(handshakes, now: now))
+            return
+        }
+        // The handshakes that waited go first, so keys signs them while these are
+        // answered; if keys did not answer this request, they fail with it.
+        if case .failure(let error) = result, error.code == .timeout || error.code == .shutdown {
+            for held in handshakeWindow.failed() { machine.keysAnswered(held.call, result, .now(), &output) }
+        } else {
+            sendHandshakes(handshakeWindow.answered(now: now))
+        }
+        let calls = handshakes.map(\.call)
+        for (call, answer) in zip(calls, EdgeOutput.keysAnswers(result, for: calls)) {
+            machine.keysAnswered(call, answer, .now(), &output)
+        }
+        carryOut()
+        // A share of the queued work now (these answers, mostly); more waits for a later turn.
+        readQueued()
     }
 
     /// Schedules a tick for the machine's next retransmission when it is
