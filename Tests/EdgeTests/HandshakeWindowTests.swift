@@ -122,9 +122,10 @@ import Testing
         let alone = Array(10..<13) + Array(20..<22)
         #expect(Self.keys(again) == alone.map { [Self.handshakes($0..<$0 + 1)[0].key] })
         #expect(again.allSatisfy { if case .newSession? = $0.request.op { true } else { false } })
-        #expect(window.waiting.isEmpty)
+        #expect(window.waiting.isEmpty && window.unanswered == 3 + 5)
         // Alone, and not held by the window, until `retryTogether` has passed.
         #expect(window.add(Self.handshakes(30..<32), now: 20).count == 2)
+        #expect(window.unanswered == 3 + 5 + 2)
         // After `retryTogether` they wait for the window and go together again.
         let later = 10 + HandshakeWindow.retryTogether
         #expect(window.unanswered >= HandshakeWindow.limit)

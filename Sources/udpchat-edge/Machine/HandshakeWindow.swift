@@ -2,8 +2,9 @@ import ChatWire
 import IPCMessages
 
 /// Handshakes on their way to udpchat-keys. At most ``limit`` requests of
-/// them are unanswered at once; the handshakes made meanwhile wait here and
-/// go together in the next request, when one is answered.
+/// them are unanswered at once (unless keys takes one handshake a request,
+/// below); the handshakes made meanwhile wait here and go together in the
+/// next request, when one is answered.
 ///
 /// Under load this makes the requests as large as the load: the edge's
 /// events come in singly (a handshake a datagram), and sent as they came
