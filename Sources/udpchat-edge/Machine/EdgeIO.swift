@@ -60,12 +60,10 @@ extension EdgeOutput {
     }
 
     /// One request for `handshakes` (at most ``IPCKeysRequest/maximumNewSessions``).
-    static func handshakeRequest(_ handshakes: ArraySlice<HandshakeWindow.Handshake>) -> (request: IPCKeysRequest, calls: [KeysCall]) {
+    static func handshakeRequest(_ handshakes: [HandshakeWindow.Handshake]) -> IPCKeysRequest {
         precondition(handshakes.count <= IPCKeysRequest.maximumNewSessions)
-        if handshakes.count == 1, let one = handshakes.first {
-            return (.newSession(clientKey: one.key), [one.call])
-        }
-        return (.newSessions(clientKeys: handshakes.map(\.key)), handshakes.map(\.call))
+        if handshakes.count == 1, let one = handshakes.first { return .newSession(clientKey: one.key) }
+        return .newSessions(clientKeys: handshakes.map(\.key))
     }
 
     /// The answer for each of `calls` out of the answer to their request.

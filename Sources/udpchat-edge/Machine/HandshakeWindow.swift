@@ -113,7 +113,7 @@ struct HandshakeWindow {
         while (alone || unanswered < Self.limit) && !waiting.isEmpty {
             let part = waiting.prefix(alone ? 1 : Self.largestRequest)
             let handshakes = part.map(\.handshake)
-            requests.append((EdgeOutput.handshakeRequest(handshakes[...]).request, handshakes))
+            requests.append((EdgeOutput.handshakeRequest(handshakes), handshakes))
             waiting.removeFirst(part.count)
             unanswered += 1
         }

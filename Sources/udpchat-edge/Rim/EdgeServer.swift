@@ -131,7 +131,7 @@ final class EdgeServer: @unchecked Sendable {
     /// Handshakes that waited for a request to keys as long as a request
     /// may take fail as one would (their answers are queued work, done now).
     private func expireWaitingHandshakes(_ now: EdgeTime) {
-        let deadline = UInt64(keys.timeout.components.seconds) * 1_000_000_000 + UInt64(keys.timeout.components.attoseconds / 1_000_000_000)
+        let deadline = keys.timeout.nanoseconds
         let expired = handshakeWindow.expired(waitingSince: now.monotonic > deadline ? now.monotonic - deadline : 0)
         guard !expired.isEmpty else { return }
         let late = RPCError(.timeout, "udpchat-keys took no request of these handshakes within \(deadline / 1_000_000) ms")
