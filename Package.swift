@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// What every server program is built on: the wire, the messages and the
@@ -14,6 +14,32 @@ let serverProgram: [Target.Dependency] = [
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
 ]
 
+// The WebSocket bridge and the web page: browsers reach the edge
+// through it, one UDP socket per WebSocket.
+let webBridge: Target = .executableTarget(
+    name: "udpchat-web",
+    dependencies: [
+        "ChatWire",
+        "Ops",
+        "ChatLog",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HummingbirdCore", package: "hummingbird"),
+        .product(name: "HummingbirdTLS", package: "hummingbird"),
+        .product(name: "HTTPTypes", package: "swift-http-types"),
+        .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
+    ],
+    // The page is built into the program: nothing to install beside it.
+    resources: ["index.html", "style.css", "app.js", "connection.js", "wire.js"].map { .embedInCode("Page/\($0)") }
+)
+
 let package = Package(
     name: "udpchat",
     platforms: [.macOS(.v15)],
@@ -23,6 +49,7 @@ let package = Package(
         .executable(name: "udpchat-keys", targets: ["udpchat-keys"]),
         .executable(name: "udpchat-ai", targets: ["udpchat-ai"]),
         .executable(name: "udpchat", targets: ["udpchat"]),
+        .executable(name: "udpchat-web", targets: ["udpchat-web"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -40,6 +67,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
@@ -130,6 +160,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        webBridge,
         .target(
             name: "ChatClient",
             dependencies: [
@@ -160,6 +191,7 @@ let package = Package(
         .testTarget(name: "OpsTests", dependencies: ["ChatWire", "IPC", "Ops"]),
         .testTarget(name: "StoreTests", dependencies: ["udpchat-store", "ChatWire", "IPCMessages", "IPC", "Ops", "TestSupport"]),
         .testTarget(name: "EdgeTests", dependencies: ["udpchat-edge", "ChatWire", "IPCMessages", "IPC", "Ops"]),
+        .testTarget(name: "WebTests", dependencies: ["udpchat-web", "ChatWire", "Ops"]),
         .testTarget(name: "AITests", dependencies: ["udpchat-ai", "ChatWire", "IPCMessages", "IPC", "Ops", "TestSupport"]),
         .testTarget(
             name: "KeysTests",
@@ -176,6 +208,11 @@ let package = Package(
                 "ChatWire", "IPCMessages", "IPC", "Ops", "ChatClient", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                // A WebSocket client: for udpchat-web, and for the browser's DevTools.
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

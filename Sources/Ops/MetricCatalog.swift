@@ -42,5 +42,11 @@ public enum MetricCatalog {
         "udpchat_keys_signatures_total": "Handshakes signed with the identity key.",
         "udpchat_keys_busy_total": "Handshakes answered busy: the signing threads had as many waiting as they take.",
         "udpchat_keys_unwraps_total": "Session keys unwrapped for a restarted edge, by result.",
+        // udpchat-web
+        "udpchat_web_connections": "WebSockets open now, each with its UDP socket.",
+        "udpchat_web_connections_total": "WebSocket upgrades by result: accepted, over_limit (closed at once), origin_refused.",
+        "udpchat_web_frames_total": "Frames relayed, by direction: to_edge (one datagram each) or to_browser.",
+        "udpchat_web_stray_datagrams_total": "Datagrams from anyone but the edge, dropped unrelayed.",
+        "udpchat_web_closed_total": "WebSockets the bridge closed, by reason: flood, oversize, not_json, idle.",
     ]
 }

@@ -31,12 +31,20 @@ public struct ProgramRunner: Sendable {
         public var services: [any Service]
         /// How long draining may take before the services are cancelled.
         public var drainLimit: Duration
+        /// For a program whose services open their sockets as they run:
+        /// returns, once they listen, what the ready line adds after
+        /// `ready`. The line waits for it.
+        public var listening: (@Sendable () async throws -> String)?
 
-        public init(ready: String, readyEnd: String = "", services: [any Service], drainLimit: Duration = .seconds(10)) {
+        public init(
+            ready: String, readyEnd: String = "", services: [any Service], drainLimit: Duration = .seconds(10),
+            listening: (@Sendable () async throws -> String)? = nil
+        ) {
             self.ready = ready
             self.readyEnd = readyEnd
             self.services = services
             self.drainLimit = drainLimit
+            self.listening = listening
         }
     }
 
@@ -102,12 +110,33 @@ public struct ProgramRunner: Sendable {
             throw ExitCode.failure
         }
         let metrics = context.server.withLock({ $0 }).map { " metrics=\($0.url(host: context.endpoint.host))" } ?? ""
-        ProgramIO.announceReady("\(name) ready \(serving.ready)\(metrics)" + (serving.readyEnd.isEmpty ? "" : " \(serving.readyEnd)"))
+        let (head, end) = ("\(name) ready \(serving.ready)", serving.readyEnd.isEmpty ? "" : " \(serving.readyEnd)")
+        let announce = { @Sendable (listening: String) in ProgramIO.announceReady(head + listening + metrics + end) }
         var configuration = ServiceGroupConfiguration(
             services: serving.services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: context.logger)
         configuration.maximumGracefulShutdownDuration = serving.drainLimit
+        let services = ServiceGroup(configuration: configuration)
         do {
-            try await ServiceGroup(configuration: configuration).run()
+            guard let listening = serving.listening else {
+                announce("")
+                try await services.run()
+                await context.runExits()
+                return
+            }
+            try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                tasks.addTask {
+                    try await services.run()
+                    return true
+                }
+                tasks.addTask {
+                    announce(try await listening())
+                    return false
+                }
+                // When the services end, an announcement still waiting will never come.
+                while let servicesEnded = try await tasks.next() {
+                    if servicesEnded { tasks.cancelAll() }
+                }
+            }
         } catch {
             await context.runExits()
             throw error

@@ -44,7 +44,7 @@ final class TestSystem: Sendable {
     private let storeProcess: MutexBox<ProgramProcess>
     private let edgeProcess = MutexBox<ProgramProcess?>(nil)
     private let edgePort = MutexBox<Int>(0)
-    private let extraProcesses = MutexBox<[ProgramProcess]>([])
+    let extraProcesses = MutexBox<[ProgramProcess]>([])
 
     /// Finds the built programs: `UDPCHAT_BIN_DIR`, else beside the test bundle.
     static func binaryDirectory() throws -> URL {

@@ -1,0 +1,131 @@
+import ChatWire
+import Foundation
+import Testing
+
+/// The web page in a real browser: Debian's Chromium, headless, driven
+/// over the DevTools protocol, against udpchat-web and the real programs.
+/// Each person has a browser context of their own (their own storage).
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct BrowserTests {
+    /// A system with udpchat-web, an AI worker on a stand-in model, and a
+    /// browser; always stopped by PID.
+    static func withBrowser(_ body: (TestSystem, Chromium, String) async throws -> Void) async throws {
+        try await withSystem { system in
+            let provider = try await system.startProvider("ok", reply: "Sounds good to me")
+            try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1", "OPENAI_API_KEY": "sk-test"])
+            let (_, url) = try await system.startWeb()
+            let browser = try await Chromium(in: system.root)
+            do {
+                try await body(system, browser, url)
+            } catch {
+                print(browser.process.log().suffix(4000))
+                await browser.close()
+                throw error
+            }
+            await browser.close()
+        }
+    }
+
+    /// Opens the page and logs in as `email`; waits for the chat.
+    static func logIn(_ browser: Chromium, _ url: String, _ email: String) async throws -> BrowserPage {
+        let page = try await browser.open(url)
+        try await page.waitFor("!document.getElementById('login').hidden")
+        try await page.submit("email", email, form: "login-form")
+        try await page.waitFor("!document.getElementById('chat').hidden")
+        return page
+    }
+
+    static func messages(_ page: BrowserPage) async throws -> [String] { try await page.texts("#messages .content") }
+
+    @Test func twoPeopleChatBothWaysAndSeeTheAIReply() async throws {
+        try await Self.withBrowser { system, browser, url in
+            let alice = try await Self.logIn(browser, url, "alice@example.com")
+            #expect(try await alice.texts("#me") == ["alice"])
+            try await alice.submit("room-name", "Lounge", form: "create-form")
+            try await alice.waitFor("document.getElementById('room-title').textContent === 'Lounge'")
+
+            let bob = try await Self.logIn(browser, url, "bob@example.com")
+            try await bob.waitFor("[...document.querySelectorAll('#rooms button')].some(b => b.textContent === 'Lounge')")
+            try await bob.evaluate("[...document.querySelectorAll('#rooms button')].find(b => b.textContent === 'Lounge').click(); true")
+            try await bob.waitFor("document.getElementById('room-title').textContent === 'Lounge'")
+            try await alice.waitFor("[...document.querySelectorAll('#members li')].some(e => e.textContent === 'bob')")
+
+            // Markup in a message is text, on both sides.
+            let hello = "hello <b>bob</b> & <img src=x onerror=alert(1)>"
+            try await alice.submit("draft", hello, form: "composer")
+            try await bob.waitFor(
+                "[...document.querySelectorAll('#messages .content')].some(e => e.textContent === \(BrowserPage.quoted(hello)))")
+            #expect(try await bob.evaluate("document.querySelectorAll('#messages img, #messages b').length") == .int(0))
+            try await bob.submit("draft", "hi alice", form: "composer")
+            try await alice.waitFor("[...document.querySelectorAll('#messages .content')].some(e => e.textContent === 'hi alice')")
+            // Names beside each message, in the order the store committed them.
+            #expect(try await alice.texts("#messages .name") == ["alice", "bob"])
+            #expect(try await Self.messages(alice) == [hello, "hi alice"])
+            #expect(try await Self.messages(bob) == [hello, "hi alice"])
+
+            // The AI bot writes bob's next message; both see it, as bob's.
+            try await bob.evaluate("document.querySelector('input[name=mode][value=bot]').checked = true; true")
+            try await bob.evaluate("document.getElementById('composer').requestSubmit(); true")
+            for page in [alice, bob] {
+                try await page.waitFor(
+                    "[...document.querySelectorAll('#messages .content')].some(e => e.textContent === 'Sounds good to me')")
+            }
+            #expect(try await alice.texts("#messages .name") == ["alice", "bob", "bob"])
+            let stored = try await system.storedMessages()
+            #expect(stored.suffix(3) == [hello, "hi alice", "Sounds good to me"])
+
+            if let path = ProcessInfo.processInfo.environment["UDPCHAT_SCREENSHOT"] {
+                try await alice.screenshot().write(to: URL(fileURLWithPath: path))
+            }
+        }
+    }
+
+    /// A reload starts a new handshake; MERGE_SESSION brings the login
+    /// and the open room back, with its history.
+    @Test func aReloadKeepsTheSessionAndTheRoom() async throws {
+        try await Self.withBrowser { _, browser, url in
+            let carol = try await Self.logIn(browser, url, "carol@example.com")
+            try await carol.submit("room-name", "Kitchen", form: "create-form")
+            try await carol.waitFor("document.getElementById('room-title').textContent === 'Kitchen'")
+            try await carol.submit("draft", "before the reload", form: "composer")
+            try await carol.waitFor("document.querySelectorAll('#messages .content').length === 1")
+            let session = try await carol.evaluate("localStorage.getItem('session-id')").stringValue
+
+            try await carol.reload()
+            try await carol.waitFor("localStorage.getItem('session-id') !== \(BrowserPage.quoted(session ?? ""))")
+            try await carol.waitFor("!document.getElementById('chat').hidden && document.getElementById('me').textContent === 'carol'")
+            try await carol.waitFor("document.getElementById('room-title').textContent === 'Kitchen'")
+            try await carol.waitFor("[...document.querySelectorAll('#messages .content')].some(e => e.textContent === 'before the reload')")
+            #expect(try await carol.evaluate("document.getElementById('login').hidden") == .bool(true))
+        }
+    }
+
+    /// A pinned fingerprint that is not the server's stops the page before
+    /// it sends anything and says so; trusting the new key goes on.
+    @Test func aChangedServerKeyShowsTheWarning() async throws {
+        try await Self.withBrowser { system, browser, url in
+            let dave = try await Self.logIn(browser, url, "dave@example.com")
+            let fingerprint = try #require(try await dave.evaluate("localStorage.getItem('server-fingerprint')").stringValue)
+            #expect(try await system.run("udpchat-keys", ["show"]).output.contains(fingerprint))
+            #expect(try await dave.texts("#fingerprint") == [fingerprint])
+
+            let session = try await dave.evaluate("localStorage.getItem('session-id')")
+            let other = String(repeating: "ab", count: 32)
+            try await dave.evaluate("localStorage.setItem('server-fingerprint', '\(other)'); true")
+            try await dave.reload()
+            try await dave.waitFor("!document.getElementById('key-warning').hidden")
+            #expect(try await dave.texts("#pinned-fingerprint") == [other])
+            #expect(try await dave.texts("#offered-fingerprint") == [fingerprint])
+            #expect(
+                try await dave.evaluate("document.getElementById('chat').hidden && document.getElementById('login').hidden") == .bool(true))
+            // Nothing was adopted: the pin and the stored session are the ones before.
+            #expect(try await dave.evaluate("localStorage.getItem('server-fingerprint')") == .string(other))
+            #expect(try await dave.evaluate("localStorage.getItem('session-id')") == session)
+
+            try await dave.click("#trust-key")
+            try await dave.waitFor("!document.getElementById('chat').hidden && document.getElementById('me').textContent === 'dave'")
+            #expect(try await dave.evaluate("localStorage.getItem('server-fingerprint')") == .string(fingerprint))
+            #expect(try await dave.evaluate("document.getElementById('key-warning').hidden") == .bool(true))
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import ChatWire
+import Crypto
+import CryptoExtras
+import Foundation
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import Testing
+
+/// udpchat-web's /ws from a WebSocket client: it relays the protocol byte
+/// for byte, and closes a client that breaks its rules with a reason,
+/// while it goes on serving the others.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct WebBridgeTests {
+    static var logger: Logger { Logger(label: "ws-test") }
+
+    static func hex(_ text: JSONValue?) throws -> [UInt8] {
+        guard let bytes = text?.stringValue.flatMap(Hex.decode) else { throw HarnessError("not hex: \(text?.jsonText ?? "nothing")") }
+        return bytes
+    }
+
+    /// One of udpchat-web's metrics now (summed over `labels`).
+    static func metric(_ web: ProgramProcess, _ name: String, _ labels: [String] = []) throws -> Double {
+        let port = try OperationsTests.metricsPort(web, ready: "udpchat-web ready")
+        return OpsProbe.total(OpsProbe.samples(try OpsProbe.get(port: port, path: "/metrics").body), name, labels)
+    }
+
+    /// `url` (http://…/) as its WebSocket endpoint.
+    static func endpoint(_ url: String) -> String { url.replacingOccurrences(of: "http://", with: "ws://") + "ws" }
+
+    /// A full handshake and one encrypted round trip (HELLO) through the
+    /// bridge: the edge's reply arrives whole, as text, and verifies.
+    static func handshakeAndHello(_ url: String) async throws -> (fingerprint: String, hello: String) {
+        let result = MutexBox<(String, String)?>(nil)
+        try await WebSocketClient.connect(url: endpoint(url), logger: logger) { inbound, outbound, _ in
+            let clientKey = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+            let publicKey = Data(clientKey.publicKey.derRepresentation).base64EncodedString()
+            let request: JSONValue = ["type": "SESSION_INIT", "client_key": .string(publicKey)]
+            try await outbound.write(.text(request.jsonText))
+            var messages = inbound.messages(maxSize: 1 << 16).makeAsyncIterator()
+            guard case .text(let text)? = try await messages.next(), let reply = try JSONParser.parse(text).objectValue else {
+                throw HarnessError("no SESSION_INIT reply")
+            }
+            let serverKey = try hex(reply["server_pubkey"])
+            let sessionKey = Array(try clientKey.decrypt(hex(reply["encrypted_key"]), padding: .PKCS1_OAEP_SHA256))
+            guard HandshakeCrypto.verify(signature: try hex(reply["signature"]), over: sessionKey, publicKeyDER: serverKey),
+                let cipher = SessionCipher(keyBytes: sessionKey), let sessionId = reply["session_id"]?.stringValue
+            else { throw HarnessError("the handshake reply does not verify: \(text)") }
+
+            let nonce = Nonce.client(nanoseconds: UInt64(Date().timeIntervalSince1970 * 1e9))
+            let sealed = cipher.seal(Array(#"{"type":"HELLO","data":{}}"#.utf8), nonce: nonce)
+            let envelope: JSONValue = [
+                "type": "SECURE_MSG", "session_id": .string(sessionId), "nonce": .string(Hex.encode(nonce)),
+                "ciphertext": .string(Hex.encode(sealed)),
+            ]
+            try await outbound.write(.text(envelope.jsonText))
+            guard case .text(let secure)? = try await messages.next(), let outer = try JSONParser.parse(secure).objectValue,
+                let plain = cipher.open(try hex(outer["ciphertext"]), nonce: try hex(outer["nonce"]))
+            else { throw HarnessError("no secure reply") }
+            let hello = try JSONParser.parse(plain).objectValue?["message"]?.stringValue ?? ""
+            result.value = (HandshakeCrypto.fingerprint(ofPublicKeyDER: serverKey), hello)
+            try await outbound.close(.normalClosure, reason: nil)
+        }
+        guard let (fingerprint, hello) = result.value else { throw HarnessError("the exchange did not finish") }
+        return (fingerprint, hello)
+    }
+
+    /// Connects, sends `frames`, and reads until the bridge closes; the
+    /// close frame (nil when none came within the suite's time limit).
+    static func closeAfterSending(_ url: String, _ frames: [WebSocketOutboundWriter.OutboundFrame]) async throws -> WebSocketCloseFrame? {
+        try await WebSocketClient.connect(url: endpoint(url), configuration: .init(maxFrameSize: 1 << 17), logger: logger) {
+            inbound, outbound, _ in
+            for frame in frames { try await outbound.write(frame) }
+            for try await _ in inbound {}
+        }
+    }
+
+    static let status = #"{"type":"SECURE_MSG","session_id":"00","nonce":"00","ciphertext":"00"}"#
+
+    @Test func theProtocolGoesThroughByteForByte() async throws {
+        try await withSystem { system in
+            let (_, url) = try await system.startWeb()
+            let (fingerprint, hello) = try await Self.handshakeAndHello(url)
+            #expect(try await system.run("udpchat-keys", ["show"]).output.contains(fingerprint))
+            #expect(hello == "Welcome to UDPChat-AI.")
+        }
+    }
+
+    @Test func aClientBreakingARuleIsClosedWithItsReasonAndOthersGoOn() async throws {
+        try await withSystem { system in
+            let (web, url) = try await system.startWeb(["WEB_MESSAGES_PER_SECOND": "5", "BUFFER_SIZE": "8192"])
+
+            let oversize = try await Self.closeAfterSending(url, [.text(#"{"pad":""# + String(repeating: "x", count: 9000) + #""}"#)])
+            #expect(oversize?.closeCode == .messageTooLarge)
+            #expect(oversize?.reason == "frame over 8192 bytes, the largest datagram")
+
+            let notJSON = try await Self.closeAfterSending(url, [.text("hello there")])
+            #expect(notJSON?.closeCode == .dataInconsistentWithMessage)
+            #expect(notJSON?.reason == "each frame must be one JSON object")
+
+            let binaryJunk = try await Self.closeAfterSending(url, [.binary(ByteBuffer(bytes: [0xff, 0x00, 0x7b]))])
+            #expect(binaryJunk?.reason == "each frame must be one JSON object")
+
+            // Ten at once is the burst; the eleventh is one too many.
+            let flood = try await Self.closeAfterSending(url, Array(repeating: .text(Self.status), count: 11))
+            #expect(flood?.closeCode == .policyViolation)
+            #expect(flood?.reason == "more than 5 frames a second")
+
+            // The bridge still serves: a whole exchange goes through.
+            #expect(try await Self.handshakeAndHello(url).hello == "Welcome to UDPChat-AI.")
+            #expect(web.isRunning)
+            #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"oversize\""]) == 1)
+            #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"not_json\""]) == 2)
+            #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"flood\""]) == 1)
+        }
+    }
+
+    @Test func beyondTheConnectionLimitAClientIsToldToComeBackLater() async throws {
+        try await withSystem { system in
+            let (web, url) = try await system.startWeb(["WEB_MAX_CONNECTIONS": "1"])
+            let release = AsyncStream<Void>.makeStream()
+            let first = Task {
+                try await WebSocketClient.connect(url: Self.endpoint(url), logger: Self.logger) { _, outbound, _ in
+                    for await _ in release.stream {}
+                    try await outbound.close(.normalClosure, reason: nil)
+                }
+            }
+            // The first holds the only place until it closes.
+            #expect(await waitUntil { (try? Self.metric(web, "udpchat_web_connections")) == 1 })
+            let refused = try await Self.closeAfterSending(url, [])
+            #expect(refused?.closeCode == .init(codeNumber: 1013))
+            #expect(refused?.reason == "the bridge has its 1 connections; try again later")
+            release.continuation.finish()
+            _ = try await first.value
+            // Its place is free again.
+            #expect(await waitUntil { (try? await Self.handshakeAndHello(url)) != nil })
+        }
+    }
+
+    /// A page of another site is closed at once with the reason; the
+    /// bridge's own page and listed origins go on. (A browser sends its
+    /// page's origin; curl stands in for one.)
+    @Test func aPageFromAnotherSiteIsRefused() async throws {
+        try await withSystem { system in
+            let (web, url) = try await system.startWeb(["WEB_ALLOWED_ORIGINS": "https://chat.example.com"])
+            let port = try #require(URL(string: url)?.port)
+            let upgrade = { (origin: String) async throws -> String in
+                let (status, output) = try await runDetached(
+                    URL(fileURLWithPath: "/usr/bin/env"),
+                    [
+                        "curl", "-s", "-i", "--max-time", "2", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H",
+                        "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "-H", "Origin: \(origin)",
+                        "http://127.0.0.1:\(port)/ws",
+                    ])
+                // 28: curl's time ran out with the WebSocket still open.
+                guard status == 0 || status == 28 else { throw HarnessError("curl failed (\(status)): \(output)") }
+                return output
+            }
+            let refused = try await upgrade("https://evil.example")
+            #expect(refused.contains("pages from https://evil.example may not connect here"))
+            for allowed in ["https://chat.example.com", "http://127.0.0.1:\(port)"] {
+                let output = try await upgrade(allowed)
+                #expect(output.hasPrefix("HTTP/1.1 101") && !output.contains("may not connect"), "\(allowed)")
+            }
+            #expect(try Self.metric(web, "udpchat_web_connections_total", ["result=\"origin_refused\""]) == 1)
+        }
+    }
+
+    @Test func anIdleWebSocketIsClosedWithItsUDPSocket() async throws {
+        try await withSystem { system in
+            let (web, url) = try await system.startWeb(["INACTIVITY_TIMEOUT_MS": "1000"])
+            let started = ContinuousClock.now
+            let closed = try await Self.closeAfterSending(url, [])
+            #expect(closed?.closeCode == .normalClosure)
+            #expect(closed?.reason == "nothing relayed for 1 s")
+            #expect(ContinuousClock.now - started >= .milliseconds(900))
+            #expect(await waitUntil { (try? Self.metric(web, "udpchat_web_connections")) == 0 })
+            #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"idle\""]) == 1)
+        }
+    }
+}
