@@ -44,7 +44,7 @@ fail() { printf '[install] %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root: it creates users and sets owners (sudo $0 $*)"
 command -v systemd-sysusers >/dev/null 2>&1 || fail "systemd-sysusers is missing: install the systemd package"
 
-programs=(udpchat-keys udpchat-store udpchat-edge udpchat-ai udpchat)
+programs=(udpchat-keys udpchat-store udpchat-edge udpchat-ai udpchat-web udpchat)
 if [ -z "$bin_dir" ]; then
   ./scripts/bootstrap.sh
   say "building release binaries (a few minutes the first time)"
@@ -56,7 +56,7 @@ for program in "${programs[@]}"; do
 done
 
 units=(udpchat.target udpchat-keys.service udpchat-store.service udpchat-edge.service udpchat-ai@.service
-  udpchat-store@.service udpchat-edge@.service)
+  udpchat-store@.service udpchat-edge@.service udpchat-web.service)
 root() { printf '%s%s' "$destdir" "$1"; }
 
 # Programs and docs.
@@ -67,7 +67,7 @@ command -v strip >/dev/null 2>&1 && strip_flag="-s"
 for program in "${programs[@]}"; do
   install -m 0755 $strip_flag "$bin_dir/$program" "$(root "$prefix/bin/$program")"
 done
-install -m 0644 docs/operations.md docs/security.md docs/scaling.md README.md .env.sample "$(root "$prefix/share/doc/udpchat/")"
+install -m 0644 docs/operations.md docs/security.md docs/scaling.md docs/web.md README.md .env.sample "$(root "$prefix/share/doc/udpchat/")"
 
 # Units: the paths in them assume /usr/local; another prefix is written in.
 install -d -m 0755 "$(root /etc/systemd/system)" "$(root /etc/sysusers.d)" "$(root /etc/tmpfiles.d)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole system in the foreground: udpchat-keys, udpchat-store,
-# udpchat-ai and udpchat-edge, with their logs prefixed by name. Ctrl-C
-# stops them all.
+# udpchat-ai, udpchat-edge and udpchat-web (the web page, relaying to this
+# edge), with their logs prefixed by name. Ctrl-C stops them all.
 #
 # On first use it installs what is missing (Debian packages), builds, and
 # generates the server keys. Settings come from the environment and ./.env
@@ -29,7 +29,7 @@ if [ "$build" = 1 ]; then
   swift build
 fi
 bin="${BIN_DIR:-.build/debug}"
-for program in udpchat-keys udpchat-store udpchat-ai udpchat-edge; do
+for program in udpchat-keys udpchat-store udpchat-ai udpchat-edge udpchat-web; do
   [ -x "$bin/$program" ] || { say "$bin/$program is missing: run without --no-build"; exit 1; }
 done
 
@@ -91,7 +91,16 @@ start store; wait_ready store "${pids[1]}"
 start ai;    wait_ready ai "${pids[2]}"
 start edge;  wait_ready edge "${pids[3]}"
 address=$(sed -n 's/.*udp=\([^ ]*\).*/\1/p' "$ready_dir/edge")
+# The page relays to the edge just started, wherever it listens.
+edge_host=${address%:*}
+edge_host=${edge_host#[}
+edge_host=${edge_host%]}
+case "$edge_host" in 0.0.0.0) edge_host=127.0.0.1 ;; ::) edge_host=::1 ;; esac
+export UDP_SERVER_HOST="$edge_host" UDP_SERVER_PORT="${address##*:}"
+start web;   wait_ready web "${pids[4]}"
+url=$(sed -n 's/.*url=\([^ ]*\).*/\1/p' "$ready_dir/web")
 say "all running on udp $address; chat with: $bin/udpchat chat --server $address --email you@example.com"
+say "or open the web page: $url"
 
 # Stay in the foreground until a program exits or Ctrl-C.
 while :; do

@@ -65,6 +65,7 @@ struct WebCommand: AsyncParsableCommand {
             router: router, server: server,
             configuration: .init(address: .hostname(settings.bind, port: settings.port), serverName: "udpchat-web"),
             onServerRunning: { channel in
+                SystemdNotifier.notify("READY=1")
                 announce.yield(channel.localAddress?.port ?? settings.port)
                 announce.finish()
             },
@@ -98,6 +99,7 @@ struct ListenService: Service {
     let settings: WebSettings
 
     func run() async throws {
+        defer { SystemdNotifier.notify("STOPPING=1") }
         do {
             try await application.run()
         } catch let error as IOError {

@@ -145,7 +145,10 @@ struct ProgramTests {
         ("udpchat-edge", ["SERVER_PORT": "70000"], "SERVER_PORT=70000"),
         (
             "udpchat-store",
-            ["STORE_ENDPOINT": "ipc:///tmp/a.sock,ipc:///tmp/b.sock", "STORE_BIND": "ipc:///tmp/a.sock", "EVENTS_BIND": "ipc:///tmp/b.sock"],
+            [
+                "STORE_ENDPOINT": "ipc:///tmp/a.sock,ipc:///tmp/b.sock", "STORE_BIND": "ipc:///tmp/a.sock",
+                "EVENTS_BIND": "ipc:///tmp/b.sock",
+            ],
             "share one database"
         ),
         ("udpchat-ai", ["AI_MODE": "nonsense"], "AI_MODE"),
@@ -177,7 +180,7 @@ struct QuickStartTests {
         let environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "BIN_DIR": binaries.path,
             "DATA_DIR": root.path, "SERVER_PORT": "0", "UDPCHAT_ENV_FILE": emptyEnvFile.path, "KEYS_METRICS_PORT": "0",
-            "STORE_METRICS_PORT": "0", "EDGE_METRICS_PORT": "0", "AI_METRICS_PORT": "0",
+            "STORE_METRICS_PORT": "0", "EDGE_METRICS_PORT": "0", "AI_METRICS_PORT": "0", "WS_PORT": "0", "WEB_METRICS_PORT": "0",
         ]
         let script = try ProgramProcess(
             name: "run", executable: URL(fileURLWithPath: "/bin/bash"),
@@ -193,6 +196,14 @@ struct QuickStartTests {
             try await client.connect()
             #expect(try await client.hello() == "Welcome to UDPChat-AI.")
             await client.close()
+            // The page is served, and its bridge relays to this edge.
+            let page = try await script.waitForLine(startingWith: "[run  ] or open the web page: http://127.0.0.1:")
+            let url = String(page.dropFirst("[run  ] or open the web page: ".count))
+            #expect(script.output.contains { $0.hasPrefix("[web  ] udpchat-web ready") && $0.contains("edge=127.0.0.1:\(port)") })
+            let served = try await runDetached(URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-s", "--max-time", "5", url])
+            #expect(served.output.contains("<title>udpchat</title>"))
+            let (fingerprint, hello) = try await WebBridgeTests.handshakeAndHello(url)
+            #expect(hello == "Welcome to UDPChat-AI." && !fingerprint.isEmpty)
         } catch {
             await script.stop(signal: SIGKILL)
             throw error
@@ -201,7 +212,7 @@ struct QuickStartTests {
             guard line.hasPrefix("[run  ]"), line.contains(" pid ") else { return nil }
             return line.split(separator: " ").last.flatMap { Int32($0) }
         }
-        #expect(pids.count == 4)
+        #expect(pids.count == 5)
         let status = await script.stop(signal: SIGINT, timeout: .seconds(30))
         #expect(status == 0, "\(script.output.suffix(10))")
         for pid in pids { #expect(kill(pid, 0) != 0, "pid \(pid) still running") }

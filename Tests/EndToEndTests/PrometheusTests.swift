@@ -185,13 +185,14 @@ struct PrometheusTests {
         }
     }
 
-    /// The four programs and a worker whose model answers at once; `body`
-    /// gets each program's metrics port by name.
+    /// The programs, a worker whose model answers at once and udpchat-web;
+    /// `body` gets each program's metrics port by name.
     static func withWatchedSystem(_ body: (TestSystem, [String: Int]) async throws -> Void) async throws {
         try requireTools()
         try await withSystem(settings: AIJobTests.fast) { system in
             let provider = try await system.startProvider("ok", reply: "Sounds good to me")
             let worker = try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1"])
+            let (web, _) = try await system.startWeb()
             try await body(
                 system,
                 [
@@ -199,12 +200,20 @@ struct PrometheusTests {
                     "store": try OperationsTests.metricsPort(system.store, ready: "udpchat-store ready"),
                     "edge": try OperationsTests.metricsPort(system.edge, ready: "udpchat-edge ready"),
                     "ai": try OperationsTests.metricsPort(worker, ready: "udpchat-ai ready"),
+                    "web": try OperationsTests.metricsPort(web, ready: "udpchat-web ready"),
                 ])
         }
     }
 
-    /// Two new people chat in a new room: twelve messages, one AI reply.
+    /// Two new people chat in a new room: twelve messages, one AI reply;
+    /// and a handshake through udpchat-web when it runs.
     static func traffic(_ system: TestSystem, round: Int) async throws {
+        if let web = system.extraProcesses.value.first(where: { $0.name == "web" }),
+            let ready = web.output.first(where: { $0.hasPrefix("udpchat-web ready") }),
+            let url = ready.split(separator: " ").first(where: { $0.hasPrefix("url=") })?.dropFirst(4)
+        {
+            _ = try await WebBridgeTests.handshakeAndHello(String(url))
+        }
         let acksBefore = try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count")
         let (alice, bob, _, room) = try await system.aliceAndBob(in: "Round \(round)", tag: "\(round)")
         for n in 0..<12 { _ = try await (n % 2 == 0 ? alice : bob).sendMessage(roomId: room.roomId, content: "message \(n)") }

@@ -27,7 +27,7 @@ import sys
 
 import yaml
 
-PROGRAM_PORTS = {"udpchat-keys": 9101, "udpchat-store": 9102, "udpchat-edge": 9103, "udpchat-ai": 9104}
+PROGRAM_PORTS = {"udpchat-keys": 9101, "udpchat-store": 9102, "udpchat-edge": 9103, "udpchat-ai": 9104, "udpchat-web": 9110}
 
 
 def main():

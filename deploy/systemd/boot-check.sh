@@ -14,7 +14,7 @@
 # DIR holds the built programs (default .build/debug). Needs root and
 # systemd-nspawn (Debian's systemd-container, installed if missing). The
 # container shares the host's network: it uses UDP port 19999 and TCP
-# ports 19101-19106 on 127.0.0.1. Exits 0 when every check passes.
+# ports 19101-19106, 19110 and 18000 on 127.0.0.1. Exits 0 when every check passes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -69,6 +69,9 @@ SERVER_PORT=19999
 KEYS_METRICS_PORT=19101
 STORE_METRICS_PORT=19102
 EDGE_METRICS_PORT=19103
+UDP_SERVER_PORT=19999
+WS_PORT=18000
+WEB_METRICS_PORT=19110
 EOF
 # As an operator would: enable the target (which enables udpchat-ai@9104),
 # then trade that worker for one on a port of the check's own.
@@ -95,9 +98,9 @@ done
 inside() { nsenter -t "$init_pid" -a "$@"; }
 
 until inside systemctl is-active --quiet udpchat.target 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.5; done
-units=(udpchat-keys.service udpchat-store.service udpchat-edge.service udpchat-ai@19104.service)
+units=(udpchat-keys.service udpchat-store.service udpchat-edge.service udpchat-web.service udpchat-ai@19104.service)
 all_active() { for unit in "${units[@]}"; do inside systemctl is-active --quiet "$unit" || return 1; done; }
-check "udpchat.target and its four units are active (Type=notify: each said READY=1)" all_active
+check "udpchat.target and its five units are active (Type=notify: each said READY=1)" all_active
 inside systemctl --no-pager --lines=0 status "${units[@]}" | grep -E '●|Active:' | sed 's/^/  /' || true
 
 client="$bin_dir/udpchat"
@@ -105,7 +108,8 @@ known="$work/known_hosts"
 check "a client chats through the edge" \
   "$client" send --server 127.0.0.1:19999 --known-hosts "$known" --email ops@example.com --room Boot --create "hello from systemd"
 ready() { "$PWD/deploy/container/healthcheck" "$1" >/dev/null; }  # /readyz answers 200
-check "every /readyz answers 200" bash -c "$(declare -f ready); ready 19101 && ready 19102 && ready 19103 && ready 19104"
+check "every /readyz answers 200" bash -c "$(declare -f ready); ready 19101 && ready 19102 && ready 19103 && ready 19104 && ready 19110"
+check "udpchat-web serves the page" bash -c "curl -s --max-time 5 http://127.0.0.1:18000/ | grep -q '<title>udpchat</title>'"
 check "the edge's user cannot read the private key" \
   bash -c "! nsenter -t $init_pid -a setpriv --reuid=udpchat-edge --regid=udpchat --init-groups cat /var/lib/udpchat-keys/server_private_key.pem >/dev/null 2>&1"
 # Who reaches which socket, with each program's own credentials (user,
