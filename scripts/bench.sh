@@ -107,6 +107,16 @@ for rate in 1000 2000 2500; do
   record fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --label "$label"
 done
 
+say "udpchat-web: 50 clients in 5 rooms, fixed rates, straight to the edge and through the bridge in turn"
+start_udpchat 19991 MESSAGES_PER_USER=1000000
+WS_PORT=18991 UDP_SERVER_PORT=19991 WEB_METRICS_PORT=0 WEB_MESSAGES_PER_SECOND=1000000 \
+  "$bin_dir/udpchat-web" >"$work/web.log" 2>&1 & pids+=($!)
+wait_for_line "$work/web.log" "udpchat-web ready"
+for rate in 500 1000 1500; do
+  record fanout --server 127.0.0.1:19991 --clients 50 --rooms 5 --rate "$rate" --watch udpchat-edge,udpchat-store,udpchat-web --label "$label-direct"
+  record fanout --web ws://127.0.0.1:18991/ws --clients 50 --rooms 5 --rate "$rate" --watch udpchat-edge,udpchat-store,udpchat-web --label "$label-web"
+done
+
 say "udpchat: saturation, 200 clients in 4 rooms of 50, fixed rates"
 start_udpchat 19991 MESSAGES_PER_USER=1000000
 for rate in 600 800 1000; do

@@ -47,6 +47,8 @@ public enum MetricCatalog {
         "udpchat_web_connections_total": "WebSocket upgrades by result: accepted, over_limit (closed at once), origin_refused.",
         "udpchat_web_frames_total": "Frames relayed, by direction: to_edge (one datagram each) or to_browser.",
         "udpchat_web_stray_datagrams_total": "Datagrams from anyone but the edge, dropped unrelayed.",
+        "udpchat_web_unread_datagrams_total":
+            "Datagrams from the edge dropped because the browser was not reading its WebSocket (the edge sends broadcasts again).",
         "udpchat_web_closed_total": "WebSockets the bridge closed, by reason: flood, oversize, not_json, idle.",
     ]
 }

@@ -34,15 +34,20 @@ final class ConnectionGate: Sendable {
 /// handshakes the relay does not open. Unlike the original, datagrams
 /// from anyone but the edge are dropped, and frames are checked
 /// (`FrameGuard`) before they are relayed.
+///
+/// Frames and datagrams are relayed by channel handlers on the
+/// WebSocket's event loop, where the UDP socket lives too: a frame goes
+/// out as a datagram in the same turn of the loop it came in, with no
+/// task in between (docs/performance.md, "The web bridge"). The
+/// WebSocket's async side keeps the handshake, pings and closing, and
+/// the rare frame that reaches it (a message in fragments).
 struct Relay: Sendable {
     let settings: WebSettings
     let gate: ConnectionGate
     let metrics: WebMetrics
     let logger: Logger
 
-    typealias Datagrams = NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
-
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, eventLoop: any EventLoop, peer: String) async throws {
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, peer: String) async throws {
         guard gate.enter() else {
             metrics.overLimit.increment()
             logger.notice("connection refused: at the limit", metadata: .fields(.address(peer), .count(gate.limit)))
@@ -55,24 +60,44 @@ struct Relay: Sendable {
             gate.leave()
             metrics.connections.record(gate.count)
         }
-        let upstream = settings.upstream
-        let udp = try await DatagramBootstrap(group: eventLoop)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: WireSpec.maxDatagram + 1))
-            .bind(host: upstream.protocol == .inet6 ? "::" : "0.0.0.0", port: 0) { channel in
-                channel.eventLoop.makeCompletedFuture { try Datagrams(wrappingChannelSynchronously: channel) }
-            }
+        let closer = Closer(outbound: outbound)
         let activity = Activity()
-        try await udp.executeThenClose { datagrams, sender in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await toBrowser(datagrams, outbound: outbound, activity: activity) }
-                group.addTask { try await toEdge(inbound, sender: sender, outbound: outbound, activity: activity, peer: peer) }
-                group.addTask { try await closeWhenIdle(outbound: outbound, activity: activity) }
-                // The first to end ends the connection: the browser left, a
-                // frame broke a rule, or it fell idle.
-                _ = try await group.next()
-                group.cancelAll()
+        let (settings, metrics, logger) = (settings, metrics, logger)
+        let udp = try await DatagramBootstrap(group: channel.eventLoop)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: WireSpec.maxDatagram + 1))
+            .channelInitializer { udp in
+                udp.eventLoop.makeCompletedFuture {
+                    try udp.pipeline.syncOperations.addHandler(
+                        ToBrowser(webSocket: channel, upstream: settings.upstream, metrics: metrics, activity: activity))
+                }
             }
+            .bind(host: settings.upstream.protocol == .inet6 ? "::" : "0.0.0.0", port: 0).get()
+        do {
+            let toEdge = try await channel.eventLoop.submit {
+                let handler = ToEdge(
+                    udp: udp, settings: settings, metrics: metrics, activity: activity, closer: closer, peer: peer, logger: logger)
+                // Between the frame decoder and the WebSocket's async side.
+                let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                try channel.pipeline.syncOperations.addHandler(handler, position: .after(decoder.handler))
+                return NIOLoopBound(handler, eventLoop: channel.eventLoop)
+            }.get()
+            // What reaches the async side goes the same way, on the loop.
+            for try await message in inbound.messages(maxSize: WireSpec.maxDatagram) {
+                let payload: ByteBuffer
+                switch message {
+                case .text(let text): payload = ByteBuffer(string: text)
+                case .binary(let bytes): payload = bytes
+                }
+                try await channel.eventLoop.submit {
+                    toEdge.value.relay(payload)
+                    toEdge.value.flush()
+                }.get()
+            }
+        } catch {
+            try? await udp.close()
+            throw error
         }
+        try? await udp.close()
     }
 
     /// Closes a WebSocket opened from a page of a site not allowed.
@@ -83,59 +108,160 @@ struct Relay: Sendable {
         let shown = String(String.UnicodeScalarView(origin.unicodeScalars.filter(\.isASCII).prefix(80)))
         try await outbound.close(.policyViolation, reason: "pages from \(shown) may not connect here")
     }
+}
 
-    private func toBrowser(
-        _ datagrams: NIOAsyncChannelInboundStream<AddressedEnvelope<ByteBuffer>>, outbound: WebSocketOutboundWriter, activity: Activity
-    ) async throws {
-        for try await envelope in datagrams {
-            guard envelope.remoteAddress == settings.upstream else {
-                metrics.strayDatagrams.increment()
-                continue
-            }
-            activity.touch()
-            // The edge writes JSON, so the bytes go out as they came, as text.
-            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: envelope.data)))
-            metrics.framesOut.increment()
-        }
+/// Browser to edge: each whole text or binary frame, checked, goes out as
+/// a datagram; everything else (control frames, fragments) goes on to the
+/// WebSocket's async side. It also closes the WebSocket when it falls idle.
+private final class ToEdge: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    let udp: any Channel
+    let settings: WebSettings
+    let metrics: WebMetrics
+    let activity: Activity
+    let closer: Closer
+    let peer: String
+    let logger: Logger
+    private var rules: FrameGuard
+    private var unflushed = false
+    private var idleCheck: Scheduled<Void>?
+
+    init(udp: any Channel, settings: WebSettings, metrics: WebMetrics, activity: Activity, closer: Closer, peer: String, logger: Logger) {
+        self.udp = udp
+        self.settings = settings
+        self.metrics = metrics
+        self.activity = activity
+        self.closer = closer
+        self.peer = peer
+        self.logger = logger
+        rules = FrameGuard(maxBytes: settings.maxFrameBytes, rate: settings.messagesPerSecond, now: MonotonicClock.now())
     }
 
-    private func toEdge(
-        _ inbound: WebSocketInboundStream, sender: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>,
-        outbound: WebSocketOutboundWriter, activity: Activity, peer: String
-    ) async throws {
-        var rules = FrameGuard(maxBytes: settings.maxFrameBytes, rate: settings.messagesPerSecond, now: MonotonicClock.now())
-        // Messages up to a UDP datagram are read whole, so that one just
-        // over the edge's limit is refused with a reason; beyond that the
-        // frame decoder closes the connection with 1009 itself.
-        for try await message in inbound.messages(maxSize: WireSpec.maxDatagram) {
-            let payload: ByteBuffer
-            switch message {
-            case .text(let text): payload = ByteBuffer(string: text)
-            case .binary(let bytes): payload = bytes
-            }
-            do {
-                try rules.admit(Array(buffer: payload), now: MonotonicClock.now())
-            } catch {
-                metrics.closed(error.metric)
-                logger.notice("connection closed", metadata: .fields(.address(peer), .reason(error.reason)))
-                try await outbound.close(.init(codeNumber: Int(error.code)), reason: error.reason)
+    func handlerAdded(context: ChannelHandlerContext) {
+        scheduleIdleCheck(on: context.eventLoop, after: settings.inactivity.nanoseconds)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleCheck?.cancel()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleCheck?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard frame.fin, frame.opcode == .text || frame.opcode == .binary else {
+            context.fireChannelRead(data)
+            return
+        }
+        relay(frame.unmaskedData)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    /// Checks one frame and sends it on; a frame that breaks a rule
+    /// closes the WebSocket, and nothing after it is relayed.
+    func relay(_ payload: ByteBuffer) {
+        guard !closer.isClosing else { return }
+        do {
+            try rules.admit(Array(buffer: payload), now: MonotonicClock.now())
+        } catch {
+            metrics.closed(error.metric)
+            logger.notice("connection closed", metadata: .fields(.address(peer), .reason(error.reason)))
+            closer.close(.init(codeNumber: Int(error.code)), reason: error.reason)
+            return
+        }
+        activity.touch()
+        udp.write(AddressedEnvelope(remoteAddress: settings.upstream, data: payload), promise: nil)
+        unflushed = true
+        metrics.framesIn.increment()
+    }
+
+    func flush() {
+        guard unflushed else { return }
+        unflushed = false
+        udp.flush()
+    }
+
+    private func scheduleIdleCheck(on loop: any EventLoop, after delay: UInt64) {
+        idleCheck = loop.scheduleTask(in: .nanoseconds(Int64(delay))) { [self] in
+            let limit = settings.inactivity.nanoseconds
+            let idle = MonotonicClock.now() &- activity.last
+            guard idle >= limit else {
+                scheduleIdleCheck(on: loop, after: limit - idle)
                 return
             }
-            activity.touch()
-            try await sender.write(AddressedEnvelope(remoteAddress: settings.upstream, data: payload))
-            metrics.framesIn.increment()
+            metrics.closed("idle")
+            closer.close(.normalClosure, reason: "nothing relayed for \(settings.inactivity.components.seconds) s")
         }
     }
+}
 
-    private func closeWhenIdle(outbound: WebSocketOutboundWriter, activity: Activity) async throws {
-        let limit = settings.inactivity.nanoseconds
-        while true {
-            let idle = MonotonicClock.now() &- activity.last
-            if idle >= limit { break }
-            try await Task.sleep(for: .nanoseconds(limit - idle))
+/// Edge to browser: each datagram from the edge becomes one text frame,
+/// written straight into the WebSocket's pipeline. A browser that does
+/// not read loses datagrams rather than growing the bridge's memory: the
+/// edge sends unacknowledged broadcasts again.
+private final class ToBrowser: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    let webSocket: any Channel
+    let upstream: SocketAddress
+    let metrics: WebMetrics
+    let activity: Activity
+    private var unflushed = false
+
+    init(webSocket: any Channel, upstream: SocketAddress, metrics: WebMetrics, activity: Activity) {
+        self.webSocket = webSocket
+        self.upstream = upstream
+        self.metrics = metrics
+        self.activity = activity
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard envelope.remoteAddress == upstream else {
+            metrics.strayDatagrams.increment()
+            return
         }
-        metrics.closed("idle")
-        try await outbound.close(.normalClosure, reason: "nothing relayed for \(settings.inactivity.components.seconds) s")
+        guard webSocket.isWritable else {
+            metrics.unread.increment()
+            return
+        }
+        activity.touch()
+        // The edge writes JSON, so the bytes go out as they came, as text.
+        webSocket.write(WebSocketFrame(fin: true, opcode: .text, data: envelope.data), promise: nil)
+        unflushed = true
+        metrics.framesOut.increment()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if unflushed {
+            unflushed = false
+            webSocket.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+}
+
+/// Closes the WebSocket once, with a code and reason, from the loop.
+private final class Closer: Sendable {
+    let outbound: WebSocketOutboundWriter
+    private let closing = Atomic<Bool>(false)
+
+    init(outbound: WebSocketOutboundWriter) { self.outbound = outbound }
+
+    var isClosing: Bool { closing.load(ordering: .relaxed) }
+
+    func close(_ code: WebSocketErrorCode, reason: String) {
+        guard !closing.exchange(true, ordering: .relaxed) else { return }
+        Task { [outbound] in try? await outbound.close(code, reason: reason) }
     }
 }
 

@@ -43,7 +43,6 @@ struct WebCommand: AsyncParsableCommand {
             validateUTF8: true)
         var server = HTTPServerBuilder.http1WebSocketUpgrade(configuration: .init(ws: webSocket)) { head, channel, _ in
             guard head.path?.split(separator: "?").first == "/ws" else { return .dontUpgrade }
-            let eventLoop = channel.eventLoop
             let peer = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
             // A page from a site not allowed gets its WebSocket closed at once
             // with the reason (a refused upgrade would tell it nothing); no
@@ -53,7 +52,7 @@ struct WebCommand: AsyncParsableCommand {
                 return .upgrade([:]) { _, outbound, _ in try await relay.refuse(origin: origin ?? "", outbound: outbound, peer: peer) }
             }
             return .upgrade([:]) { inbound, outbound, _ in
-                try await relay.run(inbound: inbound, outbound: outbound, eventLoop: eventLoop, peer: peer)
+                try await relay.run(inbound: inbound, outbound: outbound, channel: channel, peer: peer)
             }
         }
         if let tls = settings.tls {

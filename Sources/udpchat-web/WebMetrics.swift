@@ -9,6 +9,8 @@ struct WebMetrics: Sendable {
     let framesIn = Counter(label: "udpchat_web_frames_total", dimensions: [("direction", "to_edge")])
     let framesOut = Counter(label: "udpchat_web_frames_total", dimensions: [("direction", "to_browser")])
     let strayDatagrams = Counter(label: "udpchat_web_stray_datagrams_total")
+    /// Datagrams for a browser that was not reading, dropped.
+    let unread = Counter(label: "udpchat_web_unread_datagrams_total")
 
     /// WebSockets the bridge closed, by reason: flood, oversize, not_json, idle.
     func closed(_ reason: String) {

@@ -17,8 +17,12 @@ struct BenchSmokeTests {
         try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1", "MESSAGES_PER_USER": "1000"]) { system in
             let (status, output) = try await system.run(
                 "udpchat",
-                ["bench", "fanout", "--server", "127.0.0.1:\(system.port)", "--clients", "6", "--rooms", "2", "--duration", "2", "--drain", "20",
-                 "--label", "smoke", "--watch", "none", "--pid", "udpchat-edge=\(system.edge.pid)", "--pid", "udpchat-store=\(system.store.pid)"])
+                [
+                    "bench", "fanout", "--server", "127.0.0.1:\(system.port)", "--clients", "6", "--rooms", "2", "--duration", "2",
+                    "--drain", "20",
+                    "--label", "smoke", "--watch", "none", "--pid", "udpchat-edge=\(system.edge.pid)", "--pid",
+                    "udpchat-store=\(system.store.pid)",
+                ])
             print(output)
             #expect(status == 0, "\(output)")
             let report = try Self.report(output)
@@ -31,6 +35,31 @@ struct BenchSmokeTests {
             #expect(report["label"]?.stringValue == "smoke")
             let servers = report["servers"]?.arrayValue?.compactMap { $0.objectValue?["name"]?.stringValue } ?? []
             #expect(servers.sorted() == ["udpchat-edge", "udpchat-store"], "this system's servers' usage is reported: \(servers)")
+        }
+    }
+
+    /// The same through udpchat-web: every datagram a frame of the
+    /// client's WebSocket, and the bridge's own counters show it carried them.
+    @Test func aShortFanOutRunThroughTheWebBridgeLosesNothing() async throws {
+        try await withSystem(settings: ["RATE_LIMIT_EXEMPT": "127.0.0.1", "MESSAGES_PER_USER": "1000"]) { system in
+            let (web, url) = try await system.startWeb(["WEB_MESSAGES_PER_SECOND": "100000"])
+            let (status, output) = try await system.run(
+                "udpchat",
+                [
+                    "bench", "fanout", "--web", WebBridgeTests.endpoint(url), "--clients", "6", "--rooms", "2", "--duration", "2",
+                    "--drain", "20",
+                    "--watch", "none", "--pid", "udpchat-web=\(web.pid)",
+                ])
+            print(output)
+            #expect(status == 0, "\(output)")
+            let report = try Self.report(output)
+            let confirmed = report["confirmed"]?.intValue ?? 0
+            #expect(confirmed > 10 && report["lost"]?.intValue == 0 && report["unanswered"]?.intValue == 0)
+            #expect(report["deliveries"]?.intValue == 3 * confirmed)
+            #expect(report["server"]?.stringValue == WebBridgeTests.endpoint(url))
+            // Each message went to the edge through the bridge, and its three copies came back through it.
+            #expect(try WebBridgeTests.metric(web, "udpchat_web_frames_total", ["direction=\"to_edge\""]) >= Double(confirmed))
+            #expect(try WebBridgeTests.metric(web, "udpchat_web_frames_total", ["direction=\"to_browser\""]) >= Double(3 * confirmed))
         }
     }
 

@@ -40,6 +40,11 @@ struct BenchOptions: ParsableArguments {
     var keyBits = 2048
     @Option(help: "Seconds before an unanswered request is sent again as the same datagram (0: never, as the web client).")
     var retryInterval = 1.0
+    @Option(help: "Go through udpchat-web: its WebSocket URL (ws://HOST:PORT/ws), one WebSocket per socket; --server is then unused.")
+    var web: String?
+
+    /// What the clients talk to: the bridge's URL, or the server.
+    var target: String { web ?? server }
 
     func address() throws -> SocketAddress {
         guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
@@ -82,16 +87,21 @@ final class BenchClients: Sendable {
         }
         let timeout = TimeAmount.milliseconds(Int64(options.timeout * 1000))
         let retry = options.retryInterval > 0 ? TimeAmount.milliseconds(Int64(options.retryInterval * 1000)) : nil
+        let web = try options.web.map { try BenchWebSocket.Endpoint($0) }
         var workers: [BenchWorker] = []
         for _ in 0..<workerCount {
-            workers.append(BenchWorker(
-                    loop: group.next(), server: server, handshake: try BenchHandshake(key: key), requestTimeout: timeout, retryInterval: retry, perSocket: perSocket))
+            workers.append(
+                BenchWorker(
+                    loop: group.next(), server: server, web: web, handshake: try BenchHandshake(key: key), requestTimeout: timeout,
+                    retryInterval: retry, perSocket: perSocket))
         }
         let sockets = (count + perSocket - 1) / perSocket
         let bindHost = server.protocol == .inet6 ? "::1" : "127.0.0.1"
         for (index, worker) in workers.enumerated() {
             let mine = sockets / workerCount + (index < sockets % workerCount ? 1 : 0)
-            try await worker.open(sockets: max(1, mine), bindHost: server.ipAddress?.hasPrefix("127.") == true || server.protocol == .inet6 ? bindHost : "0.0.0.0")
+            try await worker.open(
+                sockets: max(1, mine),
+                bindHost: server.ipAddress?.hasPrefix("127.") == true || server.protocol == .inet6 ? bindHost : "0.0.0.0")
         }
         self.workers = workers
         self.count = count
@@ -140,7 +150,8 @@ func setUp(_ clients: BenchClients, rooms: Int, run: String, roomsPerSession: In
     let connect = { @Sendable (index: Int) async throws in
         let worker = clients.worker(index)
         try await worker.handshake(index)
-        let welcome = try await worker.request(index, .login(email: "bench-\(run)-\(index)@example.com", password: nil), expecting: ["WELCOME"])
+        let welcome = try await worker.request(
+            index, .login(email: "bench-\(run)-\(index)@example.com", password: nil), expecting: ["WELCOME"])
         guard case .welcome = welcome else { throw BenchError("LOGIN answered \(welcome.typeName)") }
     }
     // The rooms' creators first, so that each new room's list goes to few sessions.

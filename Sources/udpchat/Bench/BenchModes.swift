@@ -41,8 +41,10 @@ struct Fanout: AsyncParsableCommand {
         let before = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         let interval = rate.map { TimeAmount.nanoseconds(Int64(Double(clients) / $0 * 1e9)) }
         let start = MonotonicClock.now() + UInt64(warmup * 1e9)
-        for worker in bench.workers { try await worker.startTraffic(
-                size: size, interval: interval, messageTimeout: messageTimeout.map { .milliseconds(Int64($0 * 1000)) }, measureFrom: start) }
+        for worker in bench.workers {
+            try await worker.startTraffic(
+                size: size, interval: interval, messageTimeout: messageTimeout.map { .milliseconds(Int64($0 * 1000)) }, measureFrom: start)
+        }
         try await Task.sleep(for: .milliseconds(Int64((warmup + duration) * 1000)))
         for worker in bench.workers { try await worker.stopTraffic() }
         let stopped = MonotonicClock.now()
@@ -116,10 +118,12 @@ struct Handshakes: AsyncParsableCommand {
             ("failed", "\(tally.failed)\(tally.firstFailure.map { " (first: \($0))" } ?? "")"),
         ]
         var json: JSONObject = [
-            "bench": "handshakes", "label": .string(options.label), "server": .string(options.server),
+            "bench": "handshakes", "label": .string(options.label), "server": .string(options.target),
             "concurrency": .int(Int64(concurrency)), "seconds": .double(elapsed), "handshakes": .int(Int64(sorted.count)),
             "handshakes_per_second": .double(Double(sorted.count) / elapsed), "failed": .int(Int64(tally.failed)),
-            "latency_ms": ["p50": .double(msValue(sorted, 0.5)), "p99": .double(msValue(sorted, 0.99)), "max": .double(msValue(sorted, 1.0))],
+            "latency_ms": [
+                "p50": .double(msValue(sorted, 0.5)), "p99": .double(msValue(sorted, 0.99)), "max": .double(msValue(sorted, 1.0)),
+            ],
         ]
         json.append("servers", serverUsage(before: before, after: after))
         printReport(title: "handshakes", rows: rows + usageRows(before: before, after: after), json: json)
@@ -156,21 +160,27 @@ struct Idle: AsyncParsableCommand {
         try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
         let after = processes.compactMap { ProcessUsage.read(pid: $0.pid, name: $0.name) }
         var rows: [(String, String)] = [
-            ("sessions", "\(sessions) in \(rooms) rooms (\(roomsPerSession) each), set up in \(format(setup)) s, then silent for \(format(settle)) s")
+            (
+                "sessions",
+                "\(sessions) in \(rooms) rooms (\(roomsPerSession) each), set up in \(format(setup)) s, then silent for \(format(settle)) s"
+            )
         ]
         var servers: [JSONValue] = []
         for usage in after {
             guard let start = before.first(where: { $0.pid == usage.pid }) else { continue }
             let grown = usage.rssBytes - start.rssBytes
-            rows.append(("\(usage.name) RSS", "\(mb(start.rssBytes)) -> \(mb(usage.rssBytes)) MB, \(grown / max(1, sessions)) bytes per session"))
+            rows.append(
+                ("\(usage.name) RSS", "\(mb(start.rssBytes)) -> \(mb(usage.rssBytes)) MB, \(grown / max(1, sessions)) bytes per session"))
             servers.append([
-                "name": .string(usage.name), "rss_before_bytes": .int(Int64(start.rssBytes)), "rss_after_bytes": .int(Int64(usage.rssBytes)),
+                "name": .string(usage.name), "rss_before_bytes": .int(Int64(start.rssBytes)),
+                "rss_after_bytes": .int(Int64(usage.rssBytes)),
                 "bytes_per_session": .int(Int64(grown / max(1, sessions))),
             ])
         }
         let json: JSONObject = [
-            "bench": "idle", "label": .string(options.label), "server": .string(options.server), "sessions": .int(Int64(sessions)),
-            "rooms": .int(Int64(rooms)), "rooms_per_session": .int(Int64(roomsPerSession)), "setup_seconds": .double(setup), "silent_seconds": .double(settle), "servers": .array(servers),
+            "bench": "idle", "label": .string(options.label), "server": .string(options.target), "sessions": .int(Int64(sessions)),
+            "rooms": .int(Int64(rooms)), "rooms_per_session": .int(Int64(roomsPerSession)), "setup_seconds": .double(setup),
+            "silent_seconds": .double(settle), "servers": .array(servers),
         ]
         printReport(title: "idle sessions", rows: rows, json: json)
         await bench.close()

@@ -45,7 +45,8 @@ struct FanoutReport {
         latencies.sort()
         let rows: [(String, String)] = [
             (
-                "clients, rooms", "\(clients) in \(rooms) rooms (\(members.values.sorted().map(String.init).joined(separator: "/")) members), \(size)-byte messages, "
+                "clients, rooms",
+                "\(clients) in \(rooms) rooms (\(members.values.sorted().map(String.init).joined(separator: "/")) members), \(size)-byte messages, "
                     + (rate.map { "\(format($0)) messages/s" } ?? "closed loop")
             ),
             (
@@ -61,7 +62,7 @@ struct FanoutReport {
             ("duplicates", "\(duplicates)"),
         ]
         var json: JSONObject = [
-            "bench": "fanout", "label": .string(options.label), "server": .string(options.server), "clients": .int(Int64(clients)),
+            "bench": "fanout", "label": .string(options.label), "server": .string(options.target), "clients": .int(Int64(clients)),
             "rooms": .int(Int64(rooms)), "size": .int(Int64(size)), "rate": rate.map { JSONValue.double($0) } ?? .null,
             "seconds": .double(runSeconds), "sent": .int(Int64(sent)), "confirmed": .int(Int64(confirmed)),
             "refused": .int(Int64(refused)), "unanswered": .int(Int64(unanswered)), "warmup_seconds": .double(warmup),

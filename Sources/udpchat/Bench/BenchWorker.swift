@@ -12,6 +12,8 @@ import NIOPosix
 final class BenchWorker: @unchecked Sendable {
     let loop: any EventLoop
     let server: SocketAddress
+    /// udpchat-web's WebSocket endpoint, when the clients go through it.
+    let web: BenchWebSocket.Endpoint?
     let requestTimeout: TimeAmount
     var sockets: [any Channel] = []
     private var sessions: [String: BenchSession] = [:]
@@ -47,9 +49,11 @@ final class BenchWorker: @unchecked Sendable {
     let retryInterval: TimeAmount?
 
     init(
-        loop: any EventLoop, server: SocketAddress, handshake: BenchHandshake, requestTimeout: TimeAmount, retryInterval: TimeAmount?,
-        perSocket: Int
+        loop: any EventLoop, server: SocketAddress, web: BenchWebSocket.Endpoint? = nil, handshake: BenchHandshake,
+        requestTimeout: TimeAmount,
+        retryInterval: TimeAmount?, perSocket: Int
     ) {
+        self.web = web
         self.retryInterval = retryInterval
         self.loop = loop
         self.perSocket = max(1, perSocket)
@@ -60,21 +64,16 @@ final class BenchWorker: @unchecked Sendable {
 
     // MARK: - Sockets
 
-    /// Opens `count` UDP sockets on this worker's loop.
+    /// Opens `count` UDP sockets (or WebSockets, with `web`) on this worker's loop.
     func open(sockets count: Int, bindHost: String) async throws {
         for _ in 0..<count {
             let box = WorkerBox(self)
-            let channel = try await DatagramBootstrap(group: loop)
-                .channelOption(.socketOption(.so_rcvbuf), value: 8 << 20)
-                // recvmmsg: the buffer is shared by the datagrams of one read, so it holds
-                // `readBatch` of the largest a bench expects.
-                .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.largestDatagram))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramReceiver { bytes, _ in box.worker?.received(bytes, socket: box.socket) }) }
-                }
-                .bind(host: bindHost, port: 0)
-                .get()
+            let channel: any Channel
+            if let web {
+                channel = try await BenchWebSocket.connect(web, on: loop) { bytes in box.worker?.received(bytes, socket: box.socket) }
+            } else {
+                channel = try await udpSocket(box, bindHost: bindHost)
+            }
             try await loop.submit { [self] in
                 let index = sockets.count
                 sockets.append(channel)
@@ -84,6 +83,23 @@ final class BenchWorker: @unchecked Sendable {
         }
     }
 
+    private func udpSocket(_ box: WorkerBox, bindHost: String) async throws -> any Channel {
+        try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_rcvbuf), value: 8 << 20)
+            // recvmmsg: the buffer is shared by the datagrams of one read, so it holds
+            // `readBatch` of the largest a bench expects.
+            .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.largestDatagram))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        DatagramReceiver { bytes, _ in box.worker?.received(bytes, socket: box.socket) })
+                }
+            }
+            .bind(host: bindHost, port: 0)
+            .get()
+    }
+
     func close() async {
         let channels = (try? await loop.submit { [self] in sockets }.get()) ?? []
         for channel in channels { try? await channel.close() }
@@ -91,7 +107,11 @@ final class BenchWorker: @unchecked Sendable {
 
     func write(_ bytes: [UInt8], on socket: Int) {
         let channel = sockets[socket]
-        channel.write(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        if web != nil {
+            channel.write(BenchWebSocket.frame(bytes, allocator: channel.allocator), promise: nil)
+        } else {
+            channel.write(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        }
         if !writesPending {
             writesPending = true
             // Datagrams written in one turn of the loop go out in one flush.
@@ -141,7 +161,8 @@ final class BenchWorker: @unchecked Sendable {
             guard session.requests == request, let pending = session.pending else { return }
             session.pending = nil
             retry?.cancel()
-            pending.done(.failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(requestTimeout.nanoseconds / 1_000_000) ms")))
+            pending.done(
+                .failure(BenchError("no \(types.sorted().joined(separator: "/")) within \(requestTimeout.nanoseconds / 1_000_000) ms")))
         }
         session.pending = (types, done, timer, retry)
         write(datagram, on: session.socket)
@@ -323,7 +344,9 @@ final class BenchWorker: @unchecked Sendable {
             session.pending = nil
             pending.timer?.cancel()
             pending.retry?.cancel()
-            pending.done(.success(.messageSent(messageId: event.messageId, roomId: event.roomId, content: event.content, timestamp: event.timestamp)))
+            pending.done(
+                .success(.messageSent(messageId: event.messageId, roomId: event.roomId, content: event.content, timestamp: event.timestamp))
+            )
         }
         guard sentAt >= runStart else { return }
         let now = MonotonicClock.now()

@@ -34,7 +34,8 @@ struct ProcessUsage: Sendable {
         var found: [(String, Int32)] = []
         for entry in entries {
             guard let pid = Int32(entry),
-                let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+                let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines),
                 names.contains(comm)
             else { continue }
             found.append((comm, pid))
