@@ -60,28 +60,34 @@ struct Relay: Sendable {
             gate.leave()
             metrics.connections.record(gate.count)
         }
-        let closer = Closer(outbound: outbound)
+        let closer = Closer(webSocket: channel, outbound: outbound)
         let activity = Activity()
         let (settings, metrics, logger) = (settings, metrics, logger)
+        // First in the pipeline, between the frame decoder and the
+        // WebSocket's async side, so that few frames go the slow way; it
+        // holds what comes before the UDP socket is there.
+        let toEdge = try await channel.eventLoop.submit {
+            let handler = ToEdge(settings: settings, metrics: metrics, activity: activity, closer: closer, peer: peer, logger: logger)
+            let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(handler, position: .after(decoder.handler))
+            return NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        }.get()
         let udp = try await DatagramBootstrap(group: channel.eventLoop)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: WireSpec.maxDatagram + 1))
             .channelInitializer { udp in
                 udp.eventLoop.makeCompletedFuture {
                     try udp.pipeline.syncOperations.addHandler(
-                        ToBrowser(webSocket: channel, upstream: settings.upstream, metrics: metrics, activity: activity))
+                        ToBrowser(webSocket: channel, upstream: settings.upstream, metrics: metrics, activity: activity, closer: closer))
                 }
             }
             .bind(host: settings.upstream.protocol == .inet6 ? "::" : "0.0.0.0", port: 0).get()
         do {
-            let toEdge = try await channel.eventLoop.submit {
-                let handler = ToEdge(
-                    udp: udp, settings: settings, metrics: metrics, activity: activity, closer: closer, peer: peer, logger: logger)
-                // Between the frame decoder and the WebSocket's async side.
-                let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-                try channel.pipeline.syncOperations.addHandler(handler, position: .after(decoder.handler))
-                return NIOLoopBound(handler, eventLoop: channel.eventLoop)
-            }.get()
-            // What reaches the async side goes the same way, on the loop.
+            try await channel.eventLoop.submit { toEdge.value.attach(udp) }.get()
+            // Frames that reached the async side (a message in fragments, or
+            // one that came before the handler was in place) go the same way,
+            // on the loop. Those that came before may so pass a later one;
+            // datagrams may arrive in any order anyway, and the protocol
+            // allows for it.
             for try await message in inbound.messages(maxSize: WireSpec.maxDatagram) {
                 let payload: ByteBuffer
                 switch message {
@@ -117,7 +123,9 @@ private final class ToEdge: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
 
-    let udp: any Channel
+    private var udp: (any Channel)?
+    /// Frames that came before the UDP socket was bound.
+    private var held: [ByteBuffer] = []
     let settings: WebSettings
     let metrics: WebMetrics
     let activity: Activity
@@ -128,8 +136,7 @@ private final class ToEdge: ChannelInboundHandler, RemovableChannelHandler {
     private var unflushed = false
     private var idleCheck: Scheduled<Void>?
 
-    init(udp: any Channel, settings: WebSettings, metrics: WebMetrics, activity: Activity, closer: Closer, peer: String, logger: Logger) {
-        self.udp = udp
+    init(settings: WebSettings, metrics: WebMetrics, activity: Activity, closer: Closer, peer: String, logger: Logger) {
         self.settings = settings
         self.metrics = metrics
         self.activity = activity
@@ -137,6 +144,14 @@ private final class ToEdge: ChannelInboundHandler, RemovableChannelHandler {
         self.peer = peer
         self.logger = logger
         rules = FrameGuard(maxBytes: settings.maxFrameBytes, rate: settings.messagesPerSecond, now: MonotonicClock.now())
+    }
+
+    /// The UDP socket is bound: what was held goes out, in order.
+    func attach(_ udp: any Channel) {
+        self.udp = udp
+        for payload in held { send(payload, on: udp) }
+        held = []
+        flush()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -179,13 +194,21 @@ private final class ToEdge: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         activity.touch()
+        guard let udp else {
+            held.append(payload)
+            return
+        }
+        send(payload, on: udp)
+    }
+
+    private func send(_ payload: ByteBuffer, on udp: any Channel) {
         udp.write(AddressedEnvelope(remoteAddress: settings.upstream, data: payload), promise: nil)
         unflushed = true
         metrics.framesIn.increment()
     }
 
     func flush() {
-        guard unflushed else { return }
+        guard unflushed, let udp else { return }
         unflushed = false
         udp.flush()
     }
@@ -215,13 +238,15 @@ private final class ToBrowser: ChannelInboundHandler {
     let upstream: SocketAddress
     let metrics: WebMetrics
     let activity: Activity
+    let closer: Closer
     private var unflushed = false
 
-    init(webSocket: any Channel, upstream: SocketAddress, metrics: WebMetrics, activity: Activity) {
+    init(webSocket: any Channel, upstream: SocketAddress, metrics: WebMetrics, activity: Activity, closer: Closer) {
         self.webSocket = webSocket
         self.upstream = upstream
         self.metrics = metrics
         self.activity = activity
+        self.closer = closer
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -230,13 +255,20 @@ private final class ToBrowser: ChannelInboundHandler {
             metrics.strayDatagrams.increment()
             return
         }
+        // Nothing follows a close frame.
+        guard !closer.isClosing else { return }
         guard webSocket.isWritable else {
             metrics.unread.increment()
             return
         }
         activity.touch()
         // The edge writes JSON, so the bytes go out as they came, as text.
-        webSocket.write(WebSocketFrame(fin: true, opcode: .text, data: envelope.data), promise: nil)
+        // A copy of their own size: a slice would keep the whole receive
+        // buffer (64 KiB) alive while it waits to be sent, out of sight of
+        // the WebSocket's writability.
+        var text = context.channel.allocator.buffer(capacity: envelope.data.readableBytes)
+        text.writeImmutableBuffer(envelope.data)
+        webSocket.write(WebSocketFrame(fin: true, opcode: .text, data: text), promise: nil)
         unflushed = true
         metrics.framesOut.increment()
     }
@@ -250,18 +282,30 @@ private final class ToBrowser: ChannelInboundHandler {
     }
 }
 
-/// Closes the WebSocket once, with a code and reason, from the loop.
+/// Closes the WebSocket once, with a code and reason, from the loop. A
+/// client that does not answer the close frame within `answerLimit` has
+/// its connection dropped: its place and its UDP socket are not held for it.
 private final class Closer: Sendable {
+    let webSocket: any Channel
     let outbound: WebSocketOutboundWriter
     private let closing = Atomic<Bool>(false)
 
-    init(outbound: WebSocketOutboundWriter) { self.outbound = outbound }
+    /// Implementation constant: the time a client gets to answer a close,
+    /// as the WebSocket library gives one when the bridge stops.
+    static let answerLimit: TimeAmount = .seconds(10)
+
+    init(webSocket: any Channel, outbound: WebSocketOutboundWriter) {
+        self.webSocket = webSocket
+        self.outbound = outbound
+    }
 
     var isClosing: Bool { closing.load(ordering: .relaxed) }
 
     func close(_ code: WebSocketErrorCode, reason: String) {
         guard !closing.exchange(true, ordering: .relaxed) else { return }
         Task { [outbound] in try? await outbound.close(code, reason: reason) }
+        let webSocket = webSocket
+        webSocket.eventLoop.scheduleTask(in: Self.answerLimit) { webSocket.close(promise: nil) }
     }
 }
 

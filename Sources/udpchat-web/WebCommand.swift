@@ -60,16 +60,19 @@ struct WebCommand: AsyncParsableCommand {
         }
 
         let (listening, announce) = AsyncStream<Int>.makeStream()
+        let serving = MutexBox(false)
         let application = Application(
             router: router, server: server,
             configuration: .init(address: .hostname(settings.bind, port: settings.port), serverName: "udpchat-web"),
             onServerRunning: { channel in
+                serving.value = true
                 SystemdNotifier.notify("READY=1")
                 announce.yield(channel.localAddress?.port ?? settings.port)
                 announce.finish()
             },
             logger: logger)
-        _ = try await program.startOps { OpsServer.Response(text: "ready\n") }
+        // Ready once the page and /ws are served.
+        _ = try await program.startOps { OpsServer.readiness([("http", serving.value)]) }
         logger.info("relaying", metadata: .fields(.address(settings.upstreamText)))
         return .init(
             ready: "", readyEnd: "edge=\(settings.upstreamText)", services: [ListenService(application: application, settings: settings)],

@@ -50,8 +50,9 @@ struct WebSettings: Sendable {
 }
 
 /// Which pages may open a WebSocket. Browsers send the page's origin
-/// with every upgrade; a page from another site must not be able to
-/// spend this bridge's connections and the edge's trust in its address.
+/// with every upgrade; a page from another site must not be able to use
+/// its visitors' browsers to reach this bridge (one on 127.0.0.1, say) or
+/// spend its connections.
 struct OriginPolicy: Sendable, Equatable {
     /// Origins allowed besides the bridge's own; nil: any.
     var allowed: Set<String>?
@@ -70,17 +71,34 @@ struct OriginPolicy: Sendable, Equatable {
     }
 
     /// Whether an upgrade with this `Origin` header (nil: none sent) and
-    /// `Host` header may go ahead. A browser always sends its page's
-    /// origin, http(s)://… (or `null`); anything else comes from a program,
-    /// which could send any origin it liked, so it is not judged by it.
+    /// `Host` header may go ahead.
+    ///
+    /// - No origin, or a ws:// or wss:// one, comes from a program, not a
+    ///   browser (browsers send the page's origin): a program could send any
+    ///   origin it liked, so it is not judged by it.
+    /// - A listed origin is allowed.
+    /// - The page's own origin (its host is the `Host` the browser asked
+    ///   for) is allowed when that host is an IP address or `localhost`. A
+    ///   name could be anyone's pointing at this address (DNS rebinding):
+    ///   a bridge reached by name lists its origin in WEB_ALLOWED_ORIGINS.
     func admits(origin: String?, host: String?) -> Bool {
         guard let allowed, let origin else { return true }
         let given = origin.lowercased()
-        guard given == "null" || given.hasPrefix("http://") || given.hasPrefix("https://") else { return true }
+        if given.hasPrefix("ws://") || given.hasPrefix("wss://") { return true }
         if allowed.contains(given) { return true }
-        // The page's own origin: scheme://HOST where HOST is what the
-        // browser asked this server for.
-        guard let host = host?.lowercased(), let separator = given.range(of: "://") else { return false }
-        return given[separator.upperBound...] == host
+        guard let host = host?.lowercased(), let separator = given.range(of: "://"),
+            given.hasPrefix("http://") || given.hasPrefix("https://"), given[separator.upperBound...] == host
+        else { return false }
+        return Self.isAddressOrLocalhost(host)
+    }
+
+    /// `host[:port]` names an IP address (`[v6]` too) or localhost.
+    static func isAddressOrLocalhost(_ authority: String) -> Bool {
+        var name = authority
+        if name.hasPrefix("[") { return name.contains("]") }
+        if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
+        if name == "localhost" { return true }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
     }
 }

@@ -56,7 +56,6 @@ struct BenchSmokeTests {
             let confirmed = report["confirmed"]?.intValue ?? 0
             #expect(confirmed > 10 && report["lost"]?.intValue == 0 && report["unanswered"]?.intValue == 0)
             #expect(report["deliveries"]?.intValue == 3 * confirmed)
-            #expect(report["server"]?.stringValue == WebBridgeTests.endpoint(url))
             // Each message went to the edge through the bridge, and its three copies came back through it.
             #expect(try WebBridgeTests.metric(web, "udpchat_web_frames_total", ["direction=\"to_edge\""]) >= Double(confirmed))
             #expect(try WebBridgeTests.metric(web, "udpchat_web_frames_total", ["direction=\"to_browser\""]) >= Double(3 * confirmed))

@@ -205,15 +205,13 @@ struct PrometheusTests {
         }
     }
 
-    /// Two new people chat in a new room: twelve messages, one AI reply;
-    /// and a handshake through udpchat-web when it runs.
+    /// A handshake through udpchat-web; two new people chat in a new room:
+    /// twelve messages, one AI reply.
     static func traffic(_ system: TestSystem, round: Int) async throws {
-        if let web = system.extraProcesses.value.first(where: { $0.name == "web" }),
-            let ready = web.output.first(where: { $0.hasPrefix("udpchat-web ready") }),
-            let url = ready.split(separator: " ").first(where: { $0.hasPrefix("url=") })?.dropFirst(4)
-        {
-            _ = try await WebBridgeTests.handshakeAndHello(String(url))
-        }
+        let web = try #require(system.extraProcesses.value.first { $0.name == "web" }, "udpchat-web runs")
+        let ready = try #require(web.output.first { $0.hasPrefix("udpchat-web ready") })
+        let url = try #require(ready.split(separator: " ").first { $0.hasPrefix("url=") }?.dropFirst(4))
+        _ = try await WebBridgeTests.handshakeAndHello(String(url))
         let acksBefore = try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count")
         let (alice, bob, _, room) = try await system.aliceAndBob(in: "Round \(round)", tag: "\(round)")
         for n in 0..<12 { _ = try await (n % 2 == 0 ? alice : bob).sendMessage(roomId: room.roomId, content: "message \(n)") }

@@ -59,14 +59,20 @@ struct FrameGuardTests {
 
 /// Which pages may open WebSockets.
 struct OriginPolicyTests {
-    @Test func byDefaultOnlyThePagesOwnOriginAndClientsWithoutOne() throws {
+    @Test func byDefaultThePagesOwnOriginByAddressAndProgramsOnly() throws {
         let policy = try OriginPolicy("")
         #expect(policy.admits(origin: nil, host: "chat.example.com"))
-        #expect(policy.admits(origin: "https://chat.example.com", host: "chat.example.com"))
         #expect(policy.admits(origin: "http://127.0.0.1:8000", host: "127.0.0.1:8000"))
+        #expect(policy.admits(origin: "http://localhost:8000", host: "localhost:8000"))
+        #expect(policy.admits(origin: "https://[::1]:8443", host: "[::1]:8443"))
         #expect(!policy.admits(origin: "https://evil.example", host: "chat.example.com"))
         #expect(!policy.admits(origin: "http://127.0.0.1:8001", host: "127.0.0.1:8000"))
-        #expect(!policy.admits(origin: "null", host: "chat.example.com"))
+        #expect(!policy.admits(origin: "null", host: "127.0.0.1:8000"))
+        #expect(!policy.admits(origin: "chrome-extension://abcdef", host: "127.0.0.1:8000"))
+        // A name could be anyone's pointed at this address (DNS rebinding):
+        // its own origin by name is allowed only when listed.
+        #expect(!policy.admits(origin: "http://rebound.example:8000", host: "rebound.example:8000"))
+        #expect(!policy.admits(origin: "https://chat.example.com", host: "chat.example.com"))
         // Not a page's origin: a program, which could claim any origin.
         #expect(policy.admits(origin: "ws://127.0.0.1", host: "127.0.0.1:8000"))
     }

@@ -256,14 +256,14 @@ extension Setting {
     public static let webTLSKey = Setting("WEB_TLS_KEY", default: "", "PEM private key of WEB_TLS_CERT.")
     public static let webAllowedOrigins = Setting(
         "WEB_ALLOWED_ORIGINS", default: "",
-        "Origins whose pages may open WebSockets (comma-separated, as https://chat.example.com; * for any). Empty: the page's own origin, and clients that send none."
+        "Origins whose pages may open WebSockets (comma-separated, as https://chat.example.com; * for any). Besides them: the page's own origin when reached by IP address or localhost, and clients that send none."
     )
     public static let webMaxConnections = Setting(
         "WEB_MAX_CONNECTIONS", integer: 1024, in: 1...1_000_000,
         "WebSockets open at once; one more is closed with code 1013 (try again later).")
     public static let webMessagesPerSecond = Setting(
-        "WEB_MESSAGES_PER_SECOND", integer: 50, in: 1...1_000_000,
-        "Frames one WebSocket may send per second (twice that at once); a faster client is closed with code 1008.")
+        "WEB_MESSAGES_PER_SECOND", integer: 200, in: 1...1_000_000,
+        "Frames one WebSocket may send per second (twice that at once), its ACKs included; a faster client is closed with code 1008.")
     public static let webMetricsPort = Setting("WEB_METRICS_PORT", integer: 9110, in: 0...65535, "udpchat-web's metrics and health port.")
 
     /// Every setting, in documentation order.

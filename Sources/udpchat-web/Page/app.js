@@ -138,26 +138,29 @@ function closeRoom() {
 
 // Messages, in the order the server committed them (message_id).
 
+// Each message is put in its place once, before the first with a greater
+// id, so a screen reader announces only what is new.
 function addMessage(message) {
-  if (typeof message.message_id !== "number") return;
+  if (typeof message.message_id !== "number" || state.messages.has(message.message_id)) return;
   state.messages.set(message.message_id, message);
+  const list = $("messages");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const item = element("li");
+  item.dataset.messageId = String(message.message_id);
+  const when = new Date((message.timestamp ?? 0) * 1000);
+  const time = element("time", "", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  time.dateTime = when.toISOString();
+  item.append(element("span", "name", message.name ?? "?"), time, element("p", "content", message.content ?? ""));
+  const later = [...list.children].find((other) => Number(other.dataset.messageId) > message.message_id);
+  list.insertBefore(item, later ?? null);
+  if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
 function renderMessages() {
-  const list = $("messages");
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.replaceChildren();
-  const ordered = [...state.messages.values()].sort((a, b) => a.message_id - b.message_id);
-  for (const message of ordered) {
-    const item = element("li");
-    item.dataset.messageId = String(message.message_id);
-    const when = new Date((message.timestamp ?? 0) * 1000);
-    const time = element("time", "", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-    time.dateTime = when.toISOString();
-    item.append(element("span", "name", message.name ?? "?"), time, element("p", "content", message.content ?? ""));
-    list.append(item);
-  }
-  if (atBottom) list.scrollTop = list.scrollHeight;
+  $("messages").replaceChildren();
+  const kept = [...state.messages.values()];
+  state.messages.clear();
+  for (const message of kept) addMessage(message);
 }
 
 function renderMembers() {
@@ -167,22 +170,28 @@ function renderMembers() {
   for (const member of ordered) list.append(element("li", "", member.name ?? member.user_id));
 }
 
-$("composer").addEventListener("submit", (event) => {
+$("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!state.room) return;
   const mode = new FormData($("composer")).get("mode");
   const content = $("draft").value.trim();
   const room_id = state.room.room_id;
+  let sent;
   if (mode === "bot") {
-    connection.send("AI_MESSAGE", { room_id });
+    sent = await connection.send("AI_MESSAGE", { room_id });
   } else if (!content) {
     return;
   } else if (mode === "helper") {
-    connection.send("AI_MESSAGE", { room_id, content });
+    sent = await connection.send("AI_MESSAGE", { room_id, content });
   } else {
-    connection.send("MESSAGE", { room_id, content });
+    sent = await connection.send("MESSAGE", { room_id, content });
   }
-  if (mode !== "bot") $("draft").value = "";
+  if (!sent) {
+    fail("Not connected: nothing was sent. Your draft is kept; send it again once reconnected.");
+    return;
+  }
+  // The draft goes once it is sent, and not if it changed meanwhile.
+  if (mode !== "bot" && $("draft").value.trim() === content) $("draft").value = "";
   fail("");
 });
 
@@ -231,7 +240,6 @@ const handlers = {
   ROOM_HISTORY: (data, packet) => {
     if (!state.room || (packet.room_id && packet.room_id !== state.room.room_id)) return;
     for (const item of Array.isArray(data) ? data : []) addMessage(item);
-    renderMessages();
   },
   ROOM_MEMBERS: (data, packet) => {
     if (!state.room || (packet.room_id && packet.room_id !== state.room.room_id)) return;
@@ -240,9 +248,7 @@ const handlers = {
     renderMembers();
   },
   MESSAGE: (data) => {
-    if (state.room?.room_id !== data.room_id) return;
-    addMessage(data);
-    renderMessages();
+    if (state.room?.room_id === data.room_id) addMessage(data);
   },
   MEMBER_JOINED: (data) => {
     if (state.room?.room_id !== data.room_id || !data.member) return;

@@ -98,6 +98,9 @@ export class Connection extends EventTarget {
     if (!session) return;
     this.held = null;
     this.storage.setItem(PIN, session.fingerprint);
+    // The old session's key is no credential to hand a server with another
+    // key: the page starts logged out.
+    this.forget();
     if (this.socket?.readyState === WebSocket.OPEN) await this.adopt(session);
     else this.open();
   }

@@ -9,14 +9,14 @@ import Testing
 struct BrowserTests {
     /// A system with udpchat-web, an AI worker on a stand-in model, and a
     /// browser; always stopped by PID.
-    static func withBrowser(_ body: (TestSystem, Chromium, String) async throws -> Void) async throws {
+    static func withBrowser(_ body: (TestSystem, Chromium, String, MockProvider) async throws -> Void) async throws {
         try await withSystem { system in
             let provider = try await system.startProvider("ok", reply: "Sounds good to me")
             try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1", "OPENAI_API_KEY": "sk-test"])
             let (_, url) = try await system.startWeb()
             let browser = try await Chromium(in: system.root)
             do {
-                try await body(system, browser, url)
+                try await body(system, browser, url, provider)
             } catch {
                 print(browser.process.log().suffix(4000))
                 await browser.close()
@@ -38,7 +38,7 @@ struct BrowserTests {
     static func messages(_ page: BrowserPage) async throws -> [String] { try await page.texts("#messages .content") }
 
     @Test func twoPeopleChatBothWaysAndSeeTheAIReply() async throws {
-        try await Self.withBrowser { system, browser, url in
+        try await Self.withBrowser { system, browser, url, provider in
             let alice = try await Self.logIn(browser, url, "alice@example.com")
             #expect(try await alice.texts("#me") == ["alice"])
             try await alice.submit("room-name", "Lounge", form: "create-form")
@@ -74,16 +74,50 @@ struct BrowserTests {
             let stored = try await system.storedMessages()
             #expect(stored.suffix(3) == [hello, "hi alice", "Sounds good to me"])
 
+            // The AI helper rewrites alice's draft: the model is given it.
+            try await alice.evaluate("document.querySelector('input[name=mode][value=helper]').checked = true; true")
+            try await alice.submit("draft", "pls come 2 party", form: "composer")
+            try await bob.waitFor("document.querySelectorAll('#messages .content').length === 4")
+            #expect(try await bob.texts("#messages .name").last == "alice")
+            let task = try #require(provider.requests().last?["body"]?.objectValue?["messages"]?.arrayValue?.last?.objectValue)
+            #expect(task["content"]?.stringValue?.contains("pls come 2 party") == true)
+
             if let path = ProcessInfo.processInfo.environment["UDPCHAT_SCREENSHOT"] {
                 try await alice.screenshot().write(to: URL(fileURLWithPath: path))
             }
+
+            // bob leaves: his page closes the room, and alice's members drop him.
+            try await bob.click("#leave")
+            try await bob.waitFor("document.getElementById('room-title').textContent === 'Choose a room'")
+            try await alice.waitFor("![...document.querySelectorAll('#members li')].some(e => e.textContent === 'bob')")
+            #expect(try await alice.texts("#members li") == ["alice"])
+        }
+    }
+
+    /// An account with a password: the page asks for it, says when it is
+    /// wrong, and logs in with the right one.
+    @Test func aPasswordIsAskedForWhenTheAccountHasOne() async throws {
+        try await Self.withBrowser { system, browser, url, _ in
+            let set = try await system.run("udpchat-store", ["user", "set-password", "erin@example.com"], input: "correct horse battery\n")
+            #expect(set.status == 0, "\(set.output)")
+            let erin = try await browser.open(url)
+            try await erin.waitFor("!document.getElementById('login').hidden")
+            #expect(try await erin.evaluate("document.getElementById('password-row').hidden") == .bool(true))
+            try await erin.submit("email", "erin@example.com", form: "login-form")
+            try await erin.waitFor("!document.getElementById('password-row').hidden")
+            #expect(try await erin.texts("#login-message") == ["Please type your password to continue"])
+            try await erin.submit("password", "wrong horse", form: "login-form")
+            try await erin.waitFor("document.getElementById('login-message').textContent === 'Incorrect password'")
+            #expect(try await erin.evaluate("document.getElementById('chat').hidden") == .bool(true))
+            try await erin.submit("password", "correct horse battery", form: "login-form")
+            try await erin.waitFor("!document.getElementById('chat').hidden && document.getElementById('me').textContent === 'erin'")
         }
     }
 
     /// A reload starts a new handshake; MERGE_SESSION brings the login
     /// and the open room back, with its history.
     @Test func aReloadKeepsTheSessionAndTheRoom() async throws {
-        try await Self.withBrowser { _, browser, url in
+        try await Self.withBrowser { _, browser, url, _ in
             let carol = try await Self.logIn(browser, url, "carol@example.com")
             try await carol.submit("room-name", "Kitchen", form: "create-form")
             try await carol.waitFor("document.getElementById('room-title').textContent === 'Kitchen'")
@@ -103,7 +137,7 @@ struct BrowserTests {
     /// A pinned fingerprint that is not the server's stops the page before
     /// it sends anything and says so; trusting the new key goes on.
     @Test func aChangedServerKeyShowsTheWarning() async throws {
-        try await Self.withBrowser { system, browser, url in
+        try await Self.withBrowser { system, browser, url, _ in
             let dave = try await Self.logIn(browser, url, "dave@example.com")
             let fingerprint = try #require(try await dave.evaluate("localStorage.getItem('server-fingerprint')").stringValue)
             #expect(try await system.run("udpchat-keys", ["show"]).output.contains(fingerprint))
@@ -122,10 +156,15 @@ struct BrowserTests {
             #expect(try await dave.evaluate("localStorage.getItem('server-fingerprint')") == .string(other))
             #expect(try await dave.evaluate("localStorage.getItem('session-id')") == session)
 
+            // Trusting the key goes on, logged out: the old session's key
+            // is not handed to a server with another key.
             try await dave.click("#trust-key")
-            try await dave.waitFor("!document.getElementById('chat').hidden && document.getElementById('me').textContent === 'dave'")
+            try await dave.waitFor("!document.getElementById('login').hidden")
             #expect(try await dave.evaluate("localStorage.getItem('server-fingerprint')") == .string(fingerprint))
             #expect(try await dave.evaluate("document.getElementById('key-warning').hidden") == .bool(true))
+            #expect(try await dave.evaluate("localStorage.getItem('session-id') !== \(session.jsonText)") == .bool(true))
+            try await dave.submit("email", "dave@example.com", form: "login-form")
+            try await dave.waitFor("!document.getElementById('chat').hidden && document.getElementById('me').textContent === 'dave'")
         }
     }
 }

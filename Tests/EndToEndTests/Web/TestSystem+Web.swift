@@ -1,3 +1,4 @@
+import ChatWire
 import Foundation
 
 extension TestSystem {
@@ -15,5 +16,33 @@ extension TestSystem {
             throw HarnessError("no url in '\(line)'")
         }
         return (web, String(field.dropFirst("url=".count)))
+    }
+}
+
+/// `body`'s result, or an error once `limit` has passed: a step that can
+/// hang (a peer that never answers) fails the test instead of stalling
+/// it. A body still running then is left to end when its system stops.
+func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let outcome = MutexBox<CheckedContinuation<T, any Error>?>(nil)
+    return try await withCheckedThrowingContinuation { continuation in
+        outcome.value = continuation
+        let finish = { @Sendable (result: Result<T, any Error>) in
+            outcome.mutate { pending in
+                defer { pending = nil }
+                return pending
+            }?.resume(with: result)
+        }
+        Task { finish(await Result(catching: body)) }
+        Task {
+            try? await Task.sleep(for: limit)
+            finish(.failure(HarnessError("\(what) did not finish within \(limit)")))
+        }
+    }
+}
+
+extension Result where Failure == any Error {
+    /// The outcome of an async throwing body.
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

@@ -31,6 +31,10 @@ struct WebBridgeTests {
     /// A full handshake and one encrypted round trip (HELLO) through the
     /// bridge: the edge's reply arrives whole, as text, and verifies.
     static func handshakeAndHello(_ url: String) async throws -> (fingerprint: String, hello: String) {
+        try await withDeadline(.seconds(20), "a handshake and HELLO through \(url)") { try await exchange(url) }
+    }
+
+    private static func exchange(_ url: String) async throws -> (fingerprint: String, hello: String) {
         let result = MutexBox<(String, String)?>(nil)
         try await WebSocketClient.connect(url: endpoint(url), logger: logger) { inbound, outbound, _ in
             let clientKey = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
@@ -66,23 +70,69 @@ struct WebBridgeTests {
     }
 
     /// Connects, sends `frames`, and reads until the bridge closes; the
-    /// close frame (nil when none came within the suite's time limit).
+    /// close frame it sent (nil: none).
     static func closeAfterSending(_ url: String, _ frames: [WebSocketOutboundWriter.OutboundFrame]) async throws -> WebSocketCloseFrame? {
-        try await WebSocketClient.connect(url: endpoint(url), configuration: .init(maxFrameSize: 1 << 17), logger: logger) {
-            inbound, outbound, _ in
-            for frame in frames { try await outbound.write(frame) }
-            for try await _ in inbound {}
+        try await withDeadline(.seconds(30), "a WebSocket the bridge should close") {
+            try await WebSocketClient.connect(url: endpoint(url), configuration: .init(maxFrameSize: 1 << 17), logger: logger) {
+                inbound, outbound, _ in
+                for frame in frames { try await outbound.write(frame) }
+                for try await _ in inbound {}
+            }
         }
     }
 
     static let status = #"{"type":"SECURE_MSG","session_id":"00","nonce":"00","ciphertext":"00"}"#
 
-    @Test func theProtocolGoesThroughByteForByte() async throws {
+    /// A whole exchange with the real edge: the handshake and HELLO verify.
+    @Test func aHandshakeAndAnEncryptedRoundTripGoThrough() async throws {
         try await withSystem { system in
             let (_, url) = try await system.startWeb()
             let (fingerprint, hello) = try await Self.handshakeAndHello(url)
             #expect(try await system.run("udpchat-keys", ["show"]).output.contains(fingerprint))
             #expect(hello == "Welcome to UDPChat-AI.")
+        }
+    }
+
+    /// With a stand-in edge that records what arrives: each frame is one
+    /// datagram with exactly its bytes (a message sent in fragments too),
+    /// each datagram from the edge one frame with exactly its bytes, and a
+    /// datagram from anyone else is not relayed.
+    @Test func framesAndDatagramsGoThroughByteForByteAndStraysDoNot() async throws {
+        try await withSystem { system in
+            let edge = try await StandInEdge()
+            defer { Task { await edge.close() } }
+            let (web, url) = try await system.startWeb(["UDP_SERVER_PORT": String(edge.port)])
+            let frame = #"{ "type" :"SESSION_INIT",  "client_key":"AAAA" , "n":[1 ,2.50]}"#
+            let long = #"{"type":"SECURE_MSG","ciphertext":""# + String(repeating: "ab", count: 300) + #""}"#
+            let reply = #"{"type": "SECURE_MSG",   "text": "caf\u00e9 \"quoted\""}"#
+            let marker = #"{"type":"SERVER_ERROR","message":"after the stray"}"#
+            let heard = MutexBox<[String]>([])
+            try await WebSocketClient.connect(url: Self.endpoint(url), configuration: .init(maxFrameSize: 64), logger: Self.logger) {
+                inbound, outbound, _ in
+                var messages = inbound.messages(maxSize: 1 << 16).makeAsyncIterator()
+                try await outbound.write(.text(frame))
+                // Over 64 bytes: the client sends it in fragments.
+                try await outbound.writeTextMessage(long)
+                guard await waitUntil(within: .seconds(10), { edge.datagrams.count == 2 }) else {
+                    throw HarnessError("the edge got \(edge.datagrams.count) datagrams")
+                }
+                let bridge = edge.datagrams[0].from
+                try await edge.send(Array(reply.utf8), to: bridge)
+                if case .text(let text)? = try await messages.next() { heard.mutate { $0.append(text) } }
+                // A stranger writes to the bridge's UDP socket; then the edge does.
+                let stranger = try await StandInEdge()
+                try await stranger.send(Array(#"{"type":"SECURE_MSG","from":"a stranger"}"#.utf8), to: bridge)
+                await stranger.close()
+                guard await waitUntil(within: .seconds(10), { (try? Self.metric(web, "udpchat_web_stray_datagrams_total")) == 1 }) else {
+                    throw HarnessError("the stray datagram was not counted")
+                }
+                try await edge.send(Array(marker.utf8), to: bridge)
+                if case .text(let text)? = try await messages.next() { heard.mutate { $0.append(text) } }
+                try await outbound.close(.normalClosure, reason: nil)
+            }
+            #expect(edge.datagrams.map { String(decoding: $0.bytes, as: UTF8.self) } == [frame, long])
+            #expect(Set(edge.datagrams.map(\.from)).count == 1, "one UDP socket for the WebSocket")
+            #expect(heard.value == [reply, marker])
         }
     }
 
@@ -131,7 +181,7 @@ struct WebBridgeTests {
             #expect(refused?.closeCode == .init(codeNumber: 1013))
             #expect(refused?.reason == "the bridge has its 1 connections; try again later")
             release.continuation.finish()
-            _ = try await first.value
+            _ = try await withDeadline(.seconds(20), "the first WebSocket's close") { try await first.value }
             // Its place is free again.
             #expect(await waitUntil { (try? await Self.handshakeAndHello(url)) != nil })
         }
@@ -166,15 +216,52 @@ struct WebBridgeTests {
         }
     }
 
+    /// Sockets udpchat-web holds now (TCP and UDP), from /proc.
+    static func sockets(_ web: ProgramProcess) -> Int {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(web.pid)/fd")) ?? []
+        return fds.filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(web.pid)/fd/\($0)"))?.hasPrefix("socket:") == true
+        }.count
+    }
+
+    /// A client that upgrades and then neither sends nor answers anything
+    /// (curl): the idle close goes unanswered, and the bridge drops the
+    /// connection anyway, its UDP socket with it.
+    @Test func aClientThatNeverAnswersTheCloseIsDroppedWithItsUDPSocket() async throws {
+        try await withSystem { system in
+            let (web, url) = try await system.startWeb(["INACTIVITY_TIMEOUT_MS": "1000"])
+            let port = try #require(URL(string: url)?.port)
+            let before = Self.sockets(web)
+            let curl = try ProgramProcess(
+                name: "curl", executable: URL(fileURLWithPath: "/usr/bin/curl"),
+                arguments: [
+                    "-s", "-N", "--max-time", "60", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H",
+                    "Sec-WebSocket-Version: 13",
+                    "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "http://127.0.0.1:\(port)/ws",
+                ],
+                environment: ["PATH": "/usr/bin:/bin"], directory: system.root)
+            system.extraProcesses.mutate { $0.append(curl) }
+            // Upgraded: a TCP connection and a UDP socket more.
+            #expect(await waitUntil { Self.sockets(web) == before + 2 })
+            // Closed for idleness at 1 s; unanswered, dropped 10 s later.
+            #expect(await waitUntil(within: .seconds(30)) { !curl.isRunning })
+            #expect(await waitUntil { Self.sockets(web) == before })
+            #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"idle\""]) == 1)
+            #expect(try Self.metric(web, "udpchat_web_connections") == 0)
+        }
+    }
+
     @Test func anIdleWebSocketIsClosedWithItsUDPSocket() async throws {
         try await withSystem { system in
             let (web, url) = try await system.startWeb(["INACTIVITY_TIMEOUT_MS": "1000"])
+            let before = Self.sockets(web)
             let started = ContinuousClock.now
             let closed = try await Self.closeAfterSending(url, [])
             #expect(closed?.closeCode == .normalClosure)
             #expect(closed?.reason == "nothing relayed for 1 s")
             #expect(ContinuousClock.now - started >= .milliseconds(900))
             #expect(await waitUntil { (try? Self.metric(web, "udpchat_web_connections")) == 0 })
+            #expect(await waitUntil { Self.sockets(web) == before }, "the UDP socket closes with the WebSocket")
             #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"idle\""]) == 1)
         }
     }
