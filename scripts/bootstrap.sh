@@ -6,7 +6,8 @@
 # systemd-sysusers for the install script) and Prometheus (promtool checks
 # each program's /metrics; a Prometheus server runs the dashboard's queries)
 # and PostgreSQL (the store's tests run on it as well as on SQLite), and
-# Chromium and curl (the web page's tests drive a real browser).
+# Chromium, curl and openssl (the web page's tests drive a real browser and
+# make a certificate).
 # Safe to run again; installs nothing that is already there.
 set -euo pipefail
 
@@ -26,7 +27,7 @@ for package in libzmq3-dev libsqlite3-dev libssl-dev pkg-config; do
 done
 if [ "$want_tests" = 1 ]; then
   command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
-  for package in python3-yaml systemd postgresql chromium curl; do
+  for package in python3-yaml systemd postgresql chromium curl openssl; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
 fi

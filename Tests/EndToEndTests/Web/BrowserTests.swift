@@ -9,11 +9,13 @@ import Testing
 struct BrowserTests {
     /// A system with udpchat-web, an AI worker on a stand-in model, and a
     /// browser; always stopped by PID.
-    static func withBrowser(_ body: (TestSystem, Chromium, String, MockProvider) async throws -> Void) async throws {
+    static func withBrowser(
+        web settings: [String: String] = [:], _ body: (TestSystem, Chromium, String, MockProvider) async throws -> Void
+    ) async throws {
         try await withSystem { system in
             let provider = try await system.startProvider("ok", reply: "Sounds good to me")
             try await system.startWorker(["AI_MODE": "gpt", "OPENAI_BASE_URL": provider.baseURL + "/v1", "OPENAI_API_KEY": "sk-test"])
-            let (_, url) = try await system.startWeb()
+            let (_, url) = try await system.startWeb(settings)
             let browser = try await Chromium(in: system.root)
             do {
                 try await body(system, browser, url, provider)
@@ -62,6 +64,11 @@ struct BrowserTests {
             #expect(try await alice.texts("#messages .name") == ["alice", "bob"])
             #expect(try await Self.messages(alice) == [hello, "hi alice"])
             #expect(try await Self.messages(bob) == [hello, "hi alice"])
+            // Each with the time it was written (the store's, in seconds).
+            let timed =
+                "[...document.querySelectorAll('#messages time')].every(t => Math.abs(Date.parse(t.dateTime) - Date.now()) < 300000)"
+            #expect(try await alice.evaluate(timed) == .bool(true))
+            #expect(try await alice.evaluate("document.querySelectorAll('#messages time').length") == 2)
 
             // The AI bot writes bob's next message; both see it, as bob's.
             try await bob.evaluate("document.querySelector('input[name=mode][value=bot]').checked = true; true")
@@ -111,6 +118,56 @@ struct BrowserTests {
             #expect(try await erin.evaluate("document.getElementById('chat').hidden") == .bool(true))
             try await erin.submit("password", "correct horse battery", form: "login-form")
             try await erin.waitFor("!document.getElementById('chat').hidden && document.getElementById('me').textContent === 'erin'")
+        }
+    }
+
+    /// On a phone-sized screen, from the keyboard alone: every field has a
+    /// label, Enter logs in, makes a room and sends, and the panels stack
+    /// in one column with nothing wider than the screen.
+    @Test func thePageWorksFromTheKeyboardOnAPhoneSizedScreen() async throws {
+        try await Self.withBrowser { _, browser, url, _ in
+            let page = try await browser.open(url)
+            _ = try await page.call(
+                "Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true])
+            try await page.waitFor("!document.getElementById('login').hidden")
+            let unlabelled = try await page.evaluate(
+                "[...document.querySelectorAll('input, textarea')].filter(e => e.labels.length === 0).map(e => e.id || e.name)")
+            #expect(unlabelled == .array([]))
+
+            try await page.evaluate("document.getElementById('email').focus(); true")
+            try await page.type("kim@example.com")
+            try await page.pressEnter()
+            try await page.waitFor("!document.getElementById('chat').hidden")
+            try await page.evaluate("document.getElementById('room-name').focus(); true")
+            try await page.type("Pocket")
+            try await page.pressEnter()
+            try await page.waitFor("document.getElementById('room-title').textContent === 'Pocket'")
+            // Opening the room puts the focus in the draft.
+            #expect(try await page.evaluate("document.activeElement.id") == "draft")
+            try await page.type("sent with Enter")
+            try await page.pressEnter()
+            try await page.waitFor("[...document.querySelectorAll('#messages .content')].some(e => e.textContent === 'sent with Enter')")
+            #expect(try await page.evaluate("document.getElementById('draft').value") == "")
+
+            #expect(try await page.evaluate("getComputedStyle(document.getElementById('chat')).gridTemplateColumns.split(' ').length") == 1)
+            #expect(try await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth") == .bool(true))
+        }
+    }
+
+    /// A page left alone stays connected: its STATUS every 10 s keeps the
+    /// bridge (closing after 12 s of nothing) and the session from idling out.
+    @Test func theKeepAliveHoldsAnIdlePageOpen() async throws {
+        try await Self.withBrowser(web: ["INACTIVITY_TIMEOUT_MS": "12000"]) { system, browser, url, _ in
+            _ = try await Self.logIn(browser, url, "lee@example.com")
+            let web = try #require(system.extraProcesses.value.first { $0.name == "web" })
+            let sent = try WebBridgeTests.metric(web, "udpchat_web_frames_total", ["direction=\"to_edge\""])
+            // Two keep-alives, 20 s: long past the bridge's 12 s.
+            #expect(
+                await waitUntil(within: .seconds(40)) {
+                    (try? WebBridgeTests.metric(web, "udpchat_web_frames_total", ["direction=\"to_edge\""])) ?? 0 >= sent + 2
+                })
+            #expect(try WebBridgeTests.metric(web, "udpchat_web_closed_total", ["reason=\"idle\""]) == 0)
+            #expect(try WebBridgeTests.metric(web, "udpchat_web_connections_total", ["result=\"accepted\""]) == 1)
         }
     }
 

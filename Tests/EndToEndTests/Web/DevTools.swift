@@ -195,6 +195,20 @@ struct BrowserPage: Sendable {
         try await evaluate("document.querySelector(\(Self.quoted(selector))).click(); true")
     }
 
+    /// Types `text` where the focus is, as a keyboard would.
+    func type(_ text: String) async throws {
+        _ = try await call("Input.insertText", ["text": .string(text)])
+    }
+
+    /// Presses Enter where the focus is.
+    func pressEnter() async throws {
+        for type in ["keyDown", "keyUp"] {
+            var event: JSONObject = ["type": .string(type), "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13]
+            if type == "keyDown" { event.append("text", "\r") }
+            _ = try await call("Input.dispatchKeyEvent", event)
+        }
+    }
+
     func reload() async throws {
         _ = try await call("Page.reload")
     }

@@ -177,9 +177,9 @@ struct WebBridgeTests {
             }
             // The first holds the only place until it closes.
             #expect(await waitUntil { (try? Self.metric(web, "udpchat_web_connections")) == 1 })
-            let refused = try await Self.closeAfterSending(url, [])
-            #expect(refused?.closeCode == .init(codeNumber: 1013))
-            #expect(refused?.reason == "the bridge has its 1 connections; try again later")
+            let refused = try await Self.silentClient(url, answer: true)
+            #expect(refused["status"] == 101)
+            #expect(refused["close"] == [1013, "the bridge has its 1 connections; try again later"])
             release.continuation.finish()
             _ = try await withDeadline(.seconds(20), "the first WebSocket's close") { try await first.value }
             // Its place is free again.
@@ -216,6 +216,59 @@ struct WebBridgeTests {
         }
     }
 
+    /// With a certificate the page and /ws are https:// and wss://; a
+    /// certificate it cannot read stops it at start with one clear line.
+    @Test func withACertificateItServesHTTPSAndRefusesOneItCannotRead() async throws {
+        try await withSystem { system in
+            let certificate = system.root.appendingPathComponent("web.crt").path
+            let key = system.root.appendingPathComponent("web.key").path
+            let made = try await runDetached(
+                URL(fileURLWithPath: "/usr/bin/env"),
+                [
+                    "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key,
+                    "-out", certificate,
+                ])
+            #expect(made.status == 0, "\(made.output)")
+            let (_, url) = try await system.startWeb(["WEB_TLS_CERT": certificate, "WEB_TLS_KEY": key])
+            #expect(url.hasPrefix("https://127.0.0.1:"))
+            let page = try await runDetached(
+                URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-s", "--max-time", "5", "--cacert", certificate, url])
+            #expect(page.output.contains("<title>udpchat</title>"), "\(page.output)")
+            let upgrade = try await runDetached(
+                URL(fileURLWithPath: "/usr/bin/env"),
+                [
+                    "curl", "-s", "-i", "--http1.1", "--max-time", "2", "--cacert", certificate, "-H", "Connection: Upgrade", "-H",
+                    "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                    url + "ws",
+                ])
+            #expect(upgrade.output.hasPrefix("HTTP/1.1 101"), "\(upgrade.output)")
+
+            let missing = try ProgramProcess(
+                name: "web-bad-tls", executable: system.binaries.appendingPathComponent("udpchat-web"),
+                environment: system.environment.merging(
+                    ["WS_PORT": "0", "WEB_METRICS_PORT": "0", "WEB_TLS_CERT": certificate + ".missing", "WEB_TLS_KEY": key]) { $1 },
+                directory: system.root)
+            #expect(await waitUntil { !missing.isRunning })
+            #expect(missing.terminationStatus == 1)
+            #expect(missing.log().contains("udpchat-web: WEB_TLS_CERT/WEB_TLS_KEY: cannot read"), "\(missing.log())")
+        }
+    }
+
+    /// What Tests/Interop/silent_websocket.py saw: an upgrade with no frame
+    /// sent, the close frame, and when the connection ended.
+    static func silentClient(_ url: String, answer: Bool) async throws -> JSONObject {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Interop/silent_websocket.py")
+        let address = try #require(URL(string: url))
+        let (status, output) = try await runDetached(
+            URL(fileURLWithPath: "/usr/bin/env"),
+            ["python3", script.path, address.host ?? "127.0.0.1", String(address.port ?? 0)] + (answer ? ["--answer"] : []))
+        guard status == 0, let report = try? JSONParser.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue else {
+            throw HarnessError("silent_websocket.py failed: \(output)")
+        }
+        return report
+    }
+
     /// Sockets udpchat-web holds now (TCP and UDP), from /proc.
     static func sockets(_ web: ProgramProcess) -> Int {
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(web.pid)/fd")) ?? []
@@ -224,27 +277,30 @@ struct WebBridgeTests {
         }.count
     }
 
-    /// A client that upgrades and then neither sends nor answers anything
-    /// (curl): the idle close goes unanswered, and the bridge drops the
-    /// connection anyway, its UDP socket with it.
+    /// A client that upgrades and then neither sends nor answers anything:
+    /// the idle close goes unanswered, and the bridge drops the connection
+    /// anyway, its UDP socket with it.
     @Test func aClientThatNeverAnswersTheCloseIsDroppedWithItsUDPSocket() async throws {
         try await withSystem { system in
             let (web, url) = try await system.startWeb(["INACTIVITY_TIMEOUT_MS": "1000"])
             let port = try #require(URL(string: url)?.port)
             let before = Self.sockets(web)
-            let curl = try ProgramProcess(
-                name: "curl", executable: URL(fileURLWithPath: "/usr/bin/curl"),
-                arguments: [
-                    "-s", "-N", "--max-time", "60", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H",
-                    "Sec-WebSocket-Version: 13",
-                    "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "http://127.0.0.1:\(port)/ws",
-                ],
-                environment: ["PATH": "/usr/bin:/bin"], directory: system.root)
-            system.extraProcesses.mutate { $0.append(curl) }
+            let silent = Task { try await Self.silentClient(url, answer: false) }
             // Upgraded: a TCP connection and a UDP socket more.
             #expect(await waitUntil { Self.sockets(web) == before + 2 })
-            // Closed for idleness at 1 s; unanswered, dropped 10 s later.
-            #expect(await waitUntil(within: .seconds(30)) { !curl.isRunning })
+            // Closed for idleness at 1 s, and dropped though it never answers.
+            let seen = try await withDeadline(.seconds(40), "the silent client's end") { try await silent.value }
+            #expect(seen["close"] == [1000, "nothing relayed for 1 s"])
+            let seconds = { (value: JSONValue?) -> Double in
+                switch value {
+                case .double(let number)?: return number
+                case .int(let number)?: return Double(number)
+                default: return -1
+                }
+            }
+            let waited = seconds(seen["eof_at"]) - seconds(seen["close_at"])
+            // At once, or at the latest when its 10 s to answer are up.
+            #expect(waited >= 0 && waited < 12, "dropped \(waited) s after the close frame: \(JSONValue.object(seen).jsonText)")
             #expect(await waitUntil { Self.sockets(web) == before })
             #expect(try Self.metric(web, "udpchat_web_closed_total", ["reason=\"idle\""]) == 1)
             #expect(try Self.metric(web, "udpchat_web_connections") == 0)
