@@ -214,7 +214,8 @@ private final class ToEdge: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func scheduleIdleCheck(on loop: any EventLoop, after delay: UInt64) {
-        idleCheck = loop.scheduleTask(in: .nanoseconds(Int64(delay))) { [self] in
+        // On the loop this handler lives on, like everything it touches.
+        idleCheck = loop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay))) { [self] in
             let limit = settings.inactivity.nanoseconds
             let idle = MonotonicClock.now() &- activity.last
             guard idle >= limit else {
