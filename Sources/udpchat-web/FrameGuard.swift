@@ -20,24 +20,19 @@ struct FrameGuard: Sendable {
     let maxBytes: Int
     let rate: Double
     let burst: Double
-    private var tokens: Double
-    private var updated: UInt64
+    private var bucket: TokenBucket
 
     init(maxBytes: Int, rate: Int, now: UInt64) {
         precondition(maxBytes > 0 && rate > 0)
         self.maxBytes = maxBytes
         self.rate = Double(rate)
         burst = Double(rate) * 2
-        tokens = burst
-        updated = now
+        bucket = TokenBucket(full: burst, at: now)
     }
 
     /// Checks one frame received at `now` (monotonic nanoseconds).
     mutating func admit(_ frame: [UInt8], now: UInt64) throws(Refusal) {
-        tokens = min(burst, tokens + Double(now &- updated) / 1e9 * rate)
-        updated = now
-        guard tokens >= 1 else { throw Self.flood(rate: Int(rate)) }
-        tokens -= 1
+        guard bucket.take(rate: rate, burst: burst, now: now) else { throw Self.flood(rate: Int(rate)) }
         guard frame.count <= maxBytes else { throw Self.oversize(limit: maxBytes) }
         guard case .object = try? JSONParser.parse(frame) else { throw Self.notJSON }
     }

@@ -13,6 +13,12 @@ enum OpsProbe {
         var body: String
     }
 
+    /// One metric of `process` now (summed over `labels`), from the port in its ready line.
+    static func metric(_ process: ProgramProcess, ready: String, _ name: String, _ labels: [String] = []) throws -> Double {
+        let port = try OperationsTests.metricsPort(process, ready: ready)
+        return total(samples(try get(port: port, path: "/metrics").body), name, labels)
+    }
+
     static func get(port: Int, path: String) throws -> Reply {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket: \(errno)") }

@@ -209,9 +209,7 @@ struct PrometheusTests {
     /// twelve messages, one AI reply.
     static func traffic(_ system: TestSystem, round: Int) async throws {
         let web = try #require(system.extraProcesses.value.first { $0.name == "web" }, "udpchat-web runs")
-        let ready = try #require(web.output.first { $0.hasPrefix("udpchat-web ready") })
-        let url = try #require(ready.split(separator: " ").first { $0.hasPrefix("url=") }?.dropFirst(4))
-        _ = try await WebBridgeTests.handshakeAndHello(String(url))
+        _ = try await WebBridgeTests.handshakeAndHello(try TestSystem.pageURL(of: web))
         let acksBefore = try system.edgeMetric("udpchat_edge_ack_round_trip_seconds_count")
         let (alice, bob, _, room) = try await system.aliceAndBob(in: "Round \(round)", tag: "\(round)")
         for n in 0..<12 { _ = try await (n % 2 == 0 ? alice : bob).sendMessage(roomId: room.roomId, content: "message \(n)") }

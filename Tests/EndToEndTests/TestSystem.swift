@@ -355,8 +355,7 @@ func waitUntil(within limit: Duration = .seconds(20), _ condition: () async thro
 extension TestSystem {
     /// One of the edge's metrics now (summed over its labels).
     func edgeMetric(_ name: String, _ labels: [String] = []) throws -> Double {
-        let port = try OperationsTests.metricsPort(edge, ready: "udpchat-edge ready")
-        return OpsProbe.total(OpsProbe.samples(try OpsProbe.get(port: port, path: "/metrics").body), name, labels)
+        try OpsProbe.metric(edge, ready: "udpchat-edge ready", name, labels)
     }
 }
 

@@ -2,7 +2,7 @@
 """A WebSocket client that upgrades, sends no frame, and reports what the
 server does: the close frame it sends and when it drops the connection.
 
-  silent_websocket.py HOST PORT [--answer] [--origin ORIGIN]
+  silent_websocket.py HOST PORT [--answer]
 
 --answer: reply to the server's close frame, as a well-behaved client does;
 without it the client never answers (nor pings). Prints one JSON line:
@@ -17,14 +17,11 @@ import time
 
 host, port = sys.argv[1], int(sys.argv[2])
 answer = "--answer" in sys.argv
-origin = sys.argv[sys.argv.index("--origin") + 1] if "--origin" in sys.argv else None
 
 connection = socket.create_connection((host, port), timeout=60)
 request = (
     f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    + (f"Origin: {origin}\r\n" if origin else "")
-    + "\r\n"
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 )
 connection.sendall(request.encode())
 start = time.monotonic()

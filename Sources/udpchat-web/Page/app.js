@@ -111,7 +111,7 @@ function openRoom(room) {
   if (state.room?.room_id !== room.room_id) {
     state.messages.clear();
     state.members.clear();
-    renderMessages();
+    $("messages").replaceChildren();
     renderMembers();
   }
   state.room = { room_id: room.room_id, name: room.name };
@@ -131,7 +131,7 @@ function closeRoom() {
   $("room-title").textContent = "Choose a room";
   $("leave").hidden = true;
   $("composer").hidden = true;
-  renderMessages();
+  $("messages").replaceChildren();
   renderMembers();
   renderRooms();
 }
@@ -156,12 +156,6 @@ function addMessage(message) {
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
-function renderMessages() {
-  $("messages").replaceChildren();
-  const kept = [...state.messages.values()];
-  state.messages.clear();
-  for (const message of kept) addMessage(message);
-}
 
 function renderMembers() {
   const list = $("members");

@@ -11,11 +11,17 @@ extension TestSystem {
         let web = try ProgramProcess(
             name: name, executable: binaries.appendingPathComponent("udpchat-web"), environment: environment, directory: root)
         extraProcesses.mutate { $0.append(web) }
-        let line = try await web.waitForLine(startingWith: "udpchat-web ready")
+        _ = try await web.waitForLine(startingWith: "udpchat-web ready")
+        return (web, try Self.pageURL(of: web))
+    }
+
+    /// The page's URL in a running udpchat-web's ready line.
+    static func pageURL(of web: ProgramProcess) throws -> String {
+        let line = web.output.first { $0.hasPrefix("udpchat-web ready") } ?? ""
         guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("url=") }) else {
             throw HarnessError("no url in '\(line)'")
         }
-        return (web, String(field.dropFirst("url=".count)))
+        return String(field.dropFirst("url=".count))
     }
 }
 

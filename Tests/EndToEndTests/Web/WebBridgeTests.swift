@@ -21,8 +21,7 @@ struct WebBridgeTests {
 
     /// One of udpchat-web's metrics now (summed over `labels`).
     static func metric(_ web: ProgramProcess, _ name: String, _ labels: [String] = []) throws -> Double {
-        let port = try OperationsTests.metricsPort(web, ready: "udpchat-web ready")
-        return OpsProbe.total(OpsProbe.samples(try OpsProbe.get(port: port, path: "/metrics").body), name, labels)
+        try OpsProbe.metric(web, ready: "udpchat-web ready", name, labels)
     }
 
     /// `url` (http://…/) as its WebSocket endpoint.
